@@ -1,0 +1,1 @@
+//! Vigil appliance: ingest, enrollment CA, storage, detection pipeline, alerts, evidence, audit.

@@ -1,0 +1,1 @@
+//! Vigil detection models: features, baselines, scoring, explanations, evaluation metrics. Pure.

@@ -1,0 +1,180 @@
+//! Control-stream and enrollment messages.
+//!
+//! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`.
+//! Appliance → sensor: `Welcome`, `Ack`, `Command`, `Enrolled`, `Refused`.
+
+use crate::error::{from_postcard_exact, ProtoError};
+use crate::event::{HostId, SensorHealth};
+use crate::frame::{encode_frame, FrameKind};
+use crate::limits::MAX_CONTROL_BYTES;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// One message on a control stream (or on an enrollment connection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ControlMessage {
+    /// First message of a sensor on a fresh connection.
+    Hello(Hello),
+    /// The appliance's answer to `Hello`.
+    Welcome(Welcome),
+    /// Periodic liveness and health.
+    Heartbeat(Heartbeat),
+    /// A batch (its seq range) is durably stored.
+    Ack(Ack),
+    /// A response action to carry out.
+    Command(Command),
+    /// How a response action went.
+    CommandResult(CommandResult),
+    /// A sensor asks for a client certificate.
+    Enroll(EnrollRequest),
+    /// Enrollment succeeded.
+    Enrolled(EnrollResponse),
+    /// The appliance refuses (bad token, unsupported version, revoked…).
+    Refused(Refusal),
+}
+
+impl ControlMessage {
+    /// Encode as a complete control frame (header + postcard payload).
+    pub fn to_frame(&self) -> Result<Vec<u8>, ProtoError> {
+        let payload = postcard::to_allocvec(self).map_err(|e| ProtoError::Encode(e.to_string()))?;
+        encode_frame(FrameKind::Control, &payload)
+    }
+
+    /// Decode the payload of a control frame.
+    pub fn from_payload(payload: &[u8]) -> Result<Self, ProtoError> {
+        if payload.len() > MAX_CONTROL_BYTES {
+            return Err(ProtoError::FrameTooLarge {
+                declared: payload.len(),
+                limit: MAX_CONTROL_BYTES,
+            });
+        }
+        from_postcard_exact(payload)
+    }
+}
+
+/// A sensor introduces itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol versions the sensor can speak.
+    pub protocol_versions: Vec<u8>,
+    pub sensor_version: String,
+    pub hostname: String,
+    pub os: String,
+    pub addrs: Vec<IpAddr>,
+    /// The next seq the sensor will assign (its high-water mark + 1).
+    pub next_seq: u64,
+}
+
+/// Settings the appliance pushes to a sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorConfig {
+    pub heartbeat_ms: u32,
+    pub batch_max_events: u32,
+    pub batch_max_ms: u32,
+    /// CPU budget, percent of one core, above which low-value events are aggregated.
+    pub cpu_budget_pct: f32,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            heartbeat_ms: 10_000,
+            batch_max_events: 2_000,
+            batch_max_ms: 500,
+            cpu_budget_pct: 1.0,
+        }
+    }
+}
+
+/// The appliance accepts a sensor's hello.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The version chosen for this connection.
+    pub protocol_version: u8,
+    /// The host id bound to the sensor's certificate.
+    pub host: HostId,
+    pub config: SensorConfig,
+    /// Highest seq the appliance has stored for this host (0 if none); the
+    /// sensor may drop spooled records at or below it.
+    pub stored_up_to: u64,
+}
+
+/// Liveness plus the sensor's self-measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub ts_ns: u64,
+    pub health: SensorHealth,
+}
+
+/// The events `first_seq..=last_seq` of one batch are durably stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// How many of them were already stored (retries).
+    pub duplicates: u32,
+}
+
+/// A response action with its provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: u64,
+    /// Operator who issued it (for the audit log and the host's timeline).
+    pub operator: String,
+    pub reason: String,
+    pub issued_ns: u64,
+    pub action: CommandAction,
+}
+
+/// What the sensor should do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandAction {
+    /// Cut the host off from everything but these addresses (the appliance).
+    Isolate { allow: Vec<IpAddr>, expires_ns: Option<u64> },
+    /// Undo `Isolate`.
+    Release,
+    /// Kill a process.
+    Kill { pid: u32 },
+    /// Hash and upload a file, at most `max_bytes`.
+    CollectFile { path: String, max_bytes: u64 },
+    /// Report the process list.
+    ListProcesses,
+}
+
+/// How a command went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub id: u64,
+    pub ok: bool,
+    pub message: String,
+    /// Attached output (process list, file bytes), bounded by the frame cap.
+    pub data: Vec<u8>,
+}
+
+/// Enrollment request: a one-time token plus a CSR for the sensor's own key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    pub token: String,
+    /// PKCS#10 certificate signing request, DER.
+    pub csr_der: Vec<u8>,
+    pub hostname: String,
+    pub os: String,
+    pub sensor_version: String,
+}
+
+/// Enrollment result: the signed client certificate and the CA to pin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub host: HostId,
+    pub cert_der: Vec<u8>,
+    pub ca_der: Vec<u8>,
+}
+
+/// Why the appliance refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Stable machine-readable code (`token_expired`, `token_used`, `version`, `revoked`…).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}

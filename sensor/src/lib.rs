@@ -1,0 +1,1 @@
+//! Vigil sensor: collectors, durable spool, QUIC uplink, response executor.

@@ -1,0 +1,1 @@
+//! Vigil web console: Leptos SSR pages served by axum inside the appliance.
