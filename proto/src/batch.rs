@@ -51,8 +51,8 @@ pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, ProtoError> {
 /// Decode a batch payload. Decompression stops at the cap, so a small
 /// hostile payload cannot make the receiver allocate without bound.
 pub fn decode_batch(payload: &[u8]) -> Result<Batch, ProtoError> {
-    let decoder =
-        zstd::stream::read::Decoder::new(payload).map_err(|e| ProtoError::Compression(e.to_string()))?;
+    let decoder = zstd::stream::read::Decoder::new(payload)
+        .map_err(|e| ProtoError::Compression(e.to_string()))?;
     let mut raw = Vec::new();
     decoder
         .take(MAX_BATCH_DECODED_BYTES as u64 + 1)

@@ -130,7 +130,10 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandAction {
     /// Cut the host off from everything but these addresses (the appliance).
-    Isolate { allow: Vec<IpAddr>, expires_ns: Option<u64> },
+    Isolate {
+        allow: Vec<IpAddr>,
+        expires_ns: Option<u64>,
+    },
     /// Undo `Isolate`.
     Release,
     /// Kill a process.

@@ -79,7 +79,14 @@ impl FrameHeader {
     /// The header's bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let len = (self.len as u32).to_be_bytes();
-        [self.version, self.kind as u8, len[0], len[1], len[2], len[3]]
+        [
+            self.version,
+            self.kind as u8,
+            len[0],
+            len[1],
+            len[2],
+            len[3],
+        ]
     }
 }
 

@@ -1,0 +1,285 @@
+//! `cargo xtask demo`: the most complete end-to-end path that exists.
+//!
+//! Starts the appliance on a fresh embedded store, enrolls a real sensor
+//! with a one-time token, lets it watch this machine, makes some activity
+//! (processes, connections, a write to a watched file) and prints what
+//! arrives at the appliance. Runs until Ctrl-C, or `--for SECS`.
+
+use crate::{cargo, prereq, run, target_dir, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the child processes it holds when the demo ends, however it ends.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (name, child) in self.0.iter_mut().rev() {
+            // SIGTERM first so both sides shut down gracefully and flush.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("demo: stopped {name}");
+        }
+    }
+}
+
+struct Options {
+    run_for: Option<Duration>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut run_for = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--for" => {
+                let secs: u64 = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--for takes a number of seconds")?;
+                run_for = Some(Duration::from_secs(secs));
+            }
+            other => return Err(format!("unknown demo option {other:?}")),
+        }
+    }
+    Ok(Options { run_for })
+}
+
+/// Entry point of `cargo xtask demo`.
+pub fn run_demo(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    prereq::ensure_packages(crate::BUILD_PACKAGES)?;
+    run(cargo().args(["build", "-p", "vigil-appliance", "-p", "vigil-sensor"]))?;
+    let bin = target_dir().join("debug");
+    let vigil = bin.join("vigil");
+    let sensor_bin = bin.join("vigil-sensor");
+
+    let data = target_dir().join("vigil-demo");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| format!("create {}: {e}", data.display()))?;
+    let mut children = Children(Vec::new());
+
+    let quic_port = free_port()?;
+    let https_port = free_port()?;
+    eprintln!(
+        "demo: starting the appliance on a fresh store in {}",
+        data.display()
+    );
+    let appliance = Command::new(&vigil)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
+        .args(["--https-listen", &format!("127.0.0.1:{https_port}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", vigil.display()))?;
+    children.0.push(("appliance".into(), appliance));
+    let admin_password = read_admin_password(&mut children.0[0].1)?;
+    wait_for_port(quic_port, https_port)?;
+
+    let token_out = output(
+        Command::new(&vigil)
+            .args(["token", "create", "--data"])
+            .arg(&data)
+            .args(["--ttl", "1h", "--uses", "1"]),
+    )?;
+    let token = field(&token_out, "token")?;
+    let fingerprint = field(&token_out, "ca-sha256")?;
+    eprintln!("demo: created a one-time enrollment token; CA fingerprint {fingerprint}");
+
+    let state = data.join("sensor-state");
+    run(Command::new(&sensor_bin)
+        .args(["enroll", "--appliance", &format!("127.0.0.1:{quic_port}")])
+        .args([
+            "--token",
+            &token,
+            "--ca-sha256",
+            &fingerprint,
+            "--state-dir",
+        ])
+        .arg(&state))?;
+
+    let config = write_sensor_config(&data, &state, quic_port)?;
+    let watched = data.join("watched");
+    let sensor = Command::new(&sensor_bin)
+        .args(["run", "--config"])
+        .arg(&config)
+        .spawn()
+        .map_err(|e| format!("start sensor: {e}"))?;
+    children.0.push(("sensor".into(), sensor));
+
+    println!();
+    println!("  Vigil demo is running");
+    println!(
+        "  web console : https://127.0.0.1:{https_port}/  (user admin, password {admin_password})"
+    );
+    println!(
+        "  metrics     : https://127.0.0.1:{https_port}/metrics (bearer token in {})",
+        data.join("metrics.token").display()
+    );
+    println!("  data        : {}", data.display());
+    println!();
+
+    let started = Instant::now();
+    let mut round = 0u32;
+    loop {
+        make_activity(&watched, round)?;
+        std::thread::sleep(Duration::from_secs(3));
+        let events = output(
+            Command::new(&vigil)
+                .args(["events", "--data"])
+                .arg(&data)
+                .args(["--since", "10m"]),
+        )?;
+        let lines: Vec<&str> = events.lines().collect();
+        println!("demo: {} events stored so far; latest:", lines.len());
+        for line in lines.iter().rev().take(8).rev() {
+            println!("    {line}");
+        }
+        let status = output(Command::new(&vigil).args(["status", "--data"]).arg(&data))?;
+        for line in status.lines().take(12) {
+            println!("  | {line}");
+        }
+        round += 1;
+        if let Some(limit) = opts.run_for {
+            if started.elapsed() >= limit {
+                break;
+            }
+        } else if round == 1 {
+            println!("demo: running until Ctrl-C (or pass --for SECS)");
+        }
+    }
+    if lines_of(&output(
+        Command::new(&vigil)
+            .args(["events", "--data"])
+            .arg(&data)
+            .args(["--since", "10m"]),
+    )?) == 0
+    {
+        return Err("no event reached the appliance".into());
+    }
+    Ok(())
+}
+
+fn lines_of(s: &str) -> usize {
+    s.lines().count()
+}
+
+/// Make activity the sensor should see: processes, TCP connections, a file write.
+fn make_activity(watched: &Path, round: u32) -> Result<()> {
+    for _ in 0..3 {
+        let _ = Command::new("/bin/true").status();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let accept = std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 5];
+            let _ = s.read(&mut buf);
+        }
+    });
+    if let Ok(mut s) = TcpStream::connect(addr) {
+        let _ = s.write_all(b"hello");
+        // Keep it open past one sock_diag poll so the network collector sees it.
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    let _ = accept.join();
+    std::fs::create_dir_all(watched).map_err(|e| e.to_string())?;
+    std::fs::write(
+        watched.join("authorized_keys"),
+        format!("ssh-ed25519 AAAA demo-{round}\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn write_sensor_config(data: &Path, state: &Path, quic_port: u16) -> Result<PathBuf> {
+    let path = data.join("sensor.toml");
+    let watched = data.join("watched");
+    let config = format!(
+        "appliance = \"127.0.0.1:{quic_port}\"\nstate_dir = \"{}\"\nspool_dir = \"{}\"\n\n[files]\npaths = [\"{}\"]\n",
+        state.display(),
+        state.join("spool").display(),
+        watched.display()
+    );
+    std::fs::write(&path, config).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The appliance prints the first admin password once on its first start.
+fn read_admin_password(child: &mut Child) -> Result<String> {
+    let stdout = child.stdout.take().ok_or("appliance stdout not captured")?;
+    let mut reader = BufReader::new(stdout);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut line = String::new();
+    while Instant::now() < deadline {
+        line.clear();
+        if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err("appliance exited before printing the admin password".into());
+        }
+        print!("  appliance: {line}");
+        if let Some(pw) = line.split("password:").nth(1) {
+            let pw = pw.trim().to_string();
+            // Keep draining the pipe so the appliance never blocks on stdout.
+            std::thread::spawn(move || {
+                for l in reader.lines().map_while(|l| l.ok()) {
+                    println!("  appliance: {l}");
+                }
+            });
+            return Ok(pw);
+        }
+    }
+    Err("appliance did not print the first admin password".into())
+}
+
+fn wait_for_port(_quic: u16, https: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", https)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err("appliance did not start listening within 60 s".into())
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `key: value` from a command's output.
+fn field(out: &str, key: &str) -> Result<String> {
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .ok_or_else(|| format!("no `{key}:` line in:\n{out}"))
+}
