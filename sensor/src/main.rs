@@ -1,0 +1,157 @@
+//! `vigil-sensor`: thin command-line shell over the `vigil_sensor` library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vigil_proto::{HostId, Payload};
+use vigil_sensor::spool::{Spool, SpoolError, SpoolOptions};
+use vigil_sensor::{Config, EnrollParams, Sensor};
+
+#[derive(Parser)]
+#[command(name = "vigil-sensor", version, about = "Vigil endpoint sensor")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enroll with the appliance using a one-time token.
+    Enroll {
+        /// Appliance address, HOST:PORT.
+        #[arg(long)]
+        appliance: String,
+        /// One-time enrollment token.
+        #[arg(long)]
+        token: String,
+        /// SHA-256 of the appliance CA certificate (hex, ':' allowed).
+        #[arg(long = "ca-sha256")]
+        ca_sha256: String,
+        /// Where key, certificate, CA and host id are stored.
+        #[arg(long, default_value = "/var/lib/vigil-sensor")]
+        state_dir: PathBuf,
+    },
+    /// Run the sensor.
+    Run {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Watch this network namespace (/run/netns/NAME) as the host.
+        #[arg(long)]
+        netns: Option<String>,
+    },
+    /// Test helper: append events to a spool forever, printing progress.
+    #[command(hide = true)]
+    DebugSpoolWriter {
+        /// Spool directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil-sensor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.cmd {
+        Cmd::Enroll {
+            appliance,
+            token,
+            ca_sha256,
+            state_dir,
+        } => {
+            let id = rt.block_on(vigil_sensor::enroll(&EnrollParams {
+                appliance,
+                token,
+                ca_sha256,
+                state_dir: state_dir.clone(),
+            }))?;
+            println!(
+                "enrolled as host {} (identity in {})",
+                id.host,
+                state_dir.display()
+            );
+            Ok(())
+        }
+        Cmd::Run { config, netns } => {
+            let mut cfg = Config::load(&config)?;
+            cfg.netns = netns;
+            rt.block_on(async move {
+                let handle = Sensor::start(cfg).await?;
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                handle.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
+        Cmd::DebugSpoolWriter { dir } => debug_writer(&dir).map_err(Into::into),
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Test helper behind `vigil-sensor debug-spool-writer`: appends events
+/// forever and acks every other hundred, printing `appended N acked M` after
+/// each step completes, so a test can `kill -9` it at any moment and check
+/// what survived.
+fn debug_writer(dir: &std::path::Path) -> Result<(), SpoolError> {
+    let mut sp = Spool::open(
+        dir,
+        HostId(1),
+        SpoolOptions {
+            segment_bytes: 64 * 1024,
+            ..SpoolOptions::default()
+        },
+    )?;
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let mut acked = 0u64;
+    loop {
+        let mut last = 0;
+        for _ in 0..100 {
+            last = sp.append(
+                last + 1,
+                Payload::ProcessExit(vigil_proto::ProcessExit {
+                    pid: sp.next_seq() as u32,
+                    exit_code: Some(0),
+                    exe: Some("/bin/true".into()),
+                }),
+            )?;
+        }
+        if last % 200 == 0 {
+            sp.ack(acked + 1, last - 100)?;
+            acked = last - 100;
+        }
+        let _ = writeln!(out, "appended {last} acked {acked}");
+        let _ = out.flush();
+    }
+}

@@ -1,0 +1,289 @@
+//! Wiring: collectors → pipeline (budget aggregation, spool append) →
+//! uplink, plus the health sampler. [`Sensor::start`] returns a handle whose
+//! [`SensorHandle::shutdown`] stops every task and thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, watch, Notify};
+use vigil_proto::{Command, CommandResult};
+
+use crate::collect::{self, now_ns, CollectorCtx, Observed, Sink};
+use crate::config::Config;
+use crate::enroll::{EnrollError, Identity};
+use crate::health::{Aggregator, CollectorStats, Health};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
+use crate::uplink::{CommandFn, HealthFn, Uplink, UplinkSettings, UplinkStatus};
+
+/// Capacity of the collector → pipeline channel.
+const SINK_CAPACITY: usize = 8192;
+/// How often aggregated flows are flushed while over budget.
+const AGGREGATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// The sensor could not start.
+#[derive(Debug, Error)]
+pub enum SensorError {
+    /// No usable identity (not enrolled yet?).
+    #[error("{0} (run `vigil-sensor enroll` first)")]
+    Identity(#[from] EnrollError),
+    /// The spool could not be opened.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// A collector could not be set up.
+    #[error("collector {name}: {message}")]
+    Collector {
+        /// Collector name.
+        name: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Entry point of the sensor library.
+pub struct Sensor;
+
+/// A running sensor.
+pub struct SensorHandle {
+    shutdown: watch::Sender<bool>,
+    stop_threads: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Inject observations as a collector would (used by tests and replay).
+    pub sink: Sink,
+    /// The spool (for inspection).
+    pub spool: Arc<Mutex<Spool>>,
+    /// Uplink counters.
+    pub uplink: Arc<UplinkStatus>,
+    /// Health state.
+    pub health: Arc<Health>,
+}
+
+impl Sensor {
+    /// Start with the identity stored in `config.state_dir`.
+    pub async fn start(config: Config) -> Result<SensorHandle, SensorError> {
+        let identity = Identity::load(&config.state_dir)?;
+        Sensor::start_with(config, identity, None).await
+    }
+
+    /// Start with an explicit identity and, optionally, a custom command executor.
+    pub async fn start_with(
+        config: Config,
+        identity: Identity,
+        commands: Option<CommandFn>,
+    ) -> Result<SensorHandle, SensorError> {
+        let spool = Spool::open(
+            &config.spool_dir,
+            identity.host,
+            SpoolOptions {
+                max_bytes: config.spool_max_bytes,
+                max_age_ns: config.spool_max_age.as_nanos() as u64,
+                ..SpoolOptions::default()
+            },
+        )?;
+        let stats = spool.stats();
+        if stats.torn_tails > 0 {
+            tracing::warn!(
+                torn = stats.torn_tails,
+                "spool: repaired torn tails at start"
+            );
+        }
+        let spool = Arc::new(Mutex::new(spool));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let stop_threads = Arc::new(AtomicBool::new(false));
+        let (sink, rx) = Sink::channel(SINK_CAPACITY);
+
+        let mut threads = Vec::new();
+        let mut collectors = Vec::new();
+        for (name, enabled) in [
+            ("process", config.collectors.process),
+            ("network", config.collectors.network),
+            ("auth", config.collectors.auth),
+            ("files", config.collectors.files),
+        ] {
+            if !enabled {
+                continue;
+            }
+            let st = CollectorStats::new(name);
+            let ctx = CollectorCtx {
+                sink: sink.clone(),
+                stats: st.clone(),
+                stop: stop_threads.clone(),
+            };
+            collectors.push(st);
+            let handle =
+                collect::spawn(name, ctx, &config).map_err(|e| SensorError::Collector {
+                    name,
+                    message: e.to_string(),
+                })?;
+            threads.push(handle);
+        }
+        let health = Health::new(collectors);
+        let appended = Arc::new(Notify::new());
+        let status = Arc::new(UplinkStatus::default());
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(pipeline(
+            rx,
+            spool.clone(),
+            appended.clone(),
+            health.clone(),
+            config.spool_max_age,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(sampler(
+            health.clone(),
+            config.cpu_budget_pct,
+            shutdown_rx.clone(),
+        )));
+        let health_fn: HealthFn = {
+            let health = health.clone();
+            let spool = spool.clone();
+            Arc::new(move || {
+                let (bytes, dropped) = {
+                    let sp = spool.lock().expect("spool lock");
+                    (sp.bytes(), sp.stats().dropped_total)
+                };
+                health.snapshot(bytes, dropped)
+            })
+        };
+        let commands = commands.unwrap_or_else(|| {
+            let ctx = crate::response::ResponseCtx {
+                appliance: config.appliance.clone(),
+                netns: config.netns.clone(),
+            };
+            Arc::new(move |cmd: Command| -> CommandResult {
+                crate::response::execute(&cmd, &ctx, now_ns())
+            })
+        });
+        let uplink = Uplink {
+            settings: UplinkSettings {
+                appliance: config.appliance.clone(),
+                batch_max_events: config.batch_max_events,
+                batch_max: config.batch_max,
+                heartbeat: config.heartbeat,
+                backoff_min: config.backoff_min,
+                backoff_max: config.backoff_max,
+                connect_timeout: config.connect_timeout,
+            },
+            identity,
+            spool: spool.clone(),
+            appended,
+            health: health_fn,
+            commands,
+            status: status.clone(),
+        };
+        tasks.push(tokio::spawn(uplink.run(shutdown_rx)));
+        Ok(SensorHandle {
+            shutdown: shutdown_tx,
+            stop_threads,
+            tasks,
+            threads,
+            sink,
+            spool,
+            uplink: status,
+            health,
+        })
+    }
+}
+
+impl SensorHandle {
+    /// Stop collectors, flush the pipeline into the spool, stop the uplink.
+    pub async fn shutdown(self) {
+        self.stop_threads.store(true, Ordering::SeqCst);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.spool.lock().expect("spool lock").sync() {
+            tracing::error!(error = %e, "spool sync at shutdown failed");
+        }
+    }
+}
+
+async fn pipeline(
+    mut rx: mpsc::Receiver<Observed>,
+    spool: Arc<Mutex<Spool>>,
+    appended: Arc<Notify>,
+    health: Arc<Health>,
+    max_age: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut agg = Aggregator::default();
+    let mut buf = Vec::with_capacity(512);
+    let mut flush_tick = tokio::time::interval(AGGREGATE_WINDOW);
+    let mut age_tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        let mut ready: Vec<Observed> = Vec::new();
+        tokio::select! {
+            n = rx.recv_many(&mut buf, 512) => {
+                if n == 0 { break; }
+                let over = health.over_budget.load(Ordering::Relaxed);
+                for o in buf.drain(..) {
+                    if let Some(p) = agg.offer(o.payload, over) {
+                        ready.push(Observed { ts_ns: o.ts_ns, payload: p });
+                    }
+                }
+            }
+            _ = flush_tick.tick() => {
+                let (out, folded) = agg.flush();
+                health.aggregated_total.fetch_add(folded, Ordering::Relaxed);
+                let ts = now_ns();
+                ready.extend(out.into_iter().map(|payload| Observed { ts_ns: ts, payload }));
+            }
+            _ = age_tick.tick() => {
+                let _ = max_age;
+                if let Err(e) = spool.lock().expect("spool lock").enforce_age(now_ns()) {
+                    tracing::error!(error = %e, "spool age enforcement failed");
+                }
+                appended.notify_one();
+            }
+            _ = shutdown.changed() => {
+                // Drain what collectors already produced.
+                while let Ok(o) = rx.try_recv() {
+                    ready.push(o);
+                }
+                let (out, folded) = agg.flush();
+                health.aggregated_total.fetch_add(folded, Ordering::Relaxed);
+                let ts = now_ns();
+                ready.extend(out.into_iter().map(|payload| Observed { ts_ns: ts, payload }));
+                append_all(&spool, &health, ready);
+                break;
+            }
+        }
+        if !ready.is_empty() {
+            append_all(&spool, &health, ready);
+            appended.notify_one();
+        }
+    }
+}
+
+fn append_all(spool: &Mutex<Spool>, health: &Health, ready: Vec<Observed>) {
+    let mut sp = spool.lock().expect("spool lock");
+    for o in ready {
+        if let Err(e) = sp.append(o.ts_ns, o.payload) {
+            // Full disk or similar: count it; the next successful append
+            // continues the seq, and the health report shows the drop.
+            health.dropped_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "spool append failed; event dropped");
+        }
+    }
+}
+
+async fn sampler(health: Arc<Health>, budget: f32, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { health.sample(now_ns(), budget); }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Collectors against the real kernel: real processes, TCP connections on
+//! loopback, file writes and auth log lines; then the same through the full
+//! sensor and uplink to the test appliance. Needs root: without it the tests
+//! fail when `CI` is set and otherwise skip with a message.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vigil_proto::{AuthMethod, FileOp, LoginService, Payload, ProcessStart, Transport, Visibility};
+use vigil_sensor::collect::{self, CollectorCtx, Observed, Sink};
+use vigil_sensor::health::CollectorStats;
+
+fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: needs root (CAP_NET_ADMIN for the process connector) and CI is set");
+    }
+    eprintln!("{test}: skipped, needs root");
+    false
+}
+
+struct Running {
+    rx: mpsc::Receiver<Observed>,
+    stats: Arc<CollectorStats>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    seen: Vec<Payload>,
+}
+
+impl Running {
+    fn start(name: &'static str, f: impl FnOnce(CollectorCtx) + Send + 'static) -> Running {
+        let (sink, rx) = Sink::channel(100_000);
+        let stats = CollectorStats::new(name);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ctx = CollectorCtx {
+            sink,
+            stats: stats.clone(),
+            stop: stop.clone(),
+        };
+        let thread = std::thread::spawn(move || f(ctx));
+        let r = Running {
+            rx,
+            stats,
+            stop,
+            thread: Some(thread),
+            seen: Vec::new(),
+        };
+        let t0 = Instant::now();
+        while matches!(r.stats.visibility(), Visibility::Unavailable(ref m) if m == "not started")
+            && t0.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        r
+    }
+
+    /// Wait for the first payload matching `pred`.
+    fn wait_for(&mut self, what: &str, pred: impl Fn(&Payload) -> bool) -> Payload {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(p) = self.seen.iter().find(|p| pred(p)) {
+                return p.clone();
+            }
+            match self.rx.try_recv() {
+                Ok(o) => self.seen.push(o.payload),
+                Err(_) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "timed out waiting for {what}; saw {} events",
+                        self.seen.len()
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn own_netns() -> u64 {
+    std::fs::metadata("/proc/self/ns/net").unwrap().ino()
+}
+
+#[test]
+fn process_collector_reports_exec_with_enrichment_and_exit() {
+    if !have_root("process_collector") {
+        return;
+    }
+    let mut r = Running::start("process", |ctx| collect::process::run(ctx, None));
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut child = std::process::Command::new("/bin/sleep")
+        .args(["0.5"])
+        .current_dir("/tmp")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let start = r.wait_for(
+        "exec of sleep",
+        |p| matches!(p, Payload::ProcessStart(s) if s.pid == pid),
+    );
+    let Payload::ProcessStart(s) = start else {
+        unreachable!()
+    };
+    let expected = ProcessStart {
+        pid,
+        ppid: std::process::id(),
+        exe: Some("/usr/bin/sleep".into()),
+        argv: vec!["/bin/sleep".into(), "0.5".into()],
+        uid: Some(0),
+        user: Some("root".into()),
+        cwd: Some("/tmp".into()),
+        parent_exe: Some(std::env::current_exe().unwrap().display().to_string()),
+        start_time_ns: s.start_time_ns,
+        netns: own_netns(),
+        exited_before_enrichment: false,
+    };
+    assert_eq!(s, expected);
+    let st = s.start_time_ns.unwrap();
+    assert!(
+        st + 2_000_000_000 > before && st < before + 2_000_000_000,
+        "start time near now"
+    );
+    assert!(child.wait().unwrap().success());
+    let exit = r.wait_for(
+        "exit of sleep",
+        |p| matches!(p, Payload::ProcessExit(e) if e.pid == pid),
+    );
+    let Payload::ProcessExit(e) = exit else {
+        unreachable!()
+    };
+    assert_eq!(e.exit_code, Some(0));
+    assert_eq!(e.exe.as_deref(), Some("/usr/bin/sleep"));
+
+    // A killed process exits with minus the signal.
+    let mut child = std::process::Command::new("/bin/sleep")
+        .arg("5")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    r.wait_for(
+        "exec",
+        |p| matches!(p, Payload::ProcessStart(s) if s.pid == pid),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let exit = r.wait_for(
+        "exit",
+        |p| matches!(p, Payload::ProcessExit(e) if e.pid == pid),
+    );
+    assert!(matches!(exit, Payload::ProcessExit(e) if e.exit_code == Some(-9)));
+
+    // A process that is gone at once still yields an event.
+    let pid = std::process::Command::new("/bin/true")
+        .spawn()
+        .unwrap()
+        .id();
+    r.wait_for(
+        "exec of true",
+        |p| matches!(p, Payload::ProcessStart(s) if s.pid == pid),
+    );
+}
+
+#[test]
+fn network_collector_reports_connect_and_accept_with_pid() {
+    if !have_root("network_collector") {
+        return;
+    }
+    let mut r = Running::start("network", |ctx| {
+        collect::network::run(ctx, Duration::from_millis(100), None)
+    });
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    std::thread::sleep(Duration::from_millis(250));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(server_addr).unwrap();
+    let (mut conn, peer) = listener.accept().unwrap();
+    let client_addr = client.local_addr().unwrap();
+    assert_eq!(peer, client_addr);
+    client.write_all(b"hi").unwrap();
+    let mut b = [0u8; 2];
+    conn.read_exact(&mut b).unwrap();
+    let me = Some(std::process::id());
+    let exe = Some(std::env::current_exe().unwrap().display().to_string());
+    let c = r.wait_for(
+        "connect",
+        |p| matches!(p, Payload::NetConnect(f) if f.local == client_addr),
+    );
+    let Payload::NetConnect(f) = c else {
+        unreachable!()
+    };
+    assert_eq!(
+        (f.transport, f.remote, f.pid, f.exe.clone(), f.repeat),
+        (Transport::Tcp, server_addr, me, exe.clone(), 1)
+    );
+    let a = r.wait_for(
+        "accept",
+        |p| matches!(p, Payload::NetAccept(f) if f.remote == client_addr),
+    );
+    let Payload::NetAccept(f) = a else {
+        unreachable!()
+    };
+    assert_eq!((f.local, f.pid, f.exe.clone()), (server_addr, me, exe));
+    // Reported once, not on every poll.
+    std::thread::sleep(Duration::from_millis(400));
+    while let Ok(o) = r.rx.try_recv() {
+        r.seen.push(o.payload);
+    }
+    let n = r
+        .seen
+        .iter()
+        .filter(|p| matches!(p, Payload::NetConnect(f) if f.local == client_addr))
+        .count();
+    assert_eq!(n, 1);
+    drop((client, conn));
+}
+
+#[test]
+fn auth_collector_turns_log_lines_into_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Nov 23 09:00:00 h sshd[1]: Accepted password for old from 1.1.1.1 port 1 ssh2\n",
+    )
+    .unwrap();
+    let path = log.clone();
+    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path));
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(b"Nov 23 10:00:01 h sshd[77]: Accepted publickey for alice from 10.0.0.5 port 51234 ssh2\nNov 23 10:00:02 h sshd[78]: Failed password for invalid user admin from 10.0.0.66 port 50002 ssh2\n").unwrap();
+    let login = r.wait_for("login", |p| matches!(p, Payload::Login(_)));
+    let Payload::Login(l) = login else {
+        unreachable!()
+    };
+    assert_eq!(l.user, "alice");
+    assert_eq!(l.method, AuthMethod::PublicKey);
+    assert_eq!(l.service, LoginService::Ssh);
+    assert_eq!(l.src_addr, Some("10.0.0.5".parse().unwrap()));
+    assert_eq!(l.src_port, Some(51234));
+    assert_eq!(l.pid, Some(77));
+    let fail = r.wait_for("failure", |p| matches!(p, Payload::AuthFailure(_)));
+    assert!(
+        matches!(fail, Payload::AuthFailure(i) if i.user == "admin" && i.src_port == Some(50002))
+    );
+    assert!(
+        !r.seen
+            .iter()
+            .any(|p| matches!(p, Payload::Login(l) if l.user == "old")),
+        "old lines skipped"
+    );
+}
+
+#[test]
+fn file_collector_reports_writes_with_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ssh = dir.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let keys = ssh.join("authorized_keys");
+    let paths: Vec<PathBuf> = vec![keys.clone()];
+    let mut r = Running::start("files", move |ctx| collect::files::run(ctx, paths));
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    std::fs::write(&keys, b"ssh-ed25519 AAAA attacker\n").unwrap();
+    let ev = r.wait_for("file change", |p| matches!(p, Payload::FileChange(_)));
+    let Payload::FileChange(c) = ev else {
+        unreachable!()
+    };
+    assert_eq!(c.path, keys.display().to_string());
+    assert_eq!(c.op, FileOp::Created);
+    assert_eq!(c.size, Some(26));
+    use sha2::Digest;
+    let want: [u8; 32] = sha2::Sha256::digest(b"ssh-ed25519 AAAA attacker\n").into();
+    assert_eq!(c.sha256, Some(want));
+}

@@ -1,0 +1,308 @@
+//! An in-process test appliance: a real QUIC/mTLS server with an rcgen CA,
+//! speaking the enrollment and ingest protocol exactly as the appliance does.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use tokio::sync::mpsc;
+use vigil_proto::control::{Ack, EnrollResponse, Refusal, Welcome};
+use vigil_proto::frame::HEADER_LEN;
+use vigil_proto::{
+    decode_batch, Command, CommandResult, ControlMessage, Event, FrameHeader, FrameKind, HostId,
+    SensorConfig, SensorHealth,
+};
+
+pub const GOOD_TOKEN: &str = "good-token";
+pub const TEST_HOST: HostId = HostId(0x42);
+
+/// The test CA (kept across server restarts so a sensor's identity stays valid).
+#[derive(Clone)]
+pub struct TestCa {
+    pub cert: Arc<rcgen::Certificate>,
+    pub key: Arc<rcgen::KeyPair>,
+    pub leaf_der: Vec<u8>,
+    pub leaf_key_der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "vigil test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut leaf = rcgen::CertificateParams::new(vec!["vigil-appliance".to_string()]).unwrap();
+        leaf.distinguished_name
+            .push(rcgen::DnType::CommonName, "vigil-appliance");
+        let leaf = leaf.signed_by(&leaf_key, &cert, &key).unwrap();
+        TestCa {
+            cert: Arc::new(cert),
+            key: Arc::new(key),
+            leaf_der: leaf.der().to_vec(),
+            leaf_key_der: leaf_key.serialize_der(),
+        }
+    }
+
+    pub fn der(&self) -> Vec<u8> {
+        self.cert.der().to_vec()
+    }
+
+    pub fn sha256(&self) -> String {
+        vigil_sensor::tls::sha256_hex(self.cert.der())
+    }
+}
+
+/// What the server saw.
+#[derive(Default)]
+pub struct Seen {
+    pub events: BTreeMap<u64, Event>,
+    pub batches: u64,
+    pub hellos: Vec<vigil_proto::control::Hello>,
+    pub heartbeats: Vec<SensorHealth>,
+    pub results: Vec<CommandResult>,
+    pub enroll_requests: u64,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub ca: TestCa,
+    pub seen: Arc<Mutex<Seen>>,
+    pub commands: mpsc::Sender<Command>,
+    endpoint: quinn::Endpoint,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(ca: TestCa, addr: SocketAddr) -> TestServer {
+        Self::start_with(ca, addr, Arc::new(Mutex::new(Seen::default()))).await
+    }
+
+    pub async fn start_with(ca: TestCa, addr: SocketAddr, seen: Arc<Mutex<Seen>>) -> TestServer {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.der())).unwrap();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![
+                    CertificateDer::from(ca.leaf_der.clone()),
+                    CertificateDer::from(ca.der()),
+                ],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.leaf_key_der.clone())),
+            )
+            .unwrap();
+        tls.alpn_protocols = vec![
+            vigil_proto::ALPN_INGEST.to_vec(),
+            vigil_proto::ALPN_ENROLL.to_vec(),
+        ];
+        let qcfg = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+        let server_cfg = quinn::ServerConfig::with_crypto(Arc::new(qcfg));
+        let endpoint = quinn::Endpoint::server(server_cfg, addr).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let (cmd_tx, cmd_rx) = mpsc::channel(16);
+        let cmd_rx = Arc::new(tokio::sync::Mutex::new(cmd_rx));
+        let ep = endpoint.clone();
+        let seen2 = seen.clone();
+        let ca2 = ca.clone();
+        let task = tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let seen = seen2.clone();
+                let ca = ca2.clone();
+                let cmd_rx = cmd_rx.clone();
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    let _ = handle(conn, ca, seen, cmd_rx).await;
+                });
+            }
+        });
+        TestServer {
+            addr,
+            ca,
+            seen,
+            commands: cmd_tx,
+            endpoint,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.endpoint.close(0u32.into(), b"stop");
+        self.task.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    /// Wait until `pred` holds on what the server saw (polling), or panic.
+    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(&self.seen.lock().unwrap()) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<(FrameKind, Vec<u8>)> {
+    let mut hdr = [0u8; HEADER_LEN];
+    recv.read_exact(&mut hdr).await?;
+    let h = FrameHeader::parse(&hdr)?;
+    let mut p = vec![0u8; h.len];
+    recv.read_exact(&mut p).await?;
+    Ok((h.kind, p))
+}
+
+async fn read_ctl(recv: &mut quinn::RecvStream) -> anyhow::Result<ControlMessage> {
+    let (kind, p) = read_frame(recv).await?;
+    anyhow::ensure!(kind == FrameKind::Control);
+    Ok(ControlMessage::from_payload(&p)?)
+}
+
+async fn handle(
+    conn: quinn::Connection,
+    ca: TestCa,
+    seen: Arc<Mutex<Seen>>,
+    cmd_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Command>>>,
+) -> anyhow::Result<()> {
+    let alpn = conn
+        .handshake_data()
+        .and_then(|h| h.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|h| h.protocol)
+        .unwrap_or_default();
+    if alpn == vigil_proto::ALPN_ENROLL {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let ControlMessage::Enroll(req) = read_ctl(&mut recv).await? else {
+            anyhow::bail!("expected enroll");
+        };
+        seen.lock().unwrap().enroll_requests += 1;
+        let answer = if req.token == GOOD_TOKEN {
+            let csr =
+                rcgen::CertificateSigningRequestParams::from_der(&req.csr_der.clone().into())?;
+            let cert = csr.signed_by(&ca.cert, &ca.key)?;
+            ControlMessage::Enrolled(EnrollResponse {
+                host: TEST_HOST,
+                cert_der: cert.der().to_vec(),
+                ca_der: ca.der(),
+            })
+        } else {
+            ControlMessage::Refused(Refusal {
+                code: "token_unknown".into(),
+                message: "this enrollment token is not known".into(),
+            })
+        };
+        send.write_all(&answer.to_frame()?).await?;
+        send.finish()?;
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+        return Ok(());
+    }
+    anyhow::ensure!(
+        conn.peer_identity().is_some(),
+        "ingest needs a client certificate"
+    );
+    let (mut ctl_send, mut ctl_recv) = conn.accept_bi().await?;
+    let ControlMessage::Hello(hello) = read_ctl(&mut ctl_recv).await? else {
+        anyhow::bail!("expected hello");
+    };
+    let stored_up_to = seen
+        .lock()
+        .unwrap()
+        .events
+        .keys()
+        .next_back()
+        .copied()
+        .unwrap_or(0);
+    seen.lock().unwrap().hellos.push(hello);
+    let welcome = ControlMessage::Welcome(Welcome {
+        protocol_version: 1,
+        host: TEST_HOST,
+        config: SensorConfig::default(),
+        stored_up_to,
+    });
+    ctl_send.write_all(&welcome.to_frame()?).await?;
+    // Control stream reader.
+    let seen_c = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(msg) = read_ctl(&mut ctl_recv).await {
+            match msg {
+                ControlMessage::Heartbeat(h) => seen_c.lock().unwrap().heartbeats.push(h.health),
+                ControlMessage::CommandResult(r) => seen_c.lock().unwrap().results.push(r),
+                _ => {}
+            }
+        }
+    });
+    // Command pusher.
+    let conn2 = conn.clone();
+    tokio::spawn(async move {
+        let mut rx = cmd_rx.lock().await;
+        loop {
+            tokio::select! {
+                c = rx.recv() => {
+                    let Some(c) = c else { return };
+                    let f = ControlMessage::Command(c).to_frame().unwrap();
+                    if ctl_send.write_all(&f).await.is_err() { return; }
+                }
+                _ = conn2.closed() => return,
+            }
+        }
+    });
+    loop {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            let Ok((FrameKind::Batch, p)) = read_frame(&mut recv).await else {
+                return;
+            };
+            let Ok(batch) = decode_batch(&p) else { return };
+            let Some((first, last)) = batch.seq_range() else {
+                return;
+            };
+            let mut dup = 0;
+            {
+                let mut s = seen.lock().unwrap();
+                s.batches += 1;
+                for e in batch.events {
+                    if s.events.insert(e.header.seq, e).is_some() {
+                        dup += 1;
+                    }
+                }
+            }
+            let ack = ControlMessage::Ack(Ack {
+                first_seq: first,
+                last_seq: last,
+                duplicates: dup,
+            });
+            let _ = send.write_all(&ack.to_frame().unwrap()).await;
+            let _ = send.finish();
+        });
+    }
+}
+
+/// A free UDP port on loopback (bound then released).
+pub fn free_udp_addr() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}

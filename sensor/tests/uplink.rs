@@ -1,0 +1,303 @@
+//! Enrollment and uplink against an in-process QUIC/mTLS test appliance.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{free_udp_addr, TestCa, TestServer, GOOD_TOKEN, TEST_HOST};
+use vigil_proto::{Command, CommandAction, Payload, ProcessExit};
+use vigil_sensor::enroll::EnrollError;
+use vigil_sensor::{enroll, Config, EnrollParams, Identity, Sensor};
+
+fn params(server: &TestServer, token: &str, fp: String, dir: &std::path::Path) -> EnrollParams {
+    EnrollParams {
+        appliance: server.addr.to_string(),
+        token: token.into(),
+        ca_sha256: fp,
+        state_dir: dir.to_path_buf(),
+    }
+}
+
+fn test_config(addr: &str, state: &std::path::Path) -> Config {
+    let mut c = Config::new(addr, state);
+    c.collectors.process = false;
+    c.collectors.network = false;
+    c.collectors.auth = false;
+    c.collectors.files = false;
+    c.batch_max = Duration::from_millis(50);
+    c.batch_max_events = 100;
+    c.heartbeat = Duration::from_millis(200);
+    c.backoff_min = Duration::from_millis(50);
+    c.backoff_max = Duration::from_millis(400);
+    c.connect_timeout = Duration::from_millis(300);
+    c
+}
+
+fn exit_event(i: u32) -> Payload {
+    Payload::ProcessExit(ProcessExit {
+        pid: i,
+        exit_code: Some(0),
+        exe: Some("/bin/true".into()),
+    })
+}
+
+async fn enrolled(server: &TestServer, dir: &std::path::Path) -> Identity {
+    enroll(&params(server, GOOD_TOKEN, server.ca.sha256(), dir))
+        .await
+        .expect("enroll")
+}
+
+#[tokio::test]
+async fn enroll_with_good_token_stores_identity_0600() {
+    let server = TestServer::start(TestCa::new(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Fingerprint given with colons and in upper case is accepted too.
+    let fp = server
+        .ca
+        .sha256()
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let id = enroll(&params(&server, GOOD_TOKEN, fp, dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(id.host, TEST_HOST);
+    assert_eq!(id.ca_der, server.ca.der());
+    for f in ["key.pem", "cert.pem", "ca.pem", "host_id"] {
+        let m = std::fs::metadata(dir.path().join(f)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let loaded = Identity::load(dir.path()).unwrap();
+    assert_eq!(loaded.host, TEST_HOST);
+    assert_eq!(loaded.cert_der, id.cert_der);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn enroll_refused_token_reports_reason() {
+    let server = TestServer::start(TestCa::new(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = enroll(&params(&server, "wrong", server.ca.sha256(), dir.path()))
+        .await
+        .unwrap_err();
+    match &err {
+        EnrollError::Refused { code, message } => {
+            assert_eq!(code, "token_unknown");
+            assert!(message.contains("not known"));
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(err.to_string().contains("token_unknown"));
+    assert!(!dir.path().join("key.pem").exists(), "nothing stored");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn enroll_rejects_wrong_ca_fingerprint() {
+    let server = TestServer::start(TestCa::new(), "127.0.0.1:0".parse().unwrap()).await;
+    let other_ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let err = enroll(&params(&server, GOOD_TOKEN, other_ca.sha256(), dir.path()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnrollError::FingerprintMismatch), "{err:?}");
+    assert_eq!(
+        server.seen.lock().unwrap().enroll_requests,
+        0,
+        "token never sent"
+    );
+    assert!(!dir.path().join("key.pem").exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn batches_are_acked_and_removed_from_spool_and_heartbeats_flow() {
+    let server = TestServer::start(TestCa::new(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&server, dir.path()).await;
+    let cfg = test_config(&server.addr.to_string(), dir.path());
+    let sensor = Sensor::start_with(cfg, id, None).await.unwrap();
+    for i in 0..1000 {
+        assert!(sensor.sink.emit_async(exit_event(i)).await);
+    }
+    server
+        .wait_for("1000 events", Duration::from_secs(20), |s| {
+            s.events.len() == 1000
+        })
+        .await;
+    {
+        let seen = server.seen.lock().unwrap();
+        let seqs: Vec<u64> = seen.events.keys().copied().collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>(), "gap-free from 1");
+        for (i, e) in seen.events.values().enumerate() {
+            assert_eq!(e.header.host, TEST_HOST);
+            assert_eq!(e.payload, exit_event(i as u32));
+        }
+        assert!(seen.batches >= 10, "batched by 100: {}", seen.batches);
+        assert!(seen.hellos[0].next_seq >= 1 && seen.hellos[0].next_seq <= 1001);
+    }
+    // Acked records leave the spool.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let unacked = sensor.spool.lock().unwrap().unacked_len();
+        if unacked == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {unacked} unacked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+        .wait_for("a heartbeat", Duration::from_secs(5), |s| {
+            !s.heartbeats.is_empty()
+        })
+        .await;
+    let hb = server
+        .seen
+        .lock()
+        .unwrap()
+        .heartbeats
+        .last()
+        .cloned()
+        .unwrap();
+    assert!(hb.rss_bytes > 0);
+    sensor.shutdown().await;
+    // Everything acked before shutdown: a restart replays nothing.
+    let sp =
+        vigil_sensor::spool::Spool::open(&dir.path().join("spool"), TEST_HOST, Default::default())
+            .unwrap();
+    assert_eq!(sp.unacked_len(), 0);
+    assert_eq!(sp.next_seq(), 1001);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_appliance_keeps_everything_and_sends_it_later() {
+    let ca = TestCa::new();
+    let first = TestServer::start(ca.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&first, dir.path()).await;
+    first.stop().await;
+    let addr = free_udp_addr();
+    let cfg = test_config(&addr.to_string(), dir.path());
+    let sensor = Sensor::start_with(cfg, id, None).await.unwrap();
+    for i in 0..300 {
+        sensor.sink.emit_async(exit_event(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sensor.spool.lock().unwrap().unacked_len(),
+        300,
+        "spool keeps all"
+    );
+    assert!(
+        sensor
+            .uplink
+            .connect_failures
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2,
+        "retried with backoff"
+    );
+    let server = TestServer::start(ca, addr).await;
+    server
+        .wait_for(
+            "300 events after the appliance came up",
+            Duration::from_secs(20),
+            |s| s.events.len() == 300,
+        )
+        .await;
+    let seqs: Vec<u64> = server.seen.lock().unwrap().events.keys().copied().collect();
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+    sensor.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn spool_survives_sensor_restart_while_offline() {
+    let ca = TestCa::new();
+    let first = TestServer::start(ca.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&first, dir.path()).await;
+    first.stop().await;
+    let addr = free_udp_addr();
+    let sensor = Sensor::start_with(test_config(&addr.to_string(), dir.path()), id.clone(), None)
+        .await
+        .unwrap();
+    for i in 0..50 {
+        sensor.sink.emit_async(exit_event(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sensor.shutdown().await;
+    let sensor = Sensor::start_with(test_config(&addr.to_string(), dir.path()), id, None)
+        .await
+        .unwrap();
+    for i in 50..60 {
+        sensor.sink.emit_async(exit_event(i)).await;
+    }
+    let server = TestServer::start(ca, addr).await;
+    server
+        .wait_for("60 events", Duration::from_secs(20), |s| {
+            s.events.len() == 60
+        })
+        .await;
+    let events: Vec<_> = server.seen.lock().unwrap().events.values().cloned().collect();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.header.seq, i as u64 + 1);
+        assert_eq!(e.payload, exit_event(i as u32));
+    }
+    sensor.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_are_executed_and_reported() {
+    let server = TestServer::start(TestCa::new(), "127.0.0.1:0".parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&server, dir.path()).await;
+    let sensor = Sensor::start_with(test_config(&server.addr.to_string(), dir.path()), id, None)
+        .await
+        .unwrap();
+    server
+        .wait_for("hello", Duration::from_secs(10), |s| !s.hellos.is_empty())
+        .await;
+    let file = dir.path().join("evidence.txt");
+    std::fs::write(&file, b"evidence").unwrap();
+    server
+        .commands
+        .send(Command {
+            id: 77,
+            operator: "alice".into(),
+            reason: "triage".into(),
+            issued_ns: 0,
+            action: CommandAction::CollectFile {
+                path: file.display().to_string(),
+                max_bytes: 1024,
+            },
+        })
+        .await
+        .unwrap();
+    server
+        .wait_for("command result", Duration::from_secs(10), |s| {
+            !s.results.is_empty()
+        })
+        .await;
+    let r = server.seen.lock().unwrap().results[0].clone();
+    assert_eq!(r.id, 77);
+    assert!(r.ok);
+    assert_eq!(r.data, b"evidence");
+    server
+        .wait_for("ResponseResult event", Duration::from_secs(10), |s| {
+            s.events.values().any(|e| {
+                matches!(&e.payload, Payload::ResponseResult(rr) if rr.command_id == 77 && rr.ok)
+            })
+        })
+        .await;
+    sensor.shutdown().await;
+    server.stop().await;
+}
