@@ -1,1 +1,8 @@
-//! Vigil data sets: synthetic enterprise generator and adapters for public lateral-movement formats.
+//! Vigil data sets: a deterministic synthetic enterprise with labelled
+//! lateral movement, adapters for public formats (LANL 2015, OTRF
+//! Security-Datasets JSON, EVTX) into `proto` events, and the evaluation
+//! driver behind `vigil eval` (it lives here, not in `models`, because it
+//! reads files; `models` stays pure).
+
+pub mod eval;
+pub mod synth;
