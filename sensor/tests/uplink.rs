@@ -246,7 +246,14 @@ async fn spool_survives_sensor_restart_while_offline() {
             s.events.len() == 60
         })
         .await;
-    let events: Vec<_> = server.seen.lock().unwrap().events.values().cloned().collect();
+    let events: Vec<_> = server
+        .seen
+        .lock()
+        .unwrap()
+        .events
+        .values()
+        .cloned()
+        .collect();
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.header.seq, i as u64 + 1);
         assert_eq!(e.payload, exit_event(i as u32));

@@ -64,7 +64,7 @@ pub fn split_syslog(line: &str) -> (String, Option<u32>, &str) {
 /// `session closed` line can carry it.
 #[derive(Debug, Default)]
 pub struct AuthParser {
-    sessions: HashMap<u32, (Option<IpAddr>, Option<u16>, AuthMethod)>,
+    sessions: HashMap<(Option<IpAddr>, Option<u16>), AuthMethod>,
 }
 
 fn method(word: &str) -> AuthMethod {
@@ -131,12 +131,10 @@ impl AuthParser {
             let (m, rest) = rest.split_once(" for ")?;
             let (user, addr, port) = user_from(rest)?;
             let method = method(m);
-            if let Some(pid) = pid {
-                if self.sessions.len() > 10_000 {
-                    self.sessions.clear();
-                }
-                self.sessions.insert(pid, (addr, port, method.clone()));
+            if self.sessions.len() > 10_000 {
+                self.sessions.clear();
             }
+            self.sessions.insert((addr, port), method.clone());
             let mut i = info(user, method, LoginService::Ssh, pid);
             i.src_addr = addr;
             i.src_port = port;
@@ -163,13 +161,20 @@ impl AuthParser {
             i.src_port = port;
             return Some(Payload::AuthFailure(i));
         }
-        if let Some(rest) = msg.strip_prefix("pam_unix(sshd:session): session closed for user ") {
-            let user = rest.split_whitespace().next()?.to_string();
-            let (addr, port, method) = pid.and_then(|p| self.sessions.remove(&p)).unwrap_or((
-                None,
-                None,
-                AuthMethod::Other("unknown".into()),
-            ));
+        // "session closed" (PAM) carries no source; this line, logged with
+        // and without PAM, does.
+        if let Some(rest) = msg.strip_prefix("Disconnected from user ") {
+            let mut it = rest.split_whitespace();
+            let user = it.next()?.to_string();
+            let addr = it.next()?.parse().ok();
+            let port = match (it.next(), it.next()) {
+                (Some("port"), Some(p)) => p.parse().ok(),
+                _ => None,
+            };
+            let method = self
+                .sessions
+                .remove(&(addr, port))
+                .unwrap_or(AuthMethod::Other("unknown".into()));
             let mut i = info(user, method, LoginService::Ssh, pid);
             i.src_addr = addr;
             i.src_port = port;
