@@ -5,4 +5,8 @@
 //! reads files; `models` stays pure).
 
 pub mod eval;
+pub mod evtx_file;
+pub mod lanl;
+pub mod otrf;
 pub mod synth;
+pub mod windows;

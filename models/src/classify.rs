@@ -91,6 +91,12 @@ pub fn is_shell(exe: &str) -> bool {
 /// If `parent → child` is a process spawned by a remote session, the
 /// technique it points to.
 pub fn remote_spawn(parent: &str, child: &str) -> Option<&'static str> {
+    // these hosts only start for a remote session: their start is the trace
+    match child {
+        "wsmprovhost.exe" | "winrshost.exe" => return Some("T1021.006"),
+        "psexesvc.exe" | "psexesvc" => return Some("T1569.002"),
+        _ => {}
+    }
     let t = remote_parent_technique(parent)?;
     (!routine_child(parent, child)).then_some(t)
 }
@@ -148,6 +154,10 @@ mod tests {
         assert_eq!(remote_spawn("services.exe", "cmd.exe"), Some("T1569.002"));
         assert_eq!(remote_spawn("sshd", "bash"), Some("T1021.004"));
         assert_eq!(remote_spawn("explorer.exe", "cmd.exe"), None);
+        assert_eq!(
+            remote_spawn("svchost.exe", "wsmprovhost.exe"),
+            Some("T1021.006")
+        );
         assert_eq!(
             basename("C:\\Windows\\System32\\WmiPrvSE.exe"),
             "wmiprvse.exe"

@@ -149,6 +149,20 @@ struct HopRecord {
     alert_id: Option<u64>,
     incident_id: Option<u64>,
     chain_bonus: f64,
+    /// Remote-session traces already added to the score.
+    boosts: Vec<String>,
+}
+
+/// A remote-session trace (spawn, key write) seen before its hop arrived
+/// (Windows channels reach the collector in a different order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingTrace {
+    host: HostId,
+    ts: u64,
+    technique: String,
+    process: Option<String>,
+    ev_id: (HostId, u64),
+    bonus: f64,
 }
 
 /// A lateral-movement incident under construction.
@@ -220,6 +234,7 @@ pub struct Detector {
     hosts: BTreeMap<HostId, HostState>,
     binary_hosts: BTreeMap<u64, u32>,
     hops: VecDeque<HopRecord>,
+    pending: VecDeque<PendingTrace>,
     incidents: VecDeque<Incident>,
     history: VecDeque<Alert>,
     history_keys: VecDeque<(u64, Vec<HopKeys>)>,
@@ -258,6 +273,7 @@ impl Detector {
             hosts: BTreeMap::new(),
             binary_hosts: BTreeMap::new(),
             hops: VecDeque::new(),
+            pending: VecDeque::new(),
             incidents: VecDeque::new(),
             history: VecDeque::new(),
             history_keys: VecDeque::new(),
@@ -371,7 +387,10 @@ impl Detector {
             Payload::NetConnect(f) | Payload::NetAccept(f) => {
                 let outbound = matches!(ev.payload, Payload::NetConnect(_));
                 let remote_ip = f.remote.ip();
-                if is_internal(remote_ip) || self.registry.by_addr(remote_ip).is_some() {
+                let to_self = remote_ip == f.local.ip();
+                if !to_self
+                    && (is_internal(remote_ip) || self.registry.by_addr(remote_ip).is_some())
+                {
                     if let Some(peer) = self.resolve_peer(host, Some(remote_ip), None) {
                         let port = if outbound {
                             f.remote.port()
@@ -591,8 +610,11 @@ impl Detector {
                     alert_id: None,
                     incident_id: None,
                     chain_bonus,
+                    boosts: Vec::new(),
                 });
-                self.hops.len() - 1
+                let idx = self.hops.len() - 1;
+                self.apply_pending(idx, ts);
+                idx
             }
         };
         self.maybe_alert_hop(idx, ts)
@@ -859,7 +881,8 @@ impl Detector {
         self.link_to_hop(host, ts, ev_id, t, Some(child.to_string()), bonus)
     }
 
-    /// Attaches a remote-session trace on `host` to the latest inbound hop.
+    /// Attaches a remote-session trace on `host` to the latest inbound hop,
+    /// or keeps it a minute for a hop that is still on its way.
     fn link_to_hop(
         &mut self,
         host: HostId,
@@ -875,21 +898,56 @@ impl Detector {
             .iter()
             .rposition(|h| h.dst == host && h.last_ns >= from && h.last_ns <= ts + 60_000_000_000)
         else {
+            while self.pending.len() >= 256 {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(PendingTrace {
+                host,
+                ts,
+                technique: technique.to_string(),
+                process,
+                ev_id,
+                bonus,
+            });
             return Vec::new();
         };
+        self.boost(idx, technique, process, ev_id, bonus);
+        self.maybe_alert_hop(idx, ts)
+    }
+
+    fn boost(
+        &mut self,
+        idx: usize,
+        technique: &str,
+        process: Option<String>,
+        ev_id: (HostId, u64),
+        bonus: f64,
+    ) {
         let h = &mut self.hops[idx];
-        let first_of_kind = !h.techniques.iter().any(|t| t == technique);
         push_unique(&mut h.techniques, technique.to_string());
         if let Some(p) = process {
             push_unique(&mut h.processes, p);
         }
         if h.evidence.len() < 16 {
-            h.evidence.push(ev_id);
+            push_unique(&mut h.evidence, ev_id);
         }
-        if first_of_kind {
+        if !h.boosts.iter().any(|b| b == technique) {
+            h.boosts.push(technique.to_string());
             h.score += bonus;
         }
-        self.maybe_alert_hop(idx, ts)
+    }
+
+    fn apply_pending(&mut self, idx: usize, ts: u64) {
+        let dst = self.hops[idx].dst;
+        let from = ts.saturating_sub(60_000_000_000);
+        let (mine, rest): (Vec<PendingTrace>, Vec<PendingTrace>) = self
+            .pending
+            .drain(..)
+            .partition(|p| p.host == dst && p.ts >= from && p.ts <= ts);
+        self.pending = rest.into();
+        for p in mine {
+            self.boost(idx, &p.technique, p.process, p.ev_id, p.bonus);
+        }
     }
 
     /// Closes every window of `host` that ended at or before `now_ns`.
@@ -1050,6 +1108,15 @@ impl Detector {
     /// ones), then calibrates hop thresholds to the fleet alert budget.
     /// Windows and hops inside confirmed true positives are left out.
     pub fn train(&mut self, now_ns: u64) {
+        if self.cfg.learning_period_ns == 0 {
+            // cold start: registered hosts become active before their first event
+            let ids: Vec<HostId> = self.registry.managed().collect();
+            for id in ids {
+                self.hosts
+                    .entry(id)
+                    .or_insert_with(|| HostState::new(now_ns));
+            }
+        }
         let eligible: Vec<HostId> = self
             .hosts
             .iter()

@@ -163,4 +163,6 @@ pub fn json_summary(c: &Comparison) -> serde_json::Value {
     serde_json::json!({"vigil": m(&c.vigil), "baseline": m(&c.baseline)})
 }
 
+pub mod lanl;
+pub mod otrf;
 pub mod synth;
