@@ -19,6 +19,8 @@ use crate::uplink::{CommandFn, HealthFn, Uplink, UplinkSettings, UplinkStatus};
 
 /// Capacity of the collector → pipeline channel.
 const SINK_CAPACITY: usize = 8192;
+/// How often the pipeline drains the collectors' channel.
+const DRAIN_EVERY: Duration = Duration::from_millis(25);
 /// How often aggregated flows are flushed while over budget.
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(1);
 
@@ -218,19 +220,35 @@ async fn pipeline(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut agg = Aggregator::default();
-    let mut buf = Vec::with_capacity(512);
     let mut flush_tick = tokio::time::interval(AGGREGATE_WINDOW);
     let mut age_tick = tokio::time::interval(Duration::from_secs(60));
+    // Drain on a short tick instead of waking per event: a sender only wakes
+    // a receiver that is parked on the channel, so this keeps the sensor's
+    // context switches independent of the event rate.
+    let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut ready: Vec<Observed> = Vec::new();
         tokio::select! {
-            n = rx.recv_many(&mut buf, 512) => {
-                if n == 0 { break; }
+            _ = drain_tick.tick() => {
                 let over = health.over_budget.load(Ordering::Relaxed);
-                for o in buf.drain(..) {
-                    if let Some(p) = agg.offer(o.payload, over) {
-                        ready.push(Observed { ts_ns: o.ts_ns, payload: p });
+                let mut closed = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(o) => {
+                            if let Some(p) = agg.offer(o.payload, over) {
+                                ready.push(Observed { ts_ns: o.ts_ns, payload: p });
+                            }
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            closed = true;
+                            break;
+                        }
                     }
+                }
+                if closed && ready.is_empty() && agg.is_empty() {
+                    break;
                 }
             }
             _ = flush_tick.tick() => {

@@ -193,14 +193,20 @@ impl DiagSocketConn {
 
 /// Socket inode → (pid, exe), by scanning `/proc/*/fd`.
 pub fn socket_owners() -> HashMap<u32, (u32, Option<String>)> {
-    let mut map = HashMap::new();
     let Ok(procs) = fs::read_dir("/proc") else {
-        return map;
+        return HashMap::new();
     };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    socket_owners_in(
+        procs
+            .flatten()
+            .filter_map(|p| p.file_name().to_str().and_then(|s| s.parse::<u32>().ok())),
+    )
+}
+
+/// Socket inode → (pid, exe) for the sockets of these processes.
+pub fn socket_owners_in(pids: impl Iterator<Item = u32>) -> HashMap<u32, (u32, Option<String>)> {
+    let mut map = HashMap::new();
+    for pid in pids {
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -235,7 +241,8 @@ type FlowKey = (Transport, SocketAddr, SocketAddr);
 /// The pure part of the collector: turns successive snapshots into new flows.
 #[derive(Debug, Default)]
 pub struct FlowTracker {
-    seen: HashSet<FlowKey>,
+    /// Flows of the last snapshot with their socket inode.
+    seen: HashMap<FlowKey, u32>,
     primed: bool,
 }
 
@@ -272,7 +279,7 @@ impl FlowTracker {
                     SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
                 ))
         };
-        let mut current = HashSet::with_capacity(snapshot.len());
+        let mut current = HashMap::with_capacity(snapshot.len());
         let mut out = Vec::new();
         for s in snapshot {
             if s.remote.port() == 0 || s.remote.ip().is_unspecified() {
@@ -282,10 +289,16 @@ impl FlowTracker {
                 continue;
             }
             let key = (s.transport, s.local, s.remote);
-            if !current.insert(key) {
+            if current.insert(key, s.inode).is_some() {
                 continue;
             }
-            if self.primed && !self.seen.contains(&key) {
+            // Same 4-tuple but another live socket: the port was reused by a
+            // new connection (a socket only loses its inode, in TIME_WAIT).
+            let is_new = match self.seen.get(&key) {
+                None => true,
+                Some(&old) => old != 0 && s.inode != 0 && old != s.inode,
+            };
+            if self.primed && is_new {
                 out.push(NewFlow {
                     inbound: s.transport == Transport::Tcp && is_listening(s),
                     socket: s.clone(),
@@ -349,6 +362,7 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
     };
     let mut last_opens = read_opens();
     let mut owners: HashMap<u32, (u32, Option<String>)> = HashMap::new();
+    let mut hot: HashSet<u32> = HashSet::new();
     ctx.stats.set(Visibility::Working);
     while !ctx.stopping() {
         let started = std::time::Instant::now();
@@ -373,11 +387,23 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
             ctx.stats.missed.fetch_add(missed, Ordering::Relaxed);
         }
         last_opens = opens;
-        if new
+        let wanted: HashSet<u32> = new
             .iter()
-            .any(|f| f.socket.inode != 0 && !owners.contains_key(&f.socket.inode))
-        {
-            owners = socket_owners();
+            .map(|f| f.socket.inode)
+            .filter(|i| *i != 0 && !owners.contains_key(i))
+            .collect();
+        if !wanted.is_empty() {
+            // Processes that made connections recently usually make the next
+            // ones too: look at them first, scan all of /proc only if needed.
+            let mut found = socket_owners_in(hot.iter().copied());
+            if !wanted.iter().all(|i| found.contains_key(i)) {
+                found = socket_owners();
+            }
+            hot = wanted
+                .iter()
+                .filter_map(|i| found.get(i).map(|(p, _)| *p))
+                .collect();
+            owners.extend(found);
         }
         for f in new {
             let (pid, exe) = owners

@@ -9,7 +9,7 @@
 //! overflowed) the overrun is counted in `missed_total` and the collector
 //! reports itself degraded.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -319,11 +319,23 @@ impl Enricher {
 
     /// Everything `/proc/<pid>` tells about a process that just exec'd.
     pub fn process_start(&mut self, pid: u32) -> ProcessStart {
+        self.process_start_with(pid, &HashMap::new())
+    }
+
+    /// Like [`Enricher::process_start`], taking parent executables from
+    /// `known_exes` (pid → exe of processes seen exec'ing) when present.
+    /// `/proc/<pid>/status` is avoided on purpose: it is the costliest file
+    /// to generate; the uid comes from the owner of `/proc/<pid>` instead.
+    pub fn process_start_with(
+        &mut self,
+        pid: u32,
+        known_exes: &HashMap<u32, Option<String>>,
+    ) -> ProcessStart {
         let mut p = ProcessStart {
             pid,
             ..ProcessStart::default()
         };
-        let status = fs::read_to_string(format!("/proc/{pid}/status"));
+        let meta = fs::metadata(format!("/proc/{pid}"));
         let stat = fs::read_to_string(format!("/proc/{pid}/stat"));
         p.exe = readlink(format!("/proc/{pid}/exe"));
         if let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) {
@@ -336,36 +348,37 @@ impl Enricher {
         }
         p.cwd = readlink(format!("/proc/{pid}/cwd"));
         p.netns = netns_of(pid);
-        if let Ok(status) = &status {
-            for line in status.lines() {
-                if let Some(v) = line.strip_prefix("PPid:") {
-                    p.ppid = v.trim().parse().unwrap_or(0);
-                } else if let Some(v) = line.strip_prefix("Uid:") {
-                    p.uid = v.split_whitespace().next().and_then(|u| u.parse().ok());
-                }
-            }
-        }
+        p.uid = meta.as_ref().ok().map(|m| m.uid());
         if let Ok(stat) = &stat {
             if let Some(start_ticks) = stat_field(stat, 22).and_then(|v| v.parse::<u64>().ok()) {
                 if let Some(boot) = self.boot_ns() {
                     p.start_time_ns = Some(boot + start_ticks * 1_000_000_000 / self.tck.max(1));
                 }
             }
-            if p.ppid == 0 {
-                p.ppid = stat_field(stat, 4)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-            }
+            p.ppid = stat_field(stat, 4)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
         }
         if let Some(uid) = p.uid {
             p.user = self.user_name(uid);
         }
         if p.ppid != 0 {
-            p.parent_exe = readlink(format!("/proc/{}/exe", p.ppid));
+            p.parent_exe = match known_exes.get(&p.ppid) {
+                Some(Some(exe)) => Some(exe.clone()),
+                _ => readlink(format!("/proc/{}/exe", p.ppid)),
+            };
         }
-        p.exited_before_enrichment = status.is_err() || p.exe.is_none() && p.argv.is_empty();
+        p.exited_before_enrichment = stat.is_err() || p.exe.is_none() && p.argv.is_empty();
         p
     }
+}
+
+/// True when the process exists and is not a zombie.
+fn is_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_field(&s, 3).map(|st| st != "Z" && st != "X"))
+        .unwrap_or(false)
 }
 
 /// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line.
@@ -412,31 +425,20 @@ pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
     let mut exes: HashMap<u32, Option<String>> = HashMap::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut last_overrun: Option<Instant> = None;
-    // Events wait ENRICH_DELAY before /proc is read: the connector reports an
-    // exec from inside execve(2), so reading at once races the task finishing
-    // it. Exits queue behind so a start is always emitted before its exit.
-    let mut queue: VecDeque<(Instant, ProcEvent)> = VecDeque::new();
+    let mut draining = false;
     while !ctx.stopping() {
-        let flags = if queue.is_empty() {
-            0
-        } else {
-            libc::MSG_DONTWAIT
-        };
-        match sock.recv_flags(&mut buf, flags) {
-            Ok(n) => {
-                let now = Instant::now();
-                for ev in parse_datagram(&buf[..n]) {
-                    if matches!(ev, ProcEvent::Exec { .. } | ProcEvent::Exit { .. }) {
-                        queue.push_back((now, ev));
-                    }
-                }
-            }
+        // Block for the first event, then drain without blocking: one wakeup
+        // handles everything queued meanwhile.
+        let flags = if draining { libc::MSG_DONTWAIT } else { 0 };
+        let n = match sock.recv_flags(&mut buf, flags) {
+            Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 ctx.stats.missed.fetch_add(1, Ordering::Relaxed);
                 ctx.stats.set(Visibility::Degraded(
                     "kernel dropped process events (netlink ENOBUFS overrun)".into(),
                 ));
                 last_overrun = Some(Instant::now());
+                continue;
             }
             Err(e)
                 if matches!(
@@ -446,16 +448,15 @@ pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
+                if draining {
+                    draining = false;
+                    continue;
+                }
                 if last_overrun.is_some_and(|t| t.elapsed() > Duration::from_secs(30)) {
                     ctx.stats.set(Visibility::Working);
                     last_overrun = None;
                 }
-                if let Some((t, _)) = queue.front() {
-                    let wait = ENRICH_DELAY.saturating_sub(t.elapsed());
-                    if !wait.is_zero() {
-                        std::thread::sleep(wait.min(Duration::from_millis(1)));
-                    }
-                }
+                continue;
             }
             Err(e) => {
                 ctx.stats.set(Visibility::Unavailable(format!(
@@ -463,12 +464,9 @@ pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
                 )));
                 return;
             }
-        }
-        while let Some((t, ev)) = queue.front().copied() {
-            if t.elapsed() < ENRICH_DELAY && queue.len() < MAX_QUEUE {
-                break;
-            }
-            queue.pop_front();
+        };
+        draining = true;
+        for ev in parse_datagram(&buf[..n]) {
             let Some(payload) = handle(ev, netns, &mut enricher, &mut exes) else {
                 continue;
             };
@@ -479,11 +477,6 @@ pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
     }
 }
 
-/// How long an event waits before `/proc/<pid>` is read.
-const ENRICH_DELAY: Duration = Duration::from_millis(2);
-/// Above this many waiting events, they are enriched at once.
-const MAX_QUEUE: usize = 4096;
-
 fn handle(
     ev: ProcEvent,
     netns: Option<u64>,
@@ -492,7 +485,14 @@ fn handle(
 ) -> Option<Payload> {
     match ev {
         ProcEvent::Exec { pid } => {
-            let p = enricher.process_start(pid);
+            // Read at once: short-lived processes are gone within a millisecond.
+            let mut p = enricher.process_start_with(pid, exes);
+            if p.exe.is_none() && is_running(pid) {
+                // The event comes from inside execve(2); if the task has not
+                // finished it, try once more a moment later.
+                std::thread::sleep(Duration::from_micros(300));
+                p = enricher.process_start_with(pid, exes);
+            }
             if netns.is_some_and(|want| p.netns != want) {
                 return None;
             }

@@ -1,0 +1,490 @@
+//! `bench-sensor`: overhead and capture of the sensor under an exec + connect
+//! workload.
+//!
+//! Phases: the 10k/s workload alone (baseline), then with the sensor (process
+//! and network collectors, pipeline and on-disk spool; no appliance, so the
+//! uplink only retries) running in a child process: 1k/s, then 10k/s. Half
+//! of each rate is `/bin/true <marker>` execs, half TCP connects to a
+//! loopback listener, each held `--hold-ms` (default 1100 ms, longer than the
+//! 1 s sock_diag poll) and closed with RST so no TIME_WAIT piles up.
+//!
+//! Prints a table, then as its last line one JSON object:
+//! `{"bench":"sensor","cpu_pct_1k":…,"cpu_pct_10k":…,"rss_mb":…,
+//!   "capture_ratio_1k":…,"capture_ratio_10k":…,"workload_slowdown_10k":…}`.
+//! `VIGIL_BENCH_SECS` (or `--secs`) shortens the 30 s phases.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use vigil_proto::{HostId, Payload};
+use vigil_sensor::health::{clk_tck, proc_cpu_ticks};
+use vigil_sensor::{Config, Identity, Sensor};
+
+#[derive(Parser)]
+#[command(name = "bench-sensor", about = "Sensor overhead and capture benchmark")]
+struct Args {
+    /// Seconds per phase (default 30, or VIGIL_BENCH_SECS).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// How long each connection is held open, ms.
+    #[arg(long, default_value_t = 1100)]
+    hold_ms: u64,
+    /// Internal: run as the sensor child.
+    #[arg(long, hide = true)]
+    child: bool,
+    /// Internal: child's state directory.
+    #[arg(long, hide = true)]
+    state: Option<std::path::PathBuf>,
+    /// Internal: marker argument of workload execs.
+    #[arg(long, hide = true)]
+    marker: Option<String>,
+    /// Internal: workload listener port.
+    #[arg(long, hide = true)]
+    port: Option<u16>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.child {
+        return child(args);
+    }
+    parent(args)
+}
+
+// ---------- child: the sensor ----------
+
+fn child(args: Args) -> anyhow::Result<()> {
+    let state = args.state.expect("--state");
+    let marker = args.marker.expect("--marker");
+    let port = args.port.expect("--port");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut cfg = Config::new("127.0.0.1:9", &state);
+        cfg.collectors.auth = false;
+        cfg.collectors.files = false;
+        cfg.backoff_min = Duration::from_secs(30);
+        cfg.backoff_max = Duration::from_secs(60);
+        let identity = Identity {
+            host: HostId(1),
+            key_der: Vec::new(),
+            cert_der: Vec::new(),
+            ca_der: Vec::new(),
+        };
+        let handle = Sensor::start_with(cfg, identity, None).await?;
+        let spool = handle.spool.clone();
+        let mut out = std::io::stdout();
+        writeln!(out, "ready")?;
+        out.flush()?;
+        // Commands arrive one per line; read them with a blocking thread.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+        std::thread::spawn(move || {
+            for l in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if tx.blocking_send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut counted_up_to = 0u64;
+        while let Some(cmd) = rx.recv().await {
+            match cmd.as_str() {
+                c if c.starts_with("count ") => {
+                    // The workload's exec'd pids for this phase, one per line.
+                    let pids: std::collections::HashSet<u32> = std::fs::read_to_string(&c[6..])?
+                        .lines()
+                        .filter_map(|l| l.parse().ok())
+                        .collect();
+                    let (mut seen, mut enriched, mut connects) = (0u64, 0u64, 0u64);
+                    {
+                        let mut sp = spool.lock().expect("spool");
+                        sp.rewind();
+                        loop {
+                            let chunk = sp.pending(10_000)?;
+                            if chunk.is_empty() {
+                                break;
+                            }
+                            for ev in chunk {
+                                if ev.header.seq <= counted_up_to {
+                                    continue;
+                                }
+                                counted_up_to = ev.header.seq;
+                                match ev.payload {
+                                    Payload::ProcessStart(p) if pids.contains(&p.pid) => {
+                                        seen += 1;
+                                        if p.argv.get(1) == Some(&marker) {
+                                            enriched += 1;
+                                        }
+                                    }
+                                    Payload::NetConnect(f) if f.remote.port() == port => {
+                                        connects += u64::from(f.repeat.max(1))
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                    }
+                    writeln!(out, "{seen} {enriched} {connects}")?;
+                    out.flush()?;
+                }
+                _ => break,
+            }
+        }
+        handle.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+// ---------- parent: workload and measurement ----------
+
+fn set_linger_zero(s: &impl AsRawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: l is a valid linger struct of the given size.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+}
+
+fn raise_nofile() {
+    let lim = libc::rlimit {
+        rlim_cur: 200_000,
+        rlim_max: 200_000,
+    };
+    // SAFETY: lim is a valid rlimit.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Load {
+    pids: Vec<u32>,
+    execs: u64,
+    connects: u64,
+    busy: Duration,
+    exec_busy: Duration,
+    wall: Duration,
+}
+
+impl Load {
+    fn ops(&self) -> u64 {
+        self.execs + self.connects
+    }
+    fn per_op_us(&self) -> f64 {
+        self.busy.as_secs_f64() * 1e6 / self.ops().max(1) as f64
+    }
+    fn exec_us(&self) -> f64 {
+        self.exec_busy.as_secs_f64() * 1e6 / self.execs.max(1) as f64
+    }
+    fn connect_us(&self) -> f64 {
+        (self.busy - self.exec_busy).as_secs_f64() * 1e6 / self.connects.max(1) as f64
+    }
+    /// Mean op time relative to `base`, execs and connects weighted equally
+    /// (as in the workload), so a different mix of completed ops between
+    /// runs does not count as slowdown.
+    fn slowdown_vs(&self, base: &Load) -> f64 {
+        0.5 * self.exec_us() / base.exec_us().max(1e-9)
+            + 0.5 * self.connect_us() / base.connect_us().max(1e-9)
+    }
+}
+
+/// Run `rate` events/s (half execs, half connects) for `secs`.
+fn workload(rate: f64, secs: f64, marker: &str, target: SocketAddr, hold: Duration) -> Load {
+    let exec_threads = 4usize;
+    let conn_threads = 2usize;
+    let per_exec = rate / 2.0 / exec_threads as f64;
+    let per_conn = rate / 2.0 / conn_threads as f64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let mut handles = Vec::new();
+    for _ in 0..exec_threads {
+        let marker = marker.to_string();
+        handles.push(std::thread::spawn(move || {
+            let mut l = Load::default();
+            let step = Duration::from_secs_f64(1.0 / per_exec);
+            let mut next = Instant::now();
+            while Instant::now() < end {
+                let now = Instant::now();
+                if now < next {
+                    std::thread::sleep(next - now);
+                }
+                let t = Instant::now();
+                let child = Command::new("/bin/true")
+                    .arg(&marker)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                if let Ok(mut c) = child {
+                    l.pids.push(c.id());
+                    if c.wait().is_ok_and(|s| s.success()) {
+                        l.execs += 1;
+                    }
+                }
+                l.busy += t.elapsed();
+                l.exec_busy += t.elapsed();
+                next += step;
+            }
+            l
+        }));
+    }
+    for _ in 0..conn_threads {
+        handles.push(std::thread::spawn(move || {
+            let mut l = Load::default();
+            let step = Duration::from_secs_f64(1.0 / per_conn);
+            let mut next = Instant::now();
+            let mut held: VecDeque<(Instant, TcpStream)> = VecDeque::new();
+            while Instant::now() < end {
+                let now = Instant::now();
+                while held
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > hold)
+                {
+                    held.pop_front();
+                }
+                if now < next {
+                    std::thread::sleep(next - now);
+                }
+                let t = Instant::now();
+                if let Ok(s) = TcpStream::connect(target) {
+                    set_linger_zero(&s);
+                    l.connects += 1;
+                    held.push_back((Instant::now(), s));
+                }
+                l.busy += t.elapsed();
+                next += step;
+            }
+            l
+        }));
+    }
+    let mut total = Load::default();
+    for h in handles {
+        let l = h.join().expect("worker");
+        total.execs += l.execs;
+        total.pids.extend(l.pids);
+        total.connects += l.connects;
+        total.busy += l.busy;
+        total.exec_busy += l.exec_busy;
+    }
+    total.wall = start.elapsed();
+    total
+}
+
+fn proc_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| proc_cpu_ticks(&s))
+        .unwrap_or(0)
+}
+
+fn vm_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Phase {
+    name: &'static str,
+    target: f64,
+    load: Load,
+    cpu_pct: f64,
+    captured: (u64, u64, u64),
+}
+
+fn parent(args: Args) -> anyhow::Result<()> {
+    raise_nofile();
+    let secs = args
+        .secs
+        .or_else(|| {
+            std::env::var("VIGIL_BENCH_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(30.0);
+    let hold = Duration::from_millis(args.hold_ms);
+    let marker = format!("vigil-bench-{}", std::process::id());
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let target = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        // Accept and hold server sides until the client resets them.
+        let stop = stop.clone();
+        listener.set_nonblocking(true)?;
+        std::thread::spawn(move || {
+            let mut held: VecDeque<(Instant, TcpStream)> = VecDeque::new();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        set_linger_zero(&s);
+                        held.push_back((Instant::now(), s));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+                let now = Instant::now();
+                while held.front().is_some_and(|(t, _)| {
+                    now.duration_since(*t) > hold + Duration::from_millis(500)
+                }) {
+                    held.pop_front();
+                }
+            }
+        });
+    }
+    eprintln!("bench-sensor: {secs} s per phase; baseline 10k/s without the sensor...");
+    let baseline = workload(10_000.0, secs, &marker, target, hold);
+
+    let state_dir = std::env::temp_dir().join(format!("vigil-bench-sensor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::create_dir_all(&state_dir)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "--child",
+            "--marker",
+            &marker,
+            "--port",
+            &target.port().to_string(),
+            "--state",
+        ])
+        .arg(&state_dir)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let mut to_child = child.stdin.take().expect("piped");
+    let mut from_child = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    from_child.read_line(&mut line)?;
+    anyhow::ensure!(
+        line.trim() == "ready",
+        "sensor child failed to start: {line:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pid_file = state_dir.join("pids.txt");
+    // Events the sensor spooled since the last count: (execs seen, execs
+    // with argv read, connects).
+    let mut count = |pids: &[u32]| -> anyhow::Result<(u64, u64, u64)> {
+        let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+        std::fs::write(&pid_file, text)?;
+        writeln!(to_child, "count {}", pid_file.display())?;
+        to_child.flush()?;
+        let mut l = String::new();
+        from_child.read_line(&mut l)?;
+        let mut it = l.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+        Ok((
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+            it.next().unwrap_or(0),
+        ))
+    };
+    let tck = clk_tck() as f64;
+    let mut phases = Vec::new();
+    count(&[])?;
+    for (name, rate) in [("1k/s", 1_000.0), ("10k/s", 10_000.0)] {
+        eprintln!("bench-sensor: {name} with the sensor...");
+        let t0 = Instant::now();
+        let c0 = proc_ticks(pid);
+        let load = workload(rate, secs, &marker, target, hold);
+        // Let the last polls and enrichments land.
+        std::thread::sleep(Duration::from_millis(2500));
+        let cpu_pct = (proc_ticks(pid) - c0) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
+        let captured = count(&load.pids)?;
+        phases.push(Phase {
+            name,
+            target: rate,
+            load,
+            cpu_pct,
+            captured,
+        });
+    }
+    let rss_mb = vm_kb(pid, "VmHWM:") as f64 / 1024.0;
+    let rss_now_mb = vm_kb(pid, "VmRSS:") as f64 / 1024.0;
+    let _ = writeln!(to_child, "quit");
+    drop(to_child);
+    let _ = child.wait();
+    stop.store(true, Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&state_dir);
+
+    let ratio = |p: &Phase| (p.captured.0 + p.captured.2) as f64 / p.load.ops().max(1) as f64;
+    let enriched = |p: &Phase| p.captured.1 as f64 / p.captured.0.max(1) as f64;
+    println!(
+        "vigil sensor benchmark ({secs} s per phase, connections held {} ms)",
+        hold.as_millis()
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "phase", "target/s", "done/s", "execs", "seen", "connects", "seen", "cpu %", "µs per op"
+    );
+    println!(
+        "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.1}",
+        "10k/s without sensor",
+        10_000.0,
+        baseline.ops() as f64 / baseline.wall.as_secs_f64(),
+        baseline.execs,
+        "-",
+        baseline.connects,
+        "-",
+        "-",
+        baseline.per_op_us()
+    );
+    for p in &phases {
+        println!(
+            "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.2} {:>11.1}",
+            format!("{} with sensor", p.name),
+            p.target,
+            p.load.ops() as f64 / p.load.wall.as_secs_f64(),
+            p.load.execs,
+            p.captured.0,
+            p.load.connects,
+            p.captured.2,
+            p.cpu_pct,
+            p.load.per_op_us()
+        );
+    }
+    let slowdown = phases[1].load.slowdown_vs(&baseline);
+    println!(
+        "mean op time at 10k/s: exec {:.0} µs without, {:.0} µs with the sensor; connect {:.0} µs without, {:.0} µs with",
+        baseline.exec_us(),
+        phases[1].load.exec_us(),
+        baseline.connect_us(),
+        phases[1].load.connect_us()
+    );
+    println!(
+        "sensor RSS: peak {rss_mb:.1} MB, at end {rss_now_mb:.1} MB; capture 1k {:.4}, 10k {:.4}; exec argv/exe read for {:.1} % (1k) and {:.1} % (10k) of seen execs (/bin/true lives ~1 ms); workload slowdown at 10k/s {slowdown:.3}x",
+        ratio(&phases[0]),
+        ratio(&phases[1]),
+        enriched(&phases[0]) * 100.0,
+        enriched(&phases[1]) * 100.0
+    );
+    println!(
+        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3}}}",
+        phases[0].cpu_pct,
+        phases[1].cpu_pct,
+        rss_mb,
+        ratio(&phases[0]),
+        ratio(&phases[1]),
+        slowdown
+    );
+    Ok(())
+}
