@@ -92,6 +92,10 @@ const RING_1H: usize = 168;
 const HOP_SAMPLES: usize = 256;
 /// Most parent→child pairs / binaries remembered per host.
 const MAX_PAIRS: usize = 1024;
+/// Indices of the features that speak of lateral movement (new peers,
+/// admin-port peers, new logon triples, failed logons, remote-spawned
+/// processes, new parent→child pairs, rare binaries).
+const LATERAL_FEATURES: [usize; 7] = [1, 2, 4, 5, 6, 7, 8];
 /// Most past alerts kept for suppression previews.
 const MAX_HISTORY: usize = 2000;
 
@@ -506,7 +510,7 @@ impl Detector {
             if st.hop_scores.len() >= HOP_SAMPLES {
                 st.hop_scores.pop_front();
             }
-            st.hop_scores.push_back((ts, base as f32));
+            st.hop_scores.push_back((ts, score as f32));
         }
         let alerts = if obs.alertable {
             self.record_hop(obs, keys, rarity, score, chain_bonus, ts, ev_id)
@@ -1009,7 +1013,13 @@ impl Detector {
             WindowLen::Hour => model.w1h.as_ref(),
         }?;
         let d = wm.distance(&v);
-        if d < wm.threshold {
+        // More activity alone is not lateral movement: one of the
+        // lateral-movement features must have moved too.
+        let lateral = wm
+            .deviations(&v)
+            .iter()
+            .any(|(i, _, _, z)| LATERAL_FEATURES.contains(i) && *z >= 2.0);
+        if d < wm.threshold || !lateral {
             return None;
         }
         let name = self.registry.name(host);

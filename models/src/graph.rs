@@ -68,10 +68,13 @@ impl Relation {
         // One pseudo-novelty keeps P(new) > 0; `prior_mass` pseudo-repeats say
         // that contexts mostly repeat themselves until shown otherwise.
         let p_new = (d + 1.0) / (n + 1.0 + prior_mass);
+        // A seen item is judged against the context's average item, so a
+        // context that spreads evenly over many items (a backup account
+        // visiting every server) finds none of them surprising.
         let p = if count == 0 {
             p_new
         } else {
-            (1.0 - p_new) * f64::from(count) / n.max(1.0)
+            (1.0 - p_new) * (f64::from(count) * d / n.max(1.0)).min(1.0)
         };
         let p = p.clamp(1e-9, 1.0);
         Rarity {
@@ -312,9 +315,17 @@ mod tests {
         }
         let again = r.rarity(1, 2, 20.0);
         assert!(again.surprise < 0.1, "{again:?}");
-        let other = r.rarity(1, 3, 20.0);
         // two pseudo-novelties in 121: P = 2/121
-        assert!((other.p - 2.0 / 121.0).abs() < 1e-12);
+        assert!((r.rarity(1, 3, 20.0).p - 2.0 / 121.0).abs() < 1e-12);
+        for i in 10..20 {
+            r.observe(1, i);
+        }
+        // seen once among 110 events over 11 items: a tenth of the average
+        let rare = r.rarity(1, 10, 20.0);
+        assert!(rare.surprise > 2.0 && rare.surprise < 2.6, "{rare:?}");
+        let other = r.rarity(1, 3, 20.0);
+        // 11 distinct + 1 pseudo-novelty in 110 + 1 + 20 events: P = 12/131
+        assert!((other.p - 12.0 / 131.0).abs() < 1e-12);
     }
 
     #[test]

@@ -159,8 +159,8 @@ fn main() -> Result<()> {
             for s in seeds {
                 let r = run_seed(&base, s, &det);
                 println!(
-                    "seed {s}: {} campaigns, {} alerted, {:.1} alerts/day, {} incident alerts",
-                    r.campaigns, r.campaigns_alerted, r.alerts_per_day, r.incidents
+                    "seed {s}: {} campaigns, {} alerted by a hop/incident alert naming two consecutive hosts; {:.1} alerts/day ({} hop, {} window, {} incident alerts)",
+                    r.campaigns, r.campaigns_alerted, r.alerts_per_day, r.hop_alerts, r.window_alerts, r.incidents
                 );
                 print!("{}", table(&r.comparison));
                 results.push(r);

@@ -22,8 +22,12 @@ pub struct SeedResult {
     pub campaigns_alerted: usize,
     /// Alerts (hop + window + incident updates) per day in the scored period.
     pub alerts_per_day: f64,
-    /// Incident alerts raised.
+    /// Incident alerts raised (including updates of a growing chain).
     pub incidents: usize,
+    /// Hop alerts raised.
+    pub hop_alerts: usize,
+    /// Window alerts raised.
+    pub window_alerts: usize,
 }
 
 /// Runs one seed.
@@ -102,6 +106,11 @@ pub fn run_seed(base: &SynthConfig, seed: u64, det_cfg: &DetectorConfig) -> Seed
         incidents: alerts
             .iter()
             .filter(|a| a.kind == AlertKind::Incident)
+            .count(),
+        hop_alerts: alerts.iter().filter(|a| a.kind == AlertKind::Hop).count(),
+        window_alerts: alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::Window)
             .count(),
         comparison,
         campaigns: campaigns.len(),
