@@ -91,6 +91,41 @@ pub struct UplinkSettings {
     pub connect_timeout: Duration,
 }
 
+/// Batch and heartbeat settings in force for one connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionSettings {
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Batch age trigger.
+    pub batch_max: Duration,
+    /// Batch size trigger.
+    pub batch_max_events: usize,
+}
+
+impl UplinkSettings {
+    /// The appliance's pushed settings (from `Welcome`) win over the local
+    /// file; zero or out-of-range values keep the local ones.
+    pub fn session(&self, pushed: &vigil_proto::SensorConfig) -> SessionSettings {
+        let ms = |v: u32, local: Duration, max_ms: u32| {
+            if v == 0 || v > max_ms {
+                local
+            } else {
+                Duration::from_millis(u64::from(v))
+            }
+        };
+        let n = pushed.batch_max_events as usize;
+        SessionSettings {
+            heartbeat: ms(pushed.heartbeat_ms, self.heartbeat, 600_000),
+            batch_max: ms(pushed.batch_max_ms, self.batch_max, 60_000),
+            batch_max_events: if n == 0 || n > vigil_proto::limits::MAX_BATCH_EVENTS {
+                self.batch_max_events
+            } else {
+                n
+            },
+        }
+    }
+}
+
 /// Connection state shared with health reporting and tests.
 #[derive(Debug, Default)]
 pub struct UplinkStatus {
@@ -280,8 +315,9 @@ impl Uplink {
         });
         let _reader_guard = AbortOnDrop(reader);
 
-        let mut heartbeat = tokio::time::interval(self.settings.heartbeat);
-        let mut batch_tick = tokio::time::interval(self.settings.batch_max);
+        let session = self.settings.session(&welcome.config);
+        let mut heartbeat = tokio::time::interval(session.heartbeat);
+        let mut batch_tick = tokio::time::interval(session.batch_max);
         batch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut in_flight: JoinSet<Result<Ack, UplinkError>> = JoinSet::new();
         let mut running_cmds: JoinSet<CommandResult> = JoinSet::new();
@@ -304,14 +340,14 @@ impl Uplink {
                     wire::write_control(&mut ctl_send, &hb).await?;
                 }
                 _ = batch_tick.tick() => {
-                    self.fill_in_flight(conn, &mut in_flight, 1)?;
+                    self.fill_in_flight(conn, &mut in_flight, 1, session.batch_max_events)?;
                 }
                 _ = self.appended.notified() => {
-                    self.fill_in_flight(conn, &mut in_flight, self.settings.batch_max_events)?;
+                    self.fill_in_flight(conn, &mut in_flight, session.batch_max_events, session.batch_max_events)?;
                 }
                 Some(r) = in_flight.join_next(), if !in_flight.is_empty() => {
                     self.on_ack(Some(r))?;
-                    self.fill_in_flight(conn, &mut in_flight, self.settings.batch_max_events)?;
+                    self.fill_in_flight(conn, &mut in_flight, session.batch_max_events, session.batch_max_events)?;
                 }
                 Some(msg) = cmd_rx.recv() => match msg? {
                     ControlMessage::Command(cmd) => {
@@ -368,6 +404,7 @@ impl Uplink {
         conn: &quinn::Connection,
         in_flight: &mut JoinSet<Result<Ack, UplinkError>>,
         min_events: usize,
+        batch_size: usize,
     ) -> Result<(), UplinkError> {
         while in_flight.len() < MAX_IN_FLIGHT {
             let events = {
@@ -376,7 +413,7 @@ impl Uplink {
                     return Ok(());
                 }
                 sp.sync()?;
-                sp.pending(self.settings.batch_max_events)?
+                sp.pending(batch_size)?
             };
             if events.is_empty() {
                 return Ok(());
@@ -452,6 +489,33 @@ pub fn local_addrs() -> Vec<std::net::IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appliance_settings_win_unless_invalid() {
+        let local = UplinkSettings {
+            appliance: "a:1".into(),
+            batch_max_events: 10,
+            batch_max: Duration::from_millis(20),
+            heartbeat: Duration::from_millis(30),
+            backoff_min: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(2),
+            connect_timeout: Duration::from_millis(3),
+        };
+        let pushed = vigil_proto::SensorConfig {
+            heartbeat_ms: 10_000,
+            batch_max_events: 2_000,
+            batch_max_ms: 0,
+            cpu_budget_pct: 1.0,
+        };
+        assert_eq!(
+            local.session(&pushed),
+            SessionSettings {
+                heartbeat: Duration::from_secs(10),
+                batch_max: Duration::from_millis(20),
+                batch_max_events: 2_000,
+            }
+        );
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -239,7 +239,12 @@ async fn handle(
     let welcome = ControlMessage::Welcome(Welcome {
         protocol_version: 1,
         host: TEST_HOST,
-        config: SensorConfig::default(),
+        config: SensorConfig {
+            heartbeat_ms: 200,
+            batch_max_events: 100,
+            batch_max_ms: 50,
+            cpu_budget_pct: 100.0,
+        },
         stored_up_to,
     });
     ctl_send.write_all(&welcome.to_frame()?).await?;
