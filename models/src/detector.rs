@@ -153,8 +153,9 @@ struct HopRecord {
     alert_id: Option<u64>,
     incident_id: Option<u64>,
     chain_bonus: f64,
-    /// Remote-session traces already added to the score.
-    boosts: Vec<String>,
+    /// Remote-session traces already added to the score: (technique,
+    /// process or trace, bonus).
+    boosts: Vec<(String, String, f64)>,
 }
 
 /// A remote-session trace (spawn, key write) seen before its hop arrived
@@ -674,10 +675,21 @@ impl Detector {
                 feature: k.name().to_string(),
                 observed: f64::from(r.count),
                 baseline: f64::from(r.ctx.n),
-                score: r.surprise,
+                score: k.weight() * r.surprise,
                 sentence: relation_sentence(*k, r, &src_name, &dst_name, h.user.as_deref()),
             })
             .collect();
+        for (t, what, bonus) in &h.boosts {
+            deviations.push(FeatureDeviation {
+                feature: "remote_session_trace".into(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: *bonus,
+                sentence: format!(
+                    "right after the hop, {dst_name} ran {what} from a remote session ({t})"
+                ),
+            });
+        }
         if h.chain_bonus > 0.0 {
             deviations.push(FeatureDeviation {
                 feature: "chained_hop".into(),
@@ -928,6 +940,11 @@ impl Detector {
         bonus: f64,
     ) {
         let h = &mut self.hops[idx];
+        let process_note = match (&process, technique) {
+            (Some(p), _) => p.clone(),
+            (None, "T1098.004") => "a change to an SSH authorized_keys file".to_string(),
+            (None, t) => t.to_string(),
+        };
         push_unique(&mut h.techniques, technique.to_string());
         if let Some(p) = process {
             push_unique(&mut h.processes, p);
@@ -935,8 +952,8 @@ impl Detector {
         if h.evidence.len() < 16 {
             push_unique(&mut h.evidence, ev_id);
         }
-        if !h.boosts.iter().any(|b| b == technique) {
-            h.boosts.push(technique.to_string());
+        if !h.boosts.iter().any(|(t, _, _)| t == technique) {
+            h.boosts.push((technique.to_string(), process_note, bonus));
             h.score += bonus;
         }
     }
@@ -1424,6 +1441,18 @@ impl Detector {
         self.graph.edges()
     }
 
+    /// The closed windows kept for training of one host, oldest first:
+    /// (window start ns, feature vector).
+    pub fn recent_windows(&self, host: HostId, len: WindowLen) -> Vec<(u64, FeatureVector)> {
+        self.hosts
+            .get(&host)
+            .map(|s| match len {
+                WindowLen::FiveMin => s.ring5.iter().copied().collect(),
+                WindowLen::Hour => s.ring1h.iter().copied().collect(),
+            })
+            .unwrap_or_default()
+    }
+
     /// Phase of a host (None if never seen).
     pub fn phase(&self, host: HostId) -> Option<HostPhase> {
         self.hosts.get(&host).map(|s| s.phase)
@@ -1454,10 +1483,14 @@ fn relation_sentence(
     } else {
         format!("{} times before", r.count)
     };
-    let ctx = format!(
-        "{} of {} past events were novel (p = {:.4})",
-        r.ctx.distinct, r.ctx.n, r.p
-    );
+    let ctx = if r.ctx.n == 0 {
+        format!("no history yet, prior p = {:.4}", r.p)
+    } else {
+        format!(
+            "{} of {} past events were novel (p = {:.4})",
+            r.ctx.distinct, r.ctx.n, r.p
+        )
+    };
     match k {
         K::DstFromSrc => format!("{dst} was reached from {src} {seen}; {ctx}"),
         K::SrcToDst => format!("{src} went to {dst} {seen}; {ctx}"),

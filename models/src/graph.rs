@@ -96,23 +96,15 @@ impl Relation {
         }
     }
 
-    /// Takes back one observation (used when an analyst confirms a true
-    /// positive, so the attacker's edge never becomes normal).
+    /// Removes an item from a context entirely (used when an analyst
+    /// confirms a true positive, so the attacker's edge never becomes normal).
     pub fn forget(&mut self, ctx: u64, item: u64) {
-        let k = pair(ctx, item);
-        let Some(c) = self.items.get_mut(&k) else {
+        let Some(c) = self.items.remove(&pair(ctx, item)) else {
             return;
         };
-        *c -= 1;
-        let gone = *c == 0;
-        if gone {
-            self.items.remove(&k);
-        }
         if let Some(stat) = self.contexts.get_mut(&ctx) {
-            stat.n = stat.n.saturating_sub(1);
-            if gone {
-                stat.distinct = stat.distinct.saturating_sub(1);
-            }
+            stat.n = stat.n.saturating_sub(c);
+            stat.distinct = stat.distinct.saturating_sub(1);
         }
     }
 
@@ -273,7 +265,7 @@ impl FleetGraph {
         }
     }
 
-    /// Takes a hop back out of the counts (confirmed true positive).
+    /// Takes a hop's edges entirely out of the counts (confirmed true positive).
     pub fn forget(&mut self, h: &HopKeys) {
         self.dst_from_src.forget(h.dst, h.src);
         self.src_to_dst.forget(h.src, h.dst);
@@ -286,12 +278,7 @@ impl FleetGraph {
             self.src_port.forget(h.src, u64::from(p));
         }
         if let Some(t) = Self::triple(h) {
-            if let Some(c) = self.triples.get_mut(&t) {
-                *c -= 1;
-                if *c == 0 {
-                    self.triples.remove(&t);
-                }
-            }
+            self.triples.remove(&t);
         }
     }
 
