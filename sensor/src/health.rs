@@ -121,6 +121,8 @@ pub struct Health {
     pub aggregated_total: AtomicU64,
     /// Events dropped before the spool (e.g. spool write failures).
     pub dropped_total: AtomicU64,
+    /// CPU budget, percent of one core (f32 bits; the appliance may change it).
+    pub budget_pct_bits: Arc<std::sync::atomic::AtomicU32>,
     last: Mutex<Sample>,
 }
 
@@ -135,18 +137,25 @@ struct Sample {
 
 impl Health {
     /// Health for these collectors.
-    pub fn new(collectors: Vec<Arc<CollectorStats>>) -> Arc<Health> {
+    pub fn new(collectors: Vec<Arc<CollectorStats>>, budget_pct: f32) -> Arc<Health> {
         Arc::new(Health {
             collectors,
             over_budget: AtomicBool::new(false),
             aggregated_total: AtomicU64::new(0),
             dropped_total: AtomicU64::new(0),
+            budget_pct_bits: Arc::new(std::sync::atomic::AtomicU32::new(budget_pct.to_bits())),
             last: Mutex::new(Sample::default()),
         })
     }
 
+    /// The CPU budget in force, percent of one core.
+    pub fn budget_pct(&self) -> f32 {
+        f32::from_bits(self.budget_pct_bits.load(Ordering::Relaxed))
+    }
+
     /// Take a sample at `now_ns`: update CPU % and rates, and the budget flag.
-    pub fn sample(&self, now_ns: u64, budget_pct: f32) -> f32 {
+    pub fn sample(&self, now_ns: u64) -> f32 {
+        let budget_pct = self.budget_pct();
         let ticks = self_cpu_ticks().unwrap_or(0);
         let events: Vec<u64> = self
             .collectors

@@ -121,7 +121,7 @@ impl Sensor {
                 })?;
             threads.push(handle);
         }
-        let health = Health::new(collectors);
+        let health = Health::new(collectors, config.cpu_budget_pct);
         let appended = Arc::new(Notify::new());
         let status = Arc::new(UplinkStatus::default());
 
@@ -134,11 +134,7 @@ impl Sensor {
             config.spool_max_age,
             shutdown_rx.clone(),
         )));
-        tasks.push(tokio::spawn(sampler(
-            health.clone(),
-            config.cpu_budget_pct,
-            shutdown_rx.clone(),
-        )));
+        tasks.push(tokio::spawn(sampler(health.clone(), shutdown_rx.clone())));
         let health_fn: HealthFn = {
             let health = health.clone();
             let spool = spool.clone();
@@ -175,6 +171,7 @@ impl Sensor {
             health: health_fn,
             commands,
             status: status.clone(),
+            budget_pct_bits: health.budget_pct_bits.clone(),
         };
         tasks.push(tokio::spawn(uplink.run(shutdown_rx)));
         Ok(SensorHandle {
@@ -191,6 +188,15 @@ impl Sensor {
 }
 
 impl SensorHandle {
+    /// The health record a heartbeat would carry now.
+    pub fn health_snapshot(&self) -> vigil_proto::SensorHealth {
+        let (bytes, dropped) = {
+            let sp = self.spool.lock().expect("spool lock");
+            (sp.bytes(), sp.stats().dropped_total)
+        };
+        self.health.snapshot(bytes, dropped)
+    }
+
     /// Stop collectors, flush the pipeline into the spool, stop the uplink.
     pub async fn shutdown(self) {
         self.stop_threads.store(true, Ordering::SeqCst);
@@ -296,11 +302,11 @@ fn append_all(spool: &Mutex<Spool>, health: &Health, ready: Vec<Observed>) {
     }
 }
 
-async fn sampler(health: Arc<Health>, budget: f32, mut shutdown: watch::Receiver<bool>) {
+async fn sampler(health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = tick.tick() => { health.sample(now_ns(), budget); }
+            _ = tick.tick() => { health.sample(now_ns()); }
             _ = shutdown.changed() => return,
         }
     }

@@ -153,6 +153,8 @@ pub struct Uplink {
     pub commands: CommandFn,
     /// Status counters.
     pub status: Arc<UplinkStatus>,
+    /// The CPU budget (f32 bits), updated from the appliance's `Welcome`.
+    pub budget_pct_bits: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Delay before reconnect attempt `attempt` (0-based): exponential, capped,
@@ -316,6 +318,11 @@ impl Uplink {
         let _reader_guard = AbortOnDrop(reader);
 
         let session = self.settings.session(&welcome.config);
+        let budget = welcome.config.cpu_budget_pct;
+        if budget.is_finite() && budget > 0.0 && budget <= 100.0 {
+            self.budget_pct_bits
+                .store(budget.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
         let mut heartbeat = tokio::time::interval(session.heartbeat);
         let mut batch_tick = tokio::time::interval(session.batch_max);
         batch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -305,6 +306,99 @@ async fn commands_are_executed_and_reported() {
             })
         })
         .await;
+    sensor.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_cpu_budget_repeated_connects_are_aggregated_execs_are_not() {
+    let mut pushed = common::test_sensor_config();
+    pushed.cpu_budget_pct = 0.001;
+    let server =
+        TestServer::start_with(TestCa::new(), "127.0.0.1:0".parse().unwrap(), pushed).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&server, dir.path()).await;
+    let sensor = Sensor::start_with(test_config(&server.addr.to_string(), dir.path()), id, None)
+        .await
+        .unwrap();
+    // Burn some CPU in this process so the sensor's self-measurement is
+    // above the (tiny) budget the appliance pushed.
+    let burn = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let b = burn.clone();
+    let burner = std::thread::spawn(move || {
+        let mut x = 0u64;
+        while b.load(std::sync::atomic::Ordering::Relaxed) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        x
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !sensor
+        .health
+        .over_budget
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never over budget");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let flow = |port: u16| vigil_proto::NetFlow {
+        transport: vigil_proto::Transport::Tcp,
+        local: SocketAddr::new("10.0.0.1".parse().unwrap(), port),
+        remote: "10.0.0.2:445".parse().unwrap(),
+        pid: Some(4242),
+        exe: Some("/usr/bin/smbclient".into()),
+        repeat: 1,
+    };
+    for i in 0..200u16 {
+        sensor
+            .sink
+            .emit_async(Payload::NetConnect(flow(40_000 + i)))
+            .await;
+        if i % 40 == 0 {
+            sensor
+                .sink
+                .emit_async(Payload::ProcessStart(vigil_proto::ProcessStart {
+                    pid: u32::from(i),
+                    ..Default::default()
+                }))
+                .await;
+        }
+    }
+    server
+        .wait_for("all 200 connects, folded", Duration::from_secs(15), |s| {
+            s.events
+                .values()
+                .map(|e| match &e.payload {
+                    Payload::NetConnect(f) => f.repeat,
+                    _ => 0,
+                })
+                .sum::<u32>()
+                == 200
+        })
+        .await;
+    burn.store(false, std::sync::atomic::Ordering::Relaxed);
+    burner.join().unwrap();
+    let (connects, execs) = {
+        let seen = server.seen.lock().unwrap();
+        let c = seen
+            .events
+            .values()
+            .filter(|e| matches!(e.payload, Payload::NetConnect(_)))
+            .count();
+        let x = seen
+            .events
+            .values()
+            .filter(|e| matches!(e.payload, Payload::ProcessStart(_)))
+            .count();
+        (c, x)
+    };
+    assert!(
+        connects < 20,
+        "repeats folded: {connects} NetConnect events for 200 flows"
+    );
+    assert_eq!(execs, 5, "exec events are never folded");
+    let h = sensor.health_snapshot();
+    assert_eq!(h.aggregated_total, 200 - connects as u64);
     sensor.shutdown().await;
     server.stop().await;
 }

@@ -88,10 +88,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(ca: TestCa, addr: SocketAddr) -> TestServer {
-        Self::start_with(ca, addr, Arc::new(Mutex::new(Seen::default()))).await
+        Self::start_with(ca, addr, test_sensor_config()).await
     }
 
-    pub async fn start_with(ca: TestCa, addr: SocketAddr, seen: Arc<Mutex<Seen>>) -> TestServer {
+    /// Start with the sensor settings this appliance pushes in `Welcome`.
+    pub async fn start_with(ca: TestCa, addr: SocketAddr, config: SensorConfig) -> TestServer {
+        let seen = Arc::new(Mutex::new(Seen::default()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         roots.add(CertificateDer::from(ca.der())).unwrap();
@@ -130,9 +132,10 @@ impl TestServer {
                 let seen = seen2.clone();
                 let ca = ca2.clone();
                 let cmd_rx = cmd_rx.clone();
+                let config = config.clone();
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
-                    let _ = handle(conn, ca, seen, cmd_rx).await;
+                    let _ = handle(conn, ca, seen, cmd_rx, config).await;
                 });
             }
         });
@@ -187,6 +190,7 @@ async fn handle(
     ca: TestCa,
     seen: Arc<Mutex<Seen>>,
     cmd_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Command>>>,
+    config: SensorConfig,
 ) -> anyhow::Result<()> {
     let alpn = conn
         .handshake_data()
@@ -239,12 +243,7 @@ async fn handle(
     let welcome = ControlMessage::Welcome(Welcome {
         protocol_version: 1,
         host: TEST_HOST,
-        config: SensorConfig {
-            heartbeat_ms: 200,
-            batch_max_events: 100,
-            batch_max_ms: 50,
-            cpu_budget_pct: 100.0,
-        },
+        config,
         stored_up_to,
     });
     ctl_send.write_all(&welcome.to_frame()?).await?;
@@ -303,6 +302,16 @@ async fn handle(
             let _ = send.write_all(&ack.to_frame().unwrap()).await;
             let _ = send.finish();
         });
+    }
+}
+
+/// Fast heartbeats and small batches, and a budget the tests never reach.
+pub fn test_sensor_config() -> SensorConfig {
+    SensorConfig {
+        heartbeat_ms: 200,
+        batch_max_events: 100,
+        batch_max_ms: 50,
+        cpu_budget_pct: 100.0,
     }
 }
 
