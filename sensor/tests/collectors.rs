@@ -248,7 +248,7 @@ fn auth_collector_turns_log_lines_into_events() {
     )
     .unwrap();
     let path = log.clone();
-    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path));
+    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path, false));
     assert_eq!(r.stats.visibility(), Visibility::Working);
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     f.write_all(b"Nov 23 10:00:01 h sshd[77]: Accepted publickey for alice from 10.0.0.5 port 51234 ssh2\nNov 23 10:00:02 h sshd[78]: Failed password for invalid user admin from 10.0.0.66 port 50002 ssh2\n").unwrap();

@@ -19,6 +19,8 @@ use vigil_proto::{AuthMethod, LoginInfo, LoginService, Payload, Visibility};
 use super::CollectorCtx;
 
 const POLL: Duration = Duration::from_millis(200);
+/// Console logins come from here (see [`super::wtmp`]).
+const WTMP: &str = "/var/log/wtmp";
 /// Longest line considered (longer ones are skipped).
 const MAX_LINE: usize = 8192;
 
@@ -299,8 +301,10 @@ impl Tail {
     }
 }
 
-/// Run the collector until stopped.
-pub fn run(ctx: CollectorCtx, path: PathBuf) {
+/// Run the collector until stopped. `wtmp`: also report console logins
+/// from `/var/log/wtmp` (off when watching a network namespace, whose
+/// "host" has no console).
+pub fn run(ctx: CollectorCtx, path: PathBuf, wtmp: bool) {
     if !path.exists() && which("journalctl") {
         return run_journald(ctx);
     }
@@ -314,7 +318,17 @@ pub fn run(ctx: CollectorCtx, path: PathBuf) {
     }
     let mut tail = Tail::new(&path);
     let mut parser = AuthParser::default();
+    let mut wtmp = wtmp.then(|| super::wtmp::WtmpTail::new(Path::new(WTMP)));
+    let mut wtmp_state = super::wtmp::WtmpState::default();
     while !ctx.stopping() {
+        let records = wtmp.as_mut().map(|w| w.read().unwrap_or_default());
+        for rec in records.unwrap_or_default() {
+            if let Some(p) = wtmp_state.event(&rec) {
+                if !ctx.emit(p) {
+                    return;
+                }
+            }
+        }
         match tail.read_lines() {
             Ok(lines) => {
                 if tail.file.is_some() {

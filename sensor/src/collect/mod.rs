@@ -92,6 +92,7 @@ pub mod auth;
 pub mod files;
 pub mod network;
 pub mod process;
+pub mod wtmp;
 
 /// Start the named collector's thread.
 pub fn spawn(
@@ -113,7 +114,10 @@ pub fn spawn(
             builder.spawn(move || process::run(ctx, filter))
         }
         "network" => builder.spawn(move || network::run(ctx, c.network_poll, netns)),
-        "auth" => builder.spawn(move || auth::run(ctx, c.auth_log)),
+        "auth" => {
+            let wtmp = netns.is_none();
+            builder.spawn(move || auth::run(ctx, c.auth_log, wtmp))
+        }
         "files" => {
             let paths = c.file_paths.unwrap_or_else(files::default_paths);
             builder.spawn(move || files::run(ctx, paths))
