@@ -191,7 +191,12 @@ impl ConnectorSocket {
     }
 
     fn subscribe(&self, on: bool) -> io::Result<()> {
-        let total = NLMSG_HDR + CN_MSG + 4;
+        // Since Linux 6.6 a listener can ask for some event types only;
+        // exec and exit are all this collector uses, and skipping the forks
+        // of every thread on the host saves most of the wakeups.
+        let filtered = kernel_at_least(6, 6);
+        let data_len: usize = if filtered { 8 } else { 4 };
+        let total = NLMSG_HDR + CN_MSG + data_len;
         let mut msg = Vec::with_capacity(total);
         msg.extend_from_slice(&(total as u32).to_ne_bytes());
         msg.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
@@ -202,10 +207,13 @@ impl ConnectorSocket {
         msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
         msg.extend_from_slice(&0u32.to_ne_bytes());
-        msg.extend_from_slice(&4u16.to_ne_bytes());
+        msg.extend_from_slice(&(data_len as u16).to_ne_bytes());
         msg.extend_from_slice(&0u16.to_ne_bytes());
         let op: u32 = if on { PROC_CN_MCAST_LISTEN } else { 2 };
         msg.extend_from_slice(&op.to_ne_bytes());
+        if filtered {
+            msg.extend_from_slice(&(PROC_EVENT_EXEC | PROC_EVENT_EXIT).to_ne_bytes());
+        }
         // SAFETY: msg is a valid buffer of its length.
         let rc = unsafe {
             libc::send(
@@ -250,6 +258,20 @@ impl Drop for ConnectorSocket {
     fn drop(&mut self) {
         let _ = self.subscribe(false);
     }
+}
+
+/// True when the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(release) = fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    let (Some(a), Some(b)) = (it.next(), it.next()) else {
+        return false;
+    };
+    (a, b) >= (major, minor)
 }
 
 /// Reads `/proc` and caches user names and boot time.
