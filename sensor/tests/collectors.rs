@@ -295,3 +295,24 @@ fn file_collector_reports_writes_with_hash() {
     let want: [u8; 32] = sha2::Sha256::digest(b"ssh-ed25519 AAAA attacker\n").into();
     assert_eq!(c.sha256, Some(want));
 }
+
+#[test]
+fn auth_collector_waits_for_a_log_that_appears_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sshd.log");
+    let path = log.clone();
+    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path, false));
+    assert!(
+        matches!(r.stats.visibility(), Visibility::Degraded(m) if m.contains("does not exist"))
+    );
+    std::fs::write(
+        &log,
+        "Accepted password for late from 10.1.2.3 port 999 ssh2\n",
+    )
+    .unwrap();
+    let login = r.wait_for("login from the new file", |p| {
+        matches!(p, Payload::Login(_))
+    });
+    assert!(matches!(login, Payload::Login(l) if l.user == "late" && l.src_port == Some(999)));
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+}

@@ -271,6 +271,10 @@ fn workload(rate: f64, secs: f64, marker: &str, target: SocketAddr, hold: Durati
                 l.busy += t.elapsed();
                 next += step;
             }
+            // Every connection lives its full hold time, the last ones too.
+            if let Some((t, _)) = held.back() {
+                std::thread::sleep(hold.saturating_sub(t.elapsed()));
+            }
             l
         }));
     }

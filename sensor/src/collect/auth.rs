@@ -19,6 +19,8 @@ use vigil_proto::{AuthMethod, LoginInfo, LoginService, Payload, Visibility};
 use super::CollectorCtx;
 
 const POLL: Duration = Duration::from_millis(200);
+/// The distribution's auth log; when it is absent, journald is followed.
+const DEFAULT_AUTH_LOG: &str = "/var/log/auth.log";
 /// Console logins come from here (see [`super::wtmp`]).
 const WTMP: &str = "/var/log/wtmp";
 /// Longest line considered (longer ones are skipped).
@@ -305,7 +307,9 @@ impl Tail {
 /// from `/var/log/wtmp` (off when watching a network namespace, whose
 /// "host" has no console).
 pub fn run(ctx: CollectorCtx, path: PathBuf, wtmp: bool) {
-    if !path.exists() && which("journalctl") {
+    // Only the default path falls back to journald: an explicitly configured
+    // log (e.g. a lab sshd's `-E` file) may simply not exist yet.
+    if path == Path::new(DEFAULT_AUTH_LOG) && !path.exists() && which("journalctl") {
         return run_journald(ctx);
     }
     if !path.exists() {
