@@ -164,6 +164,7 @@ impl Sensor {
                 backoff_min: config.backoff_min,
                 backoff_max: config.backoff_max,
                 connect_timeout: config.connect_timeout,
+                netns: config.netns.clone(),
             },
             identity,
             spool: spool.clone(),

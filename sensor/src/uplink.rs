@@ -89,6 +89,10 @@ pub struct UplinkSettings {
     pub backoff_max: Duration,
     /// Give up on a connection attempt after this long.
     pub connect_timeout: Duration,
+    /// Network namespace watched as this host, if any: its name and
+    /// addresses are what the Hello reports, so the appliance can tell lab
+    /// hosts and containers apart and resolve peers to them.
+    pub netns: Option<String>,
 }
 
 /// Batch and heartbeat settings in force for one connection.
@@ -263,12 +267,13 @@ impl Uplink {
     ) -> Result<(), UplinkError> {
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let next_seq = self.spool.lock().expect("spool lock").next_seq();
+        let (hostname, addrs) = host_identity(self.settings.netns.as_deref());
         let hello = ControlMessage::Hello(Hello {
             protocol_versions: vec![vigil_proto::PROTOCOL_VERSION],
             sensor_version: env!("CARGO_PKG_VERSION").to_string(),
-            hostname: enroll::hostname(),
+            hostname,
             os: enroll::os_name(),
-            addrs: local_addrs(),
+            addrs,
             next_seq,
         });
         wire::write_control(&mut ctl_send, &hello).await?;
@@ -470,6 +475,25 @@ async fn send_batch(conn: quinn::Connection, events: Vec<Event>) -> Result<Ack, 
     }
 }
 
+/// The name and addresses this sensor reports in its Hello: the machine's,
+/// or, when it watches a network namespace, the namespace's name and the
+/// addresses inside it (read from a short-lived thread that enters it, so
+/// the sensor itself stays in the initial namespace).
+pub fn host_identity(netns: Option<&str>) -> (String, Vec<std::net::IpAddr>) {
+    let Some(ns) = netns else {
+        return (enroll::hostname(), local_addrs());
+    };
+    let name = ns.to_string();
+    let addrs = std::thread::spawn(move || {
+        crate::collect::network::enter_netns(&name)
+            .map(|()| local_addrs())
+            .unwrap_or_default()
+    })
+    .join()
+    .unwrap_or_default();
+    (ns.to_string(), addrs)
+}
+
 /// Non-loopback addresses of this host (for the Hello).
 pub fn local_addrs() -> Vec<std::net::IpAddr> {
     let mut out = Vec::new();
@@ -507,6 +531,7 @@ mod tests {
             backoff_min: Duration::from_millis(1),
             backoff_max: Duration::from_millis(2),
             connect_timeout: Duration::from_millis(3),
+            netns: None,
         };
         let pushed = vigil_proto::SensorConfig {
             heartbeat_ms: 10_000,
