@@ -20,7 +20,7 @@ use crate::model::{quantile, HostModel, ModelMetrics, WindowModel};
 use crate::registry::{is_internal, is_local_only, Registry};
 use crate::suppress::{preview, Suppression, SuppressionError, SuppressionScope};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use vigil_proto::query::{FeatureDeviation, Severity};
 use vigil_proto::{Event, HostId, LoginInfo, Payload};
@@ -239,6 +239,11 @@ pub struct Detector {
     hosts: BTreeMap<HostId, HostState>,
     binary_hosts: BTreeMap<u64, u32>,
     hops: VecDeque<HopRecord>,
+    /// Global index of `hops[0]`; indices below are kept per destination
+    /// and per pair so lookups never scan every recent hop.
+    hop_base: u64,
+    by_dst: HashMap<HostId, Vec<u64>>,
+    by_pair: HashMap<(HostId, HostId), u64>,
     pending: VecDeque<PendingTrace>,
     incidents: VecDeque<Incident>,
     history: VecDeque<Alert>,
@@ -278,6 +283,9 @@ impl Detector {
             hosts: BTreeMap::new(),
             binary_hosts: BTreeMap::new(),
             hops: VecDeque::new(),
+            hop_base: 0,
+            by_dst: HashMap::new(),
+            by_pair: HashMap::new(),
             pending: VecDeque::new(),
             incidents: VecDeque::new(),
             history: VecDeque::new(),
@@ -532,7 +540,8 @@ impl Detector {
     fn chain_predecessor(&self, src: HostId, dst: HostId, ts: u64) -> Option<usize> {
         let from = ts.saturating_sub(self.cfg.chain_window_ns);
         let mut best: Option<usize> = None;
-        for (i, h) in self.hops.iter().enumerate() {
+        for i in self.positions_into(src) {
+            let h = &self.hops[i];
             if h.dst != src || h.src == dst || h.first_ns < from || h.first_ns > ts {
                 continue;
             }
@@ -548,6 +557,45 @@ impl Detector {
         best
     }
 
+    /// Positions in `hops` of the recent hops into `dst`, oldest first.
+    fn positions_into(&self, dst: HostId) -> Vec<usize> {
+        let (lo, hi) = (self.hop_base, self.hop_base + self.hops.len() as u64);
+        self.by_dst
+            .get(&dst)
+            .map(|v| {
+                v.iter()
+                    .filter(|g| **g >= lo && **g < hi)
+                    .map(|g| (g - lo) as usize)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn push_hop(&mut self, h: HopRecord) -> usize {
+        let g = self.hop_base + self.hops.len() as u64;
+        self.by_dst.entry(h.dst).or_default().push(g);
+        self.by_pair.insert((h.src, h.dst), g);
+        self.hops.push_back(h);
+        self.hops.len() - 1
+    }
+
+    fn pop_hop(&mut self) {
+        let Some(h) = self.hops.pop_front() else {
+            return;
+        };
+        let g = self.hop_base;
+        self.hop_base += 1;
+        if let Some(v) = self.by_dst.get_mut(&h.dst) {
+            v.retain(|x| *x > g);
+            if v.is_empty() {
+                self.by_dst.remove(&h.dst);
+            }
+        }
+        if self.by_pair.get(&(h.src, h.dst)) == Some(&g) {
+            self.by_pair.remove(&(h.src, h.dst));
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record_hop(
         &mut self,
@@ -561,7 +609,14 @@ impl Detector {
     ) -> Vec<Alert> {
         self.prune_hops(ts);
         let dedupe_from = ts.saturating_sub(self.cfg.hop_dedupe_ns);
-        let existing = self.hops.iter().position(|h| {
+        let latest = self
+            .by_pair
+            .get(&(obs.src, obs.dst))
+            .and_then(|g| g.checked_sub(self.hop_base))
+            .map(|p| p as usize)
+            .filter(|p| *p < self.hops.len());
+        let existing = latest.filter(|&p| {
+            let h = &self.hops[p];
             h.src == obs.src
                 && h.dst == obs.dst
                 && h.last_ns >= dedupe_from
@@ -596,7 +651,7 @@ impl Detector {
                 i
             }
             None => {
-                self.hops.push_back(HopRecord {
+                let idx = self.push_hop(HopRecord {
                     src: obs.src,
                     dst: obs.dst,
                     user: obs.user.clone(),
@@ -617,7 +672,6 @@ impl Detector {
                     chain_bonus,
                     boosts: Vec::new(),
                 });
-                let idx = self.hops.len() - 1;
                 self.apply_pending(idx, ts);
                 idx
             }
@@ -632,10 +686,10 @@ impl Detector {
             .front()
             .is_some_and(|h| h.last_ns.saturating_add(keep) < ts)
         {
-            self.hops.pop_front();
+            self.pop_hop();
         }
         while self.hops.len() > 4096 {
-            self.hops.pop_front();
+            self.pop_hop();
         }
         while self
             .incidents
@@ -909,11 +963,10 @@ impl Detector {
         bonus: f64,
     ) -> Vec<Alert> {
         let from = ts.saturating_sub(10 * 60 * 1_000_000_000);
-        let Some(idx) = self
-            .hops
-            .iter()
-            .rposition(|h| h.dst == host && h.last_ns >= from && h.last_ns <= ts + 60_000_000_000)
-        else {
+        let Some(idx) = self.positions_into(host).into_iter().rev().find(|&i| {
+            let h = &self.hops[i];
+            h.last_ns >= from && h.last_ns <= ts + 60_000_000_000
+        }) else {
             while self.pending.len() >= 256 {
                 self.pending.pop_front();
             }
@@ -1104,24 +1157,27 @@ impl Detector {
         for h in hosts {
             alerts.extend(self.roll_windows(h, now_ns));
         }
-        if self.retrain_due(now_ns) {
-            self.train(now_ns);
+        match self.retrain_due(now_ns) {
+            Some(true) => self.train(now_ns),
+            Some(false) => self.train_hosts(now_ns, true),
+            None => {}
         }
         self.prune_hops(now_ns);
         self.apply_suppressions(alerts, now_ns)
     }
 
-    fn retrain_due(&self, now_ns: u64) -> bool {
-        let learned = self.hosts.values().any(|s| {
+    /// `Some(true)`: full retrain due; `Some(false)`: only hosts that just
+    /// finished learning need a first model; `None`: nothing to do.
+    fn retrain_due(&self, now_ns: u64) -> Option<bool> {
+        let learned = self.hosts.iter().any(|(id, s)| {
             s.phase == HostPhase::Learning
+                && self.registry.get(*id).is_none_or(|i| i.managed)
                 && now_ns.saturating_sub(s.first_seen_ns) >= self.cfg.learning_period_ns
         });
         match self.last_train_ns {
-            None => learned,
-            Some(t) => {
-                now_ns.saturating_sub(t) >= self.cfg.retrain_interval_ns
-                    || (learned && now_ns.saturating_sub(t) >= NS_PER_HOUR)
-            }
+            None => learned.then_some(true),
+            Some(t) if now_ns.saturating_sub(t) >= self.cfg.retrain_interval_ns => Some(true),
+            Some(_) => learned.then_some(false),
         }
     }
 
@@ -1135,6 +1191,13 @@ impl Detector {
     /// ones), then calibrates hop thresholds to the fleet alert budget.
     /// Windows and hops inside confirmed true positives are left out.
     pub fn train(&mut self, now_ns: u64) {
+        self.train_hosts(now_ns, false);
+        self.last_train_ns = Some(now_ns);
+    }
+
+    /// Trains eligible hosts; with `only_new`, only hosts still learning
+    /// (their first model), keeping the fleet threshold of the last full run.
+    fn train_hosts(&mut self, now_ns: u64, only_new: bool) {
         if self.cfg.learning_period_ns == 0 {
             // cold start: registered hosts become active before their first event
             let ids: Vec<HostId> = self.registry.managed().collect();
@@ -1150,6 +1213,7 @@ impl Detector {
             .filter(|(id, s)| {
                 self.registry.get(**id).is_none_or(|i| i.managed)
                     && now_ns.saturating_sub(s.first_seen_ns) >= self.cfg.learning_period_ns
+                    && (!only_new || s.phase == HostPhase::Learning)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1185,7 +1249,10 @@ impl Detector {
         if pool.is_empty() {
             fleet_thr = self.cfg.cold_start_hop_threshold;
         }
-        self.fleet_hop_threshold = Some(fleet_thr);
+        match (only_new, self.fleet_hop_threshold) {
+            (true, Some(known)) => fleet_thr = known,
+            _ => self.fleet_hop_threshold = Some(fleet_thr),
+        }
         for id in eligible {
             let excluded_5: Vec<bool>;
             let (v5, v1, scores, first_seen, hops_seen, old_version) = {
@@ -1269,7 +1336,6 @@ impl Detector {
                 st.phase = HostPhase::Active;
             }
         }
-        self.last_train_ns = Some(now_ns);
     }
 
     /// Each host's phase, model version, hash, training window and metrics.

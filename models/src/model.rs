@@ -94,6 +94,7 @@ impl WindowModel {
             .map_err(|e| ModelError::Fit(e.to_string()))?;
         let data = DatasetBase::from(records);
         let km = KMeans::params(k)
+            .n_runs(2)
             .max_n_iterations(50)
             .tolerance(1e-4)
             .fit(&data)

@@ -46,6 +46,9 @@ enum Cmd {
         /// Days.
         #[arg(long, default_value_t = 14)]
         days: u32,
+        /// Workstations in the simulated fleet.
+        #[arg(long, default_value_t = 60)]
+        workstations: usize,
     },
     /// LANL 2015 format: auth.txt[.gz] (required), proc/flows (optional),
     /// redteam.txt[.gz] (labels, for metrics only).
@@ -84,12 +87,21 @@ fn main() -> Result<()> {
             labels,
             json,
         } => otrf(&files, labels.as_deref(), json)?,
-        Cmd::WriteLanl { dir, seed, days } => {
+        Cmd::WriteLanl {
+            dir,
+            seed,
+            days,
+            workstations,
+        } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let cfg = SynthConfig {
                 seed,
                 days,
                 attack_from_day: days / 2,
+                workstations,
+                windows_servers: (workstations / 6).clamp(10, 250),
+                linux_servers: (workstations / 10).clamp(6, 250),
+                admins: (workstations / 15).clamp(4, 100),
                 ..SynthConfig::default()
             };
             let n = write_synth_as_lanl(&cfg, &dir)

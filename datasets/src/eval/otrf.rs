@@ -219,6 +219,19 @@ pub fn judge(
             }
         }
     }
+    if label.is_none() {
+        // unlabelled (e.g. EVTX samples): report what every hop or incident said
+        for a in alerts.iter().filter(|a| a.kind != AlertKind::Window) {
+            for tech in &a.techniques {
+                if !techniques.contains(tech) {
+                    techniques.push(tech.clone());
+                }
+            }
+            if !detecting.contains(&a.title) {
+                detecting.push(a.title.clone());
+            }
+        }
+    }
     techniques.sort();
     let mut hosts: Vec<String> = det.model_status().into_iter().map(|s| s.hostname).collect();
     hosts.sort();
