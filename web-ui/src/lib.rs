@@ -1,1 +1,134 @@
-//! Vigil web console: Leptos SSR pages served by axum inside the appliance.
+//! Vigil web console: Leptos server-side rendered pages served by axum inside
+//! the appliance.
+//!
+//! The appliance mounts [`router`] on its HTTPS listener with a
+//! [`ConsoleState`]: the read-only [`ReadApi`] over its store plus a
+//! [`ConsoleStore`] for what the console itself writes (users, sessions,
+//! triage, suppressions, saved hunts, audit, settings, enrollment tokens).
+//! Every page works without JavaScript; every response carries a strict CSP.
+
+pub mod audit;
+pub mod auth;
+pub mod bench;
+pub mod error;
+pub mod fixtures;
+pub mod memory;
+pub mod pages;
+pub mod security;
+pub mod store;
+pub mod svg;
+pub mod time;
+pub mod urlenc;
+
+pub use memory::MemoryConsoleStore;
+pub use store::ConsoleStore;
+
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use vigil_proto::query::ReadApi;
+
+/// Nanoseconds since the Unix epoch, as the console's clock reads it.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct ConsoleState {
+    /// The appliance's stored hosts, events, alerts, edges and counters.
+    pub read: Arc<dyn ReadApi>,
+    /// What the console writes.
+    pub store: Arc<dyn ConsoleStore>,
+    /// Time source (system clock by default; fixed in tests).
+    pub clock: Clock,
+}
+
+impl ConsoleState {
+    /// State with the system clock.
+    pub fn new(read: Arc<dyn ReadApi>, store: Arc<dyn ConsoleStore>) -> Self {
+        ConsoleState {
+            read,
+            store,
+            clock: Arc::new(system_now_ns),
+        }
+    }
+
+    /// Replace the clock (tests, replays).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Current time in ns since the epoch.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Append an operator action to the audit chain.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<(), store::StoreError> {
+        self.store
+            .append_audit(store::AuditDraft {
+                ts_ns: self.now(),
+                actor: actor.into(),
+                action: action.into(),
+                target: target.into(),
+                detail: detail.into(),
+            })
+            .map(|_| ())
+    }
+}
+
+/// The system clock in ns since the Unix epoch (0 if the clock is before it).
+pub fn system_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// All console routes, with CSRF checking on every POST and security headers
+/// on every response. Mount at `/` of the appliance's HTTPS listener.
+pub fn router(state: ConsoleState) -> Router {
+    use pages::*;
+    Router::new()
+        .route("/static/console.css", get(layout::stylesheet))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/", get(overview::handler))
+        .route("/hosts", get(hosts::list))
+        .route("/hosts/{id}", get(host::handler))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{id}", get(alerts::detail))
+        .route("/alerts/{id}/triage", post(triage::triage))
+        .route(
+            "/alerts/{id}/suppress",
+            get(triage::suppress_preview).post(triage::suppress_save),
+        )
+        .route("/graph", get(graph::handler))
+        .route("/hunt", get(hunt::handler))
+        .route("/hunt.csv", get(hunt::csv))
+        .route("/hunt/save", post(hunt::save))
+        .route("/audit", get(admin::audit_page))
+        .route("/users", get(admin::users_page).post(admin::users_create))
+        .route("/users/{name}", post(admin::users_update))
+        .route(
+            "/account",
+            get(admin::account_page).post(admin::account_password),
+        )
+        .route(
+            "/settings",
+            get(admin::settings_page).post(admin::settings_save),
+        )
+        .route("/settings/tokens", post(admin::token_create))
+        .fallback(layout::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::csrf_guard,
+        ))
+        .layer(axum::middleware::map_response(security::security_headers))
+        .with_state(state)
+}

@@ -1,0 +1,323 @@
+//! Passwords, sessions, CSRF tokens, login lockout and role checks.
+
+use crate::error::UiError;
+use crate::store::{ConsoleStore, LoginAttempts, Role, Session, User};
+use crate::ConsoleState;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+/// Session cookie name.
+pub const SESSION_COOKIE: &str = "vigil_session";
+/// Cookie carrying the login form's CSRF token (double submit; no session yet).
+pub const LOGIN_CSRF_COOKIE: &str = "vigil_login_csrf";
+/// Absolute session lifetime.
+pub const SESSION_TTL_NS: u64 = 8 * 3600 * 1_000_000_000;
+/// Failures allowed inside [`FAILURE_WINDOW_NS`] before the account locks.
+pub const MAX_FAILURES: u32 = 5;
+/// Window over which failures are counted.
+pub const FAILURE_WINDOW_NS: u64 = 15 * 60 * 1_000_000_000;
+/// How long a locked account refuses logins.
+pub const LOCKOUT_NS: u64 = 15 * 60 * 1_000_000_000;
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// 32 random bytes, hex.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Hex SHA-256, used to key sessions by their token.
+pub fn token_id(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Argon2id (default parameters: 19 MiB, 2 passes) PHC string.
+pub fn hash_password(password: &str) -> Result<String, UiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| UiError::Hash)
+}
+
+/// Whether `password` matches a PHC hash; a malformed hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// Equal-time comparison for tokens.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Value of cookie `name` from the request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
+/// `Set-Cookie` value with every protection the console needs.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age_s: u64) -> String {
+    format!("{name}={value}; Path={path}; Max-Age={max_age_s}; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// Result of a login attempt.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Credentials good; a session was created. Holds the cookie token.
+    Success { token: String, user: User },
+    /// Wrong name or password (indistinguishable on purpose).
+    Invalid,
+    /// Too many failures; try again after this time.
+    Locked { until_ns: u64 },
+}
+
+fn lockout_key(name: &str) -> String {
+    let n: String = name.trim().to_lowercase().chars().take(64).collect();
+    format!("user:{n}")
+}
+
+/// A hash to verify against when the user does not exist, so timing does not
+/// reveal which names are valid.
+fn dummy_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| hash_password("not-a-real-password-0").unwrap_or_default())
+}
+
+/// Check credentials under the lockout policy and open a session on success.
+pub fn login(
+    store: &dyn ConsoleStore,
+    name: &str,
+    password: &str,
+    now_ns: u64,
+) -> Result<LoginOutcome, UiError> {
+    let key = lockout_key(name);
+    let mut attempts = store.login_attempts(&key)?;
+    if attempts.locked_until_ns > now_ns {
+        return Ok(LoginOutcome::Locked {
+            until_ns: attempts.locked_until_ns,
+        });
+    }
+    let user = store.user(name.trim())?.filter(|u| !u.disabled);
+    let ok = match &user {
+        Some(u) => verify_password(password, &u.password_hash),
+        None => {
+            verify_password(password, dummy_hash());
+            false
+        }
+    };
+    match (ok, user) {
+        (true, Some(user)) => {
+            store.put_login_attempts(&key, LoginAttempts::default())?;
+            let token = random_token();
+            store.put_session(Session {
+                id: token_id(&token),
+                user: user.name.clone(),
+                csrf: random_token(),
+                created_ns: now_ns,
+                expires_ns: now_ns + SESSION_TTL_NS,
+            })?;
+            Ok(LoginOutcome::Success { token, user })
+        }
+        _ => {
+            if now_ns.saturating_sub(attempts.window_start_ns) > FAILURE_WINDOW_NS {
+                attempts = LoginAttempts {
+                    failures: 0,
+                    window_start_ns: now_ns,
+                    locked_until_ns: 0,
+                };
+            }
+            attempts.failures += 1;
+            if attempts.failures >= MAX_FAILURES {
+                attempts = LoginAttempts {
+                    failures: 0,
+                    window_start_ns: now_ns,
+                    locked_until_ns: now_ns + LOCKOUT_NS,
+                };
+                store.put_login_attempts(&key, attempts)?;
+                return Ok(LoginOutcome::Locked {
+                    until_ns: attempts.locked_until_ns,
+                });
+            }
+            store.put_login_attempts(&key, attempts)?;
+            Ok(LoginOutcome::Invalid)
+        }
+    }
+}
+
+/// Create the first admin with a random password if there are no users.
+/// Returns the password so the appliance can print it once at setup.
+pub fn bootstrap_admin(store: &dyn ConsoleStore, now_ns: u64) -> Result<Option<String>, UiError> {
+    if !store.users()?.is_empty() {
+        return Ok(None);
+    }
+    let password = random_token()[..20].to_string();
+    store.put_user(User {
+        name: "admin".into(),
+        role: Role::Admin,
+        password_hash: hash_password(&password)?,
+        created_ns: now_ns,
+        must_change_password: true,
+        disabled: false,
+    })?;
+    Ok(Some(password))
+}
+
+/// The logged-in user of a request, resolved from the session cookie.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub user: User,
+    pub session: Session,
+}
+
+impl Authed {
+    /// 403 unless the user's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), UiError> {
+        if self.user.role >= role {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden("Your role does not allow this action."))
+        }
+    }
+
+    /// Whether the user may do what `role` may (for showing forms).
+    pub fn can(&self, role: Role) -> bool {
+        self.user.role >= role
+    }
+}
+
+/// The session behind a request's cookie, if valid at `now_ns`.
+pub fn resolve_session(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    now_ns: u64,
+) -> Result<Option<Authed>, UiError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(session) = state.store.session(&token_id(&token))? else {
+        return Ok(None);
+    };
+    if session.expires_ns <= now_ns {
+        state.store.delete_session(&session.id)?;
+        return Ok(None);
+    }
+    match state.store.user(&session.user)? {
+        Some(user) if !user.disabled => Ok(Some(Authed { user, session })),
+        _ => Ok(None),
+    }
+}
+
+impl FromRequestParts<ConsoleState> for Authed {
+    type Rejection = UiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ConsoleState) -> Result<Self, UiError> {
+        resolve_session(state, &parts.headers, state.now())?.ok_or(UiError::Unauthenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryConsoleStore;
+
+    fn store_with(name: &str, pw: &str) -> MemoryConsoleStore {
+        let s = MemoryConsoleStore::new();
+        s.put_user(User {
+            name: name.into(),
+            role: Role::Analyst,
+            password_hash: hash_password(pw).unwrap(),
+            created_ns: 0,
+            must_change_password: false,
+            disabled: false,
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn hash_is_argon2id_and_verifies() {
+        let h = hash_password("correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn lockout_after_five_failures_even_with_right_password() {
+        let s = store_with("bob", "bob-password-1");
+        let t0 = 1_000_000_000_000;
+        for i in 0..4 {
+            assert!(matches!(
+                login(&s, "bob", "nope", t0 + i).unwrap(),
+                LoginOutcome::Invalid
+            ));
+        }
+        assert!(matches!(
+            login(&s, "bob", "nope", t0 + 5).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+        assert!(matches!(
+            login(&s, "bob", "bob-password-1", t0 + 6).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+        let later = t0 + LOCKOUT_NS + 10;
+        assert!(matches!(
+            login(&s, "bob", "bob-password-1", later).unwrap(),
+            LoginOutcome::Success { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_users_are_invalid_and_also_lock() {
+        let s = store_with("bob", "bob-password-1");
+        for i in 0..4 {
+            assert!(matches!(
+                login(&s, "eve", "x", i).unwrap(),
+                LoginOutcome::Invalid
+            ));
+        }
+        assert!(matches!(
+            login(&s, "eve", "x", 5).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn bootstrap_creates_admin_once() {
+        let s = MemoryConsoleStore::new();
+        let pw = bootstrap_admin(&s, 1).unwrap().unwrap();
+        assert!(bootstrap_admin(&s, 2).unwrap().is_none());
+        let u = s.user("admin").unwrap().unwrap();
+        assert_eq!(u.role, Role::Admin);
+        assert!(u.must_change_password);
+        assert!(verify_password(&pw, &u.password_hash));
+    }
+}

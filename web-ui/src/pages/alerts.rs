@@ -1,0 +1,451 @@
+//! `/alerts` and `/alerts/{id}`: triage list and the alert / incident page.
+
+use super::layout::{render, Nav};
+use super::*;
+use crate::store::{Role, Suppression};
+use crate::svg::{path_graph, usage_bar, Node};
+use crate::time::{ago, format_ts};
+use crate::urlenc;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use vigil_proto::query::AlertFilter;
+
+/// Rows per page of the alert list.
+pub const PAGE_SIZE: usize = 50;
+/// Most alerts considered by the list and the suppression preview.
+pub const SCAN_LIMIT: usize = 10_000;
+
+/// ATT&CK technique names the console knows.
+pub fn technique_name(id: &str) -> &'static str {
+    match id {
+        "T1021.001" => "Remote Desktop Protocol",
+        "T1021.002" => "SMB / Windows Admin Shares",
+        "T1021.004" => "Remote Services: SSH",
+        "T1021.006" => "Windows Remote Management",
+        "T1047" => "Windows Management Instrumentation",
+        "T1078" => "Valid Accounts",
+        "T1098.004" => "SSH Authorized Keys",
+        "T1110.001" => "Password Guessing",
+        "T1550.002" => "Pass the Hash",
+        "T1569.002" => "Service Execution",
+        _ => "",
+    }
+}
+
+/// Query string of `/alerts`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AlertsQuery {
+    /// `open` (default), `closed` or `all`.
+    #[serde(default)]
+    pub view: String,
+    /// Minimum severity name.
+    #[serde(default)]
+    pub sev: String,
+    /// `1` to include alerts hidden by suppressions.
+    #[serde(default)]
+    pub suppressed: String,
+    #[serde(default)]
+    pub page: usize,
+}
+
+/// Whether any rule hides this alert.
+pub fn suppressed_by<'a>(rules: &'a [Suppression], a: &AlertRecord) -> Option<&'a Suppression> {
+    rules.iter().find(|r| r.matches(a))
+}
+
+/// Render the alert list.
+pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageResult {
+    let now = state.now();
+    let min_sev = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ]
+    .into_iter()
+    .find(|s| severity_name(*s) == q.sev);
+    let rules = state.store.suppressions()?;
+    let names = hostnames(state)?;
+    let view_mode = if q.view.is_empty() {
+        "open"
+    } else {
+        q.view.as_str()
+    };
+    let mut hidden = 0usize;
+    let mut shown = Vec::new();
+    for a in state.read.alerts(&AlertFilter {
+        min_severity: min_sev,
+        limit: SCAN_LIMIT,
+        ..Default::default()
+    })? {
+        let a = with_triage(state, a)?;
+        let keep = match view_mode {
+            "closed" => !is_open(&a.state),
+            "all" => true,
+            _ => is_open(&a.state),
+        };
+        if !keep {
+            continue;
+        }
+        if is_open(&a.state) && q.suppressed != "1" && suppressed_by(&rules, &a).is_some() {
+            hidden += 1;
+            continue;
+        }
+        shown.push(a);
+    }
+    let pages = shown.len().div_ceil(PAGE_SIZE).max(1);
+    let page_no = q.page.min(pages - 1);
+    let rows = shown
+        .iter()
+        .skip(page_no * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|a| {
+            let path = a.path.iter().map(|h| name_of(&names, *h)).collect::<Vec<_>>().join(" → ");
+            let kind = if a.path.len() > 1 { "incident" } else { "alert" };
+            view! {
+                <tr>
+                    <td>{severity_badge(a.severity)}</td>
+                    <td><a href=format!("/alerts/{}", a.id)>{a.title.clone()}</a> <span class="muted">{format!(" #{} · {kind}", a.id)}</span></td>
+                    <td>{path}</td>
+                    <td>{a.users.join(", ")}</td>
+                    <td class="mono">{a.techniques.join(" ")}</td>
+                    <td>{triage_badge(&a.state)}</td>
+                    <td>{a.assignee.clone().unwrap_or_else(|| "—".into())}</td>
+                    <td class="muted nowrap">{ago(now, a.created_ns)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let tabs = ["open", "closed", "all"]
+        .into_iter()
+        .map(|v| {
+            let class = if v == view_mode { "chip active" } else { "chip" };
+            view! { <a class=class href=format!("/alerts?{}", urlenc::query(&[("view", v.into()), ("sev", q.sev.clone())]))>{v}</a> }
+        })
+        .collect_view();
+    let sev_opts = ["", "low", "medium", "high", "critical"]
+        .into_iter()
+        .map(|s| view! { <option value=s selected={q.sev == s}>{if s.is_empty() { "any severity" } else { s }}</option> })
+        .collect_view();
+    let hidden_note = (hidden > 0).then(|| {
+        let href = format!("/alerts?{}", urlenc::query(&[("view", view_mode.into()), ("sev", q.sev.clone()), ("suppressed", "1".into())]));
+        view! { <p class="muted">{format!("{hidden} open alerts hidden by suppressions. ")}<a href=href>"Show them"</a></p> }
+    });
+    let base = format!(
+        "/alerts?{}",
+        urlenc::query(&[
+            ("view", view_mode.into()),
+            ("sev", q.sev.clone()),
+            ("suppressed", q.suppressed.clone())
+        ])
+    );
+    let body = view! {
+        <h1>"Alerts and incidents"</h1>
+        <form method="get" action="/alerts" class="toolbar">
+            {tabs}
+            <input type="hidden" name="view" value=view_mode.to_string()/>
+            <select name="sev">{sev_opts}</select>
+            <button type="submit">"Filter"</button>
+            <span class="muted">{format!("{} shown", shown.len())}</span>
+        </form>
+        {hidden_note}
+        <section class="panel flush">
+            <table class="dense">
+                <thead><tr><th>"Severity"</th><th>"Alert"</th><th>"Hosts"</th><th>"Users"</th><th>"ATT&CK"</th><th>"State"</th><th>"Assignee"</th><th>"Raised"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+        {pager(&base, page_no, pages)}
+    };
+    Ok(render("Alerts", Nav::Alerts, auth, body.into_any()))
+}
+
+/// `GET /alerts`.
+pub async fn list(
+    State(state): State<ConsoleState>,
+    auth: Authed,
+    Query(q): Query<AlertsQuery>,
+) -> PageResult {
+    list_page(&state, &auth, &q)
+}
+
+fn triage_panel(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<AnyView, UiError> {
+    if !auth.can(Role::Analyst) {
+        return Ok(view! {
+            <section class="panel"><h2>"Triage"</h2><p class="muted">"Your role (viewer) can read alerts but not triage them."</p></section>
+        }
+        .into_any());
+    }
+    let action = format!("/alerts/{}/triage", a.id);
+    let users = state
+        .store
+        .users()?
+        .into_iter()
+        .filter(|u| !u.disabled && u.role >= Role::Analyst)
+        .map(|u| {
+            let sel = a.assignee.as_deref() == Some(u.name.as_str());
+            view! { <option value=u.name.clone() selected=sel>{u.name.clone()}</option> }
+        })
+        .collect_view();
+    let suppress_users = a
+        .users
+        .iter()
+        .map(|u| view! { <option value=u.clone()>{format!("user {u}")}</option> })
+        .collect_view();
+    let suppress_hosts = a
+        .path
+        .iter()
+        .map(|h| view! { <option value=h.to_string()>{format!("host {h}")}</option> })
+        .collect_view();
+    Ok(view! {
+        <section class="panel">
+            <h2>"Triage"</h2>
+            <div class="actions">
+                <form method="post" action=action.clone() class="inline">
+                    {csrf_field(auth)}
+                    <input type="hidden" name="action" value="ack"/>
+                    <button type="submit">"Acknowledge"</button>
+                </form>
+                <form method="post" action=action.clone() class="inline">
+                    {csrf_field(auth)}
+                    <input type="hidden" name="action" value="investigate"/>
+                    <button type="submit">"Investigating"</button>
+                </form>
+            </div>
+            <form method="post" action=action.clone() class="row">
+                {csrf_field(auth)}
+                <input type="hidden" name="action" value="assign"/>
+                <label>"Assignee " <select name="assignee">{users}</select></label>
+                <button type="submit">"Assign"</button>
+            </form>
+            <form method="post" action=action class="row">
+                {csrf_field(auth)}
+                <input type="hidden" name="action" value="close"/>
+                <label>"Verdict "
+                    <select name="verdict">
+                        <option value="false_positive">"False positive"</option>
+                        <option value="true_positive">"True positive"</option>
+                    </select>
+                </label>
+                <input type="text" name="note" maxlength="500" placeholder="Reason (kept in the audit log)"/>
+                <button type="submit" class="danger">"Close"</button>
+            </form>
+            <h3>"Suppress similar alerts"</h3>
+            <form method="get" action=format!("/alerts/{}/suppress", a.id) class="row">
+                <label><input type="checkbox" name="match_title" value="1" checked/>" same title"</label>
+                <select name="host"><option value="">"any host"</option>{suppress_hosts}</select>
+                <select name="user"><option value="">"any user"</option>{suppress_users}</select>
+                <input type="text" name="reason" maxlength="300" placeholder="Why (required)"/>
+                <button type="submit">"Preview suppression"</button>
+            </form>
+        </section>
+    }
+    .into_any())
+}
+
+fn evidence(state: &ConsoleState, a: &AlertRecord, names: &HashMap<HostId, String>) -> AnyView {
+    let rows = a
+        .evidence
+        .iter()
+        .take(50)
+        .map(|(h, seq)| match state.read.event(*h, *seq) {
+            Ok(e) => view! {
+                <tr>
+                    <td class="mono nowrap">{format_ts(e.header.ts_ns)}</td>
+                    <td><a href=format!("/hosts/{h}")>{name_of(names, *h)}</a></td>
+                    <td class="num">{*seq}</td>
+                    <td><span class="kind">{e.kind().name()}</span></td>
+                    <td class="mono wrap">{describe(&e)}</td>
+                </tr>
+            }
+            .into_any(),
+            Err(_) => view! {
+                <tr>
+                    <td class="muted">"—"</td>
+                    <td>{name_of(names, *h)}</td>
+                    <td class="num">{*seq}</td>
+                    <td colspan="2" class="muted">"Event no longer stored (retention)."</td>
+                </tr>
+            }
+            .into_any(),
+        })
+        .collect_view();
+    view! {
+        <table class="dense">
+            <thead><tr><th>"Time"</th><th>"Host"</th><th>"Seq"</th><th>"Kind"</th><th>"Detail"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
+}
+
+fn path_section(
+    state: &ConsoleState,
+    a: &AlertRecord,
+    names: &HashMap<HostId, String>,
+) -> Result<Option<AnyView>, UiError> {
+    if a.path.len() < 2 {
+        return Ok(None);
+    }
+    let edges = state
+        .read
+        .edges(a.created_ns.saturating_sub(24 * 3600 * 1_000_000_000))?;
+    let hops: Vec<String> = a
+        .path
+        .windows(2)
+        .map(|w| {
+            edges
+                .iter()
+                .filter(|e| e.src == w[0] && e.dst == w[1])
+                .max_by_key(|e| e.first_seen_ns)
+                .map(|e| format!("port {} {}", e.port, e.user.clone().unwrap_or_default()))
+                .unwrap_or_default()
+        })
+        .collect();
+    let nodes: Vec<Node> = a
+        .path
+        .iter()
+        .map(|h| {
+            let addr = state
+                .read
+                .host(*h)
+                .ok()
+                .and_then(|s| s.addrs.first().map(|a| a.to_string()))
+                .unwrap_or_default();
+            Node {
+                label: name_of(names, *h),
+                sub: addr,
+                href: format!("/hosts/{h}"),
+                hot: true,
+            }
+        })
+        .collect();
+    Ok(Some(
+        view! {
+            <section class="panel">
+                <h2>"Lateral-movement path"</h2>
+                {path_graph(&nodes, &hops)}
+            </section>
+        }
+        .into_any(),
+    ))
+}
+
+/// Query string of the alert page.
+#[derive(Debug, Default, Deserialize)]
+pub struct AlertQuery {
+    /// Flash message code after an action.
+    pub msg: Option<String>,
+}
+
+/// Render one alert or incident.
+pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery) -> PageResult {
+    let now = state.now();
+    let a = with_triage(state, state.read.alert(id)?)?;
+    let names = hostnames(state)?;
+    let kind = if a.path.len() > 1 {
+        "Incident"
+    } else {
+        "Alert"
+    };
+    let max_score = a.deviations.iter().map(|d| d.score).fold(1.0, f64::max);
+    let sentences = a
+        .deviations
+        .iter()
+        .map(|d| view! { <li>{d.sentence.clone()}</li> })
+        .collect_view();
+    let dev_rows = a
+        .deviations
+        .iter()
+        .map(|d| {
+            view! {
+                <tr>
+                    <td class="mono">{d.feature.clone()}</td>
+                    <td class="num">{format!("{:.2}", d.observed)}</td>
+                    <td class="num">{format!("{:.2}", d.baseline)}</td>
+                    <td class="num">{format!("{:.1}", d.score)}</td>
+                    <td class="barcell">{usage_bar(d.score, max_score)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let techniques = a
+        .techniques
+        .iter()
+        .map(|t| view! { <li><span class="mono">{t.clone()}</span>" "{technique_name(t)}</li> })
+        .collect_view();
+    let related = if a.path.len() > 1 {
+        let rel: Vec<AlertRecord> = state
+            .read
+            .alerts(&AlertFilter {
+                since_ns: Some(a.created_ns.saturating_sub(24 * 3600 * 1_000_000_000)),
+                limit: 500,
+                ..Default::default()
+            })?
+            .into_iter()
+            .filter(|r| r.incident_id == Some(a.id))
+            .collect();
+        (!rel.is_empty()).then(|| {
+            let items = rel.iter().map(|r| view! { <li><a href=format!("/alerts/{}", r.id)>{r.title.clone()}</a></li> }).collect_view();
+            view! { <section class="panel"><h2>"Alerts in this incident"</h2><ul>{items}</ul></section> }
+        })
+    } else {
+        None
+    };
+    let parent = a.incident_id.map(|i| view! { <p>"Part of " <a href=format!("/alerts/{i}")>{format!("incident #{i}")}</a></p> });
+    let path_view = path_section(state, &a, &names)?;
+    let panel = triage_panel(state, auth, &a)?;
+    let body = view! {
+        {flash(q.msg.as_deref())}
+        <div class="titlebar">
+            {severity_badge(a.severity)}
+            <h1>{a.title.clone()}</h1>
+            <span class="muted">{format!("{kind} #{}", a.id)}</span>
+        </div>
+        <section class="panel">
+            <dl class="facts cols">
+                <dt>"State"</dt><dd>{triage_badge(&a.state)}</dd>
+                <dt>"Assignee"</dt><dd>{a.assignee.clone().unwrap_or_else(|| "unassigned".into())}</dd>
+                <dt>"Raised"</dt><dd>{format!("{} ({})", format_ts(a.created_ns), ago(now, a.created_ns))}</dd>
+                <dt>"Score"</dt><dd>{format!("{:.2}", a.score)}</dd>
+                <dt>"Users"</dt><dd>{a.users.join(", ")}</dd>
+                <dt>"Model"</dt><dd class="mono">{a.model_version.clone().unwrap_or_else(|| "—".into())}</dd>
+            </dl>
+            {parent}
+        </section>
+        {path_view}
+        <div class="grid2">
+            <section class="panel">
+                <h2>"Why this fired"</h2>
+                <p class="lead">{a.summary.clone()}</p>
+                <ul class="because">{sentences}</ul>
+                <table class="dense">
+                    <thead><tr><th>"Feature"</th><th>"Observed"</th><th>"Baseline"</th><th>"Score"</th><th></th></tr></thead>
+                    <tbody>{dev_rows}</tbody>
+                </table>
+                <h3>"ATT&CK techniques"</h3>
+                <ul>{techniques}</ul>
+            </section>
+            <div>
+                {panel}
+                {response_placeholder()}
+            </div>
+        </div>
+        {related}
+        <section class="panel">
+            <h2>"Evidence events"</h2>
+            {evidence(state, &a, &names)}
+        </section>
+    };
+    Ok(render(&a.title, Nav::Alerts, auth, body.into_any()))
+}
+
+/// `GET /alerts/{id}`.
+pub async fn detail(
+    State(state): State<ConsoleState>,
+    auth: Authed,
+    Path(id): Path<u64>,
+    Query(q): Query<AlertQuery>,
+) -> PageResult {
+    detail_page(&state, &auth, id, &q)
+}
