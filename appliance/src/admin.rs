@@ -1,0 +1,218 @@
+//! Administration: the operations behind `vigil token|sensor|status|events`.
+//!
+//! RocksDB lets one process open the database. While `vigil serve` runs it
+//! listens on `DATA/run/admin.sock` (mode 0600, so only root / the service
+//! user can use it) for requests framed as a 4-byte big-endian length plus
+//! JSON; the CLI sends its request there. When no server answers, the CLI
+//! opens the database itself and runs the very same [`handle`] function.
+
+use crate::core::Core;
+use crate::db::{RetentionPolicy, RetentionRun};
+use crate::enroll::{create_token, NewToken};
+use crate::metrics::MetricsSnapshot;
+use crate::read::StoreReader;
+use crate::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vigil_proto::query::{ApplianceStats, EventFilter, EventPage, HostSummary, ReadApi};
+use vigil_proto::HostId;
+
+/// Largest admin message accepted.
+pub const MAX_ADMIN_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// The addresses a running server bound (also written to `run/addresses.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addresses {
+    pub quic: SocketAddr,
+    pub https: SocketAddr,
+    pub pid: u32,
+}
+
+/// A request to the appliance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Create an enrollment token.
+    CreateToken { ttl_s: u64, uses: u32 },
+    /// List enrolled sensors.
+    ListSensors,
+    /// Revoke a sensor's certificate.
+    Revoke { host: HostId },
+    /// Counters, retention, disk use.
+    Status,
+    /// Stored events.
+    Events { filter: EventFilter },
+}
+
+/// `vigil status` contents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Whether this came from a running server (live counters) or the database alone.
+    pub server_running: bool,
+    pub addresses: Option<Addresses>,
+    pub hosts: usize,
+    pub connected: usize,
+    pub stats: ApplianceStats,
+    pub metrics: MetricsSnapshot,
+    pub retention: RetentionPolicy,
+    pub last_retention: Option<RetentionRun>,
+    pub ca_fingerprint: String,
+}
+
+/// The appliance's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminResponse {
+    Token(NewToken),
+    Sensors(Vec<HostSummary>),
+    Revoked { host: HostId, newly: bool },
+    Status(Box<StatusReport>),
+    Events(EventPage),
+    Error(String),
+}
+
+/// An admin-channel failure.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("admin message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("admin message of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+/// Read `run/addresses.json`, if a server wrote one.
+pub fn read_addresses(data_dir: &Path) -> Option<Addresses> {
+    let text = std::fs::read_to_string(data_dir.join("run").join("addresses.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Run one request against an open appliance.
+pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> AdminResponse {
+    let reader = StoreReader::new(core.clone());
+    let now = (core.clock)();
+    let result: Result<AdminResponse, String> = match req {
+        AdminRequest::CreateToken { ttl_s, uses } => {
+            create_token(&core.db, &core.pki, Duration::from_secs(ttl_s), uses, now)
+                .map(AdminResponse::Token)
+                .map_err(|e| e.to_string())
+        }
+        AdminRequest::ListSensors => reader
+            .hosts()
+            .map(AdminResponse::Sensors)
+            .map_err(|e| e.to_string()),
+        AdminRequest::Revoke { host } => core
+            .registry
+            .revoke(host, now)
+            .map(|newly| AdminResponse::Revoked { host, newly })
+            .map_err(|e| e.to_string()),
+        AdminRequest::Status => {
+            status(core, &reader, server_running).map(|s| AdminResponse::Status(Box::new(s)))
+        }
+        AdminRequest::Events { filter } => reader
+            .events(&filter)
+            .map(AdminResponse::Events)
+            .map_err(|e| e.to_string()),
+    };
+    result.unwrap_or_else(AdminResponse::Error)
+}
+
+fn status(
+    core: &Arc<Core>,
+    reader: &StoreReader,
+    server_running: bool,
+) -> Result<StatusReport, String> {
+    let stats = reader.stats().map_err(|e| e.to_string())?;
+    Ok(StatusReport {
+        server_running,
+        addresses: if server_running {
+            read_addresses(&core.data_dir)
+        } else {
+            None
+        },
+        hosts: core.registry.all().len(),
+        connected: core.registry.connected_count(),
+        stats,
+        metrics: core.metrics.snapshot(),
+        retention: core.db.retention().map_err(|e| e.to_string())?,
+        last_retention: core.db.retention_run().map_err(|e| e.to_string())?,
+        ca_fingerprint: core.pki.ca_fingerprint(),
+    })
+}
+
+/// Serve the admin socket until shutdown.
+pub async fn serve(core: Arc<Core>, mut shutdown: Shutdown) -> std::io::Result<()> {
+    let path = Core::admin_socket(&core.data_dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.wait() => break,
+            s = listener.accept() => s,
+        };
+        let Ok((mut stream, _)) = stream else {
+            continue;
+        };
+        let core = core.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_one(&mut stream, core).await {
+                tracing::debug!(error = %e, "admin request failed");
+            }
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn serve_one(stream: &mut tokio::net::UnixStream, core: Arc<Core>) -> Result<(), AdminError> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_ADMIN_MESSAGE {
+        return Err(AdminError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    let req: AdminRequest = serde_json::from_slice(&buf)?;
+    let resp = tokio::task::spawn_blocking(move || handle(&core, req, true))
+        .await
+        .unwrap_or_else(|e| AdminResponse::Error(e.to_string()));
+    let out = serde_json::to_vec(&resp)?;
+    stream.write_u32(out.len() as u32).await?;
+    stream.write_all(&out).await?;
+    Ok(())
+}
+
+/// Send a request to a running server. `Ok(None)` when no server listens.
+pub fn request(data_dir: &Path, req: &AdminRequest) -> Result<Option<AdminResponse>, AdminError> {
+    let path = Core::admin_socket(data_dir);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = serde_json::to_vec(req)?;
+    stream.write_all(&(body.len() as u32).to_be_bytes())?;
+    stream.write_all(&body)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_ADMIN_MESSAGE {
+        return Err(AdminError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf)?;
+    Ok(Some(serde_json::from_slice(&buf)?))
+}

@@ -1,0 +1,270 @@
+//! Starting and stopping the whole appliance in-process.
+
+use crate::admin::{self, Addresses};
+use crate::core::{system_clock, Clock, Core, CoreError, FirstStart};
+use crate::db::{Db, RetentionPolicy};
+use crate::enroll::{create_token, NewToken};
+use crate::ingest::{server, writer};
+use crate::metrics::Metrics;
+use crate::read::StoreReader;
+use crate::registry::RegistryError;
+use crate::shutdown::{self, ShutdownTrigger};
+use crate::store::StoreError;
+use crate::tls::{self, TlsError};
+use crate::{https, pki::write_private};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use vigil_proto::query::ReadApi;
+use vigil_proto::{Command, HostId, SensorConfig};
+
+/// How `vigil serve` runs.
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// QUIC ingest and enrollment (default 0.0.0.0:4433).
+    pub quic_listen: SocketAddr,
+    /// HTTPS (default 0.0.0.0:8443).
+    pub https_listen: SocketAddr,
+    /// Stored as the policy when set; otherwise the stored (or default) one applies.
+    pub retention: Option<RetentionPolicy>,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Settings pushed to sensors in `Welcome`.
+    pub sensor_config: SensorConfig,
+    /// Extra routes (the web UI) merged into the HTTPS router.
+    pub extra_router: Option<axum::Router>,
+    /// Batches queued for the writer before connections wait.
+    pub ingest_queue_batches: usize,
+    /// Serve `DATA/run/admin.sock` for the CLI.
+    pub admin_socket: bool,
+    /// Clock (tests may pass a fake one).
+    pub clock: Clock,
+}
+
+impl ServeConfig {
+    /// Defaults that work out of the box.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            data_dir: data_dir.into(),
+            quic_listen: "0.0.0.0:4433".parse().expect("valid address"),
+            https_listen: "0.0.0.0:8443".parse().expect("valid address"),
+            retention: None,
+            retention_interval: Duration::from_secs(300),
+            sensor_config: SensorConfig::default(),
+            extra_router: None,
+            ingest_queue_batches: 256,
+            admin_socket: true,
+            clock: system_clock(),
+        }
+    }
+
+    /// Both listeners on 127.0.0.1 with OS-chosen ports (tests, benches).
+    pub fn loopback(mut self) -> Self {
+        self.quic_listen = "127.0.0.1:0".parse().expect("valid address");
+        self.https_listen = "127.0.0.1:0".parse().expect("valid address");
+        self
+    }
+}
+
+/// Starting the appliance failed.
+#[derive(Debug, Error)]
+pub enum ApplianceError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ApplianceError {
+    let what = what.into();
+    move |source| ApplianceError::Io { what, source }
+}
+
+/// A running appliance.
+pub struct Appliance {
+    core: Arc<Core>,
+    /// Bound QUIC address.
+    pub quic_addr: SocketAddr,
+    /// Bound HTTPS address.
+    pub https_addr: SocketAddr,
+    /// Secrets created at first start (the admin password, shown once).
+    pub first_start: FirstStart,
+    trigger: ShutdownTrigger,
+    tasks: Vec<JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Appliance {
+    /// Open the data directory, bind both listeners and start every task.
+    pub async fn start(cfg: ServeConfig) -> Result<Appliance, ApplianceError> {
+        let (mut core, first_start) = Core::open(&cfg.data_dir, cfg.clock.clone())?;
+        core.sensor_config = cfg.sensor_config.clone();
+        if let Some(policy) = &cfg.retention {
+            core.db.put_retention(policy)?;
+        }
+        let core = Arc::new(core);
+        let (trigger, shutdown) = shutdown::channel();
+
+        let qcfg =
+            tls::quic_server_config(&core.pki, core.registry.revoked_set(), core.metrics.clone())?;
+        let qcrypto = quinn::crypto::rustls::QuicServerConfig::try_from(qcfg)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(qcrypto));
+        server_config.transport_config(Arc::new(server::transport_config()));
+        let endpoint =
+            quinn::Endpoint::server(server_config, cfg.quic_listen).map_err(io("bind QUIC"))?;
+        let quic_addr = endpoint.local_addr().map_err(io("QUIC address"))?;
+
+        let tcp = std::net::TcpListener::bind(cfg.https_listen).map_err(io("bind HTTPS"))?;
+        tcp.set_nonblocking(true).map_err(io("HTTPS listener"))?;
+        let https_addr = tcp.local_addr().map_err(io("HTTPS address"))?;
+
+        let (queue, writer) = writer::spawn_writer(
+            core.db.clone(),
+            core.metrics.clone(),
+            cfg.ingest_queue_batches,
+        )
+        .map_err(io("start writer"))?;
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(server::run(
+            endpoint.clone(),
+            core.clone(),
+            queue,
+            shutdown.clone(),
+        )));
+
+        let mut app = https::router(core.clone(), core.metrics_token()?);
+        if let Some(extra) = cfg.extra_router {
+            app = app.merge(extra);
+        }
+        let https_tls = Arc::new(tls::https_server_config(&core.pki)?);
+        let sd = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = https::serve(tcp, https_tls, app, sd).await {
+                tracing::error!(error = %e, "HTTPS server failed");
+            }
+        }));
+        if cfg.admin_socket {
+            let (c, sd) = (core.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = admin::serve(c, sd).await {
+                    tracing::error!(error = %e, "admin socket failed");
+                }
+            }));
+        }
+        tasks.push(tokio::spawn(crate::retention::run(
+            core.clone(),
+            cfg.retention_interval,
+            shutdown.clone(),
+        )));
+
+        let addrs = Addresses {
+            quic: quic_addr,
+            https: https_addr,
+            pid: std::process::id(),
+        };
+        let json = serde_json::to_vec_pretty(&addrs)
+            .map_err(|e| io("addresses")(std::io::Error::other(e)))?;
+        write_private(&cfg.data_dir.join("run").join("addresses.json"), &json)
+            .map_err(|e| io("write addresses.json")(std::io::Error::other(e.to_string())))?;
+        tracing::info!(quic = %quic_addr, https = %https_addr, "appliance serving");
+        Ok(Appliance {
+            core,
+            quic_addr,
+            https_addr,
+            first_start,
+            trigger,
+            tasks,
+            endpoint,
+            writer: Some(writer),
+        })
+    }
+
+    /// Read access for the web UI, the CLI and tests.
+    pub fn reader(&self) -> Arc<dyn ReadApi> {
+        Arc::new(StoreReader::new(self.core.clone()))
+    }
+
+    /// The typed database (to write alerts and edges).
+    pub fn db(&self) -> Db {
+        self.core.db.clone()
+    }
+
+    /// Shared state.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.core.metrics.clone()
+    }
+
+    /// Create an enrollment token.
+    pub fn create_token(&self, ttl: Duration, uses: u32) -> Result<NewToken, StoreError> {
+        create_token(
+            &self.core.db,
+            &self.core.pki,
+            ttl,
+            uses,
+            (self.core.clock)(),
+        )
+    }
+
+    /// The CA certificate (DER) sensors pin.
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.core.pki.ca_der().to_vec()
+    }
+
+    /// SHA-256 of the CA certificate, lowercase hex.
+    pub fn ca_fingerprint(&self) -> String {
+        self.core.pki.ca_fingerprint()
+    }
+
+    /// Revoke a host now (its live connection is closed).
+    pub fn revoke(&self, host: HostId) -> Result<bool, RegistryError> {
+        self.core.registry.revoke(host, (self.core.clock)())
+    }
+
+    /// Queue a response command on a connected host's control stream.
+    pub fn send_command(&self, host: HostId, cmd: Command) -> Result<(), RegistryError> {
+        self.core.registry.send_command(host, cmd)
+    }
+
+    /// A listener that fires when this appliance shuts down.
+    pub fn shutdown_signal(&self) -> shutdown::Shutdown {
+        self.trigger.subscribe()
+    }
+
+    /// Stop every task, drain the writer, close the endpoint.
+    pub async fn shutdown(mut self) {
+        self.trigger.trigger();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        if let Some(w) = self.writer.take() {
+            let join = tokio::task::spawn_blocking(move || w.join());
+            if tokio::time::timeout(Duration::from_secs(10), join)
+                .await
+                .is_err()
+            {
+                tracing::warn!("writer did not stop within 10 s");
+            }
+        }
+        let _ = std::fs::remove_file(self.core.data_dir.join("run").join("addresses.json"));
+    }
+}

@@ -1,0 +1,186 @@
+//! What the `vigil` admin subcommands do and print. `main.rs` only parses
+//! flags; this module sends the request (server socket first, database
+//! second) and renders the answer as text.
+
+use crate::admin::{self, AdminError, AdminRequest, AdminResponse, StatusReport};
+use crate::core::{system_clock, Core, CoreError};
+use crate::store::StoreError;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use vigil_proto::query::{EventPage, HostSummary};
+
+/// A CLI failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("the database is locked by a running `vigil serve`, but its admin socket does not answer: {0}")]
+    Locked(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Run a request: through the running server if there is one, else
+/// directly on the database. Also returns a first-start admin password if
+/// opening the database offline had to create one.
+pub fn execute(
+    data_dir: &Path,
+    req: AdminRequest,
+) -> Result<(AdminResponse, Option<String>), CliError> {
+    if let Some(resp) = admin::request(data_dir, &req)? {
+        return Ok((resp, None));
+    }
+    let (core, first) = match Core::open(data_dir, system_clock()) {
+        Ok(c) => c,
+        Err(CoreError::Store(StoreError::Locked(e))) => return Err(CliError::Locked(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let core = Arc::new(core);
+    Ok((admin::handle(&core, req, false), first.admin_password))
+}
+
+fn ns_to_text(ns: u64) -> String {
+    if ns == 0 {
+        return "never".into();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Render `vigil sensor list`.
+pub fn format_sensors(hosts: &[HostSummary]) -> String {
+    let mut out = format!(
+        "{:<16}  {:<20}  {:<8}  {:<20}  {:>10}  {:>8}  {:<12}\n",
+        "HOST", "HOSTNAME", "STATE", "LAST SEEN", "EVENTS", "LOST", "VERSION"
+    );
+    for h in hosts {
+        let _ = writeln!(
+            out,
+            "{:<16}  {:<20}  {:<8}  {:<20}  {:>10}  {:>8}  {:<12}",
+            h.id.to_string(),
+            h.hostname,
+            format!("{:?}", h.state),
+            ns_to_text(h.last_seen_ns),
+            h.events_total,
+            h.lost_total,
+            h.sensor_version
+        );
+    }
+    out
+}
+
+/// Render `vigil status`.
+pub fn format_status(s: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "server:            {}",
+        match &s.addresses {
+            Some(a) => format!(
+                "running (pid {}), QUIC {}, HTTPS {}",
+                a.pid, a.quic, a.https
+            ),
+            None if s.server_running => "running".into(),
+            None => "not running (read from the database; live counters are zero)".into(),
+        }
+    );
+    let _ = writeln!(out, "CA fingerprint:    {}", s.ca_fingerprint);
+    let _ = writeln!(
+        out,
+        "hosts:             {} enrolled, {} connected",
+        s.hosts, s.connected
+    );
+    let st = &s.stats;
+    let _ = writeln!(
+        out,
+        "events stored:     {} (duplicates {}, reported lost {})",
+        st.events_total, st.duplicates_total, st.lost_total
+    );
+    let _ = writeln!(out, "ingest rate:       {:.0} events/s", st.events_per_s);
+    let _ = writeln!(out, "disk:              {} bytes", st.bytes_on_disk);
+    let days = if s.retention.max_age_days == 0 {
+        "no age bound".to_owned()
+    } else {
+        format!("{} days", s.retention.max_age_days)
+    };
+    let bytes = if s.retention.max_bytes == 0 {
+        "no size bound".to_owned()
+    } else {
+        format!("{} bytes", s.retention.max_bytes)
+    };
+    let _ = writeln!(out, "retention:         {days}, {bytes}");
+    match &s.last_retention {
+        Some(r) => {
+            let _ = writeln!(
+                out,
+                "last retention:    {} (cut before {}, {} → {} bytes)",
+                ns_to_text(r.ran_ns),
+                if r.cutoff_ns == 0 {
+                    "nothing".into()
+                } else {
+                    ns_to_text(r.cutoff_ns)
+                },
+                r.bytes_before,
+                r.bytes_after
+            );
+        }
+        None => {
+            let _ = writeln!(out, "last retention:    never ran");
+        }
+    }
+    let _ = writeln!(out, "counters:");
+    for (name, v) in &st.counters {
+        let _ = writeln!(out, "  {name:<48} {v}");
+    }
+    out
+}
+
+/// Render `vigil events`: one line per event (header, kind, payload as JSON).
+pub fn format_events(page: &EventPage) -> String {
+    let mut out = String::new();
+    for e in &page.events {
+        let payload = serde_json::to_string(&e.payload).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}  {}  seq={}  {}  {}",
+            ns_to_text(e.header.ts_ns),
+            e.header.host,
+            e.header.seq,
+            e.kind(),
+            payload
+        );
+    }
+    if let Some(next) = page.next {
+        let _ = writeln!(
+            out,
+            "… more after {}/{}/{}",
+            next.host, next.ts_ns, next.seq
+        );
+    }
+    out
+}
+
+/// Turn a response into printable text, or the error it carries.
+pub fn render(resp: AdminResponse) -> Result<String, CliError> {
+    match resp {
+        AdminResponse::Token(t) => Ok(format!(
+            "token:           {}\nexpires:         {}\nuses:            {}\nCA fingerprint:  {}\n",
+            t.token,
+            ns_to_text(t.expires_ns),
+            t.uses,
+            t.ca_fingerprint
+        )),
+        AdminResponse::Sensors(h) => Ok(format_sensors(&h)),
+        AdminResponse::Revoked { host, newly } => Ok(if newly {
+            format!("revoked {host}; it is refused at its next handshake\n")
+        } else {
+            format!("{host} was already revoked\n")
+        }),
+        AdminResponse::Status(s) => Ok(format_status(&s)),
+        AdminResponse::Events(p) => Ok(format_events(&p)),
+        AdminResponse::Error(e) => Err(CliError::Refused(e)),
+    }
+}

@@ -1,0 +1,284 @@
+//! Reading events back: by host and time range, kind, user, peer, port and
+//! process, with cursor pagination; one event by (host, seq).
+
+use super::keys::{event_key, host_end, host_prefix, parse_event_key, seq_key, EVENT_KEY_LEN};
+use super::{decode, Db};
+use crate::store::{Cf, Direction, StoreError, Visit};
+use vigil_proto::query::{EventCursor, EventFilter, EventPage};
+use vigil_proto::{Event, EventHeader, HostId, Payload};
+
+/// Most events one query returns, whatever the filter asks.
+pub const MAX_PAGE: usize = 10_000;
+/// Page size when the filter sets no limit.
+pub const DEFAULT_PAGE: usize = 1_000;
+
+/// Encode a payload as stored in the `events` column family.
+pub fn payload_value(payload: &Payload) -> Vec<u8> {
+    super::encode(payload)
+}
+
+/// Encode a seq-index value (the event's timestamp).
+pub fn seq_index_value(ts_ns: u64) -> Vec<u8> {
+    super::encode(&ts_ns)
+}
+
+/// Whether an event passes the non-key parts of a filter.
+pub fn matches(ev: &Event, f: &EventFilter) -> bool {
+    if !f.kinds.is_empty() && !f.kinds.contains(&ev.kind()) {
+        return false;
+    }
+    if let Some(user) = &f.user {
+        let hit = match &ev.payload {
+            Payload::Login(l) | Payload::Logout(l) | Payload::AuthFailure(l) => {
+                &l.user == user || l.from_user.as_ref() == Some(user)
+            }
+            Payload::ProcessStart(p) => p.user.as_ref() == Some(user),
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+    }
+    if let Some(peer) = f.peer {
+        let hit = match &ev.payload {
+            Payload::NetConnect(n) | Payload::NetAccept(n) => n.remote.ip() == peer,
+            Payload::Login(l) | Payload::Logout(l) | Payload::AuthFailure(l) => {
+                l.src_addr == Some(peer)
+            }
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+    }
+    if let Some(port) = f.port {
+        let hit = match &ev.payload {
+            Payload::NetConnect(n) | Payload::NetAccept(n) => {
+                n.remote.port() == port || n.local.port() == port
+            }
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+    }
+    if let Some(needle) = &f.process {
+        let hit = match &ev.payload {
+            Payload::ProcessStart(p) => {
+                p.exe
+                    .as_deref()
+                    .is_some_and(|e| e.contains(needle.as_str()))
+                    || p.argv.iter().any(|a| a.contains(needle.as_str()))
+            }
+            Payload::ProcessExit(p) => p
+                .exe
+                .as_deref()
+                .is_some_and(|e| e.contains(needle.as_str())),
+            _ => false,
+        };
+        if !hit {
+            return false;
+        }
+    }
+    true
+}
+
+fn decode_event(k: &[u8], v: &[u8]) -> Result<Event, StoreError> {
+    let (host, ts_ns, seq) = parse_event_key(k).ok_or_else(|| StoreError::Corrupt {
+        cf: Cf::Events.name(),
+        detail: format!("key of {} bytes", k.len()),
+    })?;
+    Ok(Event {
+        header: EventHeader { host, seq, ts_ns },
+        payload: decode(Cf::Events, v)?,
+    })
+}
+
+impl Db {
+    /// The first host at or after `from` that has any event.
+    fn next_host_with_events(&self, from: HostId) -> Result<Option<HostId>, StoreError> {
+        let mut found = None;
+        self.store().scan(
+            Cf::Events,
+            &host_prefix(from),
+            None,
+            Direction::Forward,
+            &mut |k, _| {
+                found = parse_event_key(k).map(|(h, _, _)| h);
+                Visit::Stop
+            },
+        )?;
+        Ok(found)
+    }
+
+    /// Events matching `filter`: host by host (ascending id), oldest first
+    /// within a host, at most `limit` (capped at [`MAX_PAGE`]).
+    pub fn events(&self, filter: &EventFilter) -> Result<EventPage, StoreError> {
+        let limit = match filter.limit {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let since = filter.since_ns.unwrap_or(0);
+        let until = filter.until_ns.unwrap_or(u64::MAX);
+        let mut page = EventPage::default();
+        let mut host = match (filter.after, filter.host) {
+            (Some(c), _) => Some(c.host),
+            (None, Some(h)) => Some(h),
+            (None, None) => self.next_host_with_events(HostId(0))?,
+        };
+        while let Some(h) = host {
+            if filter.host.is_some_and(|want| want != h) {
+                break;
+            }
+            let from = match filter.after {
+                Some(c) if c.host == h => match c.seq.checked_add(1) {
+                    Some(s) => event_key(h, c.ts_ns.max(since), s).to_vec(),
+                    None => event_key(h, c.ts_ns.saturating_add(1).max(since), 0).to_vec(),
+                },
+                _ => event_key(h, since, 0).to_vec(),
+            };
+            let to = if until == u64::MAX {
+                host_end(h)
+            } else {
+                event_key(h, until, 0).to_vec()
+            };
+            let mut err = None;
+            let mut full = false;
+            self.store().scan(
+                Cf::Events,
+                &from,
+                Some(&to),
+                Direction::Forward,
+                &mut |k, v| {
+                    match decode_event(k, v) {
+                        Ok(ev) => {
+                            if page.events.len() == limit {
+                                full = true;
+                                return Visit::Stop;
+                            }
+                            if matches(&ev, filter) {
+                                page.events.push(ev);
+                            }
+                        }
+                        Err(e) => {
+                            err = Some(e);
+                            return Visit::Stop;
+                        }
+                    }
+                    Visit::Continue
+                },
+            )?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if full {
+                let last = page.events.last().map(|e| e.header);
+                page.next = last.map(|h| EventCursor {
+                    host: h.host,
+                    ts_ns: h.ts_ns,
+                    seq: h.seq,
+                });
+                return Ok(page);
+            }
+            host = match (filter.host, h.0.checked_add(1)) {
+                (None, Some(next)) => self.next_host_with_events(HostId(next))?,
+                _ => None,
+            };
+        }
+        Ok(page)
+    }
+
+    /// One event by (host, seq), if stored and not yet aged out.
+    pub fn event(&self, host: HostId, seq: u64) -> Result<Option<Event>, StoreError> {
+        let Some(ts) = self.store().get(Cf::SeqIndex, &seq_key(host, seq))? else {
+            return Ok(None);
+        };
+        let ts: u64 = decode(Cf::SeqIndex, &ts)?;
+        let key = event_key(host, ts, seq);
+        match self.store().get(Cf::Events, &key)? {
+            Some(v) => decode_event(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Count a host's stored events (a full scan of its range; for tests and tools).
+    pub fn count_events(&self, host: HostId) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        self.store().scan(
+            Cf::Events,
+            &host_prefix(host),
+            Some(&host_end(host)),
+            Direction::Forward,
+            &mut |k, _| {
+                if k.len() == EVENT_KEY_LEN {
+                    n += 1;
+                }
+                Visit::Continue
+            },
+        )?;
+        Ok(n)
+    }
+
+    /// Every (seq) stored for a host, in key order (for tests and audits).
+    pub fn stored_seqs(&self, host: HostId) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        self.store().scan(
+            Cf::Events,
+            &host_prefix(host),
+            Some(&host_end(host)),
+            Direction::Forward,
+            &mut |k, _| {
+                if let Some((_, _, seq)) = parse_event_key(k) {
+                    out.push(seq);
+                }
+                Visit::Continue
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// Oldest event timestamp of a host.
+    pub fn oldest_event_ts(&self, host: HostId) -> Result<Option<u64>, StoreError> {
+        let mut ts = None;
+        self.store().scan(
+            Cf::Events,
+            &host_prefix(host),
+            Some(&host_end(host)),
+            Direction::Forward,
+            &mut |k, _| {
+                ts = parse_event_key(k).map(|(_, t, _)| t);
+                Visit::Stop
+            },
+        )?;
+        Ok(ts)
+    }
+
+    /// Delete a host's events with `ts < cutoff_ns` (range delete) and
+    /// exactly their seq-index entries (timestamps need not follow seqs).
+    pub fn delete_events_before(&self, host: HostId, cutoff_ns: u64) -> Result<(), StoreError> {
+        const CHUNK: usize = 50_000;
+        let from = event_key(host, 0, 0);
+        let to = event_key(host, cutoff_ns, 0);
+        let mut doomed = Vec::new();
+        self.store().scan(
+            Cf::Events,
+            &from,
+            Some(&to),
+            Direction::Forward,
+            &mut |k, _| {
+                if let Some((_, _, seq)) = parse_event_key(k) {
+                    doomed.push(seq);
+                }
+                Visit::Continue
+            },
+        )?;
+        for chunk in doomed.chunks(CHUNK) {
+            let mut wb = crate::store::WriteBatch::default();
+            for seq in chunk {
+                wb.delete(Cf::SeqIndex, seq_key(host, *seq).to_vec());
+            }
+            self.store().write(wb, false)?;
+        }
+        self.store().delete_range(Cf::Events, &from, &to)
+    }
+}

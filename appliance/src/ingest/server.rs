@@ -1,0 +1,450 @@
+//! The QUIC endpoint: enrollment connections and mTLS ingest connections.
+//!
+//! Ingest connection: the host id comes from the client certificate's CN.
+//! The first bidirectional stream is the control stream (`Hello` →
+//! `Welcome`, then heartbeats and command results; commands go the other
+//! way). Every further bidirectional stream carries exactly one batch
+//! frame, answered with `Ack` after the synced write, or `Refused`.
+
+use super::frames::{read_control, read_frame, write_control, FrameReadError};
+use super::writer::{EncodedEvent, IngestQueue};
+use crate::core::Core;
+use crate::db::events::payload_value;
+use crate::internal_events::{
+    ConnectionClosed, ConnectionOpened, EnrollmentRefused, FrameRejected, HandshakeRejected,
+    HeartbeatReceived, InternalEvent, SensorEnrolled,
+};
+use crate::pki::host_from_cert;
+use crate::registry::{
+    CLOSE_NO_CERT, CLOSE_PROTOCOL, CLOSE_REVOKED, CLOSE_SHUTDOWN, CLOSE_UNKNOWN_HOST,
+};
+use crate::shutdown::Shutdown;
+use quinn::{Connection, RecvStream, SendStream};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use vigil_proto::control::{Refusal, Welcome};
+use vigil_proto::frame::FrameKind;
+use vigil_proto::{decode_batch, Command, ControlMessage, HostId, Payload, PROTOCOL_VERSION};
+
+/// How long a peer may take to send a whole frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most batch streams one connection may have open at once (QUIC back-pressure).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// Pending commands per connected host.
+pub const COMMAND_QUEUE: usize = 16;
+
+/// QUIC transport settings for the ingest endpoint.
+pub fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(MAX_STREAMS_PER_CONNECTION.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(120)).expect("idle timeout in range"),
+    ));
+    t.stream_receive_window((8u32 * 1024 * 1024).into());
+    t.receive_window((16u32 * 1024 * 1024).into());
+    t
+}
+
+/// Accept connections until shutdown.
+pub async fn run(
+    endpoint: quinn::Endpoint,
+    core: Arc<Core>,
+    queue: IngestQueue,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shutdown.wait() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let (core, queue, shutdown) = (core.clone(), queue.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => handle_connection(conn, core, queue, shutdown).await,
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+    endpoint.close(CLOSE_SHUTDOWN.into(), b"appliance shutting down");
+    tracing::debug!("ingest endpoint stopped");
+}
+
+fn alpn(conn: &Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+fn peer_host(conn: &Connection) -> Option<HostId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    host_from_cert(certs.first()?)
+}
+
+async fn handle_connection(
+    conn: Connection,
+    core: Arc<Core>,
+    queue: IngestQueue,
+    shutdown: Shutdown,
+) {
+    match alpn(&conn).as_deref() {
+        Some(p) if p == vigil_proto::ALPN_ENROLL => handle_enroll(conn, core).await,
+        Some(p) if p == vigil_proto::ALPN_INGEST => {
+            handle_ingest(conn, core, queue, shutdown).await
+        }
+        _ => {
+            HandshakeRejected {
+                reason: "alpn",
+                detail: "no known ALPN",
+            }
+            .emit(&core.metrics);
+            conn.close(CLOSE_PROTOCOL.into(), b"unknown ALPN");
+        }
+    }
+}
+
+async fn refuse_stream(send: &mut SendStream, code: &str, message: &str) {
+    let msg = ControlMessage::Refused(Refusal {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    });
+    let _ = write_control(send, &msg).await;
+    let _ = send.finish();
+}
+
+/// Refuse on the control stream, give the peer a moment to read why, then close.
+async fn refuse_and_close(conn: &Connection, send: &mut SendStream, code: &str, message: &str) {
+    refuse_stream(send, code, message).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+    conn.close(CLOSE_PROTOCOL.into(), message.as_bytes());
+}
+
+async fn handle_enroll(conn: Connection, core: Arc<Core>) {
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(FRAME_TIMEOUT, conn.accept_bi()).await
+    else {
+        return;
+    };
+    let reply = match read_control(&mut recv, FRAME_TIMEOUT).await {
+        Ok(ControlMessage::Enroll(req)) => {
+            let now = (core.clock)();
+            let peer = Some(conn.remote_address().ip());
+            match core.enrollment.enroll(&req, peer, now) {
+                Ok(resp) => {
+                    SensorEnrolled {
+                        host: resp.host,
+                        hostname: &req.hostname,
+                    }
+                    .emit(&core.metrics);
+                    ControlMessage::Enrolled(resp)
+                }
+                Err(refusal) => {
+                    EnrollmentRefused {
+                        code: &refusal.code,
+                    }
+                    .emit(&core.metrics);
+                    ControlMessage::Refused(refusal)
+                }
+            }
+        }
+        Ok(_) => {
+            EnrollmentRefused {
+                code: "unexpected_message",
+            }
+            .emit(&core.metrics);
+            ControlMessage::Refused(Refusal {
+                code: "unexpected_message".into(),
+                message: "expected Enroll".into(),
+            })
+        }
+        Err(e) => {
+            FrameRejected {
+                host: None,
+                reason: e.reason(),
+                detail: &e.to_string(),
+            }
+            .emit(&core.metrics);
+            ControlMessage::Refused(Refusal {
+                code: e.reason().into(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let _ = write_control(&mut send, &reply).await;
+    let _ = send.finish();
+    // Let the peer read the answer and close; bounded so a silent peer cannot pin us.
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+}
+
+async fn handle_ingest(
+    conn: Connection,
+    core: Arc<Core>,
+    queue: IngestQueue,
+    mut shutdown: Shutdown,
+) {
+    let Some(host) = peer_host(&conn) else {
+        HandshakeRejected {
+            reason: "no_certificate",
+            detail: "ingest requires a client certificate",
+        }
+        .emit(&core.metrics);
+        conn.close(CLOSE_NO_CERT.into(), b"client certificate required");
+        return;
+    };
+    if core.registry.is_revoked(host) {
+        HandshakeRejected {
+            reason: "revoked",
+            detail: &host.to_string(),
+        }
+        .emit(&core.metrics);
+        conn.close(CLOSE_REVOKED.into(), b"certificate revoked");
+        return;
+    }
+    if core.registry.get(host).is_none() {
+        HandshakeRejected {
+            reason: "unknown_host",
+            detail: &host.to_string(),
+        }
+        .emit(&core.metrics);
+        conn.close(CLOSE_UNKNOWN_HOST.into(), b"host not enrolled here");
+        return;
+    }
+    ConnectionOpened { host }.emit(&core.metrics);
+    let conn_id = core.registry.connected(host, conn.clone());
+    let mut control_started = false;
+    let reason = loop {
+        let stream = tokio::select! {
+            _ = shutdown.wait() => {
+                conn.close(CLOSE_SHUTDOWN.into(), b"appliance shutting down");
+                break "shutdown";
+            }
+            s = conn.accept_bi() => s,
+        };
+        let Ok((send, recv)) = stream else {
+            break "closed";
+        };
+        if !control_started {
+            control_started = true;
+            tokio::spawn(control_stream(
+                conn.clone(),
+                conn_id,
+                host,
+                send,
+                recv,
+                core.clone(),
+                shutdown.clone(),
+            ));
+        } else {
+            tokio::spawn(batch_stream(host, send, recv, core.clone(), queue.clone()));
+        }
+    };
+    core.registry.disconnected(host, conn_id);
+    ConnectionClosed { host, reason }.emit(&core.metrics);
+}
+
+async fn control_stream(
+    conn: Connection,
+    conn_id: usize,
+    host: HostId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    core: Arc<Core>,
+    mut shutdown: Shutdown,
+) {
+    let hello = match read_control(&mut recv, FRAME_TIMEOUT).await {
+        Ok(ControlMessage::Hello(h)) => h,
+        other => {
+            let (reason, detail) = match &other {
+                Ok(_) => ("unexpected_message", "expected Hello".to_owned()),
+                Err(e) => (e.reason(), e.to_string()),
+            };
+            FrameRejected {
+                host: Some(host),
+                reason,
+                detail: &detail,
+            }
+            .emit(&core.metrics);
+            refuse_and_close(&conn, &mut send, reason, &detail).await;
+            return;
+        }
+    };
+    if !hello.protocol_versions.contains(&PROTOCOL_VERSION) {
+        FrameRejected {
+            host: Some(host),
+            reason: "version",
+            detail: "no common protocol version",
+        }
+        .emit(&core.metrics);
+        let msg = format!("this appliance speaks protocol {PROTOCOL_VERSION}");
+        refuse_and_close(&conn, &mut send, "version", &msg).await;
+        return;
+    }
+    let config = core.sensor_config.clone();
+    let now = (core.clock)();
+    if let Err(e) = core
+        .registry
+        .on_hello(host, &hello, config.heartbeat_ms, now)
+    {
+        tracing::warn!(host = %host, error = %e, "registry update failed");
+    }
+    let stored_up_to = core
+        .db
+        .seqset(host)
+        .map(|s| s.contiguous_from_one())
+        .unwrap_or(0);
+    let welcome = ControlMessage::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        host,
+        config,
+        stored_up_to,
+    });
+    if write_control(&mut send, &welcome).await.is_err() {
+        return;
+    }
+    let (tx, rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
+    core.registry.attach_commands(host, conn_id, tx);
+    let writer = tokio::spawn(command_writer(send, rx, shutdown.clone()));
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.wait() => break,
+            m = read_control(&mut recv, Duration::from_secs(3600)) => m,
+        };
+        match msg {
+            Ok(ControlMessage::Heartbeat(hb)) => {
+                HeartbeatReceived { host }.emit(&core.metrics);
+                if let Err(e) = core.registry.on_heartbeat(host, &hb, (core.clock)()) {
+                    tracing::warn!(host = %host, error = %e, "heartbeat not recorded");
+                }
+            }
+            Ok(ControlMessage::CommandResult(r)) => {
+                tracing::info!(host = %host, command = r.id, ok = r.ok, message = %r.message, "command result");
+            }
+            Ok(_) => {
+                FrameRejected {
+                    host: Some(host),
+                    reason: "unexpected_message",
+                    detail: "on control stream",
+                }
+                .emit(&core.metrics);
+            }
+            Err(FrameReadError::Finished) | Err(FrameReadError::Stream(_)) => break,
+            Err(e) => {
+                FrameRejected {
+                    host: Some(host),
+                    reason: e.reason(),
+                    detail: &e.to_string(),
+                }
+                .emit(&core.metrics);
+                conn.close(CLOSE_PROTOCOL.into(), b"bad frame on control stream");
+                break;
+            }
+        }
+    }
+    writer.abort();
+}
+
+async fn command_writer(
+    mut send: SendStream,
+    mut rx: mpsc::Receiver<Command>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let cmd = tokio::select! {
+            _ = shutdown.wait() => break,
+            c = rx.recv() => match c { Some(c) => c, None => break },
+        };
+        if write_control(&mut send, &ControlMessage::Command(cmd))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+async fn batch_stream(
+    host: HostId,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    core: Arc<Core>,
+    queue: IngestQueue,
+) {
+    let reject = |reason: &str, detail: &str| {
+        FrameRejected {
+            host: Some(host),
+            reason,
+            detail,
+        }
+        .emit(&core.metrics);
+    };
+    let payload = match read_frame(&mut recv, FrameKind::Batch, FRAME_TIMEOUT).await {
+        Ok(p) => p,
+        Err(FrameReadError::Stream(_)) => return,
+        Err(e) => {
+            let reason = match &e {
+                FrameReadError::Finished => "truncated_header",
+                other => other.reason(),
+            };
+            reject(reason, &e.to_string());
+            refuse_stream(&mut send, reason, &e.to_string()).await;
+            return;
+        }
+    };
+    let wire_bytes = payload.len() as u64 + vigil_proto::frame::HEADER_LEN as u64;
+    let batch = match decode_batch(&payload) {
+        Ok(b) => b,
+        Err(e) => {
+            reject(e.reason(), &e.to_string());
+            refuse_stream(&mut send, e.reason(), &e.to_string()).await;
+            return;
+        }
+    };
+    drop(payload);
+    if batch.events.is_empty() {
+        reject("empty_batch", "batch holds no events");
+        refuse_stream(&mut send, "empty_batch", "batch holds no events").await;
+        return;
+    }
+    if let Some(bad) = batch.events.iter().find(|e| e.header.host != host) {
+        let detail = format!(
+            "event for host {} on the connection of {host}",
+            bad.header.host
+        );
+        reject("wrong_host", &detail);
+        refuse_stream(&mut send, "wrong_host", &detail).await;
+        return;
+    }
+    let events: Vec<EncodedEvent> = batch
+        .events
+        .iter()
+        .map(|e| EncodedEvent {
+            seq: e.header.seq,
+            ts_ns: e.header.ts_ns,
+            value: payload_value(&e.payload),
+            loss: match &e.payload {
+                Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
+                _ => None,
+            },
+        })
+        .collect();
+    drop(batch);
+    match queue.submit(host, events, wire_bytes).await {
+        Ok(ack) => {
+            core.registry.touch(host, (core.clock)());
+            if write_control(&mut send, &ControlMessage::Ack(ack))
+                .await
+                .is_ok()
+            {
+                let _ = send.finish();
+            }
+        }
+        Err(e) => refuse_stream(&mut send, "store_unavailable", &e.to_string()).await,
+    }
+}

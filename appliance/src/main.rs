@@ -1,0 +1,223 @@
+//! `vigil`: the appliance binary. Flags are parsed here; everything else is the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use vigil_appliance::admin::AdminRequest;
+use vigil_appliance::db::RetentionPolicy;
+use vigil_appliance::{cli, Appliance, ServeConfig};
+use vigil_proto::query::EventFilter;
+use vigil_proto::{EventKind, HostId};
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Vigil EDR appliance")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the appliance (QUIC ingest, HTTPS, retention).
+    Serve {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        #[arg(long, default_value = "0.0.0.0:4433")]
+        quic_listen: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        https_listen: SocketAddr,
+        /// Delete events older than this many days (0: no age bound).
+        #[arg(long)]
+        retention_days: Option<u32>,
+        /// Keep stored events under this many bytes (0: no size bound).
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        /// How often retention runs (e.g. 5m).
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        retention_interval: Duration,
+    },
+    /// Enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Enrolled sensors.
+    Sensor {
+        #[command(subcommand)]
+        cmd: SensorCmd,
+    },
+    /// Counters, disk use and retention.
+    Status {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print stored events.
+    Events {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// Host id (16 hex digits).
+        #[arg(long)]
+        host: Option<HostId>,
+        /// How far back (e.g. 10m, 2h).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Event kind (process_start, net_connect, login…).
+        #[arg(long)]
+        kind: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create an enrollment token.
+    Create {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SensorCmd {
+    /// List enrolled sensors.
+    List {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+    },
+    /// Revoke a sensor's certificate.
+    Revoke {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        host: HostId,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let (data, req) = match args.cmd {
+        Cmd::Serve {
+            data,
+            quic_listen,
+            https_listen,
+            retention_days,
+            retention_bytes,
+            retention_interval,
+        } => {
+            let mut cfg = ServeConfig::new(data);
+            cfg.quic_listen = quic_listen;
+            cfg.https_listen = https_listen;
+            cfg.retention_interval = retention_interval;
+            if retention_days.is_some() || retention_bytes.is_some() {
+                let d = RetentionPolicy::default();
+                cfg.retention = Some(RetentionPolicy {
+                    max_age_days: retention_days.unwrap_or(d.max_age_days),
+                    max_bytes: retention_bytes.unwrap_or(d.max_bytes),
+                });
+            }
+            return serve(cfg);
+        }
+        Cmd::Token {
+            cmd: TokenCmd::Create { data, ttl, uses },
+        } => (
+            data,
+            AdminRequest::CreateToken {
+                ttl_s: ttl.as_secs(),
+                uses,
+            },
+        ),
+        Cmd::Sensor {
+            cmd: SensorCmd::List { data },
+        } => (data, AdminRequest::ListSensors),
+        Cmd::Sensor {
+            cmd: SensorCmd::Revoke { data, host },
+        } => (data, AdminRequest::Revoke { host }),
+        Cmd::Status { data, json } => {
+            let (resp, pw) = cli::execute(&data, AdminRequest::Status)?;
+            print_first_password(pw);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+                return Ok(());
+            }
+            print!("{}", cli::render(resp)?);
+            return Ok(());
+        }
+        Cmd::Events {
+            data,
+            host,
+            since,
+            kind,
+            limit,
+        } => {
+            let kinds = kind
+                .iter()
+                .map(|k| {
+                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            let filter = EventFilter {
+                host,
+                since_ns: Some(now.saturating_sub(since).as_nanos() as u64),
+                kinds,
+                limit,
+                ..EventFilter::default()
+            };
+            (data, AdminRequest::Events { filter })
+        }
+    };
+    let (resp, pw) = cli::execute(&data, req)?;
+    print_first_password(pw);
+    print!("{}", cli::render(resp)?);
+    Ok(())
+}
+
+fn print_first_password(pw: Option<String>) {
+    if let Some(pw) = pw {
+        eprintln!("first start: created user `admin` with one-time password: {pw}");
+    }
+}
+
+fn serve(cfg: ServeConfig) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    rt.block_on(async move {
+        let data = cfg.data_dir.clone();
+        let app = Appliance::start(cfg)
+            .await
+            .with_context(|| format!("start appliance in {}", data.display()))?;
+        if let Some(pw) = &app.first_start.admin_password {
+            println!("first start: created user `admin`; one-time password (shown only now): {pw}");
+        }
+        println!("QUIC listening on {}", app.quic_addr);
+        println!("HTTPS listening on {}", app.https_addr);
+        println!("CA fingerprint (sha256): {}", app.ca_fingerprint());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if let Err(e) = r { bail!("signal: {e}") },
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        app.shutdown().await;
+        Ok(())
+    })
+}

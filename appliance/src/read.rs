@@ -1,0 +1,207 @@
+//! [`ReadApi`] over the store: what the web UI and the CLI read.
+
+use crate::core::Core;
+use crate::db::{alert_is_open, HostCounts, HostRecord};
+use crate::store::{Cf, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use vigil_proto::query::{
+    AlertFilter, AlertRecord, ApplianceStats, EdgeRecord, EventFilter, EventPage, HostSummary,
+    QueryError, ReadApi, SensorState,
+};
+use vigil_proto::{Event, HostId};
+
+/// Heartbeat interval assumed for hosts that never said hello.
+const DEFAULT_HEARTBEAT_MS: u64 = 10_000;
+
+fn storage(e: StoreError) -> QueryError {
+    QueryError::Storage(e.to_string())
+}
+
+/// Online within 2 heartbeat intervals, stale up to 10, then offline.
+pub fn sensor_state(rec: &HostRecord, now_ns: u64) -> SensorState {
+    if rec.revoked_ns.is_some() {
+        return SensorState::Revoked;
+    }
+    let hb_ns = if rec.heartbeat_ms == 0 {
+        DEFAULT_HEARTBEAT_MS
+    } else {
+        rec.heartbeat_ms as u64
+    } * 1_000_000;
+    let age = now_ns.saturating_sub(rec.last_seen_ns);
+    if age <= 2 * hb_ns {
+        SensorState::Online
+    } else if age <= 10 * hb_ns {
+        SensorState::Stale
+    } else {
+        SensorState::Offline
+    }
+}
+
+/// Build the summary the UI shows for one host.
+pub fn summarize(
+    rec: &HostRecord,
+    counts: &HostCounts,
+    open_alerts: u32,
+    now_ns: u64,
+) -> HostSummary {
+    HostSummary {
+        id: HostId(rec.id),
+        hostname: rec.hostname.clone(),
+        os: rec.os.clone(),
+        addrs: rec.addrs.clone(),
+        sensor_version: rec.sensor_version.clone(),
+        enrolled_ns: rec.enrolled_ns,
+        last_seen_ns: rec.last_seen_ns,
+        state: sensor_state(rec, now_ns),
+        cpu_pct: rec.cpu_pct,
+        rss_bytes: rec.rss_bytes,
+        events_total: counts.events_total,
+        lost_total: counts.lost_total,
+        isolated: rec.isolated,
+        open_alerts,
+    }
+}
+
+/// The store seen through [`ReadApi`].
+#[derive(Clone)]
+pub struct StoreReader {
+    core: Arc<Core>,
+}
+
+impl StoreReader {
+    /// Read from this appliance.
+    pub fn new(core: Arc<Core>) -> Self {
+        StoreReader { core }
+    }
+
+    fn open_alerts_by_host(&self) -> Result<HashMap<HostId, u32>, QueryError> {
+        let alerts = self
+            .core
+            .db
+            .alerts(&AlertFilter {
+                open_only: true,
+                limit: usize::MAX,
+                ..AlertFilter::default()
+            })
+            .map_err(storage)?;
+        let mut by_host = HashMap::new();
+        for a in alerts.iter().filter(|a| alert_is_open(a)) {
+            for h in &a.path {
+                *by_host.entry(*h).or_insert(0) += 1;
+            }
+        }
+        Ok(by_host)
+    }
+}
+
+impl ReadApi for StoreReader {
+    fn hosts(&self) -> Result<Vec<HostSummary>, QueryError> {
+        let now = (self.core.clock)();
+        let open = self.open_alerts_by_host()?;
+        self.core
+            .registry
+            .all()
+            .iter()
+            .map(|r| {
+                let counts = self.core.db.host_counts(HostId(r.id)).map_err(storage)?;
+                let n = open.get(&HostId(r.id)).copied().unwrap_or(0);
+                Ok(summarize(r, &counts, n, now))
+            })
+            .collect()
+    }
+
+    fn host(&self, id: HostId) -> Result<HostSummary, QueryError> {
+        let rec = self
+            .core
+            .registry
+            .get(id)
+            .ok_or_else(|| QueryError::NotFound(format!("host {id}")))?;
+        let counts = self.core.db.host_counts(id).map_err(storage)?;
+        let open = self.open_alerts_by_host()?.get(&id).copied().unwrap_or(0);
+        Ok(summarize(&rec, &counts, open, (self.core.clock)()))
+    }
+
+    fn events(&self, filter: &EventFilter) -> Result<EventPage, QueryError> {
+        if let (Some(s), Some(u)) = (filter.since_ns, filter.until_ns) {
+            if s > u {
+                return Err(QueryError::Invalid("since is after until".into()));
+            }
+        }
+        self.core.db.events(filter).map_err(storage)
+    }
+
+    fn event(&self, host: HostId, seq: u64) -> Result<Event, QueryError> {
+        self.core
+            .db
+            .event(host, seq)
+            .map_err(storage)?
+            .ok_or_else(|| QueryError::NotFound(format!("event {host}/{seq}")))
+    }
+
+    fn alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRecord>, QueryError> {
+        self.core.db.alerts(filter).map_err(storage)
+    }
+
+    fn alert(&self, id: u64) -> Result<AlertRecord, QueryError> {
+        self.core
+            .db
+            .alert(id)
+            .map_err(storage)?
+            .ok_or_else(|| QueryError::NotFound(format!("alert {id}")))
+    }
+
+    fn edges(&self, since_ns: u64) -> Result<Vec<EdgeRecord>, QueryError> {
+        self.core.db.edges(since_ns).map_err(storage)
+    }
+
+    fn stats(&self) -> Result<ApplianceStats, QueryError> {
+        let mut stats = ApplianceStats::default();
+        for r in self.core.registry.all() {
+            let c = self.core.db.host_counts(HostId(r.id)).map_err(storage)?;
+            stats.events_total += c.events_total;
+            stats.duplicates_total += c.duplicates_total;
+            stats.lost_total += c.lost_total;
+        }
+        let m = &self.core.metrics;
+        stats.events_per_s = m.events_per_s();
+        stats.rejected_frames_total = m.rejected_frames.total();
+        let store = self.core.db.store();
+        stats.bytes_on_disk = store.total_bytes();
+        let policy = self.core.db.retention().map_err(storage)?;
+        stats.retention_days = policy.max_age_days;
+        stats.retention_bytes = policy.max_bytes;
+        let snap = m.snapshot();
+        let mut counters = vec![
+            ("events_ingested".to_owned(), snap.events_ingested),
+            ("duplicates".to_owned(), snap.duplicates),
+            ("batches_acked".to_owned(), snap.batches_acked),
+            ("bytes_received".to_owned(), snap.bytes_received),
+            ("loss_records".to_owned(), snap.loss_records),
+            ("events_lost".to_owned(), snap.events_lost),
+            ("heartbeats".to_owned(), snap.heartbeats),
+            ("enrollments".to_owned(), snap.enrollments),
+            ("connections_open".to_owned(), snap.connections_open),
+            ("write_errors".to_owned(), snap.write_errors),
+            (
+                "write_latency_mean_us".to_owned(),
+                snap.write_latency_mean_us,
+            ),
+            (
+                "events_bytes_on_disk".to_owned(),
+                store.size_bytes(Cf::Events) + store.size_bytes(Cf::SeqIndex),
+            ),
+        ];
+        for (name, map) in [
+            ("rejected_frames", &snap.rejected_frames),
+            ("handshake_rejects", &snap.handshake_rejects),
+            ("enroll_refused", &snap.enroll_refused),
+        ] {
+            for (reason, n) in map {
+                counters.push((format!("{name}{{reason=\"{reason}\"}}"), *n));
+            }
+        }
+        stats.counters = counters;
+        Ok(stats)
+    }
+}
