@@ -66,7 +66,7 @@ impl Default for DetectorConfig {
             hop_dedupe_ns: NS_PER_HOUR,
             alert_budget_per_day: 20.0,
             min_hop_threshold: 6.0,
-            cold_start_hop_threshold: 12.0,
+            cold_start_hop_threshold: 10.0,
             prior_mass: 20.0,
             spawn_bonus: 5.0,
             chain_weight: 0.5,

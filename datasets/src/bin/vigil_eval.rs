@@ -32,6 +32,9 @@ enum Cmd {
         /// Labels TSV (columns file, source_hosts, target_hosts…).
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Override the cold-start hop threshold (nats), for tuning on dev data.
+        #[arg(long)]
+        cold_threshold: Option<f64>,
         /// Print a JSON summary as the last line.
         #[arg(long)]
         json: bool,
@@ -86,7 +89,14 @@ fn main() -> Result<()> {
             files,
             labels,
             json,
-        } => otrf(&files, labels.as_deref(), json)?,
+            cold_threshold,
+        } => {
+            let mut cfg = DetectorConfig::default();
+            if let Some(t) = cold_threshold {
+                cfg.cold_start_hop_threshold = t;
+            }
+            otrf(&files, labels.as_deref(), json, &cfg)?
+        }
         Cmd::WriteLanl {
             dir,
             seed,
@@ -151,11 +161,9 @@ fn main() -> Result<()> {
                 None => {
                     println!("no labels (redteam.txt absent or empty): scores written; metrics need labels");
                     if json {
-                        let null = serde_json::json!({"ap": null, "roc_auc": null, "fp_per_day_at_80_recall": null});
-                        println!(
-                            "{}",
-                            serde_json::json!({"vigil": (null.clone()), "baseline": null, "labels": false})
-                        );
+                        let empty = serde_json::json!({"ap": null, "roc_auc": null, "fp_per_day_at_80_recall": null});
+                        let out = serde_json::json!({"vigil": empty.clone(), "baseline": empty, "labels": false});
+                        println!("{out}");
                     }
                 }
             }
@@ -192,15 +200,19 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn otrf(files: &[PathBuf], labels: Option<&std::path::Path>, json: bool) -> Result<()> {
+fn otrf(
+    files: &[PathBuf],
+    labels: Option<&std::path::Path>,
+    json: bool,
+    cfg: &DetectorConfig,
+) -> Result<()> {
     let labels = match labels {
         Some(p) => read_labels(
             &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         ),
         None => Vec::new(),
     };
-    println!("baseline for short captures: no benign history exists, so every host starts active with a cold-start model — an empty fleet graph with a Beta prior of {} pseudo-observations per relation, hop threshold {} nats — and the graph learns online during the capture; window models stay off (too few windows). Labels are read only to judge each run.", DetectorConfig::default().prior_mass, DetectorConfig::default().cold_start_hop_threshold);
-    let cfg = DetectorConfig::default();
+    println!("baseline for short captures: no benign history exists, so every host starts active with a cold-start model — an empty fleet graph with a Beta prior of {} pseudo-observations per relation, hop threshold {} nats — and the graph learns online during the capture; window models stay off (too few windows). Labels are read only to judge each run.", cfg.prior_mass, cfg.cold_start_hop_threshold);
     let mut results: Vec<CaptureResult> = Vec::new();
     for f in files {
         let name = f
@@ -213,7 +225,7 @@ fn otrf(files: &[PathBuf], labels: Option<&std::path::Path>, json: bool) -> Resu
             vigil_datasets::otrf::read_capture(f)
         }
         .with_context(|| format!("reading {}", f.display()))?;
-        let (det, alerts, events) = run_capture(&records, &cfg);
+        let (det, alerts, events) = run_capture(&records, cfg);
         let label = labels.iter().find(|l| l.file == name);
         let r = judge(&name, &det, &alerts, events, label);
         println!(

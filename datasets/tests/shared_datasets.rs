@@ -1,0 +1,86 @@
+//! Runs the dev captures in `../shared/datasets/` (outside the repo) through
+//! the detector. Skips, saying so, when the folder is absent.
+
+use std::path::{Path, PathBuf};
+use vigil_datasets::eval::otrf::{judge, read_labels, run_capture};
+use vigil_models::DetectorConfig;
+use vigil_proto::Payload;
+
+fn shared(sub: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/datasets")
+        .join(sub);
+    let p = if p.is_dir() {
+        p
+    } else {
+        Path::new("/work/shared/datasets").join(sub)
+    };
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("SKIPPED: dev data set {sub} not found (expected under ../shared/datasets/); nothing to check");
+        None
+    }
+}
+
+#[test]
+fn otrf_dev_captures_detect_the_labelled_hops() {
+    let Some(dir) = shared("otrf-lateral-movement") else {
+        return;
+    };
+    let labels = read_labels(&std::fs::read_to_string(dir.join("labels.tsv")).unwrap());
+    assert!(labels.len() >= 20, "labels parsed: {}", labels.len());
+    let cfg = DetectorConfig::default();
+    let mut detected = Vec::new();
+    let mut total_alerts = 0;
+    for l in &labels {
+        let path = dir.join("host").join(&l.file);
+        let records = vigil_datasets::otrf::read_capture(&path).unwrap();
+        assert!(!records.is_empty(), "{}", l.file);
+        let (det, alerts, events) = run_capture(&records, &cfg);
+        let r = judge(&l.file, &det, &alerts, events, Some(l));
+        total_alerts += r.alerts;
+        if r.detected {
+            assert!(!r.techniques.is_empty(), "{}: techniques assigned", l.file);
+            detected.push(l.file.clone());
+        }
+    }
+    // frozen on this dev set; a regression below this is a real change
+    assert!(
+        detected.len() >= 13,
+        "detected {}: {detected:?}",
+        detected.len()
+    );
+    for must in [
+        "empire_smbexec_dcerpc_smb_svcctl.zip",
+        "empire_psexec_dcerpc_tcp_svcctl.zip",
+        "empire_wmi_dcerpc_wmi_IWbemServices_ExecMethod.zip",
+    ] {
+        assert!(detected.iter().any(|d| d == must), "{must} not detected");
+    }
+    assert!(
+        total_alerts <= 3 * labels.len(),
+        "alert count {total_alerts}"
+    );
+}
+
+#[test]
+fn evtx_samples_parse_and_map() {
+    let Some(dir) = shared("evtx-to-mitre-lateral") else {
+        return;
+    };
+    let f = dir.join("T1021.002-SMB Windows Admin Shares/ID4688,4697,5140-5145 PSexec remote execution + admin share.evtx");
+    let recs = vigil_datasets::evtx_file::read_evtx(&f).unwrap();
+    assert_eq!(recs.len(), 30);
+    assert!(recs
+        .iter()
+        .all(|r| r.hostname.to_ascii_lowercase().starts_with("srvdefender01")));
+    let payloads: Vec<Payload> = recs
+        .iter()
+        .filter_map(|r| vigil_datasets::windows::payload(&r.record))
+        .collect();
+    assert!(payloads
+        .iter()
+        .any(|p| matches!(p, Payload::Login(l) if l.src_addr.is_some())));
+    assert!(payloads.iter().any(|p| matches!(p, Payload::ProcessStart(ps) if ps.parent_exe.as_deref().is_some_and(|x| x.ends_with("services.exe")))));
+}
