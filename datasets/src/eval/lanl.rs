@@ -84,8 +84,12 @@ pub fn eval_lanl(opts: &LanlOptions) -> Result<LanlReport, LanlError> {
             side_files.push(name.to_string());
         }
     }
+    // "Training uses days 1..N": one full training at the split, no
+    // scheduled retrain inside the scored period (hosts first seen later
+    // still get their first model when their learning period ends).
     let cfg = DetectorConfig {
         learning_period_ns: (opts.train_days * DAY_S * NS / 2).max(3_600 * NS),
+        retrain_interval_ns: u64::MAX,
         ..opts.detector.clone()
     };
     let mut feed = Feed {
