@@ -25,6 +25,9 @@ pub enum UiError {
     Query(QueryError),
     #[error("password hashing failed")]
     Hash,
+    /// The blocking render task panicked or was cancelled.
+    #[error("render task failed")]
+    Task,
 }
 
 impl From<QueryError> for UiError {

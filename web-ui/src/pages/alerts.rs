@@ -166,7 +166,7 @@ pub async fn list(
     auth: Authed,
     Query(q): Query<AlertsQuery>,
 ) -> PageResult {
-    list_page(&state, &auth, &q)
+    off_runtime(move || list_page(&state, &auth, &q)).await
 }
 
 fn triage_panel(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<AnyView, UiError> {
@@ -447,5 +447,5 @@ pub async fn detail(
     Path(id): Path<u64>,
     Query(q): Query<AlertQuery>,
 ) -> PageResult {
-    detail_page(&state, &auth, id, &q)
+    off_runtime(move || detail_page(&state, &auth, id, &q)).await
 }

@@ -130,5 +130,5 @@ pub async fn handler(
     auth: Authed,
     Query(q): Query<GraphQuery>,
 ) -> PageResult {
-    page(&state, &auth, &q)
+    off_runtime(move || page(&state, &auth, &q)).await
 }

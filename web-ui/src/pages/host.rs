@@ -336,5 +336,5 @@ pub async fn handler(
     let id: HostId = id
         .parse()
         .map_err(|_| UiError::BadRequest("host id must be 16 hex digits".into()))?;
-    page(&state, &auth, id, &q)
+    off_runtime(move || page(&state, &auth, id, &q)).await
 }

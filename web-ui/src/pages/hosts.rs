@@ -166,5 +166,5 @@ pub async fn list(
     auth: Authed,
     Query(q): Query<HostsQuery>,
 ) -> PageResult {
-    page(&state, &auth, &q)
+    off_runtime(move || page(&state, &auth, &q)).await
 }

@@ -254,7 +254,7 @@ pub async fn handler(
     auth: Authed,
     Query(q): Query<HuntQuery>,
 ) -> PageResult {
-    page(&state, &auth, &q)
+    off_runtime(move || page(&state, &auth, &q)).await
 }
 
 /// One CSV cell: quoted when needed, and formula-leading characters
@@ -315,7 +315,8 @@ pub async fn csv(
     auth: Authed,
     Query(q): Query<HuntQuery>,
 ) -> Result<Response, UiError> {
-    let body = csv_body(&state, &q)?;
+    let (s2, q2) = (state.clone(), q.clone());
+    let body = off_runtime(move || csv_body(&s2, &q2)).await?;
     state.audit(&auth.user.name, "hunt.export_csv", "hunt", &q.to_query())?;
     Ok((
         [

@@ -24,6 +24,19 @@ use vigil_proto::query::{AlertRecord, SensorState, Severity, TriageState};
 /// Result of a page render.
 pub type PageResult = Result<axum::response::Html<String>, UiError>;
 
+/// Run a page render on the blocking pool: [`vigil_proto::query::ReadApi`]
+/// calls are synchronous store reads and must not stall the async workers
+/// that also serve ingest.
+pub async fn off_runtime<T, F>(f: F) -> Result<T, UiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, UiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| UiError::Task)?
+}
+
 /// Lower-case severity name.
 pub fn severity_name(s: Severity) -> &'static str {
     match s {

@@ -172,5 +172,5 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
 
 /// `GET /`.
 pub async fn handler(State(state): State<ConsoleState>, auth: Authed) -> PageResult {
-    page(&state, &auth)
+    off_runtime(move || page(&state, &auth)).await
 }
