@@ -282,6 +282,34 @@ mod tests {
         assert_eq!(m.fp_per_day_at_80_recall, Some(0.5));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn metrics_are_bounded_and_rank_invariant(
+            items in proptest::collection::vec((0u32..50, proptest::bool::ANY), 1..200)
+        ) {
+            let exact: Vec<(f64, bool)> = items.iter().map(|(s, l)| (f64::from(*s), *l)).collect();
+            // a strictly increasing transform of the scores changes nothing
+            let moved: Vec<(f64, bool)> = exact.iter().map(|(s, l)| (s.exp() + 3.0, *l)).collect();
+            let (a, b) = (g(&exact), g(&moved));
+            proptest::prop_assert_eq!(a.clone(), b.clone());
+            if let Some(ap) = average_precision(&a) {
+                proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&ap));
+            }
+            if let Some(auc) = roc_auc(&a) {
+                proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&auc));
+                // reversing every score mirrors the AUC
+                let rev: Vec<(f64, bool)> = exact.iter().map(|(s, l)| (-s, *l)).collect();
+                let mirrored = roc_auc(&g(&rev)).unwrap();
+                proptest::prop_assert!((auc + mirrored - 1.0).abs() < 1e-9);
+            }
+            let mut h = ScoreHistogram::default();
+            for (s, l) in &exact {
+                h.add(*s, *l);
+            }
+            proptest::prop_assert_eq!(h.groups(), a);
+        }
+    }
+
     #[test]
     fn no_positives_gives_none() {
         let gs = g(&[(1.0, false)]);
