@@ -123,12 +123,25 @@ impl Registry {
         sync: bool,
         f: impl FnOnce(&mut HostRecord),
     ) -> Result<(), RegistryError> {
+        self.update_maybe_persist(host, true, sync, f)
+    }
+
+    /// Apply `f` in memory; write the record through when `persist`.
+    fn update_maybe_persist(
+        &self,
+        host: HostId,
+        persist: bool,
+        sync: bool,
+        f: impl FnOnce(&mut HostRecord),
+    ) -> Result<(), RegistryError> {
         let mut hosts = self.hosts.lock().expect("hosts lock");
         let rec = hosts
             .get_mut(&host)
             .ok_or(RegistryError::UnknownHost(host))?;
         f(rec);
-        self.db.put_host_record(rec, sync)?;
+        if persist {
+            self.db.put_host_record(rec, sync)?;
+        }
         Ok(())
     }
 
@@ -150,8 +163,8 @@ impl Registry {
         })
     }
 
-    /// A heartbeat arrived: update last seen and health; keep a health
-    /// sample at most every [`HEALTH_SAMPLE_EVERY_NS`].
+    /// A heartbeat arrived: update last seen and health; persist the record
+    /// and a health sample at most every [`HEALTH_SAMPLE_EVERY_NS`].
     pub fn on_heartbeat(
         &self,
         host: HostId,
@@ -159,14 +172,6 @@ impl Registry {
         now_ns: u64,
     ) -> Result<(), RegistryError> {
         let h = &hb.health;
-        self.update(host, false, |r| {
-            r.last_seen_ns = now_ns;
-            r.cpu_pct = h.cpu_pct;
-            r.rss_bytes = h.rss_bytes;
-            r.events_per_s = h.events_per_s;
-            r.spool_bytes = h.spool_bytes;
-            r.dropped_total = h.dropped_total;
-        })?;
         let due = {
             let mut last = self.last_sample.lock().expect("sample lock");
             let prev = last.get(&host).copied().unwrap_or(0);
@@ -177,6 +182,16 @@ impl Registry {
                 false
             }
         };
+        // In memory every time; written through (with a health sample) at most
+        // every HEALTH_SAMPLE_EVERY_NS, so 10k sensors do not mean 1k writes/s.
+        self.update_maybe_persist(host, due, false, |r| {
+            r.last_seen_ns = now_ns;
+            r.cpu_pct = h.cpu_pct;
+            r.rss_bytes = h.rss_bytes;
+            r.events_per_s = h.events_per_s;
+            r.spool_bytes = h.spool_bytes;
+            r.dropped_total = h.dropped_total;
+        })?;
         if due {
             self.db.put_health(
                 host,

@@ -124,15 +124,8 @@ fn main() -> Result<()> {
         );
     }
     println!(
-        "{}",
-        serde_json::json!({
-            "bench": "ingest",
-            "acked_events_per_s": acked_rate.round(),
-            "raw_rocksdb_events_per_s": raw_rate.round(),
-            "ratio": (ratio * 1000.0).round() / 1000.0,
-            "bytes_per_event": (bytes_per_event * 10.0).round() / 10.0,
-            "idle_10k_cpu_pct": (idle_pct * 100.0).round() / 100.0,
-        })
+        "{{\"bench\":\"ingest\",\"acked_events_per_s\":{:.0},\"raw_rocksdb_events_per_s\":{:.0},\"ratio\":{:.3},\"bytes_per_event\":{:.1},\"idle_10k_cpu_pct\":{:.2}}}",
+        acked_rate, raw_rate, ratio, bytes_per_event, idle_pct
     );
     Ok(())
 }
