@@ -95,7 +95,7 @@ pub fn run_demo(args: &[String]) -> Result<()> {
             .args(["--ttl", "1h", "--uses", "1"]),
     )?;
     let token = field(&token_out, "token")?;
-    let fingerprint = field(&token_out, "ca-sha256")?;
+    let fingerprint = field(&token_out, "CA fingerprint")?;
     eprintln!("demo: created a one-time enrollment token; CA fingerprint {fingerprint}");
 
     let state = data.join("sensor-state");
@@ -122,7 +122,7 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     println!();
     println!("  Vigil demo is running");
     println!(
-        "  web console : https://127.0.0.1:{https_port}/  (user admin, password {admin_password})"
+        "  first admin : admin / {admin_password} (the web console mounts here once wip/ lands)"
     );
     println!(
         "  metrics     : https://127.0.0.1:{https_port}/metrics (bearer token in {})",
@@ -208,9 +208,8 @@ fn write_sensor_config(data: &Path, state: &Path, quic_port: u16) -> Result<Path
     let path = data.join("sensor.toml");
     let watched = data.join("watched");
     let config = format!(
-        "appliance = \"127.0.0.1:{quic_port}\"\nstate_dir = \"{}\"\nspool_dir = \"{}\"\n\n[files]\npaths = [\"{}\"]\n",
+        "appliance = \"127.0.0.1:{quic_port}\"\nstate_dir = \"{}\"\n\n[collectors]\nfile_paths = [\"{}\"]\n",
         state.display(),
-        state.join("spool").display(),
         watched.display()
     );
     std::fs::write(&path, config).map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -229,8 +228,13 @@ fn read_admin_password(child: &mut Child) -> Result<String> {
             return Err("appliance exited before printing the admin password".into());
         }
         print!("  appliance: {line}");
-        if let Some(pw) = line.split("password:").nth(1) {
-            let pw = pw.trim().to_string();
+        if line.contains("one-time password") {
+            let pw = line
+                .rsplit(": ")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             // Keep draining the pipe so the appliance never blocks on stdout.
             std::thread::spawn(move || {
                 for l in reader.lines().map_while(|l| l.ok()) {
