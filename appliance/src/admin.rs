@@ -20,7 +20,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vigil_proto::query::{ApplianceStats, EventFilter, EventPage, HostSummary, ReadApi};
+use vigil_proto::query::{
+    AlertFilter, AlertRecord, ApplianceStats, EventFilter, EventPage, HostSummary, ReadApi,
+};
 use vigil_proto::HostId;
 
 /// Largest admin message accepted.
@@ -47,6 +49,10 @@ pub enum AdminRequest {
     Status,
     /// Stored events.
     Events { filter: EventFilter },
+    /// Alerts and incidents, newest first.
+    Alerts { filter: AlertFilter },
+    /// Each host's detection model (from the pipeline's last saved state).
+    Models,
 }
 
 /// `vigil status` contents.
@@ -72,6 +78,8 @@ pub enum AdminResponse {
     Revoked { host: HostId, newly: bool },
     Status(Box<StatusReport>),
     Events(EventPage),
+    Alerts(Vec<AlertRecord>),
+    Models(Vec<vigil_models::ModelStatus>),
     Error(String),
 }
 
@@ -117,6 +125,13 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         AdminRequest::Events { filter } => reader
             .events(&filter)
             .map(AdminResponse::Events)
+            .map_err(|e| e.to_string()),
+        AdminRequest::Alerts { filter } => reader
+            .alerts(&filter)
+            .map(AdminResponse::Alerts)
+            .map_err(|e| e.to_string()),
+        AdminRequest::Models => crate::pipeline::saved_model_status(&core.db)
+            .map(AdminResponse::Models)
             .map_err(|e| e.to_string()),
     };
     result.unwrap_or_else(AdminResponse::Error)

@@ -6,6 +6,7 @@ use crate::db::{Db, RetentionPolicy};
 use crate::enroll::{create_token, NewToken};
 use crate::ingest::{server, writer};
 use crate::metrics::Metrics;
+use crate::pipeline::{PipelineConfig, PipelineStats, SharedStatus};
 use crate::read::StoreReader;
 use crate::registry::RegistryError;
 use crate::shutdown::{self, ShutdownTrigger};
@@ -42,6 +43,8 @@ pub struct ServeConfig {
     pub admin_socket: bool,
     /// Clock (tests may pass a fake one).
     pub clock: Clock,
+    /// The detection pipeline (`None` turns detection off, e.g. for ingest benches).
+    pub pipeline: Option<PipelineConfig>,
 }
 
 impl ServeConfig {
@@ -58,6 +61,7 @@ impl ServeConfig {
             ingest_queue_batches: 256,
             admin_socket: true,
             clock: system_clock(),
+            pipeline: Some(PipelineConfig::default()),
         }
     }
 
@@ -105,6 +109,8 @@ pub struct Appliance {
     tasks: Vec<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     writer: Option<std::thread::JoinHandle<()>>,
+    model_status: SharedStatus,
+    pipeline_stats: Arc<std::sync::Mutex<Option<Arc<PipelineStats>>>>,
 }
 
 impl Appliance {
@@ -147,6 +153,12 @@ impl Appliance {
         )));
 
         let mut app = https::router(core.clone(), core.metrics_token()?);
+        let console = vigil_web_ui::ConsoleState::new(
+            Arc::new(StoreReader::new(core.clone())),
+            core.console.clone(),
+        )
+        .with_clock(core.clock.clone());
+        app = app.merge(vigil_web_ui::router(console));
         if let Some(extra) = cfg.extra_router {
             app = app.merge(extra);
         }
@@ -164,6 +176,17 @@ impl Appliance {
                     tracing::error!(error = %e, "admin socket failed");
                 }
             }));
+        }
+        let model_status = SharedStatus::default();
+        let pipeline_stats = Arc::new(std::sync::Mutex::new(None));
+        if let Some(pcfg) = cfg.pipeline.clone() {
+            tasks.push(tokio::spawn(crate::pipeline::run(
+                core.clone(),
+                pcfg,
+                model_status.clone(),
+                pipeline_stats.clone(),
+                shutdown.clone(),
+            )));
         }
         tasks.push(tokio::spawn(crate::retention::run(
             core.clone(),
@@ -190,7 +213,19 @@ impl Appliance {
             tasks,
             endpoint,
             writer: Some(writer),
+            model_status,
+            pipeline_stats,
         })
+    }
+
+    /// Each host's detection model: phase, version, hash, training window.
+    pub fn model_status(&self) -> Vec<vigil_models::ModelStatus> {
+        self.model_status.lock().expect("status lock").clone()
+    }
+
+    /// Detection pipeline counters (once the pipeline has started).
+    pub fn pipeline_stats(&self) -> Option<Arc<PipelineStats>> {
+        self.pipeline_stats.lock().expect("stats lock").clone()
     }
 
     /// Read access for the web UI, the CLI and tests.

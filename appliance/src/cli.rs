@@ -8,7 +8,7 @@ use crate::store::StoreError;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
-use vigil_proto::query::{EventPage, HostSummary};
+use vigil_proto::query::{AlertRecord, EventPage, HostSummary};
 
 /// A CLI failure.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +181,61 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         }),
         AdminResponse::Status(s) => Ok(format_status(&s)),
         AdminResponse::Events(p) => Ok(format_events(&p)),
+        AdminResponse::Alerts(a) => Ok(format_alerts(&a)),
+        AdminResponse::Models(m) => Ok(format_models(&m)),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
+}
+
+/// One alert per line: id, time, severity, path, users, techniques, summary, evidence.
+pub fn format_alerts(alerts: &[AlertRecord]) -> String {
+    if alerts.is_empty() {
+        return "no alerts\n".into();
+    }
+    let mut out = String::new();
+    for a in alerts {
+        let path: Vec<String> = a.path.iter().map(|h| h.to_string()).collect();
+        let evidence: Vec<String> = a.evidence.iter().map(|(h, s)| format!("{h}:{s}")).collect();
+        out.push_str(&format!(
+            "#{id} {time} {sev:?} score={score:.1} path={path} users={users} techniques={tech} state={state:?}\n    {summary}\n    evidence: {evidence}\n",
+            id = a.id,
+            time = ns_to_text(a.created_ns),
+            sev = a.severity,
+            score = a.score,
+            path = path.join("->"),
+            users = a.users.join(","),
+            tech = a.techniques.join(","),
+            state = a.state,
+            summary = a.summary,
+            evidence = evidence.join(" "),
+        ));
+    }
+    out
+}
+
+/// One host model per line.
+pub fn format_models(models: &[vigil_models::ModelStatus]) -> String {
+    if models.is_empty() {
+        return "no host models yet (the detection pipeline saves its state every 30 s)\n".into();
+    }
+    let mut out = format!(
+        "{:<16}  {:<20}  {:<8}  {:<16}  {:<41}  {}\n",
+        "HOST", "NAME", "STATE", "VERSION", "TRAINING WINDOW", "SHA-256"
+    );
+    for m in models {
+        let window = m
+            .trained_window_ns
+            .map(|(a, b)| format!("{} .. {}", ns_to_text(a), ns_to_text(b)))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<16}  {:<20}  {:<8}  {:<16}  {:<41}  {}\n",
+            m.host.to_string(),
+            m.hostname,
+            format!("{:?}", m.phase).to_lowercase(),
+            m.version.clone().unwrap_or_else(|| "-".into()),
+            window,
+            m.sha256.clone().unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out
 }

@@ -7,14 +7,14 @@
 //! - `metrics.token` — bearer token for `/metrics` (0600)
 //! - `run/addresses.json`, `run/admin.sock` — while `vigil serve` runs
 
-use crate::db::{Db, UserRecord};
+use crate::console::RocksConsoleStore;
+use crate::db::Db;
 use crate::enroll::Enrollment;
 use crate::metrics::Metrics;
 use crate::pki::{write_private, Pki, PkiError};
 use crate::registry::Registry;
 use crate::store::rocks::RocksStore;
 use crate::store::{Store, StoreError};
-use argon2::password_hash::{PasswordHasher, SaltString};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,8 +47,9 @@ pub enum CoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("password hashing: {0}")]
-    Hash(String),
+    /// Creating the first console admin failed.
+    #[error("first admin: {0}")]
+    Console(#[from] vigil_web_ui::error::UiError),
     #[error("evidence key: {0}")]
     Key(String),
 }
@@ -63,6 +64,8 @@ pub struct Core {
     pub pki: Arc<Pki>,
     pub registry: Arc<Registry>,
     pub enrollment: Enrollment,
+    /// What the web console writes (users, sessions, audit, …).
+    pub console: Arc<RocksConsoleStore>,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
@@ -106,22 +109,13 @@ impl Core {
             write_private(&token_path, hex::encode(t).as_bytes())?;
         }
         let db = Db::new(store);
-        let mut first = FirstStart {
-            admin_password: None,
+        let pki = Arc::new(pki);
+        let console = Arc::new(RocksConsoleStore::new(db.clone(), pki.clone()));
+        // The console's own bootstrap, so the password shown once logs into it.
+        let first = FirstStart {
+            admin_password: vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?,
             ca_created,
         };
-        if !db.has_users()? {
-            let password = random_password();
-            db.put_user(&UserRecord {
-                username: FIRST_ADMIN.to_owned(),
-                role: "admin".to_owned(),
-                password_hash: hash_password(&password)?,
-                created_ns: clock(),
-                must_change_password: true,
-            })?;
-            first.admin_password = Some(password);
-        }
-        let pki = Arc::new(pki);
         let registry = Arc::new(Registry::load(db.clone())?);
         let enrollment = Enrollment::new(db.clone(), pki.clone(), registry.clone());
         Ok((
@@ -131,6 +125,7 @@ impl Core {
                 pki,
                 registry,
                 enrollment,
+                console,
                 metrics: Arc::new(Metrics::default()),
                 clock,
                 sensor_config: SensorConfig::default(),
@@ -151,22 +146,6 @@ impl Core {
     pub fn admin_socket(data_dir: &Path) -> PathBuf {
         data_dir.join("run").join("admin.sock")
     }
-}
-
-fn random_password() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    (0..20)
-        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
-        .collect()
-}
-
-/// Argon2id PHC hash of a password.
-pub fn hash_password(password: &str) -> Result<String, CoreError> {
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| CoreError::Hash(e.to_string()))
 }
 
 fn ensure_evidence_key(path: &Path) -> Result<(), CoreError> {

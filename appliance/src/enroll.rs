@@ -22,7 +22,8 @@ pub struct NewToken {
     pub ca_fingerprint: String,
 }
 
-fn token_hash(token: &str) -> [u8; 32] {
+/// The key a token is stored under: SHA-256 of its (trimmed) secret.
+pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().as_bytes()).into()
 }
 

@@ -34,6 +34,7 @@
 pub mod admin;
 pub mod appliance;
 pub mod cli;
+pub mod console;
 pub mod core;
 pub mod db;
 pub mod enroll;
@@ -41,6 +42,7 @@ pub mod https;
 pub mod ingest;
 pub mod internal_events;
 pub mod metrics;
+pub mod pipeline;
 pub mod pki;
 pub mod read;
 pub mod registry;

@@ -5,10 +5,10 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use vigil_appliance::admin::AdminRequest;
+use vigil_appliance::admin::{AdminRequest, AdminResponse};
 use vigil_appliance::db::RetentionPolicy;
 use vigil_appliance::{cli, Appliance, ServeConfig};
-use vigil_proto::query::EventFilter;
+use vigil_proto::query::{AlertFilter, EventFilter};
 use vigil_proto::{EventKind, HostId};
 
 #[derive(Parser)]
@@ -37,6 +37,33 @@ enum Cmd {
         /// How often retention runs (e.g. 5m).
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         retention_interval: Duration,
+        /// How long a new host only learns before it may alert (e.g. 7d, 0s).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        learning_period: Duration,
+    },
+    /// Alerts and lateral-movement incidents.
+    Alerts {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// How far back (e.g. 1h, 7d).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
+    },
+    /// Detection models.
+    Model {
+        #[command(subcommand)]
+        cmd: ModelCmd,
+    },
+    /// Evaluate the detector on labelled data: `vigil eval lanl|otrf|synth|write-lanl …`.
+    #[command(disable_help_flag = true)]
+    Eval {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Enrollment tokens.
     Token {
@@ -88,6 +115,18 @@ enum TokenCmd {
 }
 
 #[derive(Subcommand)]
+enum ModelCmd {
+    /// Each host's model version, hash, training window and state (learning / active).
+    Status {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// Only this host (16 hex digits).
+        #[arg(long)]
+        host: Option<HostId>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SensorCmd {
     /// List enrolled sensors.
     List {
@@ -119,8 +158,12 @@ fn main() -> Result<()> {
             retention_days,
             retention_bytes,
             retention_interval,
+            learning_period,
         } => {
             let mut cfg = ServeConfig::new(data);
+            if let Some(p) = cfg.pipeline.as_mut() {
+                p.detector.learning_period_ns = learning_period.as_nanos() as u64;
+            }
             cfg.quic_listen = quic_listen;
             cfg.https_listen = https_listen;
             cfg.retention_interval = retention_interval;
@@ -148,6 +191,46 @@ fn main() -> Result<()> {
         Cmd::Sensor {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
+        Cmd::Eval { args } => {
+            return vigil_datasets::cli::run(std::iter::once("vigil eval".into()).chain(args));
+        }
+        Cmd::Alerts {
+            data,
+            since,
+            json,
+            limit,
+        } => {
+            let filter = AlertFilter {
+                since_ns: Some(now_ns().saturating_sub(since.as_nanos() as u64)),
+                limit,
+                ..AlertFilter::default()
+            };
+            let (resp, pw) = cli::execute(&data, AdminRequest::Alerts { filter })?;
+            print_first_password(pw);
+            match resp {
+                AdminResponse::Alerts(alerts) if json => {
+                    for a in alerts {
+                        println!("{}", serde_json::to_string(&a)?);
+                    }
+                }
+                other => print!("{}", cli::render(other)?),
+            }
+            return Ok(());
+        }
+        Cmd::Model {
+            cmd: ModelCmd::Status { data, host },
+        } => {
+            let (resp, pw) = cli::execute(&data, AdminRequest::Models)?;
+            print_first_password(pw);
+            let resp = match (resp, host) {
+                (AdminResponse::Models(m), Some(h)) => {
+                    AdminResponse::Models(m.into_iter().filter(|s| s.host == h).collect())
+                }
+                (other, _) => other,
+            };
+            print!("{}", cli::render(resp)?);
+            return Ok(());
+        }
         Cmd::Status { data, json } => {
             let (resp, pw) = cli::execute(&data, AdminRequest::Status)?;
             print_first_password(pw);
@@ -186,6 +269,13 @@ fn main() -> Result<()> {
     print_first_password(pw);
     print!("{}", cli::render(resp)?);
     Ok(())
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn print_first_password(pw: Option<String>) {

@@ -517,29 +517,12 @@ async fn https_get(
     path: &str,
     bearer: Option<&str>,
 ) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from(ca.to_vec()))
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(vigil_appliance::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("vigil-appliance").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
     let auth = bearer
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req =
         format!("GET {path} HTTP/1.1\r\nHost: vigil-appliance\r\n{auth}Connection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    let _ = tls.read_to_string(&mut out).await;
-    out
+    https_raw(addr, ca, &req).await
 }
 
 #[tokio::test]
@@ -556,4 +539,186 @@ async fn metrics_need_the_bearer_token_and_healthz_answers() {
     assert!(ok.contains("vigil_events_ingested_total 0"));
     assert!(ok.contains("vigil_write_latency_seconds_bucket"));
     lab.app.shutdown().await;
+}
+
+/// One raw HTTP/1.1 exchange over TLS, pinned to the appliance CA; the whole
+/// response (status line, headers, body).
+async fn https_raw(addr: std::net::SocketAddr, ca: &[u8], req: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(ca.to_vec()))
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(vigil_appliance::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("vigil-appliance").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tls.read_to_string(&mut out).await;
+    out
+}
+
+async fn console_get(app: &Appliance, path: &str, cookie: Option<&str>) -> String {
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: vigil-appliance\r\n{cookie}Connection: close\r\n\r\n"
+    );
+    https_raw(app.https_addr, &app.ca_der(), &req).await
+}
+
+/// Values of the `Set-Cookie` headers of a response.
+fn set_cookies(res: &str) -> Vec<String> {
+    let head = res.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("set-cookie")
+                .then(|| v.trim().to_owned())
+        })
+        .collect()
+}
+
+/// `name=value` of the cookie `name` set by a response.
+fn cookie_pair(res: &str, name: &str) -> Option<(String, String)> {
+    set_cookies(res).into_iter().find_map(|c| {
+        let pair = c.split(';').next()?.trim().to_owned();
+        let (k, v) = pair.split_once('=')?;
+        (k == name && !v.is_empty()).then(|| (format!("{k}={v}"), c.clone()))
+    })
+}
+
+fn header<'a>(res: &'a str, name: &str) -> Option<&'a str> {
+    let head = res.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// GET /login, then POST it with the form's CSRF token; the POST's response.
+async fn console_login(app: &Appliance, user: &str, password: &str) -> String {
+    let form = console_get(app, "/login", None).await;
+    assert!(form.starts_with("HTTP/1.1 200"), "{form}");
+    let (csrf_cookie, _) = cookie_pair(&form, "vigil_login_csrf").expect("login CSRF cookie");
+    let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
+    assert!(
+        form.contains(&csrf),
+        "the form carries the same token as the cookie"
+    );
+    // user names and the generated passwords are URL-safe; encode anyway.
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    let body = format!(
+        "csrf={csrf}&username={}&password={}",
+        enc(user),
+        enc(password)
+    );
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: vigil-appliance\r\nCookie: {csrf_cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    https_raw(app.https_addr, &app.ca_der(), &req).await
+}
+
+#[tokio::test]
+async fn console_logs_in_with_the_first_start_password_across_restarts() {
+    use vigil_web_ui::ConsoleStore;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        // The previous instance may take a moment to let go of RocksDB's lock.
+        let mut tries = 0;
+        loop {
+            let mut cfg = ServeConfig::new(dir.path()).loopback();
+            cfg.admin_socket = false;
+            match Appliance::start(cfg).await {
+                Ok(app) => return app,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "restart retry");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("start appliance: {e}"),
+            }
+        }
+    };
+    let app = start().await;
+    let password = app
+        .first_start
+        .admin_password
+        .clone()
+        .expect("first start creates the admin password");
+
+    // No session: every page sends the browser to the login form.
+    let anon = console_get(&app, "/", None).await;
+    assert!(anon.starts_with("HTTP/1.1 303"), "{anon}");
+    assert_eq!(header(&anon, "location"), Some("/login"));
+
+    // Wrong password: the form again, 401, no session cookie.
+    let wrong = console_login(&app, "admin", "not-the-password-at-all").await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    assert!(cookie_pair(&wrong, "vigil_session").is_none(), "{wrong}");
+
+    // The printed password logs into the console as admin.
+    let ok = console_login(&app, "admin", &password).await;
+    assert!(ok.starts_with("HTTP/1.1 303"), "{ok}");
+    assert_eq!(
+        header(&ok, "location"),
+        Some("/account"),
+        "the generated password must be changed first"
+    );
+    let (session, set) = cookie_pair(&ok, "vigil_session").expect("session cookie");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    let hosts = console_get(&app, "/hosts", Some(&session)).await;
+    assert!(hosts.starts_with("HTTP/1.1 200"), "{hosts}");
+    assert!(hosts.contains("<h1>Hosts</h1>"), "{hosts}");
+    // The appliance's own routes still answer next to the console.
+    let health = console_get(&app, "/healthz", None).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    app.shutdown().await;
+
+    // Same data directory: users and sessions come back from RocksDB, and
+    // the password is not generated (or shown) again.
+    let app = start().await;
+    assert!(app.first_start.admin_password.is_none());
+    let hosts = console_get(&app, "/hosts", Some(&session)).await;
+    assert!(
+        hosts.starts_with("HTTP/1.1 200"),
+        "old session survives: {hosts}"
+    );
+    let again = console_login(&app, "admin", &password).await;
+    assert!(again.starts_with("HTTP/1.1 303"), "{again}");
+    let (session2, _) = cookie_pair(&again, "vigil_session").expect("session cookie");
+    assert_ne!(session2, session);
+    let hosts = console_get(&app, "/hosts", Some(&session2)).await;
+    assert!(hosts.contains("<h1>Hosts</h1>"), "{hosts}");
+    // Both logins and the failure are in one intact audit chain.
+    let entries = app.core().console.audit_entries().unwrap();
+    let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["login.failed", "login", "login"]);
+    assert_eq!(
+        vigil_web_ui::audit::verify(&entries),
+        vigil_web_ui::audit::ChainStatus::Intact { entries: 3 }
+    );
+    app.shutdown().await;
 }

@@ -4,6 +4,7 @@
 //! driver behind `vigil eval` (it lives here, not in `models`, because it
 //! reads files; `models` stays pure).
 
+pub mod cli;
 pub mod eval;
 pub mod evtx_file;
 pub mod lanl;

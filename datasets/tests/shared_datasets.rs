@@ -7,9 +7,11 @@ use vigil_models::DetectorConfig;
 use vigil_proto::Payload;
 
 fn shared(sub: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/datasets")
-        .join(sub);
+    let p = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../shared/datasets")
+    .join(sub);
     let p = if p.is_dir() {
         p
     } else {

@@ -9,7 +9,7 @@
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use vigil_web_ui::fixtures::{demo_state, DEMO_USERS};
@@ -25,7 +25,11 @@ fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
 fn artifacts_dir() -> PathBuf {
     match std::env::var_os("ARTIFACTS") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots"),
+        None => PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../target/ui-screenshots"),
     }
 }
 

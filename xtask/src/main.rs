@@ -74,10 +74,12 @@ pub type Result<T> = std::result::Result<T, String>;
 
 /// The repository root (xtask lives one folder below it).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent folder")
-        .to_path_buf()
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .parent()
+    .expect("xtask has a parent folder")
+    .to_path_buf()
 }
 
 /// A `cargo` command run from the repo root, with the shared target dir.

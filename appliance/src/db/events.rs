@@ -201,6 +201,46 @@ impl Db {
         }
     }
 
+    /// A host's events with seq greater than `after_seq`, in seq order, at
+    /// most `limit` of them. The detection pipeline tails the store with this,
+    /// so the store itself is its queue and nothing acked is skipped.
+    pub fn events_after_seq(
+        &self,
+        host: HostId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut positions = Vec::new();
+        let from = seq_key(host, after_seq.saturating_add(1));
+        self.store().scan(
+            Cf::SeqIndex,
+            &from,
+            Some(&host_end(host)),
+            Direction::Forward,
+            &mut |k, v| {
+                if k.len() == 16 {
+                    let seq = u64::from_be_bytes(k[8..16].try_into().expect("16-byte key"));
+                    positions.push((seq, v.to_vec()));
+                }
+                if positions.len() >= limit {
+                    Visit::Stop
+                } else {
+                    Visit::Continue
+                }
+            },
+        )?;
+        let mut out = Vec::with_capacity(positions.len());
+        for (seq, ts) in positions {
+            let ts: u64 = decode(Cf::SeqIndex, &ts)?;
+            let key = event_key(host, ts, seq);
+            // Aged out by retention between the two reads: nothing to detect on.
+            if let Some(v) = self.store().get(Cf::Events, &key)? {
+                out.push(decode_event(&key, &v)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Count a host's stored events (a full scan of its range; for tests and tools).
     pub fn count_events(&self, host: HostId) -> Result<u64, StoreError> {
         let mut n = 0u64;

@@ -71,6 +71,18 @@ pub fn health_key(host: HostId, ts_ns: u64) -> [u8; 17] {
     k
 }
 
+/// The first key after every key that starts with `prefix` (`None`: no bound).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last != 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Read a big-endian u64 from exactly 8 bytes.
 pub fn be64(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];
@@ -97,5 +109,13 @@ mod tests {
         let k = host_key(HostId(7), host_tag::HEALTH);
         assert!(k[..] >= host_prefix(HostId(7))[..] && k.to_vec() < host_end(HostId(7)));
         assert!(host_end(HostId(u64::MAX)) > health_key(HostId(u64::MAX), u64::MAX).to_vec());
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        assert_eq!(prefix_end(b"user/"), Some(b"user0".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert!(b"user/zzz".as_slice() < prefix_end(b"user/").unwrap().as_slice());
     }
 }

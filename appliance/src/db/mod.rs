@@ -69,18 +69,6 @@ pub struct TokenRecord {
     pub uses_left: u32,
 }
 
-/// A web/CLI user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub username: String,
-    /// `admin`, `analyst` or `viewer`.
-    pub role: String,
-    /// Argon2id PHC string.
-    pub password_hash: String,
-    pub created_ns: u64,
-    pub must_change_password: bool,
-}
-
 /// Retention policy: events older than `max_age_days` or beyond `max_bytes` go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionPolicy {
@@ -261,25 +249,68 @@ impl Db {
         self.put(Cf::Enrollment, hash, rec, true)
     }
 
-    /// A user by name.
-    pub fn user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.get(Cf::Users, name.as_bytes())
+    // ---- keyed records (the web console's store) ----
+
+    /// A record stored under `key` in `cf` by [`Db::put_record`].
+    pub fn record<T: DeserializeOwned>(&self, cf: Cf, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(cf, key)
     }
 
-    /// Store a user (synced).
-    pub fn put_user(&self, rec: &UserRecord) -> Result<(), StoreError> {
-        self.put(Cf::Users, rec.username.as_bytes(), rec, true)
+    /// Store a record under `key` (synced: console writes are operator actions).
+    pub fn put_record<T: Serialize>(
+        &self,
+        cf: Cf,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        self.put(cf, key, value, true)
     }
 
-    /// Whether any user exists.
-    pub fn has_users(&self) -> Result<bool, StoreError> {
-        let mut any = false;
-        self.store
-            .scan(Cf::Users, &[], None, Direction::Forward, &mut |_, _| {
-                any = true;
-                Visit::Stop
-            })?;
-        Ok(any)
+    /// Remove the records under `keys` in one batch (unknown keys are fine).
+    pub fn delete_records(&self, cf: Cf, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut b = WriteBatch::default();
+        for k in keys {
+            b.delete(cf, k);
+        }
+        self.store.write(b, true)
+    }
+
+    /// Every record whose key starts with `prefix`, in key order
+    /// (`Reverse`: last first; `limit` 0 = all), with its key.
+    pub fn records_with_prefix<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        let end = keys::prefix_end(prefix);
+        let mut out = Vec::new();
+        let mut err = None;
+        self.store.scan(
+            cf,
+            prefix,
+            end.as_deref(),
+            dir,
+            &mut |k, v| match decode(cf, v) {
+                Ok(r) => {
+                    out.push((k.to_vec(), r));
+                    if limit != 0 && out.len() >= limit {
+                        Visit::Stop
+                    } else {
+                        Visit::Continue
+                    }
+                }
+                Err(e) => {
+                    err = Some(e);
+                    Visit::Stop
+                }
+            },
+        )?;
+        err.map_or(Ok(out), Err)
     }
 
     // ---- alerts and edges ----
