@@ -13,7 +13,7 @@
 mod demo;
 mod prereq;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 /// Debian packages the build and the test suite need.
