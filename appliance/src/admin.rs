@@ -13,6 +13,7 @@ use crate::metrics::MetricsSnapshot;
 use crate::read::StoreReader;
 use crate::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -75,10 +76,17 @@ pub struct StatusReport {
 pub enum AdminResponse {
     Token(NewToken),
     Sensors(Vec<HostSummary>),
-    Revoked { host: HostId, newly: bool },
+    Revoked {
+        host: HostId,
+        newly: bool,
+    },
     Status(Box<StatusReport>),
     Events(EventPage),
-    Alerts(Vec<AlertRecord>),
+    /// Alerts, with the names of the hosts they mention.
+    Alerts {
+        alerts: Vec<AlertRecord>,
+        host_names: BTreeMap<HostId, String>,
+    },
     Models(Vec<vigil_models::ModelStatus>),
     Error(String),
 }
@@ -128,11 +136,22 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
             .map_err(|e| e.to_string()),
         AdminRequest::Alerts { filter } => reader
             .alerts(&filter)
-            .map(AdminResponse::Alerts)
+            .and_then(|alerts| {
+                let host_names = reader
+                    .hosts()?
+                    .into_iter()
+                    .map(|h| (h.id, h.hostname))
+                    .collect();
+                Ok(AdminResponse::Alerts { alerts, host_names })
+            })
             .map_err(|e| e.to_string()),
-        AdminRequest::Models => crate::pipeline::saved_model_status(&core.db)
-            .map(AdminResponse::Models)
-            .map_err(|e| e.to_string()),
+        // The running pipeline's view when there is one, else the last save.
+        AdminRequest::Models => match core.models.all() {
+            live if !live.is_empty() => Ok(AdminResponse::Models(live)),
+            _ => crate::pipeline::saved_model_status(&core.db)
+                .map(AdminResponse::Models)
+                .map_err(|e| e.to_string()),
+        },
     };
     result.unwrap_or_else(AdminResponse::Error)
 }

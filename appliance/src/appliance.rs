@@ -6,7 +6,7 @@ use crate::db::{Db, RetentionPolicy};
 use crate::enroll::{create_token, NewToken};
 use crate::ingest::{server, writer};
 use crate::metrics::Metrics;
-use crate::pipeline::{PipelineConfig, PipelineStats, SharedStatus};
+use crate::pipeline::PipelineConfig;
 use crate::read::StoreReader;
 use crate::registry::RegistryError;
 use crate::shutdown::{self, ShutdownTrigger};
@@ -109,8 +109,6 @@ pub struct Appliance {
     tasks: Vec<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
     writer: Option<std::thread::JoinHandle<()>>,
-    model_status: SharedStatus,
-    pipeline_stats: Arc<std::sync::Mutex<Option<Arc<PipelineStats>>>>,
 }
 
 impl Appliance {
@@ -177,14 +175,10 @@ impl Appliance {
                 }
             }));
         }
-        let model_status = SharedStatus::default();
-        let pipeline_stats = Arc::new(std::sync::Mutex::new(None));
         if let Some(pcfg) = cfg.pipeline.clone() {
             tasks.push(tokio::spawn(crate::pipeline::run(
                 core.clone(),
                 pcfg,
-                model_status.clone(),
-                pipeline_stats.clone(),
                 shutdown.clone(),
             )));
         }
@@ -213,19 +207,12 @@ impl Appliance {
             tasks,
             endpoint,
             writer: Some(writer),
-            model_status,
-            pipeline_stats,
         })
     }
 
     /// Each host's detection model: phase, version, hash, training window.
     pub fn model_status(&self) -> Vec<vigil_models::ModelStatus> {
-        self.model_status.lock().expect("status lock").clone()
-    }
-
-    /// Detection pipeline counters (once the pipeline has started).
-    pub fn pipeline_stats(&self) -> Option<Arc<PipelineStats>> {
-        self.pipeline_stats.lock().expect("stats lock").clone()
+        self.core.models.all()
     }
 
     /// Read access for the web UI, the CLI and tests.

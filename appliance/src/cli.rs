@@ -5,10 +5,12 @@
 use crate::admin::{self, AdminError, AdminRequest, AdminResponse, StatusReport};
 use crate::core::{system_clock, Core, CoreError};
 use crate::store::StoreError;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use vigil_proto::query::{AlertRecord, EventPage, HostSummary};
+use vigil_proto::HostId;
 
 /// A CLI failure.
 #[derive(Debug, thiserror::Error)]
@@ -181,20 +183,20 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         }),
         AdminResponse::Status(s) => Ok(format_status(&s)),
         AdminResponse::Events(p) => Ok(format_events(&p)),
-        AdminResponse::Alerts(a) => Ok(format_alerts(&a)),
+        AdminResponse::Alerts { alerts, host_names } => Ok(format_alerts(&alerts, &host_names)),
         AdminResponse::Models(m) => Ok(format_models(&m)),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }
 
 /// One alert per line: id, time, severity, path, users, techniques, summary, evidence.
-pub fn format_alerts(alerts: &[AlertRecord]) -> String {
+pub fn format_alerts(alerts: &[AlertRecord], names: &BTreeMap<HostId, String>) -> String {
     if alerts.is_empty() {
         return "no alerts\n".into();
     }
     let mut out = String::new();
     for a in alerts {
-        let path: Vec<String> = a.path.iter().map(|h| h.to_string()).collect();
+        let path = path_names(&a.path, names);
         let evidence: Vec<String> = a.evidence.iter().map(|(h, s)| format!("{h}:{s}")).collect();
         out.push_str(&format!(
             "#{id} {time} {sev:?} score={score:.1} path={path} users={users} techniques={tech} state={state:?}\n    {summary}\n    evidence: {evidence}\n",
@@ -202,7 +204,7 @@ pub fn format_alerts(alerts: &[AlertRecord]) -> String {
             time = ns_to_text(a.created_ns),
             sev = a.severity,
             score = a.score,
-            path = path.join("->"),
+            path = path.join(" -> "),
             users = a.users.join(","),
             tech = a.techniques.join(","),
             state = a.state,
@@ -211,6 +213,16 @@ pub fn format_alerts(alerts: &[AlertRecord]) -> String {
         ));
     }
     out
+}
+
+/// Host names along a path (the id when a host has no name yet).
+pub fn path_names(path: &[HostId], names: &BTreeMap<HostId, String>) -> Vec<String> {
+    path.iter()
+        .map(|h| match names.get(h) {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => h.to_string(),
+        })
+        .collect()
 }
 
 /// One host model per line.

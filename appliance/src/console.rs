@@ -14,6 +14,7 @@
 //! | audit chain | `audit` | `audit/{seq u64 BE}` |
 //! | settings | `meta` | `console/settings` |
 //! | enrollment token labels | `meta` | `console/token/{id u64 BE}` |
+//! | verdicts for the detector | `models` | `verdict/{alert id u64 BE}` |
 //!
 //! Enrollment tokens themselves are the appliance's real tokens
 //! ([`crate::enroll::create_token`], stored by secret hash in `enrollment`);
@@ -29,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use vigil_proto::query::TriageState;
 use vigil_web_ui::audit;
 use vigil_web_ui::store::{
     AuditDraft, AuditEntry, ConsoleStore, EnrollmentTokenInfo, LoginAttempts, NewEnrollmentToken,
@@ -44,6 +46,19 @@ const HUNT: &[u8] = b"console/hunt/";
 const AUDIT: &[u8] = b"audit/";
 const SETTINGS: &[u8] = b"console/settings";
 const TOKEN: &[u8] = b"console/token/";
+/// Verdicts waiting for the detection pipeline (`models` cf).
+pub(crate) const VERDICT: &[u8] = b"verdict/";
+
+/// The console's triage of an alert, if any (the analyst's word wins over
+/// whatever state a re-emitted alert carries).
+pub(crate) fn triage_of(db: &Db, alert_id: u64) -> Result<Option<Triage>, DbError> {
+    db.record(Cf::Cases, &id_key(TRIAGE, alert_id))
+}
+
+/// The settings an admin saved in the console, if any.
+pub(crate) fn saved_settings(db: &Db) -> Result<Option<Settings>, DbError> {
+    db.record(Cf::Meta, SETTINGS)
+}
 
 /// What the console remembers about an enrollment token it issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,8 +209,24 @@ impl ConsoleStore for RocksConsoleStore {
         self.get(Cf::Cases, &id_key(TRIAGE, alert_id))
     }
 
+    /// The triage record is the console's; it is also written through to
+    /// the stored alert (so `vigil alerts` and the pipeline see it), and a
+    /// closing verdict is queued for the detector (true positives are left
+    /// out of the next training).
     fn put_triage(&self, alert_id: u64, triage: Triage) -> Result<(), StoreError> {
-        self.put(Cf::Cases, &id_key(TRIAGE, alert_id), &triage)
+        self.put(Cf::Cases, &id_key(TRIAGE, alert_id), &triage)?;
+        if let Some(mut rec) = self.db.alert(alert_id).map_err(backend)? {
+            rec.state = triage.state.clone();
+            rec.assignee = triage.assignee.clone();
+            self.db.put_alert(&rec).map_err(backend)?;
+        }
+        if matches!(
+            triage.state,
+            TriageState::ClosedTruePositive | TriageState::ClosedFalsePositive
+        ) {
+            self.put(Cf::Models, &id_key(VERDICT, alert_id), &triage.state)?;
+        }
+        Ok(())
     }
 
     fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {

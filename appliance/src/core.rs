@@ -67,6 +67,8 @@ pub struct Core {
     /// What the web console writes (users, sessions, audit, …).
     pub console: Arc<RocksConsoleStore>,
     pub metrics: Arc<Metrics>,
+    /// The detection pipeline's latest per-host model status.
+    pub models: Arc<crate::pipeline::ModelBoard>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
 }
@@ -127,6 +129,7 @@ impl Core {
                 enrollment,
                 console,
                 metrics: Arc::new(Metrics::default()),
+                models: Arc::default(),
                 clock,
                 sensor_config: SensorConfig::default(),
             },

@@ -65,6 +65,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Stream a data set into a running appliance through the real sensor
+    /// uplink: `vigil replay synth|lanl|otrf … --appliance --token --ca-sha256`.
+    #[command(disable_help_flag = true)]
+    Replay {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Enrollment tokens.
     Token {
         #[command(subcommand)]
@@ -194,6 +201,11 @@ fn main() -> Result<()> {
         Cmd::Eval { args } => {
             return vigil_datasets::cli::run(std::iter::once("vigil eval".into()).chain(args));
         }
+        Cmd::Replay { args } => {
+            return vigil_datasets::cli::run_replay(
+                std::iter::once("vigil replay".into()).chain(args),
+            );
+        }
         Cmd::Alerts {
             data,
             since,
@@ -208,9 +220,12 @@ fn main() -> Result<()> {
             let (resp, pw) = cli::execute(&data, AdminRequest::Alerts { filter })?;
             print_first_password(pw);
             match resp {
-                AdminResponse::Alerts(alerts) if json => {
+                AdminResponse::Alerts { alerts, host_names } if json => {
                     for a in alerts {
-                        println!("{}", serde_json::to_string(&a)?);
+                        // The record as stored, plus the path's host names.
+                        let mut v = serde_json::to_value(&a)?;
+                        v["path_names"] = serde_json::json!(cli::path_names(&a.path, &host_names));
+                        println!("{v}");
                     }
                 }
                 other => print!("{}", cli::render(other)?),

@@ -1,6 +1,8 @@
-//! Appliance counters: atomics plus labelled counters and one latency
-//! histogram, rendered as Prometheus text. Only [`crate::internal_events`]
-//! increments them, so every count has a matching log line.
+//! Appliance counters: atomics plus labelled counters and latency
+//! histograms, rendered as Prometheus text. Ingest counters are incremented
+//! only by [`crate::internal_events`], so every count has a matching log
+//! line; the detection pipeline keeps its own (scored events, alerts, and
+//! event → alert latency).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -12,6 +14,22 @@ use std::time::Duration;
 /// Upper bounds (µs) of the write-latency histogram buckets.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
+];
+
+/// Upper bounds (µs) of the event → alert latency buckets: the targets are
+/// p99 ≤ 5 s for an alert and ≤ 10 s for a cross-host incident.
+pub const ALERT_LATENCY_BUCKETS_US: [u64; 11] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+    3_600_000_000,
 ];
 
 /// A counter with a `reason` label.
@@ -36,22 +54,75 @@ impl Labelled {
     }
 }
 
-/// Write-latency histogram.
-#[derive(Debug, Default)]
+/// A latency histogram over fixed bucket bounds (µs); the last bucket is
+/// `+Inf`.
+#[derive(Debug)]
 pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    bounds_us: &'static [u64],
+    buckets: Vec<AtomicU64>,
     sum_us: AtomicU64,
     count: AtomicU64,
 }
 
+/// The write-latency histogram.
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&LATENCY_BUCKETS_US)
+    }
+}
+
+/// Event → alert latency (its own bucket bounds, seconds to an hour).
+#[derive(Debug)]
+pub struct AlertLatency(pub Histogram);
+
+impl Default for AlertLatency {
+    fn default() -> Self {
+        AlertLatency(Histogram::new(&ALERT_LATENCY_BUCKETS_US))
+    }
+}
+
 impl Histogram {
+    /// An empty histogram over `bounds_us` (ascending).
+    pub fn new(bounds_us: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds_us,
+            buckets: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// The bucket bounds, µs.
+    pub fn bounds_us(&self) -> &'static [u64] {
+        self.bounds_us
+    }
+
+    /// The upper bound (µs) of the bucket holding quantile `q` (None when
+    /// empty; `u64::MAX` when it falls in the `+Inf` bucket).
+    pub fn quantile_upper_us(&self, q: f64) -> Option<u64> {
+        let (buckets, _, count) = self.snapshot();
+        if count == 0 {
+            return None;
+        }
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(self.bounds_us.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+
     /// Record one observation.
     pub fn observe(&self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let i = LATENCY_BUCKETS_US
+        let i = self
+            .bounds_us
             .iter()
             .position(|b| us <= *b)
-            .unwrap_or(LATENCY_BUCKETS_US.len());
+            .unwrap_or(self.bounds_us.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -91,6 +162,18 @@ pub struct Metrics {
     pub write_latency: Histogram,
     /// Recent ingest rate (f64 bits), sampled by the housekeeping task.
     pub rate_bits: AtomicU64,
+    /// Stored events the detection pipeline has scored.
+    pub detection_events: AtomicU64,
+    /// Alerts and incident updates the pipeline wrote.
+    pub alerts_written: AtomicU64,
+    /// Detection rounds that failed (store or model errors).
+    pub detection_errors: AtomicU64,
+    /// Analyst true-positive verdicts handed to the detector for retraining.
+    pub verdicts_applied: AtomicU64,
+    /// Sensor event time → single-host alert stored.
+    pub alert_latency: AlertLatency,
+    /// Sensor event time of the latest hop → incident stored.
+    pub incident_latency: AlertLatency,
 }
 
 /// A point-in-time copy of the counters, for `vigil status` and the UI.
@@ -112,10 +195,36 @@ pub struct MetricsSnapshot {
     pub enroll_refused: BTreeMap<String, u64>,
     pub write_latency_count: u64,
     pub write_latency_mean_us: u64,
+    pub detection_events: u64,
+    pub alerts_written: u64,
+    pub detection_errors: u64,
+    /// Upper bound of the p99 bucket, ms (None before the first alert).
+    pub alert_latency_p99_ms: Option<u64>,
+    pub incident_latency_p99_ms: Option<u64>,
 }
 
 fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
+}
+
+fn ms(us: u64) -> u64 {
+    us / 1000
+}
+
+/// Prometheus histogram lines for `h`.
+fn render_histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (buckets, sum, count) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        cumulative += n;
+        let le = h
+            .bounds_us()
+            .get(i)
+            .map_or("+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {count}", sum as f64 / 1e6);
 }
 
 impl Metrics {
@@ -150,13 +259,18 @@ impl Metrics {
             enroll_refused: self.enroll_refused.snapshot(),
             write_latency_count: count,
             write_latency_mean_us: sum.checked_div(count).unwrap_or(0),
+            detection_events: load(&self.detection_events),
+            alerts_written: load(&self.alerts_written),
+            detection_errors: load(&self.detection_errors),
+            alert_latency_p99_ms: self.alert_latency.0.quantile_upper_us(0.99).map(ms),
+            incident_latency_p99_ms: self.incident_latency.0.quantile_upper_us(0.99).map(ms),
         }
     }
 
     /// Prometheus text exposition of every counter.
     pub fn render_prometheus(&self, extra_gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 15] = [
             (
                 "vigil_events_ingested_total",
                 "Events stored (new, after dedupe).",
@@ -212,6 +326,26 @@ impl Metrics {
                 "Retention passes run.",
                 load(&self.retention_runs),
             ),
+            (
+                "vigil_detection_events_total",
+                "Stored events scored by the detection pipeline.",
+                load(&self.detection_events),
+            ),
+            (
+                "vigil_alerts_written_total",
+                "Alerts and incident updates written.",
+                load(&self.alerts_written),
+            ),
+            (
+                "vigil_detection_errors_total",
+                "Detection rounds that failed.",
+                load(&self.detection_errors),
+            ),
+            (
+                "vigil_verdicts_applied_total",
+                "True-positive verdicts excluded from retraining.",
+                load(&self.verdicts_applied),
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -242,21 +376,24 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
             }
         }
-        let (buckets, sum, count) = self.write_latency.snapshot();
-        let name = "vigil_write_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Synced group-commit write latency.\n# TYPE {name} histogram"
+        render_histogram(
+            &mut out,
+            "vigil_write_latency_seconds",
+            "Synced group-commit write latency.",
+            &self.write_latency,
         );
-        let mut cumulative = 0;
-        for (i, n) in buckets.iter().enumerate() {
-            cumulative += n;
-            let le = LATENCY_BUCKETS_US
-                .get(i)
-                .map_or("+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_sum {}\n{name}_count {count}", sum as f64 / 1e6);
+        render_histogram(
+            &mut out,
+            "vigil_alert_latency_seconds",
+            "Sensor event time to single-host alert stored.",
+            &self.alert_latency.0,
+        );
+        render_histogram(
+            &mut out,
+            "vigil_incident_latency_seconds",
+            "Sensor event time of the latest hop to incident stored.",
+            &self.incident_latency.0,
+        );
         for (name, help, v) in extra_gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -278,5 +415,20 @@ mod tests {
         assert!(text.contains("vigil_write_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("vigil_write_latency_seconds_count 1"));
         assert!(text.contains("vigil_hosts 3"));
+        assert!(text.contains("vigil_alert_latency_seconds_count 0"));
+    }
+
+    #[test]
+    fn quantile_is_the_upper_bound_of_its_bucket() {
+        let h = Histogram::new(&ALERT_LATENCY_BUCKETS_US);
+        assert_eq!(h.quantile_upper_us(0.99), None);
+        for _ in 0..98 {
+            h.observe(Duration::from_millis(300));
+        }
+        h.observe(Duration::from_secs(3));
+        h.observe(Duration::from_secs(7200));
+        assert_eq!(h.quantile_upper_us(0.5), Some(500_000));
+        assert_eq!(h.quantile_upper_us(0.99), Some(5_000_000));
+        assert_eq!(h.quantile_upper_us(1.0), Some(u64::MAX));
     }
 }

@@ -8,25 +8,31 @@
 //! together, atomically, in the `models` column family. Events after the
 //! saved cursor are re-read on restart, never skipped.
 
+use crate::console::{saved_settings, triage_of, VERDICT};
 use crate::core::{Clock, Core};
 use crate::db::{decode, encode, Db};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Cf, StoreError, WriteBatch};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
-use vigil_models::{Alert, Detector, DetectorConfig, ModelError, ModelStatus};
-use vigil_proto::query::AlertRecord;
+use vigil_models::{Alert, AlertKind, Detector, DetectorConfig, ModelError, ModelStatus, Verdict};
+use vigil_proto::query::{AlertRecord, TriageState};
 use vigil_proto::{Event, HostId, LoginService, Payload};
 
 /// Key of the saved pipeline state in the `models` column family.
 const STATE_KEY: &[u8] = b"pipeline/state";
-/// Most events read per host per round (keeps a round short under backlog).
-const EVENTS_PER_HOST_PER_ROUND: usize = 20_000;
+/// Most events read in one round, over all hosts (bounds memory under a
+/// backlog; a round that hits it is followed at once by the next).
+const EVENTS_PER_ROUND: usize = 200_000;
+/// Per-host share of a round, whatever the fleet size.
+const MIN_PER_HOST: usize = 50;
+const MAX_PER_HOST: usize = 20_000;
 
 /// A pipeline failure.
 #[derive(Debug, Error)]
@@ -64,17 +70,6 @@ struct SavedState {
     cursors: BTreeMap<u64, u64>,
 }
 
-/// Counters of the pipeline, for `vigil status` and `/metrics`.
-#[derive(Debug, Default)]
-pub struct PipelineStats {
-    pub events_scored: AtomicU64,
-    pub alerts_written: AtomicU64,
-    pub rounds: AtomicU64,
-    pub errors: AtomicU64,
-    /// Worst event → alert delay seen in the last round with alerts, ms.
-    pub last_alert_delay_ms: AtomicU64,
-}
-
 /// The detector plus its read position in the store.
 pub struct Pipeline {
     db: Db,
@@ -83,7 +78,10 @@ pub struct Pipeline {
     registered: BTreeMap<u64, (String, Vec<IpAddr>)>,
     last_save_ns: u64,
     save_every_ns: u64,
-    stats: Arc<PipelineStats>,
+    metrics: Arc<Metrics>,
+    /// Verdict keys applied to the detector, deleted with the next save (so
+    /// a crash before the save re-applies them instead of losing them).
+    verdicts_done: BTreeSet<Vec<u8>>,
 }
 
 /// One round's outcome.
@@ -91,6 +89,8 @@ pub struct Pipeline {
 pub struct Round {
     pub events: usize,
     pub alerts: usize,
+    /// Some host had more waiting than its share: run again without pausing.
+    pub backlog: bool,
 }
 
 impl Pipeline {
@@ -112,13 +112,20 @@ impl Pipeline {
             registered: BTreeMap::new(),
             last_save_ns: now_ns,
             save_every_ns: cfg.save_every.as_nanos() as u64,
-            stats: Arc::new(PipelineStats::default()),
+            metrics: Arc::new(Metrics::default()),
+            verdicts_done: BTreeSet::new(),
         })
     }
 
-    /// Shared counters.
-    pub fn stats(&self) -> Arc<PipelineStats> {
-        self.stats.clone()
+    /// Count into the appliance's metrics instead of private ones.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The counters this pipeline increments.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Per-host model status.
@@ -129,6 +136,8 @@ impl Pipeline {
     /// One round: learn new hosts' names and addresses, score every stored
     /// event after each cursor, close windows, write alerts and edges.
     pub fn round(&mut self, now_ns: u64) -> Result<Round, PipelineError> {
+        self.apply_settings()?;
+        self.apply_verdicts()?;
         if self.register_hosts()? && self.det.config().learning_period_ns == 0 {
             // No learning period (a lab, or an operator's choice): a new
             // host gets its cold-start model before its first event is scored.
@@ -136,25 +145,37 @@ impl Pipeline {
         }
         let mut round = Round::default();
         let hosts: Vec<u64> = self.registered.keys().copied().collect();
+        let share = (EVENTS_PER_ROUND / hosts.len().max(1)).clamp(MIN_PER_HOST, MAX_PER_HOST);
+        // Read every host's share, then score them merged in time order:
+        // a chain A → B → C is only seen as one if the hop into B is scored
+        // before the hop out of it, whichever host reported which.
+        let mut streams = Vec::with_capacity(hosts.len());
+        let mut watermark = u64::MAX;
         for host in hosts {
             let after = self.cursors.get(&host).copied().unwrap_or(0);
-            let events =
-                self.db
-                    .events_after_seq(HostId(host), after, EVENTS_PER_HOST_PER_ROUND)?;
-            for ev in &events {
-                self.record_edge(ev)?;
-                let alerts = self.det.observe(ev);
-                round.alerts += self.write_alerts(&alerts, now_ns)?;
-                self.cursors.insert(host, ev.header.seq);
+            let events = self.db.events_after_seq(HostId(host), after, share)?;
+            if events.len() == share {
+                // More is waiting: nothing later than this host's last event
+                // may be scored this round, or it would overtake the rest.
+                round.backlog = true;
+                if let Some(last) = events.last() {
+                    watermark = watermark.min(last.header.ts_ns);
+                }
             }
-            round.events += events.len();
+            streams.push(events);
+        }
+        for ev in merge_by_time(&streams, watermark) {
+            self.record_edge(ev)?;
+            let alerts = self.det.observe(ev);
+            round.alerts += self.write_alerts(&alerts, now_ns)?;
+            self.cursors.insert(ev.header.host.0, ev.header.seq);
+            round.events += 1;
         }
         let alerts = self.det.tick(now_ns);
         round.alerts += self.write_alerts(&alerts, now_ns)?;
-        self.stats
-            .events_scored
+        self.metrics
+            .detection_events
             .fetch_add(round.events as u64, Ordering::Relaxed);
-        self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         if now_ns.saturating_sub(self.last_save_ns) >= self.save_every_ns {
             self.save(now_ns)?;
         }
@@ -169,8 +190,66 @@ impl Pipeline {
         };
         let mut wb = WriteBatch::default();
         wb.put(Cf::Models, STATE_KEY.to_vec(), encode(&state));
+        for key in &self.verdicts_done {
+            wb.delete(Cf::Models, key.clone());
+        }
         self.db.store().write(wb, true)?;
+        self.verdicts_done.clear();
         self.last_save_ns = now_ns;
+        Ok(())
+    }
+
+    /// The learning period and alert budget an admin saved in the console
+    /// win over the command line (they are the operator's latest word).
+    fn apply_settings(&mut self) -> Result<(), PipelineError> {
+        let Some(settings) = saved_settings(&self.db)? else {
+            return Ok(());
+        };
+        let learning_ns = u64::from(settings.learning_period_days) * 86_400 * 1_000_000_000;
+        let budget = f64::from(settings.alert_budget_per_day);
+        if self.det.set_tuning(learning_ns, budget) {
+            tracing::info!(
+                learning_period_days = settings.learning_period_days,
+                alert_budget_per_day = settings.alert_budget_per_day,
+                "detection settings from the console applied"
+            );
+        }
+        Ok(())
+    }
+
+    /// Analysts' closing verdicts: a true positive is left out of the next
+    /// training (its hour on every host of its path, its hops out of the
+    /// graph). False positives are already handled by suppressions.
+    fn apply_verdicts(&mut self) -> Result<(), PipelineError> {
+        let queued = self.db.records_with_prefix::<TriageState>(
+            Cf::Models,
+            VERDICT,
+            crate::store::Direction::Forward,
+            0,
+        )?;
+        for (key, state) in queued {
+            if self.verdicts_done.contains(&key) || key.len() != VERDICT.len() + 8 {
+                continue;
+            }
+            let alert_id = crate::db::keys::be64(&key[VERDICT.len()..]);
+            let verdict = match state {
+                TriageState::ClosedTruePositive => Verdict::TruePositive,
+                _ => Verdict::FalsePositive,
+            };
+            match self.det.record_verdict(alert_id, verdict) {
+                Ok(()) if verdict == Verdict::TruePositive => {
+                    self.metrics
+                        .verdicts_applied
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(alert_id, "true-positive verdict: excluded from retraining");
+                }
+                Ok(()) => {}
+                // Older than the detector's alert history: nothing to undo.
+                Err(ModelError::UnknownAlert(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.verdicts_done.insert(key);
+        }
         Ok(())
     }
 
@@ -222,26 +301,51 @@ impl Pipeline {
     /// Store alerts; an incident re-emitted as its chain grows keeps the
     /// analyst's triage state and assignee.
     fn write_alerts(&self, alerts: &[Alert], now_ns: u64) -> Result<usize, PipelineError> {
-        let mut worst_delay = 0u64;
         for alert in alerts {
             let mut rec: AlertRecord = alert.to_record();
-            if let Some(old) = self.db.alert(rec.id)? {
+            if let Some(triage) = triage_of(&self.db, rec.id)? {
+                rec.state = triage.state;
+                rec.assignee = triage.assignee;
+            } else if let Some(old) = self.db.alert(rec.id)? {
                 rec.state = old.state;
                 rec.assignee = old.assignee;
             }
             self.db.put_alert(&rec)?;
-            worst_delay = worst_delay.max(now_ns.saturating_sub(alert.created_ns));
+            let latency = Duration::from_nanos(now_ns.saturating_sub(alert.created_ns));
+            match alert.kind {
+                AlertKind::Incident => self.metrics.incident_latency.0.observe(latency),
+                _ => self.metrics.alert_latency.0.observe(latency),
+            }
         }
-        if !alerts.is_empty() {
-            self.stats
-                .alerts_written
-                .fetch_add(alerts.len() as u64, Ordering::Relaxed);
-            self.stats
-                .last_alert_delay_ms
-                .store(worst_delay / 1_000_000, Ordering::Relaxed);
-        }
+        self.metrics
+            .alerts_written
+            .fetch_add(alerts.len() as u64, Ordering::Relaxed);
         Ok(alerts.len())
     }
+}
+
+/// Every stream's events in time order, each stream's own (seq) order
+/// kept; a stream stops at its first event later than `watermark`, so its
+/// cursor never passes an event that was not scored.
+fn merge_by_time(streams: &[Vec<Event>], watermark: u64) -> Vec<&Event> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = streams
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.first().map(|e| Reverse((e.header.ts_ns, i, 0))))
+        .collect();
+    let mut out = Vec::with_capacity(streams.iter().map(Vec::len).sum());
+    while let Some(Reverse((ts, i, pos))) = heap.pop() {
+        if ts > watermark {
+            continue;
+        }
+        out.push(&streams[i][pos]);
+        if let Some(next) = streams[i].get(pos + 1) {
+            heap.push(Reverse((next.header.ts_ns, i, pos + 1)));
+        }
+    }
+    out
 }
 
 /// Model status from the pipeline's last saved state (works with or
@@ -268,33 +372,68 @@ fn service_port(service: &LoginService) -> u16 {
     }
 }
 
-/// Model status shared with the admin socket and the CLI.
-pub type SharedStatus = Arc<Mutex<Vec<ModelStatus>>>;
+/// The pipeline's latest per-host model status, shared with the console
+/// and the CLI (refreshed every few seconds, not every round: computing it
+/// hashes every model).
+#[derive(Debug, Default)]
+pub struct ModelBoard {
+    inner: Mutex<BoardInner>,
+}
+
+#[derive(Debug, Default)]
+struct BoardInner {
+    hosts: BTreeMap<HostId, ModelStatus>,
+    learning_period_ns: u64,
+}
+
+impl ModelBoard {
+    /// Replace the board with the pipeline's current view.
+    pub fn publish(&self, status: Vec<ModelStatus>, learning_period_ns: u64) {
+        let mut g = self.inner.lock().expect("model board lock");
+        g.hosts = status.into_iter().map(|m| (m.host, m)).collect();
+        g.learning_period_ns = learning_period_ns;
+    }
+
+    /// Every host's status, host order.
+    pub fn all(&self) -> Vec<ModelStatus> {
+        let g = self.inner.lock().expect("model board lock");
+        g.hosts.values().cloned().collect()
+    }
+
+    /// One host's status, with the learning period in force.
+    pub fn host(&self, host: HostId) -> Option<(ModelStatus, u64)> {
+        let g = self.inner.lock().expect("model board lock");
+        g.hosts
+            .get(&host)
+            .map(|m| (m.clone(), g.learning_period_ns))
+    }
+}
+
+/// How often the model board is refreshed.
+const BOARD_EVERY: Duration = Duration::from_secs(5);
 
 /// Run the pipeline until shutdown: a round every `poll`, state saved every
 /// `save_every` and once more on the way out.
-pub async fn run(
-    core: Arc<Core>,
-    cfg: PipelineConfig,
-    status: SharedStatus,
-    stats_out: Arc<Mutex<Option<Arc<PipelineStats>>>>,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
     let clock: Clock = core.clock.clone();
     let mut pipeline = match Pipeline::open(core.db.clone(), &cfg, clock()) {
-        Ok(p) => p,
+        Ok(p) => p.with_metrics(core.metrics.clone()),
         Err(e) => {
             tracing::error!(error = %e, "detection pipeline cannot start");
             return;
         }
     };
-    *stats_out.lock().expect("stats lock") = Some(pipeline.stats());
+    let mut board_at = std::time::Instant::now();
+    let mut published_rounds = 0u64;
     let mut interval = tokio::time::interval(cfg.poll);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backlog = false;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.wait() => break,
-            _ = interval.tick() => {}
+            _ = std::future::ready(()), if backlog => {}
+            _ = interval.tick(), if !backlog => {}
         }
         let now = clock();
         let (p, result) = tokio::task::spawn_blocking(move || {
@@ -304,6 +443,7 @@ pub async fn run(
         .await
         .expect("pipeline round does not panic");
         pipeline = p;
+        backlog = matches!(&result, Ok(r) if r.backlog);
         match result {
             Ok(round) if round.alerts > 0 => {
                 tracing::info!(
@@ -314,11 +454,19 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
-                pipeline.stats.errors.fetch_add(1, Ordering::Relaxed);
+                pipeline
+                    .metrics
+                    .detection_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "detection round failed");
             }
         }
-        *status.lock().expect("status lock") = pipeline.model_status();
+        if board_at.elapsed() >= BOARD_EVERY || published_rounds == 0 {
+            let learning = pipeline.det.config().learning_period_ns;
+            core.models.publish(pipeline.model_status(), learning);
+            board_at = std::time::Instant::now();
+            published_rounds += 1;
+        }
     }
     if let Err(e) = pipeline.save(clock()) {
         tracing::warn!(error = %e, "saving detector state at shutdown failed");
@@ -486,5 +634,102 @@ mod tests {
         let stored = db.alert(first.id).unwrap().unwrap();
         assert_eq!(stored.state, vigil_proto::query::TriageState::Investigating);
         assert_eq!(stored.assignee.as_deref(), Some("ana"));
+    }
+
+    /// A true-positive verdict queued by the console reaches the detector
+    /// once, is counted, and leaves the queue with the next save; saved
+    /// console settings replace the command line's tuning; alert latency
+    /// is measured from the event's time.
+    #[test]
+    fn verdicts_settings_and_latency_reach_the_detector() {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        host(&db, 1, "a", [10, 0, 0, 1]);
+        host(&db, 2, "b", [10, 0, 0, 2]);
+        let t0 = 1_700_000_000 * S;
+        store_events(&db, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
+        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+        p.round(t0 + 2 * S).unwrap();
+        let alert = db.alerts(&Default::default()).unwrap().remove(0);
+        let lat = &p.metrics().alert_latency.0;
+        assert_eq!(lat.snapshot().2, 1, "one alert latency observed");
+        assert_eq!(lat.quantile_upper_us(0.99), Some(2_000_000));
+
+        let mut wb = WriteBatch::default();
+        let key = [VERDICT, &alert.id.to_be_bytes()[..]].concat();
+        wb.put(
+            Cf::Models,
+            key.clone(),
+            encode(&TriageState::ClosedTruePositive),
+        );
+        db.store().write(wb, true).unwrap();
+        p.round(t0 + 3 * S).unwrap();
+        p.round(t0 + 4 * S).unwrap();
+        assert_eq!(p.metrics().verdicts_applied.load(Ordering::Relaxed), 1);
+        assert!(
+            db.store().get(Cf::Models, &key).unwrap().is_some(),
+            "kept until saved"
+        );
+        p.save(t0 + 5 * S).unwrap();
+        assert!(
+            db.store().get(Cf::Models, &key).unwrap().is_none(),
+            "dequeued with the save"
+        );
+
+        let settings = vigil_web_ui::store::Settings {
+            learning_period_days: 3,
+            alert_budget_per_day: 7,
+            ..Default::default()
+        };
+        db.put_record(Cf::Meta, b"console/settings", &settings)
+            .unwrap();
+        p.round(t0 + 6 * S).unwrap();
+        assert_eq!(p.det.config().learning_period_ns, 3 * 86_400 * S);
+        assert_eq!(p.det.config().alert_budget_per_day, 7.0);
+    }
+
+    /// Hosts are read in id order, but a chain is scored in time order:
+    /// here the first hop lands on the higher host id and the second on a
+    /// lower one, and they still chain into one incident.
+    #[test]
+    fn chain_across_hosts_is_scored_in_time_order_not_host_order() {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        host(&db, 3, "a", [10, 0, 0, 3]);
+        host(&db, 2, "b", [10, 0, 0, 2]);
+        host(&db, 1, "c", [10, 0, 0, 1]);
+        let t0 = 1_700_000_000 * S;
+        store_events(
+            &db,
+            &[
+                ssh_hop(2, 1, t0, [10, 0, 0, 3]),
+                ssh_hop(1, 1, t0 + 60 * S, [10, 0, 0, 2]),
+            ],
+        );
+        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+        let r = p.round(t0 + 61 * S).unwrap();
+        assert_eq!(r.events, 2);
+        assert!(!r.backlog);
+        let alerts = db.alerts(&Default::default()).unwrap();
+        assert!(
+            alerts
+                .iter()
+                .any(|a| a.path == vec![HostId(3), HostId(2), HostId(1)]),
+            "no a → b → c incident in {alerts:#?}"
+        );
+    }
+
+    /// The merge keeps each host's own order and stops every stream at the
+    /// watermark, so no cursor passes an unscored event.
+    #[test]
+    fn merge_respects_stream_order_and_watermark() {
+        let ev = |host: u64, seq: u64, ts: u64| connect(host, seq, ts, [10, 0, 0, 9]);
+        let streams = vec![
+            vec![ev(1, 1, 10), ev(1, 2, 30), ev(1, 3, 50)],
+            vec![ev(2, 1, 20), ev(2, 2, 15), ev(2, 3, 40)],
+        ];
+        let order: Vec<(u64, u64)> = merge_by_time(&streams, 40)
+            .iter()
+            .map(|e| (e.header.host.0, e.header.seq))
+            .collect();
+        assert_eq!(order, vec![(1, 1), (2, 1), (2, 2), (1, 2), (2, 3)]);
     }
 }

@@ -6,8 +6,8 @@ use crate::store::{Cf, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_proto::query::{
-    AlertFilter, AlertRecord, ApplianceStats, EdgeRecord, EventFilter, EventPage, HostSummary,
-    QueryError, ReadApi, SensorState,
+    AlertFilter, AlertRecord, ApplianceStats, EdgeRecord, EventFilter, EventPage, HostModelSummary,
+    HostSummary, QueryError, ReadApi, SensorState,
 };
 use vigil_proto::{Event, HostId};
 
@@ -155,6 +155,23 @@ impl ReadApi for StoreReader {
         self.core.db.edges(since_ns).map_err(storage)
     }
 
+    fn host_model(&self, host: HostId) -> Result<Option<HostModelSummary>, QueryError> {
+        Ok(self
+            .core
+            .models
+            .host(host)
+            .map(|(m, learning_period_ns)| HostModelSummary {
+                active: m.phase == vigil_models::HostPhase::Active,
+                first_seen_ns: m.first_seen_ns,
+                learning_period_ns,
+                version: m.version,
+                sha256: m.sha256,
+                trained_window_ns: m.trained_window_ns,
+                hop_threshold: m.hop_threshold,
+                model_bytes: m.model_bytes as u64,
+            }))
+    }
+
     fn stats(&self) -> Result<ApplianceStats, QueryError> {
         let mut stats = ApplianceStats::default();
         for r in self.core.registry.all() {
@@ -191,7 +208,18 @@ impl ReadApi for StoreReader {
                 "events_bytes_on_disk".to_owned(),
                 store.size_bytes(Cf::Events) + store.size_bytes(Cf::SeqIndex),
             ),
+            ("detection_events".to_owned(), snap.detection_events),
+            ("alerts_written".to_owned(), snap.alerts_written),
+            ("detection_errors".to_owned(), snap.detection_errors),
         ];
+        for (name, p99) in [
+            ("alert_latency_p99_ms", snap.alert_latency_p99_ms),
+            ("incident_latency_p99_ms", snap.incident_latency_p99_ms),
+        ] {
+            if let Some(ms) = p99 {
+                counters.push((name.to_owned(), ms));
+            }
+        }
         for (name, map) in [
             ("rejected_frames", &snap.rejected_frames),
             ("handshake_rejects", &snap.handshake_rejects),

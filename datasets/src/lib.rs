@@ -9,5 +9,6 @@ pub mod eval;
 pub mod evtx_file;
 pub mod lanl;
 pub mod otrf;
+pub mod replay;
 pub mod synth;
 pub mod windows;

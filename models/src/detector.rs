@@ -305,6 +305,17 @@ impl Detector {
         &self.cfg
     }
 
+    /// Change the operator-facing tunables (the console's settings): the
+    /// learning period applies to hosts still learning at the next tick,
+    /// the alert budget at the next (re)training. True when anything changed.
+    pub fn set_tuning(&mut self, learning_period_ns: u64, alert_budget_per_day: f64) -> bool {
+        let changed = self.cfg.learning_period_ns != learning_period_ns
+            || self.cfg.alert_budget_per_day != alert_budget_per_day;
+        self.cfg.learning_period_ns = learning_period_ns;
+        self.cfg.alert_budget_per_day = alert_budget_per_day;
+        changed
+    }
+
     /// Tells the detector which names and addresses belong to a host, so a
     /// peer address or a source workstation name resolves to it.
     pub fn register_host(&mut self, id: HostId, hostname: &str, addrs: &[IpAddr]) {

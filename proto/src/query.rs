@@ -58,6 +58,11 @@ pub struct EventFilter {
     pub limit: usize,
     /// Resume after this (host, ts, seq) position, for pagination.
     pub after: Option<EventCursor>,
+    /// The newest `limit` events of one host (`host` set), newest first, and
+    /// no pagination cursor: what a host page's timeline shows. Ignored
+    /// without `host`.
+    #[serde(default)]
+    pub newest_first: bool,
 }
 
 /// A position in the event index, for pagination.
@@ -200,4 +205,30 @@ pub trait ReadApi: Send + Sync {
     fn edges(&self, since_ns: u64) -> Result<Vec<EdgeRecord>, QueryError>;
     /// Appliance counters.
     fn stats(&self) -> Result<ApplianceStats, QueryError>;
+    /// The detection model of one host, once the pipeline has seen it.
+    fn host_model(&self, _host: HostId) -> Result<Option<HostModelSummary>, QueryError> {
+        Ok(None)
+    }
+}
+
+/// Where one host's behavioural baseline stands, for the console.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostModelSummary {
+    /// True once the host has a trained model (it may alert); false while
+    /// it is still learning.
+    pub active: bool,
+    /// First event the detector saw from the host, ns.
+    pub first_seen_ns: u64,
+    /// How long a host learns before it may alert, ns.
+    pub learning_period_ns: u64,
+    /// `v<n>-<hash prefix>` once trained.
+    pub version: Option<String>,
+    /// SHA-256 of the model parameters.
+    pub sha256: Option<String>,
+    /// The span of behaviour the model was trained on, ns.
+    pub trained_window_ns: Option<(u64, u64)>,
+    /// The host's calibrated hop threshold (nats).
+    pub hop_threshold: Option<f64>,
+    /// Serialised model size.
+    pub model_bytes: u64,
 }

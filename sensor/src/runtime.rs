@@ -165,6 +165,7 @@ impl Sensor {
                 backoff_max: config.backoff_max,
                 connect_timeout: config.connect_timeout,
                 netns: config.netns.clone(),
+                hello_as: None,
             },
             identity,
             spool: spool.clone(),
@@ -293,13 +294,12 @@ async fn pipeline(
 
 fn append_all(spool: &Mutex<Spool>, health: &Health, ready: Vec<Observed>) {
     let mut sp = spool.lock().expect("spool lock");
-    for o in ready {
-        if let Err(e) = sp.append(o.ts_ns, o.payload) {
-            // Full disk or similar: count it; the next successful append
-            // continues the seq, and the health report shows the drop.
-            health.dropped_total.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "spool append failed; event dropped");
-        }
+    // One write per drained batch, not one per event.
+    if let Err((dropped, e)) = sp.append_batch(ready.into_iter().map(|o| (o.ts_ns, o.payload))) {
+        // Full disk or similar: count it; the next successful append
+        // continues the seq, and the health report shows the drop.
+        health.dropped_total.fetch_add(dropped, Ordering::Relaxed);
+        tracing::error!(error = %e, dropped, "spool append failed; events dropped");
     }
 }
 

@@ -325,6 +325,101 @@ impl Spool {
         Ok(seq)
     }
 
+    /// Append several events, in order, with one write(2) when they all fit
+    /// in the active segment and under the byte bound (otherwise one
+    /// [`Spool::append`] each). Every event is in the file when this
+    /// returns, as with `append`. On failure, returns how many events were
+    /// not spooled and the last error.
+    pub fn append_batch(
+        &mut self,
+        items: impl IntoIterator<Item = (u64, Payload)>,
+    ) -> Result<(), (u64, SpoolError)> {
+        let mut records = Vec::new();
+        let mut newest = 0;
+        let mut seq = self.next_seq;
+        let mut rest = Vec::new();
+        for (ts_ns, payload) in items {
+            if !rest.is_empty() {
+                rest.push((ts_ns, payload));
+                continue;
+            }
+            let event = Event {
+                header: EventHeader {
+                    host: self.host,
+                    seq,
+                    ts_ns,
+                },
+                payload,
+            };
+            match postcard::to_allocvec(&event) {
+                Ok(body) if body.len() <= MAX_RECORD => {
+                    records.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                    records.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+                    records.extend_from_slice(&body);
+                    newest = newest.max(ts_ns);
+                    seq += 1;
+                }
+                // Left to `append`, which reports it.
+                _ => rest.push((event.header.ts_ns, event.payload)),
+            }
+        }
+        let count = seq - self.next_seq;
+        let fits = match (self.segments.last(), &self.active) {
+            (Some(s), Some(_)) => {
+                s.last_seq + 1 == self.next_seq
+                    && s.bytes + records.len() as u64 <= self.opts.effective_segment_bytes()
+                    && self.bytes() + records.len() as u64 <= self.opts.max_bytes
+            }
+            _ => false,
+        };
+        let mut failed = 0;
+        let mut last_err = None;
+        if count > 0 && fits {
+            let seg = self.segments.last_mut().expect("checked");
+            let file = self.active.as_mut().expect("checked");
+            if let Err(e) = file.write_all(&records) {
+                // Keep the file record-aligned: cut off whatever part was written.
+                let _ = file.set_len(seg.bytes);
+                let _ = file.seek(SeekFrom::Start(seg.bytes));
+                failed += count;
+                last_err = Some(SpoolError::Io {
+                    path: seg.path.clone(),
+                    source: e,
+                });
+            } else {
+                seg.bytes += records.len() as u64;
+                seg.last_seq = seq - 1;
+                seg.newest_ts = seg.newest_ts.max(newest);
+                self.next_seq = seq;
+                self.stats.appended_total += count;
+                self.dirty = true;
+            }
+        } else if count > 0 {
+            // Decode nothing: re-encode through the one-by-one path, which
+            // rolls segments and enforces the byte bound between records.
+            let mut off = 0;
+            let mut events = Vec::new();
+            while off < records.len() {
+                let len = u32::from_le_bytes(records[off..off + 4].try_into().expect("4")) as usize;
+                let body = &records[off + RECORD_HEADER..off + RECORD_HEADER + len];
+                let event: Event = postcard::from_bytes(body).expect("encoded above");
+                events.push((event.header.ts_ns, event.payload));
+                off += RECORD_HEADER + len;
+            }
+            rest.splice(0..0, events);
+        }
+        for (ts_ns, payload) in rest {
+            if let Err(e) = self.append(ts_ns, payload) {
+                failed += 1;
+                last_err = Some(e);
+            }
+        }
+        match last_err {
+            Some(e) => Err((failed, e)),
+            None => Ok(()),
+        }
+    }
+
     fn write_record(&mut self, ts_ns: u64, payload: Payload) -> Result<u64, SpoolError> {
         let seq = self.next_seq;
         let event = Event {

@@ -93,6 +93,10 @@ pub struct UplinkSettings {
     /// addresses are what the Hello reports, so the appliance can tell lab
     /// hosts and containers apart and resolve peers to them.
     pub netns: Option<String>,
+    /// Name and addresses the Hello reports instead of the machine's (or
+    /// the namespace's): set when this uplink carries a replayed data-set
+    /// host (`vigil replay`); `None` for a real sensor.
+    pub hello_as: Option<(String, Vec<std::net::IpAddr>)>,
 }
 
 /// Batch and heartbeat settings in force for one connection.
@@ -267,7 +271,10 @@ impl Uplink {
     ) -> Result<(), UplinkError> {
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let next_seq = self.spool.lock().expect("spool lock").next_seq();
-        let (hostname, addrs) = host_identity(self.settings.netns.as_deref());
+        let (hostname, addrs) = match &self.settings.hello_as {
+            Some((name, addrs)) => (name.clone(), addrs.clone()),
+            None => host_identity(self.settings.netns.as_deref()),
+        };
         let hello = ControlMessage::Hello(Hello {
             protocol_versions: vec![vigil_proto::PROTOCOL_VERSION],
             sensor_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -532,6 +539,7 @@ mod tests {
             backoff_max: Duration::from_millis(2),
             connect_timeout: Duration::from_millis(3),
             netns: None,
+            hello_as: None,
         };
         let pushed = vigil_proto::SensorConfig {
             heartbeat_ms: 10_000,

@@ -144,6 +144,13 @@ fn process_collector_reports_exec_with_enrichment_and_exit() {
         st + 2_000_000_000 > before && st < before + 2_000_000_000,
         "start time near now"
     );
+    // The collector takes it from the fork event (kernels from 6.6) or from
+    // /proc/<pid>/stat: the same value, to a clock tick.
+    let from_stat = collect::process::Enricher::new()
+        .process_start(pid)
+        .start_time_ns
+        .unwrap();
+    assert!(st.abs_diff(from_stat) <= 10_000_000, "{st} vs {from_stat}");
     assert!(child.wait().unwrap().success());
     let exit = r.wait_for(
         "exit of sleep",
@@ -315,4 +322,126 @@ fn auth_collector_waits_for_a_log_that_appears_later() {
     });
     assert!(matches!(login, Payload::Login(l) if l.user == "late" && l.src_port == Some(999)));
     assert_eq!(r.stats.visibility(), Visibility::Working);
+}
+
+/// A network namespace created for one test and deleted on drop.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new(tag: &str) -> TestNetns {
+        let name = format!("vigil-{tag}-{}", std::process::id());
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .status();
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name}");
+        TestNetns(name)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Runs `n` × `/bin/true` from one shell (optionally inside a namespace)
+/// and returns their pids, which the shell prints.
+fn many_trues(netns: Option<&str>, n: usize) -> Vec<u32> {
+    let script =
+        format!("i=0; while [ $i -lt {n} ]; do /bin/true & echo $!; wait; i=$((i+1)); done");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "/bin/sh", "-c", &script]);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new("/bin/sh");
+            c.args(["-c", &script]);
+            c
+        }
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{:?}", out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
+}
+
+/// `--netns` mode: a process that is gone before its `/proc/<pid>/ns/net`
+/// could be read (a `/bin/true` lives well under a millisecond) used to get
+/// namespace 0 and be dropped. Every one run inside must be reported, with
+/// the namespace's inode, and none run outside at the same time.
+#[test]
+fn netns_filter_reports_every_short_lived_process_inside_and_none_outside() {
+    if !have_root("netns_short_lived") {
+        return;
+    }
+    let ns = TestNetns::new("short");
+    let inode = std::fs::metadata(format!("/run/netns/{}", ns.0))
+        .unwrap()
+        .ino();
+    let mut r = Running::start("process", move |ctx| {
+        collect::process::run(ctx, Some(inode))
+    });
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    const N: usize = 200;
+    let name = ns.0.clone();
+    let inside = std::thread::spawn(move || many_trues(Some(&name), N));
+    let outside = many_trues(None, N);
+    let inside = inside.join().unwrap();
+    assert_eq!(inside.len(), N);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reported = |seen: &[Payload]| -> std::collections::HashSet<u32> {
+        seen.iter()
+            .filter_map(|p| match p {
+                Payload::ProcessStart(s) => Some(s.pid),
+                _ => None,
+            })
+            .collect()
+    };
+    while Instant::now() < deadline && !inside.iter().all(|p| reported(&r.seen).contains(p)) {
+        match r.rx.try_recv() {
+            Ok(o) => r.seen.push(o.payload),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    // Whatever else arrives meanwhile must be checked too.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(o) = r.rx.try_recv() {
+        r.seen.push(o.payload);
+    }
+    let pids = reported(&r.seen);
+    let missing: Vec<u32> = inside
+        .iter()
+        .copied()
+        .filter(|p| !pids.contains(p))
+        .collect();
+    let late = r
+        .seen
+        .iter()
+        .filter(|p| matches!(p, Payload::ProcessStart(s) if s.exited_before_enrichment))
+        .count();
+    eprintln!(
+        "inside: {N} run, {} missing; {late} attributed after they were gone; missed counter {}",
+        missing.len(),
+        r.stats.missed.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(missing.is_empty(), "not reported: {missing:?}");
+    for p in &r.seen {
+        if let Payload::ProcessStart(s) = p {
+            assert_eq!(s.netns, inode, "only the namespace's processes: {s:?}");
+            assert!(!outside.contains(&s.pid), "outside process reported: {s:?}");
+            if inside.contains(&s.pid) && !s.exited_before_enrichment {
+                assert_eq!(s.exe.as_deref(), Some("/usr/bin/true"), "{s:?}");
+            }
+        }
+    }
 }

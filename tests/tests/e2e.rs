@@ -236,8 +236,379 @@ async fn ssh_chain_through_three_hosts_reaches_the_appliance() {
         .iter()
         .any(|e| e.src == h2 && e.dst == h3 && e.port == 22));
 
+    // Event → alert latency is measured (the figures go to the issue note;
+    // targets are checked by benchmarks, never by timed assertions).
+    let m = app.core().metrics.snapshot();
+    assert!(m.alert_latency_p99_ms.is_some() && m.incident_latency_p99_ms.is_some());
+    eprintln!(
+        "event → alert latency p99 ≤ {:?} ms, event → incident p99 ≤ {:?} ms (bucket bounds)",
+        m.alert_latency_p99_ms, m.incident_latency_p99_ms
+    );
+
+    // The analyst's side, in a real browser over the appliance's HTTPS: the
+    // incident shows the lab's host names; closing it as a true positive
+    // reaches the stored alert and the detector (left out of retraining).
+    let names: Vec<String> = lab.hosts.iter().map(|h| h.netns.clone()).collect();
+    if let Some(walk) = console_closes_incident(&app, incident.id, &names, h2).await {
+        walk.expect("the console walk");
+        let closed = eventually(20, || {
+            reader
+                .alerts(&AlertFilter::default())
+                .unwrap_or_default()
+                .iter()
+                .any(|a| {
+                    a.id == incident.id
+                        && a.state == vigil_proto::query::TriageState::ClosedTruePositive
+                })
+                && app
+                    .core()
+                    .metrics
+                    .verdicts_applied
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    >= 1
+        })
+        .await;
+        assert!(
+            closed,
+            "the true-positive verdict did not reach the store and the detector"
+        );
+    }
+
     for w in watched {
         w.sensor.shutdown().await;
     }
+    app.shutdown().await;
+}
+
+/// Log into the real console with the first-start password in headless
+/// Chromium, open the incident, check it names every hop, close it as a
+/// true positive. `None` when no browser is installed (outside CI only).
+async fn console_closes_incident(
+    app: &Appliance,
+    incident: u64,
+    host_names: &[String],
+    host: HostId,
+) -> Option<Result<(), String>> {
+    use fantoccini::{ClientBuilder, Locator};
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let driver = Some("/usr/bin/chromedriver").filter(|p| Path::new(p).exists());
+    let (Some(chromium), Some(driver)) = (chromium, driver) else {
+        let msg = "chromium/chromedriver missing (apt-get install chromium chromium-driver)";
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED the console part: {msg}");
+        return None;
+    };
+    let password = app
+        .first_start
+        .admin_password
+        .clone()
+        .expect("a fresh appliance prints its first admin password");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _chromedriver = tokio::process::Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    eventually(10, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--no-first-run", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                // The appliance's certificate chains to its own CA, which
+                // this throwaway profile does not trust.
+                "--ignore-certificate-errors",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+    let base = format!("https://127.0.0.1:{}", app.https_addr.port());
+    let result = async {
+        let text = |c: &fantoccini::Client| {
+            let c = c.clone();
+            async move { c.find(Locator::Css("body")).await?.text().await }
+        };
+        c.goto(&format!("{base}/login"))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.find(Locator::Css("input[name=username]"))
+            .await
+            .map_err(|e| e.to_string())?
+            .send_keys("admin")
+            .await
+            .map_err(|e| e.to_string())?;
+        c.find(Locator::Css("input[name=password]"))
+            .await
+            .map_err(|e| e.to_string())?
+            .send_keys(&password)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.find(Locator::XPath("//button[normalize-space()='Sign in']"))
+            .await
+            .map_err(|e| e.to_string())?
+            .click()
+            .await
+            .map_err(|e| e.to_string())?;
+        // A first-start password must be changed; the console says so but
+        // still lets the admin look around.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.goto(&format!("{base}/alerts/{incident}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let page = text(&c).await.map_err(|e| e.to_string())?;
+        for name in host_names {
+            if !page.contains(name.as_str()) {
+                return Err(format!("incident page does not name {name}:\n{page}"));
+            }
+        }
+        if !page.contains("T1021.004") {
+            return Err(format!("incident page without its technique:\n{page}"));
+        }
+        let hops = c
+            .find_all(Locator::Css("svg.graph.path line.hop"))
+            .await
+            .map_err(|e| e.to_string())?;
+        if hops.len() != 2 {
+            return Err(format!("{} hops drawn, want 2", hops.len()));
+        }
+        let verdict = c
+            .find(Locator::Css("select[name=verdict]"))
+            .await
+            .map_err(|e| e.to_string())?;
+        verdict
+            .select_by_value("true_positive")
+            .await
+            .map_err(|e| e.to_string())?;
+        c.find(Locator::XPath("//button[normalize-space()='Close']"))
+            .await
+            .map_err(|e| e.to_string())?
+            .click()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut closed = false;
+        for _ in 0..50 {
+            let page = text(&c).await.unwrap_or_default();
+            // Upper-cased by CSS in the visible text.
+            if page.to_lowercase().contains("closed: true positive") {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !closed {
+            return Err(format!(
+                "closing did not show; page:\n{}",
+                text(&c).await.unwrap_or_default()
+            ));
+        }
+        // The host page shows the detector's model of the host (trained at
+        // once: this lab runs without a learning period).
+        c.goto(&format!("{base}/hosts/{host}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let page = text(&c).await.map_err(|e| e.to_string())?;
+        if !(page.contains("Trained on") && page.contains("SHA-256")) {
+            return Err(format!("host page without the model's status:\n{page}"));
+        }
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    Some(result)
+}
+
+/// `vigil replay` in-process: a small synthetic enterprise (one labelled
+/// campaign) streamed at a high speed-up into a real appliance through one
+/// real enrolled sensor identity per data-set host (QUIC/mTLS, spool, acks).
+/// Every replayed event is stored exactly once, hosts carry their data-set
+/// names and addresses, and the campaign comes out as one incident over its
+/// labelled path. Loopback only; no root needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected() {
+    use std::collections::BTreeMap;
+    use vigil_datasets::replay::{replay, synth_source, ReplayItem, ReplayOptions};
+    use vigil_datasets::synth::{Generator, SynthConfig};
+
+    const MIN: u64 = 60_000_000_000;
+    const SPEEDUP: f64 = 300.0;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = ServeConfig::new(tmp.path().join("appliance")).loopback();
+    cfg.admin_socket = false;
+    // Partial batches leave every 50 ms, so a hop minutes after the previous
+    // one (a second at this speed-up) is scored in a later round.
+    cfg.sensor_config.batch_max_ms = 50;
+    let pipeline = cfg.pipeline.as_mut().expect("detection is on by default");
+    pipeline.detector.learning_period_ns = 0;
+    pipeline.poll = Duration::from_millis(100);
+    let app = Appliance::start(cfg).await.expect("appliance starts");
+
+    let synth = SynthConfig {
+        seed: 6, // one campaign, style SSH chain
+        days: 2,
+        attack_from_day: 1,
+        workstations: 12,
+        windows_servers: 4,
+        linux_servers: 4,
+        admins: 2,
+        campaigns: 1,
+        new_hires: 0,
+    };
+    // Ground truth, from a second generator run (labels never reach the replay).
+    let mut gen = Generator::new(synth.clone());
+    let campaign = gen.campaigns()[0].clone();
+    let labelled: Vec<u64> = (0..synth.days)
+        .flat_map(|d| gen.day(d))
+        .filter(|le| le.campaign == Some(campaign.id))
+        .map(|le| le.event.header.ts_ns)
+        .collect();
+    let (from, to) = (
+        labelled.iter().min().unwrap() - 30 * MIN,
+        labelled.iter().max().unwrap() + 10 * MIN,
+    );
+    // The replayed slice: every host, and the events of the campaign's hours.
+    let items: Vec<ReplayItem> = synth_source(synth)
+        .filter(|i| match i {
+            ReplayItem::Host(_) => true,
+            ReplayItem::Event(e) => e.header.ts_ns >= from && e.header.ts_ns <= to,
+        })
+        .collect();
+    let mut expected: BTreeMap<HostId, Vec<Payload>> = BTreeMap::new();
+    let mut hosts = 0u32;
+    for i in &items {
+        match i {
+            ReplayItem::Host(_) => hosts += 1,
+            ReplayItem::Event(e) => expected
+                .entry(e.header.host)
+                .or_default()
+                .push(e.payload.clone()),
+        }
+    }
+    let total: usize = expected.values().map(Vec::len).sum();
+    println!(
+        "campaign {campaign:?}: window {} min, {total} events",
+        (to - from) / MIN
+    );
+    assert!(total > 50, "slice too small: {total} events");
+
+    let token = app
+        .create_token(Duration::from_secs(600), hosts)
+        .expect("token");
+    let mut opts = ReplayOptions::new(
+        app.quic_addr.to_string(),
+        token.token,
+        token.ca_fingerprint,
+        tmp.path().join("replay"),
+    );
+    opts.speedup = Some(SPEEDUP);
+    opts.batch_max = Duration::from_millis(50);
+    opts.stall_timeout = Duration::from_secs(20);
+    opts.progress = Some(std::sync::Arc::new(
+        |p: &vigil_datasets::replay::Progress| {
+            println!(
+                "replay: {:.1}s read {} sent {} acked {} ({:.0} acked/s)",
+                p.elapsed.as_secs_f64(),
+                p.read,
+                p.sent,
+                p.acked,
+                p.acked_per_s
+            )
+        },
+    ));
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(60), replay(items, opts))
+        .await
+        .expect("replay finishes")
+        .expect("replay");
+    println!(
+        "replayed {} events of {} hosts in {:.1}s ({:.0} acked/s)",
+        report.events_acked,
+        report.hosts.len(),
+        started.elapsed().as_secs_f64(),
+        report.acked_per_s()
+    );
+    assert_eq!(report.events_read, total as u64);
+    assert_eq!(report.events_sent, total as u64);
+    assert_eq!(report.events_acked, total as u64);
+    assert_eq!(report.hosts.len(), hosts as usize);
+    let id = |dataset: HostId| report.hosts[&dataset].host;
+
+    // Registered under their data-set names and addresses.
+    let reader = app.reader();
+    let registered = reader.hosts().unwrap();
+    for h in report.hosts.values() {
+        let r = registered
+            .iter()
+            .find(|r| r.id == h.host)
+            .unwrap_or_else(|| panic!("{} not registered", h.dataset.name));
+        assert_eq!(r.hostname, h.dataset.name);
+        assert_eq!(r.addrs, h.dataset.addrs);
+    }
+
+    // Stored exactly once: each host holds seqs 1..=n, in the data set's order.
+    for (dataset, want) in &expected {
+        let mut got: Vec<Event> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = reader
+                .events(&EventFilter {
+                    host: Some(id(*dataset)),
+                    limit: 1_000,
+                    after,
+                    ..EventFilter::default()
+                })
+                .unwrap();
+            got.extend(page.events);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        got.sort_by_key(|e| e.header.seq);
+        let seqs: Vec<u64> = got.iter().map(|e| e.header.seq).collect();
+        assert_eq!(seqs, (1..=want.len() as u64).collect::<Vec<_>>());
+        let payloads: Vec<&Payload> = got.iter().map(|e| &e.payload).collect();
+        assert!(payloads == want.iter().collect::<Vec<_>>());
+    }
+    assert_eq!(reader.stats().unwrap().duplicates_total, 0);
+
+    // Detection: one incident over the campaign's labelled path.
+    let path: Vec<HostId> = campaign.path.iter().map(|h| id(*h)).collect();
+    let found = eventually(20, || {
+        reader
+            .alerts(&AlertFilter::default())
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a.path == path)
+    })
+    .await;
+    let alerts = reader.alerts(&AlertFilter::default()).unwrap();
+    let names: Vec<(Vec<HostId>, &str)> = alerts
+        .iter()
+        .map(|a| (a.path.clone(), a.title.as_str()))
+        .collect();
+    assert!(
+        found,
+        "no incident over {path:?} ({campaign:?}) among {names:#?}"
+    );
     app.shutdown().await;
 }

@@ -98,6 +98,21 @@ impl ReadApi for MemoryReadApi {
     }
     fn events(&self, f: &EventFilter) -> Result<EventPage, QueryError> {
         let limit = f.limit.clamp(1, 10_000);
+        if let (true, Some(h)) = (f.newest_first, f.host) {
+            let events = self
+                .events
+                .get(&h)
+                .into_iter()
+                .flatten()
+                .rev()
+                .filter(|e| f.since_ns.is_none_or(|s| e.header.ts_ns >= s))
+                .filter(|e| f.until_ns.is_none_or(|u| e.header.ts_ns < u))
+                .filter(|e| matches(f, e))
+                .take(limit)
+                .cloned()
+                .collect();
+            return Ok(EventPage { events, next: None });
+        }
         let mut out = Vec::new();
         let hosts: Box<dyn Iterator<Item = (&HostId, &Vec<Event>)>> = match f.host {
             Some(h) => Box::new(self.events.get_key_value(&h).into_iter()),

@@ -1,9 +1,14 @@
 //! `cargo xtask demo`: the most complete end-to-end path that exists.
 //!
-//! Starts the appliance on a fresh embedded store, enrolls a real sensor
-//! with a one-time token, lets it watch this machine, makes some activity
-//! (processes, connections, a write to a watched file) and prints what
-//! arrives at the appliance. Runs until Ctrl-C, or `--for SECS`.
+//! Starts the appliance on a fresh embedded store (web console on HTTPS),
+//! enrolls a real sensor with a one-time token and lets it watch this
+//! machine while the demo makes some activity (processes, connections, a
+//! write to a watched file). As root it also builds the attack lab
+//! (`vigil-lab`: three hosts in network namespaces with real sshd and one
+//! sensor each) and lets an attacker hop h1 → h2 → h3 over ssh; the
+//! appliance's detection turns that into one lateral-movement incident,
+//! which the demo prints (`vigil alerts`) and the console shows. Runs until
+//! Ctrl-C, or `--for SECS` (then it fails if the incident never appeared).
 
 use crate::{cargo, prereq, run, target_dir, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,11 +64,26 @@ fn parse(args: &[String]) -> Result<Options> {
 /// Entry point of `cargo xtask demo`.
 pub fn run_demo(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    prereq::ensure_packages(crate::BUILD_PACKAGES)?;
-    run(cargo().args(["build", "-p", "vigil-appliance", "-p", "vigil-sensor"]))?;
+    // As root, everything the attack lab needs too (sshd, iproute2).
+    if prereq::is_root() {
+        prereq::ensure_packages(crate::TEST_PACKAGES)?;
+    } else {
+        prereq::ensure_packages(crate::BUILD_PACKAGES)?;
+    }
+    // The same selection as `cargo xtask test`, so neither rebuilds RocksDB
+    // for the other's feature set.
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     let bin = target_dir().join("debug");
     let vigil = bin.join("vigil");
     let sensor_bin = bin.join("vigil-sensor");
+    let lab_bin = bin.join("vigil-lab");
+    let lab_hosts = match lab_capability() {
+        Ok(()) => 3,
+        Err(why) => {
+            eprintln!("demo: no attack lab ({why}); showing this machine's own sensor only");
+            0
+        }
+    };
 
     let data = target_dir().join("vigil-demo");
     let _ = std::fs::remove_dir_all(&data);
@@ -81,6 +101,9 @@ pub fn run_demo(args: &[String]) -> Result<()> {
         .arg(&data)
         .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
         .args(["--https-listen", &format!("127.0.0.1:{https_port}")])
+        // A fresh network has no history to learn from: score from the
+        // first event (cold start) so the lab's first hops count.
+        .args(["--learning-period", "0s"])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("start {}: {e}", vigil.display()))?;
@@ -92,7 +115,7 @@ pub fn run_demo(args: &[String]) -> Result<()> {
         Command::new(&vigil)
             .args(["token", "create", "--data"])
             .arg(&data)
-            .args(["--ttl", "1h", "--uses", "1"]),
+            .args(["--ttl", "1h", "--uses", &(1 + lab_hosts).to_string()]),
     )?;
     let token = field(&token_out, "token")?;
     let fingerprint = field(&token_out, "CA fingerprint")?;
@@ -118,12 +141,22 @@ pub fn run_demo(args: &[String]) -> Result<()> {
         .spawn()
         .map_err(|e| format!("start sensor: {e}"))?;
     children.0.push(("sensor".into(), sensor));
+    if lab_hosts > 0 {
+        eprintln!("demo: building the attack lab ({lab_hosts} hosts in network namespaces)");
+        let lab = Command::new(&lab_bin)
+            .args(["--appliance", &format!("127.0.0.1:{quic_port}")])
+            .args(["--token", &token, "--ca-sha256", &fingerprint])
+            .args(["--hosts", &lab_hosts.to_string(), "--state"])
+            .arg(data.join("lab-state"))
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", lab_bin.display()))?;
+        children.0.push(("attack lab".into(), lab));
+    }
 
     println!();
     println!("  Vigil demo is running");
-    println!(
-        "  first admin : admin / {admin_password} (the web console mounts here once wip/ lands)"
-    );
+    println!("  console     : https://127.0.0.1:{https_port}/  (signed by the appliance CA: {}/keys/ca.crt)", data.display());
+    println!("  first admin : admin / {admin_password}");
     println!(
         "  metrics     : https://127.0.0.1:{https_port}/metrics (bearer token in {})",
         data.join("metrics.token").display()
@@ -148,8 +181,18 @@ pub fn run_demo(args: &[String]) -> Result<()> {
             println!("    {line}");
         }
         let status = output(Command::new(&vigil).args(["status", "--data"]).arg(&data))?;
-        for line in status.lines().take(12) {
+        for line in status.lines().take(8) {
             println!("  | {line}");
+        }
+        let alerts = output(
+            Command::new(&vigil)
+                .args(["alerts", "--data"])
+                .arg(&data)
+                .args(["--since", "1h", "--limit", "5"]),
+        )?;
+        println!("demo: alerts and incidents (`vigil alerts --since 1h`):");
+        for line in alerts.lines() {
+            println!("  ! {line}");
         }
         round += 1;
         if let Some(limit) = opts.run_for {
@@ -168,6 +211,54 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     )?) == 0
     {
         return Err("no event reached the appliance".into());
+    }
+    if lab_hosts > 0 && opts.run_for.is_some() {
+        let alerts = output(
+            Command::new(&vigil)
+                .args(["alerts", "--json", "--data"])
+                .arg(&data)
+                .args(["--since", "1h"]),
+        )?;
+        let chained = alerts.lines().any(is_lab_chain);
+        if !chained {
+            return Err("the lab's h1 → h2 → h3 incident never appeared".into());
+        }
+        println!("demo: the h1 → h2 → h3 incident is in the store and on the console");
+    }
+    Ok(())
+}
+
+/// Whether one `vigil alerts --json` line is the lab's h1 → h2 → h3
+/// incident (lab hosts are named after their namespaces, `…h1` to `…h3`).
+fn is_lab_chain(line: &str) -> bool {
+    let Some(start) = line.find("\"path_names\":[") else {
+        return false;
+    };
+    let rest = &line[start + "\"path_names\":[".len()..];
+    let Some(end) = rest.find(']') else {
+        return false;
+    };
+    let names: Vec<&str> = rest[..end]
+        .split(',')
+        .map(|n| n.trim_matches('"'))
+        .collect();
+    names.len() == 3
+        && ["h1", "h2", "h3"]
+            .iter()
+            .zip(&names)
+            .all(|(h, n)| n.ends_with(h))
+}
+
+/// Whether the attack lab can run here (root, sshd), without changing
+/// anything; `vigil-lab` itself probes `ip netns` and says why it cannot.
+fn lab_capability() -> std::result::Result<(), String> {
+    if !prereq::is_root() {
+        return Err("needs root for network namespaces".into());
+    }
+    for tool in ["/usr/sbin/sshd", "/usr/bin/ssh"] {
+        if !Path::new(tool).exists() {
+            return Err(format!("{tool} missing"));
+        }
     }
     Ok(())
 }
@@ -286,4 +377,20 @@ fn field(out: &str, key: &str) -> Result<String> {
                 .map(|v| v.trim().to_string())
         })
         .ok_or_else(|| format!("no `{key}:` line in:\n{out}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_lab_chain;
+
+    #[test]
+    fn recognises_the_lab_incident_line() {
+        let line = r#"{"id":2,"path":[1,2,3],"path_names":["v1x0h1","v1x0h2","v1x0h3"]}"#;
+        assert!(is_lab_chain(line));
+        assert!(!is_lab_chain(r#"{"path_names":["v1x0h1","v1x0h2"]}"#));
+        assert!(!is_lab_chain(
+            r#"{"path_names":["v1x0h2","v1x0h1","v1x0h3"]}"#
+        ));
+        assert!(!is_lab_chain(r#"{"id":2}"#));
+    }
 }

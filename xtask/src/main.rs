@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 /// Debian packages the build and the test suite need.
-const TEST_PACKAGES: &[&str] = &[
+pub const TEST_PACKAGES: &[&str] = &[
     "clang",
     "libclang-dev",
     "chromium",
@@ -36,7 +36,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("sensor", "vigil-sensor", "bench-sensor"),
     ("ingest", "vigil-appliance", "bench-ingest"),
     ("detect", "vigil-datasets", "bench-detect"),
-    ("ui", "vigil-web-ui", "bench-ui"),
+    ("ui", "vigil-appliance", "bench-ui"),
 ];
 
 /// Fuzz targets under `fuzz/fuzz_targets`.
@@ -180,9 +180,12 @@ fn bench(name: Option<&str>) -> Result<()> {
             found
         }
     };
+    // The same build selection as `cargo xtask test` and the demo: a `-p`
+    // build would unify features differently and rebuild RocksDB's C++.
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     for (bench, package, bin) in selected {
-        eprintln!("xtask: bench {bench}");
-        run(cargo().args(["run", "--quiet", "-p", package, "--bin", bin, "--"]))?;
+        eprintln!("xtask: bench {bench} ({package})");
+        run(Command::new(target_dir().join("debug").join(bin)).current_dir(repo_root()))?;
     }
     Ok(())
 }

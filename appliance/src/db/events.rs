@@ -5,7 +5,7 @@ use super::keys::{event_key, host_end, host_prefix, parse_event_key, seq_key, EV
 use super::{decode, Db};
 use crate::store::{Cf, Direction, StoreError, Visit};
 use vigil_proto::query::{EventCursor, EventFilter, EventPage};
-use vigil_proto::{Event, EventHeader, HostId, Payload};
+use vigil_proto::{Event, EventHeader, EventKind, HostId, Payload};
 
 /// Most events one query returns, whatever the filter asks.
 pub const MAX_PAGE: usize = 10_000;
@@ -83,6 +83,24 @@ pub fn matches(ev: &Event, f: &EventFilter) -> bool {
     true
 }
 
+/// The kind of a stored payload from its first byte, without decoding it:
+/// postcard writes the enum variant index first as a varint, and `Payload`'s
+/// variants are declared in [`EventKind::ALL`] order (a test checks both).
+/// `None` if the byte is not a known one-byte variant index.
+pub fn stored_kind(value: &[u8]) -> Option<EventKind> {
+    let first = *value.first()?;
+    if first >= 0x80 {
+        return None;
+    }
+    EventKind::ALL.get(usize::from(first)).copied()
+}
+
+/// Whether a stored value can match the filter's kinds (cheap pre-check
+/// before decoding; an unknown first byte is left to the full check).
+fn kind_may_match(value: &[u8], f: &EventFilter) -> bool {
+    f.kinds.is_empty() || stored_kind(value).is_none_or(|k| f.kinds.contains(&k))
+}
+
 fn decode_event(k: &[u8], v: &[u8]) -> Result<Event, StoreError> {
     let (host, ts_ns, seq) = parse_event_key(k).ok_or_else(|| StoreError::Corrupt {
         cf: Cf::Events.name(),
@@ -118,6 +136,9 @@ impl Db {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
+        if let (true, Some(host)) = (filter.newest_first, filter.host) {
+            return self.newest_events(host, filter, limit);
+        }
         let since = filter.since_ns.unwrap_or(0);
         let until = filter.until_ns.unwrap_or(u64::MAX);
         let mut page = EventPage::default();
@@ -150,12 +171,17 @@ impl Db {
                 Some(&to),
                 Direction::Forward,
                 &mut |k, v| {
+                    if page.events.len() == limit {
+                        full = true;
+                        return Visit::Stop;
+                    }
+                    // Kind filters (the host page's flows, hunts by kind) skip
+                    // other events without decoding them.
+                    if !kind_may_match(v, filter) {
+                        return Visit::Continue;
+                    }
                     match decode_event(k, v) {
                         Ok(ev) => {
-                            if page.events.len() == limit {
-                                full = true;
-                                return Visit::Stop;
-                            }
                             if matches(&ev, filter) {
                                 page.events.push(ev);
                             }
@@ -186,6 +212,51 @@ impl Db {
             };
         }
         Ok(page)
+    }
+
+    /// The newest `limit` matching events of one host, newest first (a
+    /// reverse scan of its time range; no cursor).
+    fn newest_events(
+        &self,
+        host: HostId,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let from = event_key(host, filter.since_ns.unwrap_or(0), 0).to_vec();
+        let to = match filter.until_ns {
+            Some(u) => event_key(host, u, 0).to_vec(),
+            None => host_end(host),
+        };
+        let mut page = EventPage::default();
+        let mut err = None;
+        self.store().scan(
+            Cf::Events,
+            &from,
+            Some(&to),
+            Direction::Reverse,
+            &mut |k, v| {
+                if !kind_may_match(v, filter) {
+                    return Visit::Continue;
+                }
+                match decode_event(k, v) {
+                    Ok(ev) if matches(&ev, filter) => page.events.push(ev),
+                    Ok(_) => {}
+                    Err(e) => {
+                        err = Some(e);
+                        return Visit::Stop;
+                    }
+                }
+                if page.events.len() == limit {
+                    Visit::Stop
+                } else {
+                    Visit::Continue
+                }
+            },
+        )?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(page),
+        }
     }
 
     /// One event by (host, seq), if stored and not yet aged out.
@@ -320,5 +391,176 @@ impl Db {
             self.store().write(wb, false)?;
         }
         self.store().delete_range(Cf::Events, &from, &to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_proto::event::*;
+
+    /// One payload of every kind, in `EventKind::ALL` order.
+    fn one_of_each() -> Vec<Payload> {
+        let flow = NetFlow {
+            transport: Transport::Tcp,
+            local: "10.0.0.1:40000".parse().unwrap(),
+            remote: "10.0.0.2:22".parse().unwrap(),
+            pid: None,
+            exe: None,
+            repeat: 1,
+        };
+        let login = LoginInfo {
+            user: "alice".into(),
+            method: AuthMethod::PublicKey,
+            service: LoginService::Ssh,
+            src_addr: None,
+            src_port: None,
+            src_host: None,
+            from_user: None,
+            pid: None,
+        };
+        vec![
+            Payload::ProcessStart(ProcessStart::default()),
+            Payload::ProcessExit(ProcessExit::default()),
+            Payload::NetConnect(flow.clone()),
+            Payload::NetAccept(flow),
+            Payload::Login(login.clone()),
+            Payload::Logout(login.clone()),
+            Payload::AuthFailure(login),
+            Payload::FileChange(FileChange {
+                path: "/etc/passwd".into(),
+                op: FileOp::Modified,
+                size: None,
+                mode: None,
+                uid: None,
+                sha256: None,
+                pid: None,
+            }),
+            Payload::SensorHealth(SensorHealth {
+                cpu_pct: 0.0,
+                rss_bytes: 0,
+                events_per_s: 0.0,
+                spool_bytes: 0,
+                dropped_total: 0,
+                aggregated_total: 0,
+                collectors: vec![],
+            }),
+            Payload::Loss(LossRecord {
+                from_seq: 1,
+                to_seq: 2,
+                count: 2,
+                reason: LossReason::SpoolFull,
+            }),
+            Payload::ResponseResult(ResponseResult {
+                command_id: 1,
+                ok: true,
+                message: String::new(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn stored_kind_reads_the_kind_from_the_first_byte() {
+        let all = one_of_each();
+        assert_eq!(all.len(), EventKind::ALL.len(), "add the new kind here");
+        for p in &all {
+            assert_eq!(stored_kind(&payload_value(p)), Some(p.kind()), "{p:?}");
+        }
+        assert_eq!(stored_kind(&[]), None);
+        assert_eq!(stored_kind(&[0x80, 0x01]), None);
+    }
+
+    #[test]
+    fn kind_filters_skip_other_events_and_page_correctly() {
+        use crate::store::memory::MemoryStore;
+        use crate::store::WriteBatch;
+        let db = Db::new(std::sync::Arc::new(MemoryStore::new()));
+        let host = HostId(3);
+        let all = one_of_each();
+        let mut wb = WriteBatch::default();
+        for seq in 1..=110u64 {
+            let p = &all[(seq as usize) % all.len()];
+            wb.put(
+                Cf::Events,
+                event_key(host, 1_000 + seq, seq).to_vec(),
+                payload_value(p),
+            );
+            wb.put(
+                Cf::SeqIndex,
+                seq_key(host, seq).to_vec(),
+                seq_index_value(1_000 + seq),
+            );
+        }
+        db.store().write(wb, false).unwrap();
+        let filter = |after| EventFilter {
+            host: Some(host),
+            kinds: vec![EventKind::NetConnect, EventKind::Loss],
+            limit: 7,
+            after,
+            ..EventFilter::default()
+        };
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = db.events(&filter(after)).unwrap();
+            assert!(page.events.len() <= 7);
+            seen.extend(page.events.iter().map(|e| (e.header.seq, e.kind())));
+            match page.next {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+        }
+        let want: Vec<(u64, EventKind)> = (1..=110u64)
+            .map(|seq| (seq, all[(seq as usize) % all.len()].kind()))
+            .filter(|(_, k)| matches!(k, EventKind::NetConnect | EventKind::Loss))
+            .collect();
+        assert_eq!(seen, want);
+    }
+
+    /// A host page asks for the newest events of a window: the last ones,
+    /// newest first, filtered by kind and bounded by the window.
+    #[test]
+    fn newest_first_returns_the_latest_matching_events() {
+        use crate::store::memory::MemoryStore;
+        use crate::store::WriteBatch;
+        let db = Db::new(std::sync::Arc::new(MemoryStore::new()));
+        let host = HostId(4);
+        let all = one_of_each();
+        let mut wb = WriteBatch::default();
+        for seq in 1..=60u64 {
+            let p = &all[(seq as usize) % all.len()];
+            wb.put(
+                Cf::Events,
+                event_key(host, 1_000 + seq, seq).to_vec(),
+                payload_value(p),
+            );
+            // Another host's events must never leak into the range.
+            wb.put(
+                Cf::Events,
+                event_key(HostId(5), 1_000 + seq, seq).to_vec(),
+                payload_value(p),
+            );
+        }
+        db.store().write(wb, false).unwrap();
+        let kinds = vec![EventKind::NetConnect];
+        let page = db
+            .events(&EventFilter {
+                host: Some(host),
+                kinds: kinds.clone(),
+                until_ns: Some(1_055),
+                limit: 3,
+                newest_first: true,
+                ..EventFilter::default()
+            })
+            .unwrap();
+        let want: Vec<u64> = (1..55u64)
+            .rev()
+            .filter(|seq| all[(*seq as usize) % all.len()].kind() == EventKind::NetConnect)
+            .take(3)
+            .collect();
+        let got: Vec<u64> = page.events.iter().map(|e| e.header.seq).collect();
+        assert_eq!(got, want);
+        assert!(page.events.iter().all(|e| e.header.host == host));
+        assert!(page.next.is_none());
     }
 }

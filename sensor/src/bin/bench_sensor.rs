@@ -10,7 +10,10 @@
 //!
 //! Prints a table, then as its last line one JSON object:
 //! `{"bench":"sensor","cpu_pct_1k":…,"cpu_pct_10k":…,"rss_mb":…,
-//!   "capture_ratio_1k":…,"capture_ratio_10k":…,"workload_slowdown_10k":…}`.
+//!   "capture_ratio_1k":…,"capture_ratio_10k":…,"workload_slowdown_10k":…,
+//!   "proc_read_us_per_exec":…}`; the last figure is the CPU cost of the
+//! `/proc` reads behind one exec event (on fresh processes), the floor of
+//! the process collector with the proc connector.
 //! `VIGIL_BENCH_SECS` (or `--secs`) shortens the 30 s phases.
 
 use std::collections::VecDeque;
@@ -309,6 +312,42 @@ fn vm_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+fn thread_cpu_s() -> f64 {
+    // SAFETY: ts is a valid timespec to fill.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// The floor of per-exec enrichment: CPU µs of the collector's `/proc`
+/// reads (the same code: `ProcDir` + `Enricher::read_process`) on `n` fresh
+/// live processes, whose `/proc` entries are as cold as a new exec's.
+fn proc_read_floor_us(n: usize) -> f64 {
+    let mut enricher = vigil_sensor::collect::process::Enricher::new();
+    let mut total = 0.0;
+    let mut done = 0;
+    for _ in 0..n {
+        let Ok(mut c) = Command::new("/bin/sleep").arg("5").spawn() else {
+            continue;
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let t = thread_cpu_s();
+        let dir = vigil_sensor::collect::process::ProcDir::open(c.id());
+        let ns = dir.as_ref().map(|d| d.netns()).unwrap_or(0);
+        // As in the collector: parent and start time from the fork event.
+        let fork = Some((std::process::id(), 0));
+        let (p, _) = enricher.read_process(c.id(), dir.as_ref(), ns, fork);
+        drop(dir);
+        total += thread_cpu_s() - t;
+        if p.exe.is_some() {
+            done += 1;
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    total * 1e6 / done.max(1) as f64
+}
+
 struct Phase {
     name: &'static str,
     target: f64,
@@ -422,6 +461,7 @@ fn parent(args: Args) -> anyhow::Result<()> {
             captured,
         });
     }
+    let floor_us = proc_read_floor_us(300);
     let rss_mb = vm_kb(pid, "VmHWM:") as f64 / 1024.0;
     let rss_now_mb = vm_kb(pid, "VmRSS:") as f64 / 1024.0;
     let _ = writeln!(to_child, "quit");
@@ -481,14 +521,20 @@ fn parent(args: Args) -> anyhow::Result<()> {
         enriched(&phases[0]) * 100.0,
         enriched(&phases[1]) * 100.0
     );
+    let execs_1k = phases[0].load.execs as f64 / phases[0].load.wall.as_secs_f64();
     println!(
-        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3}}}",
+        "floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
+        floor_us * execs_1k / 1e4
+    );
+    println!(
+        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1}}}",
         phases[0].cpu_pct,
         phases[1].cpu_pct,
         rss_mb,
         ratio(&phases[0]),
         ratio(&phases[1]),
-        slowdown
+        slowdown,
+        floor_us
     );
     Ok(())
 }

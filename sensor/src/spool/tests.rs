@@ -48,6 +48,37 @@ fn seqs_start_at_one_and_are_gap_free() {
 }
 
 #[test]
+fn batches_equal_one_by_one_appends_across_rolls_and_bounds() {
+    for max_bytes in [1 << 30, 16 * 1024] {
+        let opts = SpoolOptions {
+            max_bytes,
+            ..small_opts()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut one = Spool::open(a.path(), HOST, opts.clone()).unwrap();
+        let mut batch = Spool::open(b.path(), HOST, opts.clone()).unwrap();
+        let mut i = 0;
+        for size in [1usize, 7, 30, 64, 3, 200, 1] {
+            let items: Vec<(u64, Payload)> = (i..i + size as u32)
+                .map(|n| (u64::from(n), payload(n)))
+                .collect();
+            i += size as u32;
+            for (ts, p) in items.clone() {
+                one.append(ts, p).unwrap();
+            }
+            batch.append_batch(items).unwrap();
+        }
+        assert_eq!(all_pending(&mut one), all_pending(&mut batch));
+        assert_eq!(one.stats(), batch.stats());
+        assert_eq!(one.bytes(), batch.bytes());
+        // And after a reopen (what is in the files).
+        drop(batch);
+        let mut batch = Spool::open(b.path(), HOST, opts).unwrap();
+        assert_eq!(all_pending(&mut one), all_pending(&mut batch));
+    }
+}
+
+#[test]
 fn ack_deletes_segments_and_persists_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut sp = Spool::open(dir.path(), HOST, small_opts()).unwrap();

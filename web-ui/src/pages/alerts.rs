@@ -169,7 +169,12 @@ pub async fn list(
     off_runtime(move || list_page(&state, &auth, &q)).await
 }
 
-fn triage_panel(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<AnyView, UiError> {
+fn triage_panel(
+    state: &ConsoleState,
+    auth: &Authed,
+    a: &AlertRecord,
+    names: &HashMap<HostId, String>,
+) -> Result<AnyView, UiError> {
     if !auth.can(Role::Analyst) {
         return Ok(view! {
             <section class="panel"><h2>"Triage"</h2><p class="muted">"Your role (viewer) can read alerts but not triage them."</p></section>
@@ -195,7 +200,7 @@ fn triage_panel(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<
     let suppress_hosts = a
         .path
         .iter()
-        .map(|h| view! { <option value=h.to_string()>{format!("host {h}")}</option> })
+        .map(|h| view! { <option value=h.to_string()>{format!("host {}", name_of(names, *h))}</option> })
         .collect_view();
     Ok(view! {
         <section class="panel">
@@ -394,7 +399,7 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
     };
     let parent = a.incident_id.map(|i| view! { <p>"Part of " <a href=format!("/alerts/{i}")>{format!("incident #{i}")}</a></p> });
     let path_view = path_section(state, &a, &names)?;
-    let panel = triage_panel(state, auth, &a)?;
+    let panel = triage_panel(state, auth, &a, &names)?;
     let body = view! {
         {flash(q.msg.as_deref())}
         <div class="titlebar">

@@ -7,9 +7,9 @@ use crate::svg::band_chart;
 use crate::time::{ago, format_ts};
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use vigil_proto::event::{EventKind, ProcessStart};
-use vigil_proto::query::{AlertFilter, EventFilter};
+use vigil_proto::query::{AlertFilter, EventFilter, HostModelSummary};
 
 const HOUR: u64 = 3600 * 1_000_000_000;
 /// Most events read for the detail sections.
@@ -54,28 +54,64 @@ pub fn robust_band(values: &[f64]) -> (f64, f64) {
     ((m - half).max(0.0), m + half)
 }
 
+/// One process in the tree: its last image, and the images it exec'd
+/// through before (`env` → `bash` keeps one pid).
+struct ProcNode<'a> {
+    last: &'a ProcessStart,
+    earlier: Vec<String>,
+}
+
+/// Processes as a tree by parent pid. Successive execs of one process
+/// (same pid and parent) are one node, so a subtree is drawn once.
 fn process_tree(procs: &[&ProcessStart]) -> AnyView {
-    let pids: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
-    let mut children: BTreeMap<u32, Vec<&ProcessStart>> = BTreeMap::new();
-    let mut roots = Vec::new();
+    let mut order: Vec<(u32, u32)> = Vec::new();
+    let mut nodes: HashMap<(u32, u32), ProcNode> = HashMap::new();
     for p in procs {
-        if p.ppid != p.pid && pids.contains(&p.ppid) {
-            children.entry(p.ppid).or_default().push(p);
+        let key = (p.pid, p.ppid);
+        match nodes.get_mut(&key) {
+            Some(n) => {
+                n.earlier
+                    .push(n.last.exe.clone().unwrap_or_else(|| "?".into()));
+                n.last = p;
+            }
+            None => {
+                order.push(key);
+                nodes.insert(
+                    key,
+                    ProcNode {
+                        last: p,
+                        earlier: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+    let pids: HashSet<u32> = order.iter().map(|(pid, _)| *pid).collect();
+    let mut children: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+    let mut roots = Vec::new();
+    for key in &order {
+        let (pid, ppid) = *key;
+        if ppid != pid && pids.contains(&ppid) {
+            children.entry(ppid).or_default().push(*key);
         } else {
-            roots.push(*p);
+            roots.push(*key);
         }
     }
     fn node(
-        p: &ProcessStart,
-        children: &BTreeMap<u32, Vec<&ProcessStart>>,
+        key: (u32, u32),
+        nodes: &HashMap<(u32, u32), ProcNode>,
+        children: &BTreeMap<u32, Vec<(u32, u32)>>,
         depth: usize,
     ) -> AnyView {
+        let n = &nodes[&key];
+        let p = n.last;
         let kids = if depth < 12 {
             children
                 .get(&p.pid)
                 .map(|c| {
                     c.iter()
-                        .map(|k| node(k, children, depth + 1))
+                        .filter(|k| **k != key)
+                        .map(|k| node(*k, nodes, children, depth + 1))
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default()
@@ -87,11 +123,15 @@ fn process_tree(procs: &[&ProcessStart]) -> AnyView {
             .parent_exe
             .clone()
             .map(|pe| view! { <span class="muted">{format!(" ← {pe}")}</span> });
+        let chain = (!n.earlier.is_empty()).then(|| {
+            view! { <span class="muted">{format!(" (exec'd from {})", n.earlier.join(" → "))}</span> }
+        });
         view! {
             <li>
                 <span class="mono">{p.exe.clone().unwrap_or_else(|| "?".into())}</span>
                 <span class="argv">{p.argv.join(" ")}</span>
                 <span class="muted">{format!(" pid {} · {}", p.pid, p.user.clone().unwrap_or_else(|| "?".into()))}</span>
+                {chain}
                 {parent}
                 {sub}
             </li>
@@ -101,7 +141,7 @@ fn process_tree(procs: &[&ProcessStart]) -> AnyView {
     let items = roots
         .iter()
         .take(300)
-        .map(|r| node(r, &children, 0))
+        .map(|r| node(*r, &nodes, &children, 0))
         .collect::<Vec<_>>();
     view! { <ul class="tree">{items}</ul> }.into_any()
 }
@@ -138,15 +178,19 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
     let h = state.read.host(id)?;
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 30);
     let since = now.saturating_sub(hours * HOUR);
-    let recent = state
+    // The newest events of the window (a busy host has more than a page),
+    // put back in time order for the process tree and the lists below.
+    let mut recent = state
         .read
         .events(&EventFilter {
             host: Some(id),
             since_ns: Some(since),
             limit: EVENT_LIMIT,
+            newest_first: true,
             ..Default::default()
         })?
         .events;
+    recent.reverse();
     let flows = state
         .read
         .events(&EventFilter {
@@ -154,6 +198,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
             since_ns: Some(now.saturating_sub(48 * HOUR)),
             kinds: vec![EventKind::NetConnect],
             limit: EVENT_LIMIT,
+            newest_first: true,
             ..Default::default()
         })?
         .events;
@@ -261,8 +306,9 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
         .collect::<Vec<_>>()
         .join(", ");
     let truncated = (recent.len() >= EVENT_LIMIT).then(|| {
-        view! { <p class="muted">{format!("Showing the first {EVENT_LIMIT} events of the window; narrow it or use Hunt.")}</p> }
+        view! { <p class="muted">{format!("Showing the newest {EVENT_LIMIT} events of the window; narrow it or use Hunt.")}</p> }
     });
+    let model_view = baseline_model(state.read.host_model(h.id)?, now);
     let body = view! {
         <div class="titlebar">
             <h1>{h.hostname.clone()}</h1>
@@ -285,7 +331,8 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
         </section>
         <section class="panel">
             <h2>"Baseline status"</h2>
-            <p class="muted">"Last 48 h per hour against this host's band (median ± 3 MAD of the same windows; the learned baseline models replace the band when they land). Red dots are outside the band."</p>
+            {model_view}
+            <p class="muted">"Last 48 h per hour against this host's band (median ± 3 MAD of the same windows). Red dots are outside the band."</p>
             <div class="grid2">
                 <div><h3>"Outbound connections per hour"</h3>{band_chart(&conns, robust_band(&conns), &labels, 6)}</div>
                 <div><h3>"Distinct outbound peers per hour"</h3>{band_chart(&peers, robust_band(&peers), &labels, 6)}</div>
@@ -337,4 +384,45 @@ pub async fn handler(
         .parse()
         .map_err(|_| UiError::BadRequest("host id must be 16 hex digits".into()))?;
     off_runtime(move || page(&state, &auth, id, &q)).await
+}
+
+/// The detector's model of this host: learning (with a progress bar to the
+/// end of the learning period) or active (version, hash, training window).
+fn baseline_model(model: Option<HostModelSummary>, now: u64) -> AnyView {
+    let Some(m) = model else {
+        return view! { <p class="muted">"The detection pipeline has not scored this host yet."</p> }.into_any();
+    };
+    if !m.active {
+        let elapsed = now
+            .saturating_sub(m.first_seen_ns)
+            .min(m.learning_period_ns);
+        let pct = elapsed
+            .saturating_mul(100)
+            .checked_div(m.learning_period_ns)
+            .unwrap_or(100);
+        let ends = m.first_seen_ns.saturating_add(m.learning_period_ns);
+        return view! {
+            <p>
+                <span class="badge">"learning"</span>
+                {format!(" {pct} % of the learning period; this host may alert from {}.", format_ts(ends))}
+            </p>
+            <progress max="100" value=pct.to_string()>{format!("{pct} %")}</progress>
+        }
+        .into_any();
+    }
+    let window = m
+        .trained_window_ns
+        .map(|(a, b)| format!("{} → {}", format_ts(a), format_ts(b)))
+        .unwrap_or_else(|| "–".into());
+    let sha = m.sha256.clone().unwrap_or_default();
+    view! {
+        <dl class="facts cols">
+            <dt>"Model"</dt><dd><span class="badge">"active"</span>{format!(" {}", m.version.clone().unwrap_or_default())}</dd>
+            <dt>"SHA-256"</dt><dd class="mono" title=sha.clone()>{sha.chars().take(16).collect::<String>()}</dd>
+            <dt>"Trained on"</dt><dd>{window}</dd>
+            <dt>"Hop threshold"</dt><dd>{m.hop_threshold.map(|t| format!("{t:.1} nats")).unwrap_or_else(|| "–".into())}</dd>
+            <dt>"Model size"</dt><dd>{bytes(m.model_bytes)}</dd>
+        </dl>
+    }
+    .into_any()
 }
