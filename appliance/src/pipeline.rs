@@ -409,8 +409,10 @@ impl ModelBoard {
     }
 }
 
-/// How often the model board is refreshed.
+/// How often the model board is refreshed when idle, and at most while
+/// events are being scored.
 const BOARD_EVERY: Duration = Duration::from_secs(5);
+const BOARD_BUSY_EVERY: Duration = Duration::from_secs(1);
 
 /// Run the pipeline until shutdown: a round every `poll`, state saved every
 /// `save_every` and once more on the way out.
@@ -423,8 +425,9 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
             return;
         }
     };
-    let mut board_at = std::time::Instant::now();
-    let mut published_rounds = 0u64;
+    let mut board_at = std::time::Instant::now()
+        .checked_sub(BOARD_EVERY)
+        .unwrap_or_else(std::time::Instant::now);
     let mut interval = tokio::time::interval(cfg.poll);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backlog = false;
@@ -444,6 +447,7 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
         .expect("pipeline round does not panic");
         pipeline = p;
         backlog = matches!(&result, Ok(r) if r.backlog);
+        let scored = matches!(&result, Ok(r) if r.events > 0);
         match result {
             Ok(round) if round.alerts > 0 => {
                 tracing::info!(
@@ -461,11 +465,12 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
                 tracing::warn!(error = %e, "detection round failed");
             }
         }
-        if board_at.elapsed() >= BOARD_EVERY || published_rounds == 0 {
+        // Fresh within a second while events flow, every few seconds when idle.
+        let since = board_at.elapsed();
+        if since >= BOARD_EVERY || (scored && since >= BOARD_BUSY_EVERY) {
             let learning = pipeline.det.config().learning_period_ns;
             core.models.publish(pipeline.model_status(), learning);
             board_at = std::time::Instant::now();
-            published_rounds += 1;
         }
     }
     if let Err(e) = pipeline.save(clock()) {

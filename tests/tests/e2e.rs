@@ -280,6 +280,23 @@ async fn ssh_chain_through_three_hosts_reaches_the_appliance() {
     app.shutdown().await;
 }
 
+/// Save a PNG of the page to `$ARTIFACTS` (default `target/ui-screenshots`).
+async fn shot(c: &fantoccini::Client, name: &str) {
+    let dir = std::env::var_os("ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../target/ui-screenshots")
+        });
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
 /// Log into the real console with the first-start password in headless
 /// Chromium, open the incident, check it names every hop, close it as a
 /// true positive. `None` when no browser is installed (outside CI only).
@@ -376,6 +393,7 @@ async fn console_closes_incident(
             .await
             .map_err(|e| e.to_string())?;
         let page = text(&c).await.map_err(|e| e.to_string())?;
+        shot(&c, "e2e-incident").await;
         for name in host_names {
             if !page.contains(name.as_str()) {
                 return Err(format!("incident page does not name {name}:\n{page}"));
@@ -427,6 +445,7 @@ async fn console_closes_incident(
             .await
             .map_err(|e| e.to_string())?;
         let page = text(&c).await.map_err(|e| e.to_string())?;
+        shot(&c, "e2e-host").await;
         if !(page.contains("Trained on") && page.contains("SHA-256")) {
             return Err(format!("host page without the model's status:\n{page}"));
         }

@@ -46,7 +46,7 @@ pub fn band_chart(
             let v = max * frac;
             view! {
                 <line class="grid" x1=f(left) x2=f(w - 8.0) y1=f(y(v)) y2=f(y(v))></line>
-                <text class="axis end" x=f(left - 6.0) y=f(y(v) + 4.0)>{format!("{v:.0}")}</text>
+                <text class="axis end" x=f(left - 6.0) y=f(y(v) + 4.0)>{axis_label(v, max)}</text>
             }
         })
         .collect_view();
@@ -195,4 +195,30 @@ pub fn fleet_graph(nodes: &[Node], links: &[Link]) -> AnyView {
         </svg>
     }
     .into_any()
+}
+
+/// A grid label with as many decimals as the scale needs (a chart whose top
+/// is 1.15 must not read "0, 1, 1").
+fn axis_label(v: f64, max: f64) -> String {
+    if max < 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+#[cfg(test)]
+mod axis_tests {
+    use super::axis_label;
+
+    #[test]
+    fn small_scales_keep_a_decimal() {
+        let max = 1.15;
+        let labels: Vec<String> = [0.0, 0.5, 1.0]
+            .iter()
+            .map(|f| axis_label(max * f, max))
+            .collect();
+        assert_eq!(labels, ["0.0", "0.6", "1.1"]);
+        assert_eq!(axis_label(57.5, 115.0), "58");
+    }
 }
