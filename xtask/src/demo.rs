@@ -181,8 +181,11 @@ pub fn run_demo(args: &[String]) -> Result<()> {
             println!("    {line}");
         }
         let status = output(Command::new(&vigil).args(["status", "--data"]).arg(&data))?;
-        for line in status.lines().take(8) {
-            println!("  | {line}");
+        let detection = ["detection_events", "alerts_written", "latency_p99"];
+        for (i, line) in status.lines().enumerate() {
+            if i < 8 || detection.iter().any(|d| line.contains(d)) {
+                println!("  | {line}");
+            }
         }
         let alerts = output(
             Command::new(&vigil)
