@@ -30,6 +30,9 @@ const STATE_KEY: &[u8] = b"pipeline/state";
 /// Most events read in one round, over all hosts (bounds memory under a
 /// backlog; a round that hits it is followed at once by the next).
 const EVENTS_PER_ROUND: usize = 200_000;
+/// How often host records are re-read for new hosts and new addresses
+/// (a new host's first events wait at most this long to be scored).
+const REGISTER_EVERY_NS: u64 = 2_000_000_000;
 /// Per-host share of a round, whatever the fleet size.
 const MIN_PER_HOST: usize = 50;
 const MAX_PER_HOST: usize = 20_000;
@@ -79,6 +82,8 @@ pub struct Pipeline {
     last_save_ns: u64,
     save_every_ns: u64,
     metrics: Arc<Metrics>,
+    /// When host records were last read (a scan of every host: not every round).
+    last_register_ns: u64,
     /// Verdict keys applied to the detector, deleted with the next save (so
     /// a crash before the save re-applies them instead of losing them).
     verdicts_done: BTreeSet<Vec<u8>>,
@@ -113,6 +118,7 @@ impl Pipeline {
             last_save_ns: now_ns,
             save_every_ns: cfg.save_every.as_nanos() as u64,
             metrics: Arc::new(Metrics::default()),
+            last_register_ns: 0,
             verdicts_done: BTreeSet::new(),
         })
     }
@@ -138,7 +144,8 @@ impl Pipeline {
     pub fn round(&mut self, now_ns: u64) -> Result<Round, PipelineError> {
         self.apply_settings()?;
         self.apply_verdicts()?;
-        if self.register_hosts()? && self.det.config().learning_period_ns == 0 {
+        let rescan = now_ns.saturating_sub(self.last_register_ns) >= REGISTER_EVERY_NS;
+        if rescan && self.register_hosts(now_ns)? && self.det.config().learning_period_ns == 0 {
             // No learning period (a lab, or an operator's choice): a new
             // host gets its cold-start model before its first event is scored.
             self.det.train(now_ns);
@@ -255,7 +262,8 @@ impl Pipeline {
 
     /// Tell the detector about new or renamed hosts; true when a host it
     /// had never heard of appeared.
-    fn register_hosts(&mut self) -> Result<bool, PipelineError> {
+    fn register_hosts(&mut self, now_ns: u64) -> Result<bool, PipelineError> {
+        self.last_register_ns = now_ns;
         let mut new_host = false;
         for rec in self.db.host_records()? {
             let entry = (rec.hostname.clone(), rec.addrs.clone());
