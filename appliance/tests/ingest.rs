@@ -460,6 +460,8 @@ async fn alerts_and_edges_round_trip_through_the_read_api() {
     let db = lab.app.db();
     let id = db.next_alert_id().unwrap();
     let alert = AlertRecord {
+        ports: Vec::new(),
+        processes: Vec::new(),
         id,
         created_ns: T0,
         severity: Severity::High,

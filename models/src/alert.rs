@@ -79,6 +79,8 @@ impl Alert {
             assignee: None,
             incident_id: self.incident_id,
             model_version: self.model_version.clone(),
+            ports: self.ports.clone(),
+            processes: self.processes.clone(),
         }
     }
 

@@ -136,6 +136,12 @@ pub struct AlertRecord {
     /// Set when this is part of an incident.
     pub incident_id: Option<u64>,
     pub model_version: Option<String>,
+    /// Ports the alert names (22, 445…), for scoped suppressions.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Process basenames the alert names, for scoped suppressions.
+    #[serde(default)]
+    pub processes: Vec<String>,
 }
 
 /// Filter for alerts.

@@ -555,6 +555,8 @@ pub fn demo_read_api_at(now: u64) -> MemoryReadApi {
         }
     };
     let mut alerts = vec![AlertRecord {
+        ports: vec![22],
+        processes: vec!["bash".into()],
         id: 101,
         created_ns: t0 + 10 * MIN,
         severity: Severity::Critical,
@@ -577,6 +579,8 @@ pub fn demo_read_api_at(now: u64) -> MemoryReadApi {
         model_version: Some("graph-novelty v3 · 9f2c41e0".into()),
     }];
     alerts.push(AlertRecord {
+        ports: Vec::new(),
+        processes: Vec::new(),
         id: 104,
         created_ns: now - 38 * MIN,
         severity: Severity::Medium,
@@ -600,6 +604,8 @@ pub fn demo_read_api_at(now: u64) -> MemoryReadApi {
         model_version: Some("gmm v2 · 31bd07aa".into()),
     });
     let rare = |id: u64, created: u64, state: TriageState| AlertRecord {
+        ports: Vec::new(),
+        processes: Vec::new(),
         id,
         created_ns: created,
         severity: Severity::Low,
@@ -753,6 +759,8 @@ pub fn scaled_read_api(hosts: usize, events_per_host: usize, now: u64) -> Memory
         let hid = HostId(0x1_0000 + (a * 20) as u64);
         let seqs: Vec<(HostId, u64)> = (1..=4).map(|s| (hid, s)).collect();
         api.alerts.push(AlertRecord {
+            ports: Vec::new(),
+            processes: Vec::new(),
             id: a as u64 + 1,
             created_ns: now - a as u64 * MIN,
             severity: [

@@ -102,6 +102,16 @@ pub struct Suppression {
     pub host: Option<HostId>,
     /// User that must be among the alert's users.
     pub user: Option<String>,
+    /// Host that must be on the path before its last hop (the side the
+    /// movement came from).
+    #[serde(default)]
+    pub peer: Option<HostId>,
+    /// Port the alert must name.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Process basename the alert must name (case-insensitive).
+    #[serde(default)]
+    pub process: Option<String>,
     pub reason: String,
     pub created_by: String,
     pub created_ns: u64,
@@ -115,8 +125,20 @@ impl Suppression {
         let title_ok = self.title.as_ref().is_none_or(|t| *t == alert.title);
         let host_ok = self.host.is_none_or(|h| alert.path.contains(&h));
         let user_ok = self.user.as_ref().is_none_or(|u| alert.users.contains(u));
-        let any_set = self.title.is_some() || self.host.is_some() || self.user.is_some();
-        any_set && title_ok && host_ok && user_ok
+        let upstream = &alert.path[..alert.path.len().saturating_sub(1)];
+        let peer_ok = self.peer.is_none_or(|p| upstream.contains(&p));
+        let port_ok = self.port.is_none_or(|p| alert.ports.contains(&p));
+        let process_ok = self
+            .process
+            .as_ref()
+            .is_none_or(|p| alert.processes.iter().any(|x| x.eq_ignore_ascii_case(p)));
+        let any_set = self.title.is_some()
+            || self.host.is_some()
+            || self.user.is_some()
+            || self.peer.is_some()
+            || self.port.is_some()
+            || self.process.is_some();
+        any_set && title_ok && host_ok && user_ok && peer_ok && port_ok && process_ok
     }
 }
 

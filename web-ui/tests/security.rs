@@ -646,6 +646,28 @@ async fn triage_suppression_and_audit_chain() {
         StatusCode::BAD_REQUEST,
         "a rule must match something"
     );
+    // Narrower scopes: the incident's source host, port and process. Each
+    // must be one the alert names; the preview says what the rule means.
+    let (res, body) = send(
+        &app,
+        get(
+            "/alerts/101/suppress?peer=0000000000000a05&port=22&process=bash&reason=admin+jump",
+            Some(&c),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK, "{body}");
+    assert!(body.contains("port 22 is named"), "{body}");
+    assert!(body.contains("process bash is named"), "{body}");
+    assert!(body.contains("the movement came from"), "{body}");
+    for bad in ["port=3389", "process=powershell", "peer=0000000000000a03"] {
+        let (res, _) = send(
+            &app,
+            get(&format!("/alerts/101/suppress?{bad}&reason=x"), Some(&c)),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad} accepted");
+    }
     let form = format!(
         "match_title=1&host=0000000000000a04&user=&reason=CI+builds&csrf={}",
         c.csrf

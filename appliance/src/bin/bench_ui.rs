@@ -64,8 +64,9 @@ const SPAN: u64 = 7 * DAY;
 const CHUNK: u64 = 10_000;
 /// Batches generated or waiting for their ack at once.
 const IN_FLIGHT: usize = 24;
-/// Bump when the generator changes, so old stores are rebuilt.
-const GENERATOR_VERSION: u32 = 1;
+/// Bump when the generator or the stored records change, so old stores are
+/// rebuilt (2: alerts carry ports and processes).
+const GENERATOR_VERSION: u32 = 2;
 const MANIFEST: &str = "bench-ui-manifest.json";
 const DEFAULT_STORE: &str = "/var/cache/vigil/bench-ui-store";
 
@@ -1122,6 +1123,8 @@ fn write_alerts(core: &Core, plan: &[PlannedHost], o: &Opts) -> Result<usize> {
         let incident = rng.gen_bool(0.15);
         let (title, techniques) = TITLES[rng.gen_range(0..TITLES.len())];
         let mut base = AlertRecord {
+            ports: Vec::new(),
+            processes: Vec::new(),
             id: 0,
             created_ns,
             severity: [
@@ -1174,6 +1177,8 @@ fn write_alerts(core: &Core, plan: &[PlannedHost], o: &Opts) -> Result<usize> {
                 let child_ev = evidence(&mut rng, h, n_ev);
                 ev.extend(child_ev.iter().copied());
                 db.put_alert(&AlertRecord {
+                    ports: Vec::new(),
+                    processes: Vec::new(),
                     id: child_id,
                     title: "New SSH destination outside the host's baseline".into(),
                     path: vec![h.id()],

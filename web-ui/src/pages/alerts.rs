@@ -202,6 +202,21 @@ fn triage_panel(
         .iter()
         .map(|h| view! { <option value=h.to_string()>{format!("host {}", name_of(names, *h))}</option> })
         .collect_view();
+    // The side the movement came from: every host on the path but the last.
+    let suppress_peers = a.path[..a.path.len().saturating_sub(1)]
+        .iter()
+        .map(|h| view! { <option value=h.to_string()>{format!("from {}", name_of(names, *h))}</option> })
+        .collect_view();
+    let suppress_ports = a
+        .ports
+        .iter()
+        .map(|p| view! { <option value=p.to_string()>{format!("port {p}")}</option> })
+        .collect_view();
+    let suppress_processes = a
+        .processes
+        .iter()
+        .map(|p| view! { <option value=p.clone()>{format!("process {p}")}</option> })
+        .collect_view();
     Ok(view! {
         <section class="panel">
             <h2>"Triage"</h2>
@@ -240,6 +255,9 @@ fn triage_panel(
                 <label><input type="checkbox" name="match_title" value="1" checked/>" same title"</label>
                 <select name="host"><option value="">"any host"</option>{suppress_hosts}</select>
                 <select name="user"><option value="">"any user"</option>{suppress_users}</select>
+                <select name="peer"><option value="">"from any host"</option>{suppress_peers}</select>
+                <select name="port"><option value="">"any port"</option>{suppress_ports}</select>
+                <select name="process"><option value="">"any process"</option>{suppress_processes}</select>
                 <input type="text" name="reason" maxlength="300" placeholder="Why (required)"/>
                 <button type="submit">"Preview suppression"</button>
             </form>

@@ -108,6 +108,15 @@ pub struct SuppressForm {
     /// User that must be involved, or empty.
     #[serde(default)]
     pub user: String,
+    /// Host id (hex) the movement came from, or empty.
+    #[serde(default)]
+    pub peer: String,
+    /// Port the alert names, or empty.
+    #[serde(default)]
+    pub port: String,
+    /// Process basename the alert names, or empty.
+    #[serde(default)]
+    pub process: String,
     #[serde(default)]
     pub reason: String,
 }
@@ -142,10 +151,54 @@ pub fn rule_from(
             "The user must be one of the alert's users.".into(),
         ));
     };
-    let title = (f.match_title == "1").then(|| alert.title.clone());
-    if title.is_none() && host.is_none() && user.is_none() {
+    let peer = if f.peer.is_empty() {
+        None
+    } else {
+        let p: HostId = f
+            .peer
+            .parse()
+            .map_err(|_| UiError::BadRequest("Bad host id.".into()))?;
+        if !alert.path[..alert.path.len().saturating_sub(1)].contains(&p) {
+            return Err(UiError::BadRequest(
+                "The source host must be on the alert's path before its last hop.".into(),
+            ));
+        }
+        Some(p)
+    };
+    let port = if f.port.is_empty() {
+        None
+    } else {
+        let p: u16 = f
+            .port
+            .parse()
+            .map_err(|_| UiError::BadRequest("Bad port.".into()))?;
+        if !alert.ports.contains(&p) {
+            return Err(UiError::BadRequest(
+                "The port must be one the alert names.".into(),
+            ));
+        }
+        Some(p)
+    };
+    let process = if f.process.is_empty() {
+        None
+    } else if alert.processes.contains(&f.process) {
+        Some(f.process.clone())
+    } else {
         return Err(UiError::BadRequest(
-            "Pick at least one thing to match: title, host or user.".into(),
+            "The process must be one the alert names.".into(),
+        ));
+    };
+    let title = (f.match_title == "1").then(|| alert.title.clone());
+    if title.is_none()
+        && host.is_none()
+        && user.is_none()
+        && peer.is_none()
+        && port.is_none()
+        && process.is_none()
+    {
+        return Err(UiError::BadRequest(
+            "Pick at least one thing to match: title, host, user, source host, port or process."
+                .into(),
         ));
     }
     let reason: String = f.reason.trim().chars().take(300).collect();
@@ -159,6 +212,9 @@ pub fn rule_from(
         title,
         host,
         user,
+        peer,
+        port,
+        process,
         reason,
         created_by: auth.user.name.clone(),
         created_ns: now,
@@ -193,6 +249,15 @@ fn describe_rule(r: &Suppression, names: &HashMap<HostId, String>) -> String {
     }
     if let Some(u) = &r.user {
         parts.push(format!("user {u} is involved"));
+    }
+    if let Some(p) = r.peer {
+        parts.push(format!("the movement came from {}", name_of(names, p)));
+    }
+    if let Some(p) = r.port {
+        parts.push(format!("port {p} is named"));
+    }
+    if let Some(p) = &r.process {
+        parts.push(format!("process {p} is named"));
     }
     parts.join(" and ")
 }
@@ -243,6 +308,9 @@ pub async fn suppress_preview(
                 <input type="hidden" name="match_title" value=f.match_title.clone()/>
                 <input type="hidden" name="host" value=f.host.clone()/>
                 <input type="hidden" name="user" value=f.user.clone()/>
+                <input type="hidden" name="peer" value=f.peer.clone()/>
+                <input type="hidden" name="port" value=f.port.clone()/>
+                <input type="hidden" name="process" value=f.process.clone()/>
                 <input type="hidden" name="reason" value=f.reason.clone()/>
                 <button type="submit" class="primary">"Save suppression"</button>
                 <a href=format!("/alerts/{id}")>"Cancel"</a>
