@@ -33,6 +33,8 @@ const EVENTS_PER_ROUND: usize = 200_000;
 /// How often host records are re-read for new hosts and new addresses
 /// (a new host's first events wait at most this long to be scored).
 const REGISTER_EVERY_NS: u64 = 2_000_000_000;
+/// How often every host is read even without a write notice.
+const FULL_SCAN_EVERY_NS: u64 = 60_000_000_000;
 /// Per-host share of a round, whatever the fleet size.
 const MIN_PER_HOST: usize = 50;
 const MAX_PER_HOST: usize = 20_000;
@@ -84,6 +86,11 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// When host records were last read (a scan of every host: not every round).
     last_register_ns: u64,
+    /// Hosts to read next round: written since, or left with unscored events.
+    pending: BTreeSet<u64>,
+    /// When every host was last read regardless (a safety net for events
+    /// written outside ingest, e.g. a restore).
+    last_full_ns: Option<u64>,
     /// Verdict keys applied to the detector, deleted with the next save (so
     /// a crash before the save re-applies them instead of losing them).
     verdicts_done: BTreeSet<Vec<u8>>,
@@ -119,6 +126,8 @@ impl Pipeline {
             save_every_ns: cfg.save_every.as_nanos() as u64,
             metrics: Arc::new(Metrics::default()),
             last_register_ns: 0,
+            pending: BTreeSet::new(),
+            last_full_ns: None,
             verdicts_done: BTreeSet::new(),
         })
     }
@@ -151,7 +160,20 @@ impl Pipeline {
             self.det.train(now_ns);
         }
         let mut round = Round::default();
-        let hosts: Vec<u64> = self.registered.keys().copied().collect();
+        self.pending.extend(self.db.take_written());
+        let full = self
+            .last_full_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= FULL_SCAN_EVERY_NS);
+        if full {
+            self.last_full_ns = Some(now_ns);
+        }
+        let hosts: Vec<u64> = self
+            .registered
+            .keys()
+            .copied()
+            .filter(|h| full || self.pending.contains(h))
+            .collect();
+        self.pending.clear();
         let share = (EVENTS_PER_ROUND / hosts.len().max(1)).clamp(MIN_PER_HOST, MAX_PER_HOST);
         // Read every host's share, then score them merged in time order:
         // a chain A → B → C is only seen as one if the hop into B is scored
@@ -171,12 +193,24 @@ impl Pipeline {
             }
             streams.push(events);
         }
+        let mut scored: BTreeMap<u64, usize> = BTreeMap::new();
         for ev in merge_by_time(&streams, watermark) {
             self.record_edge(ev)?;
             let alerts = self.det.observe(ev);
             round.alerts += self.write_alerts(&alerts, now_ns)?;
             self.cursors.insert(ev.header.host.0, ev.header.seq);
+            *scored.entry(ev.header.host.0).or_default() += 1;
             round.events += 1;
+        }
+        // Hosts with events left (their share was full, or the watermark
+        // stopped them) are read again next round.
+        for s in &streams {
+            if let Some(first) = s.first() {
+                let host = first.header.host.0;
+                if s.len() == share || scored.get(&host).copied().unwrap_or(0) < s.len() {
+                    self.pending.insert(host);
+                }
+            }
         }
         let alerts = self.det.tick(now_ns);
         round.alerts += self.write_alerts(&alerts, now_ns)?;
@@ -524,6 +558,8 @@ mod tests {
             );
         }
         db.store().write(wb, true).unwrap();
+        // What the ingest writer does after its write.
+        db.mark_written(events.iter().map(|e| e.header.host));
     }
 
     fn ssh_hop(dst: u64, seq: u64, ts: u64, from: [u8; 4]) -> Event {
@@ -744,5 +780,38 @@ mod tests {
             .map(|e| (e.header.host.0, e.header.seq))
             .collect();
         assert_eq!(order, vec![(1, 1), (2, 1), (2, 2), (1, 2), (2, 3)]);
+    }
+
+    /// An idle fleet costs a round nothing: only hosts with new events (or
+    /// unscored ones left over) are read after the first round.
+    #[test]
+    fn rounds_read_only_hosts_with_new_events() {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        host(&db, 1, "a", [10, 0, 0, 1]);
+        host(&db, 2, "b", [10, 0, 0, 2]);
+        let t0 = 1_700_000_000 * S;
+        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+        p.round(t0).unwrap();
+        // Written behind the pipeline's back (no notice): not read until
+        // the periodic full pass.
+        let mut wb = WriteBatch::default();
+        let e = connect(1, 1, t0 + S, [10, 0, 0, 2]);
+        wb.put(
+            Cf::Events,
+            crate::db::keys::event_key(e.header.host, e.header.ts_ns, e.header.seq).to_vec(),
+            crate::db::events::payload_value(&e.payload),
+        );
+        wb.put(
+            Cf::SeqIndex,
+            crate::db::keys::seq_key(e.header.host, e.header.seq).to_vec(),
+            crate::db::events::seq_index_value(e.header.ts_ns),
+        );
+        db.store().write(wb, true).unwrap();
+        assert_eq!(p.round(t0 + 2 * S).unwrap().events, 0);
+        // With the writer's notice it is read at once.
+        store_events(&db, &[connect(2, 1, t0 + 3 * S, [10, 0, 0, 1])]);
+        assert_eq!(p.round(t0 + 4 * S).unwrap().events, 1);
+        // The full pass finds the unnoticed one.
+        assert_eq!(p.round(t0 + 61 * S).unwrap().events, 1);
     }
 }

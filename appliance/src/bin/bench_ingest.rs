@@ -256,6 +256,11 @@ async fn serve_only(dir: &str) -> Result<()> {
     let mut cfg = ServeConfig::new(dir).loopback();
     cfg.admin_socket = false;
     cfg.retention_interval = Duration::from_secs(3600);
+    // `VIGIL_BENCH_DETECTION=0` measures the idle appliance without its
+    // detection pipeline (to see what each part costs).
+    if std::env::var("VIGIL_BENCH_DETECTION").is_ok_and(|v| v == "0") {
+        cfg.pipeline = None;
+    }
     let app = Appliance::start(cfg).await?;
     tokio::signal::ctrl_c().await?;
     app.shutdown().await;

@@ -120,6 +120,9 @@ pub fn decode<T: DeserializeOwned>(cf: Cf, bytes: &[u8]) -> Result<T, StoreError
 pub struct Db {
     store: Arc<dyn Store>,
     id_lock: Arc<Mutex<()>>,
+    /// Hosts whose events were written since the detection pipeline last
+    /// looked (so an idle fleet costs it nothing per round).
+    written: Arc<Mutex<std::collections::BTreeSet<u64>>>,
 }
 
 impl Db {
@@ -128,7 +131,19 @@ impl Db {
         Db {
             store,
             id_lock: Arc::new(Mutex::new(())),
+            written: Arc::default(),
         }
+    }
+
+    /// Note that `hosts` have new events (called after the write is durable).
+    pub fn mark_written(&self, hosts: impl IntoIterator<Item = HostId>) {
+        let mut w = self.written.lock().expect("written-hosts lock");
+        w.extend(hosts.into_iter().map(|h| h.0));
+    }
+
+    /// The hosts with new events since the last call.
+    pub fn take_written(&self) -> std::collections::BTreeSet<u64> {
+        std::mem::take(&mut *self.written.lock().expect("written-hosts lock"))
     }
 
     /// The underlying engine.

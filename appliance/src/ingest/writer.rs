@@ -222,6 +222,7 @@ impl Writer {
                     latency: started.elapsed(),
                 }
                 .emit(&self.metrics);
+                self.db.mark_written(work.keys().copied());
                 self.hosts.extend(work);
                 for s in stored {
                     s.emit(&self.metrics);
