@@ -132,6 +132,12 @@ impl Pipeline {
         })
     }
 
+    /// Read every host next round (after a failed round, whose notices
+    /// may have been consumed).
+    pub fn force_full_pass(&mut self) {
+        self.last_full_ns = None;
+    }
+
     /// Count into the appliance's metrics instead of private ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
@@ -173,7 +179,9 @@ impl Pipeline {
             .copied()
             .filter(|h| full || self.pending.contains(h))
             .collect();
-        self.pending.clear();
+        // Hosts not registered yet keep their notice until they are.
+        let registered = &self.registered;
+        self.pending.retain(|h| !registered.contains_key(h));
         let share = (EVENTS_PER_ROUND / hosts.len().max(1)).clamp(MIN_PER_HOST, MAX_PER_HOST);
         // Read every host's share, then score them merged in time order:
         // a chain A → B → C is only seen as one if the hop into B is scored
@@ -504,6 +512,7 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
                     .metrics
                     .detection_errors
                     .fetch_add(1, Ordering::Relaxed);
+                pipeline.force_full_pass();
                 tracing::warn!(error = %e, "detection round failed");
             }
         }
@@ -813,5 +822,11 @@ mod tests {
         assert_eq!(p.round(t0 + 4 * S).unwrap().events, 1);
         // The full pass finds the unnoticed one.
         assert_eq!(p.round(t0 + 61 * S).unwrap().events, 1);
+        // A new host's first events, noticed before the host is registered,
+        // are read as soon as it is (not at the next full pass).
+        store_events(&db, &[connect(3, 1, t0 + 62 * S, [10, 0, 0, 1])]);
+        assert_eq!(p.round(t0 + 62 * S).unwrap().events, 0);
+        host(&db, 3, "c", [10, 0, 0, 3]);
+        assert_eq!(p.round(t0 + 65 * S).unwrap().events, 1);
     }
 }
