@@ -553,6 +553,13 @@ mod tests {
     }
 
     fn store_events(db: &Db, events: &[Event]) {
+        store_events_unnoticed(db, events);
+        // What the ingest writer does after its write.
+        db.mark_written(events.iter().map(|e| e.header.host));
+    }
+
+    /// Written behind the pipeline's back (no writer notice).
+    fn store_events_unnoticed(db: &Db, events: &[Event]) {
         let mut wb = WriteBatch::default();
         for e in events {
             wb.put(
@@ -567,8 +574,6 @@ mod tests {
             );
         }
         db.store().write(wb, true).unwrap();
-        // What the ingest writer does after its write.
-        db.mark_written(events.iter().map(|e| e.header.host));
     }
 
     fn ssh_hop(dst: u64, seq: u64, ts: u64, from: [u8; 4]) -> Event {
@@ -803,19 +808,7 @@ mod tests {
         p.round(t0).unwrap();
         // Written behind the pipeline's back (no notice): not read until
         // the periodic full pass.
-        let mut wb = WriteBatch::default();
-        let e = connect(1, 1, t0 + S, [10, 0, 0, 2]);
-        wb.put(
-            Cf::Events,
-            crate::db::keys::event_key(e.header.host, e.header.ts_ns, e.header.seq).to_vec(),
-            crate::db::events::payload_value(&e.payload),
-        );
-        wb.put(
-            Cf::SeqIndex,
-            crate::db::keys::seq_key(e.header.host, e.header.seq).to_vec(),
-            crate::db::events::seq_index_value(e.header.ts_ns),
-        );
-        db.store().write(wb, true).unwrap();
+        store_events_unnoticed(&db, &[connect(1, 1, t0 + S, [10, 0, 0, 2])]);
         assert_eq!(p.round(t0 + 2 * S).unwrap().events, 0);
         // With the writer's notice it is read at once.
         store_events(&db, &[connect(2, 1, t0 + 3 * S, [10, 0, 0, 1])]);

@@ -470,15 +470,15 @@ mod tests {
         assert_eq!(stored_kind(&[0x80, 0x01]), None);
     }
 
-    #[test]
-    fn kind_filters_skip_other_events_and_page_correctly() {
-        use crate::store::memory::MemoryStore;
-        use crate::store::WriteBatch;
-        let db = Db::new(std::sync::Arc::new(MemoryStore::new()));
-        let host = HostId(3);
+    fn memory_db() -> Db {
+        Db::new(std::sync::Arc::new(crate::store::memory::MemoryStore::new()))
+    }
+
+    /// Events 1..=n of `host` at ts 1000 + seq, cycling through every kind.
+    fn write_cycle(db: &Db, host: HostId, n: u64) {
         let all = one_of_each();
-        let mut wb = WriteBatch::default();
-        for seq in 1..=110u64 {
+        let mut wb = crate::store::WriteBatch::default();
+        for seq in 1..=n {
             let p = &all[(seq as usize) % all.len()];
             wb.put(
                 Cf::Events,
@@ -492,6 +492,14 @@ mod tests {
             );
         }
         db.store().write(wb, false).unwrap();
+    }
+
+    #[test]
+    fn kind_filters_skip_other_events_and_page_correctly() {
+        let db = memory_db();
+        let host = HostId(3);
+        let all = one_of_each();
+        write_cycle(&db, host, 110);
         let filter = |after| EventFilter {
             host: Some(host),
             kinds: vec![EventKind::NetConnect, EventKind::Loss],
@@ -521,27 +529,12 @@ mod tests {
     /// newest first, filtered by kind and bounded by the window.
     #[test]
     fn newest_first_returns_the_latest_matching_events() {
-        use crate::store::memory::MemoryStore;
-        use crate::store::WriteBatch;
-        let db = Db::new(std::sync::Arc::new(MemoryStore::new()));
+        let db = memory_db();
         let host = HostId(4);
         let all = one_of_each();
-        let mut wb = WriteBatch::default();
-        for seq in 1..=60u64 {
-            let p = &all[(seq as usize) % all.len()];
-            wb.put(
-                Cf::Events,
-                event_key(host, 1_000 + seq, seq).to_vec(),
-                payload_value(p),
-            );
-            // Another host's events must never leak into the range.
-            wb.put(
-                Cf::Events,
-                event_key(HostId(5), 1_000 + seq, seq).to_vec(),
-                payload_value(p),
-            );
-        }
-        db.store().write(wb, false).unwrap();
+        write_cycle(&db, host, 60);
+        // Another host's events must never leak into the range.
+        write_cycle(&db, HostId(5), 60);
         let kinds = vec![EventKind::NetConnect];
         let page = db
             .events(&EventFilter {
