@@ -91,6 +91,8 @@ fn backend(e: DbError) -> StoreError {
 pub struct RocksConsoleStore {
     db: Db,
     pki: Arc<Pki>,
+    /// The detection pipeline's tuning in force (for unsaved settings).
+    models: Option<Arc<crate::pipeline::ModelBoard>>,
     /// Serialises audit appends and id allocation.
     lock: Mutex<()>,
 }
@@ -101,8 +103,15 @@ impl RocksConsoleStore {
         RocksConsoleStore {
             db,
             pki,
+            models: None,
             lock: Mutex::new(()),
         }
+    }
+
+    /// Show the detection pipeline's tuning until an admin saves settings.
+    pub fn with_models(mut self, models: Arc<crate::pipeline::ModelBoard>) -> Self {
+        self.models = Some(models);
+        self
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
@@ -264,7 +273,15 @@ impl ConsoleStore for RocksConsoleStore {
     }
 
     fn settings(&self) -> Result<Settings, StoreError> {
-        let mut s: Settings = self.get(Cf::Meta, SETTINGS)?.unwrap_or_default();
+        let saved: Option<Settings> = self.get(Cf::Meta, SETTINGS)?;
+        let mut s = saved.unwrap_or_default();
+        if saved.is_none() {
+            // Not saved yet: show what the detector actually uses.
+            if let Some((learning_ns, budget)) = self.models.as_ref().and_then(|m| m.tuning()) {
+                s.learning_period_days = learning_ns.div_ceil(86_400 * 1_000_000_000) as u32;
+                s.alert_budget_per_day = budget.round() as u32;
+            }
+        }
         // Show the policy actually enforced (the CLI or `serve` may have set it).
         let policy = self.db.retention().map_err(backend)?;
         s.retention_days = policy.max_age_days;
@@ -553,5 +570,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.enrollment_tokens().unwrap()[1].uses, 1);
+    }
+
+    /// Until an admin saves settings, the page shows the tuning the
+    /// detector really runs with (e.g. `--learning-period 0s`); saved
+    /// settings then win.
+    #[test]
+    fn unsaved_settings_show_the_detectors_tuning() {
+        let dir = tempfile::tempdir().unwrap();
+        let board = Arc::new(crate::pipeline::ModelBoard::default());
+        let s = open(dir.path()).with_models(board.clone());
+        assert_eq!(
+            s.settings().unwrap().learning_period_days,
+            Settings::default().learning_period_days
+        );
+        board.publish(Vec::new(), 0, 20.0);
+        let shown = s.settings().unwrap();
+        assert_eq!(
+            (shown.learning_period_days, shown.alert_budget_per_day),
+            (0, 20)
+        );
+        board.publish(Vec::new(), 36 * 3_600 * 1_000_000_000, 20.0);
+        assert_eq!(
+            s.settings().unwrap().learning_period_days,
+            2,
+            "rounded up to whole days"
+        );
+        let mine = Settings {
+            learning_period_days: 9,
+            alert_budget_per_day: 5,
+            ..s.settings().unwrap()
+        };
+        s.put_settings(mine).unwrap();
+        let shown = s.settings().unwrap();
+        assert_eq!(
+            (shown.learning_period_days, shown.alert_budget_per_day),
+            (9, 5)
+        );
     }
 }

@@ -112,7 +112,9 @@ impl Core {
         }
         let db = Db::new(store);
         let pki = Arc::new(pki);
-        let console = Arc::new(RocksConsoleStore::new(db.clone(), pki.clone()));
+        let models: Arc<crate::pipeline::ModelBoard> = Arc::default();
+        let console =
+            Arc::new(RocksConsoleStore::new(db.clone(), pki.clone()).with_models(models.clone()));
         // The console's own bootstrap, so the password shown once logs into it.
         let first = FirstStart {
             admin_password: vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?,
@@ -129,7 +131,7 @@ impl Core {
                 enrollment,
                 console,
                 metrics: Arc::new(Metrics::default()),
-                models: Arc::default(),
+                models,
                 clock,
                 sensor_config: SensorConfig::default(),
             },

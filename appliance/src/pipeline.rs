@@ -434,14 +434,25 @@ pub struct ModelBoard {
 struct BoardInner {
     hosts: BTreeMap<HostId, ModelStatus>,
     learning_period_ns: u64,
+    /// The tuning in force, once the pipeline has published:
+    /// (learning period ns, alert budget per day).
+    tuning: Option<(u64, f64)>,
 }
 
 impl ModelBoard {
     /// Replace the board with the pipeline's current view.
-    pub fn publish(&self, status: Vec<ModelStatus>, learning_period_ns: u64) {
+    pub fn publish(&self, status: Vec<ModelStatus>, learning_period_ns: u64, budget: f64) {
         let mut g = self.inner.lock().expect("model board lock");
         g.hosts = status.into_iter().map(|m| (m.host, m)).collect();
         g.learning_period_ns = learning_period_ns;
+        g.tuning = Some((learning_period_ns, budget));
+    }
+
+    /// The detector's learning period (ns) and alert budget in force, once
+    /// the pipeline runs (what the console's settings page shows until an
+    /// admin saves its own).
+    pub fn tuning(&self) -> Option<(u64, f64)> {
+        self.inner.lock().expect("model board lock").tuning
     }
 
     /// Every host's status, host order.
@@ -519,8 +530,10 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
         // Fresh within a second while events flow, every few seconds when idle.
         let since = board_at.elapsed();
         if since >= BOARD_EVERY || (scored && since >= BOARD_BUSY_EVERY) {
-            let learning = pipeline.det.config().learning_period_ns;
-            core.models.publish(pipeline.model_status(), learning);
+            let cfg = pipeline.det.config();
+            let (learning, budget) = (cfg.learning_period_ns, cfg.alert_budget_per_day);
+            core.models
+                .publish(pipeline.model_status(), learning, budget);
             board_at = std::time::Instant::now();
         }
     }
