@@ -11,6 +11,27 @@ use std::sync::Arc;
 use std::time::Instant;
 use vigil_proto::query::{AlertFilter, ReadApi};
 
+/// The signed-in admin every bench render uses (no cookie, no expiry).
+pub fn bench_admin() -> Authed {
+    Authed {
+        user: User {
+            name: "bench".into(),
+            role: Role::Admin,
+            password_hash: String::new(),
+            created_ns: 0,
+            must_change_password: false,
+            disabled: false,
+        },
+        session: Session {
+            id: "bench".into(),
+            user: "bench".into(),
+            csrf: "x".into(),
+            created_ns: 0,
+            expires_ns: u64::MAX,
+        },
+    }
+}
+
 /// p95 render times in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchReport {
@@ -72,23 +93,7 @@ pub fn bench_pages(
 ) -> Result<BenchReport, UiError> {
     let store = Arc::new(MemoryConsoleStore::new());
     let state = ConsoleState::new(read.clone(), store).with_clock(Arc::new(move || now_ns));
-    let auth = Authed {
-        user: User {
-            name: "bench".into(),
-            role: Role::Admin,
-            password_hash: String::new(),
-            created_ns: 0,
-            must_change_password: false,
-            disabled: false,
-        },
-        session: Session {
-            id: "bench".into(),
-            user: "bench".into(),
-            csrf: "x".into(),
-            created_ns: 0,
-            expires_ns: u64::MAX,
-        },
-    };
+    let auth = bench_admin();
     let host_ids: Vec<_> = read.hosts()?.iter().map(|h| h.id).collect();
     let alert_ids: Vec<u64> = read
         .alerts(&AlertFilter {

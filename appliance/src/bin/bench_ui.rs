@@ -47,10 +47,9 @@ use vigil_proto::query::{
     TriageState,
 };
 use vigil_proto::HostId;
-use vigil_web_ui::auth::Authed;
-use vigil_web_ui::bench::{p95, BenchReport};
+use vigil_web_ui::bench::{bench_admin, p95, BenchReport};
 use vigil_web_ui::pages::{alerts, host, hosts, overview};
-use vigil_web_ui::store::{ConsoleStore, Role, Session, Triage, User};
+use vigil_web_ui::store::{ConsoleStore, Triage};
 use vigil_web_ui::ConsoleState;
 
 /// The fixed "now" of the whole bench (2026-05-28T20:26:40Z).
@@ -1282,23 +1281,7 @@ fn measure(o: &Opts, plan: &[PlannedHost]) -> Result<(Vec<PageTimes>, usize)> {
     let console: Arc<RocksConsoleStore> = core.console.clone();
     let reader = Arc::new(StoreReader::new(core.clone()));
     let state = ConsoleState::new(reader.clone(), console.clone()).with_clock(Arc::new(|| NOW));
-    let auth = Authed {
-        user: User {
-            name: "bench".into(),
-            role: Role::Admin,
-            password_hash: String::new(),
-            created_ns: 0,
-            must_change_password: false,
-            disabled: false,
-        },
-        session: Session {
-            id: "bench".into(),
-            user: "bench".into(),
-            csrf: "x".into(),
-            created_ns: 0,
-            expires_ns: u64::MAX,
-        },
-    };
+    let auth = bench_admin();
     // Host page: every third render a very busy or busy host, else any host.
     let mut by_events: Vec<&PlannedHost> = plan.iter().collect();
     by_events.sort_by_key(|h| std::cmp::Reverse(h.events));
