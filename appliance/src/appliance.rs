@@ -107,7 +107,7 @@ pub struct Appliance {
     pub first_start: FirstStart,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
-    endpoint: quinn::Endpoint,
+    quic: Option<server::QuicThread>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -128,10 +128,6 @@ impl Appliance {
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(qcrypto));
         server_config.transport_config(Arc::new(server::transport_config()));
-        let endpoint =
-            quinn::Endpoint::server(server_config, cfg.quic_listen).map_err(io("bind QUIC"))?;
-        let quic_addr = endpoint.local_addr().map_err(io("QUIC address"))?;
-
         let tcp = std::net::TcpListener::bind(cfg.https_listen).map_err(io("bind HTTPS"))?;
         tcp.set_nonblocking(true).map_err(io("HTTPS listener"))?;
         let https_addr = tcp.local_addr().map_err(io("HTTPS address"))?;
@@ -142,13 +138,16 @@ impl Appliance {
             cfg.ingest_queue_batches,
         )
         .map_err(io("start writer"))?;
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(server::run(
-            endpoint.clone(),
+        let quic = server::QuicThread::spawn(
+            server_config,
+            cfg.quic_listen,
             core.clone(),
             queue,
             shutdown.clone(),
-        )));
+        )
+        .map_err(io("bind QUIC"))?;
+        let quic_addr = quic.addr;
+        let mut tasks = Vec::new();
 
         let mut app = https::router(core.clone(), core.metrics_token()?);
         let console = vigil_web_ui::ConsoleState::new(
@@ -205,7 +204,7 @@ impl Appliance {
             first_start,
             trigger,
             tasks,
-            endpoint,
+            quic: Some(quic),
             writer: Some(writer),
         })
     }
@@ -277,7 +276,15 @@ impl Appliance {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        if let Some(q) = self.quic.take() {
+            let join = tokio::task::spawn_blocking(move || q.join());
+            if tokio::time::timeout(Duration::from_secs(10), join)
+                .await
+                .is_err()
+            {
+                tracing::warn!("QUIC endpoint did not stop within 10 s");
+            }
+        }
         if let Some(w) = self.writer.take() {
             let join = tokio::task::spawn_blocking(move || w.join());
             if tokio::time::timeout(Duration::from_secs(10), join)

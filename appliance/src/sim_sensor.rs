@@ -83,6 +83,12 @@ pub fn client_config(
     t.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(idle_timeout).map_err(|e| SimError::Tls(e.to_string()))?,
     ));
+    // As the real sensor does (sensor/src/tls.rs): ask the appliance to
+    // acknowledge each packet at once, so a heartbeat costs it one wakeup,
+    // not a second one for a delayed-ACK timer.
+    let mut ack = quinn::AckFrequencyConfig::default();
+    ack.ack_eliciting_threshold(0u32.into());
+    t.ack_frequency_config(Some(ack));
     c.transport_config(Arc::new(t));
     Ok(c)
 }
