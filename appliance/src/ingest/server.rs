@@ -99,7 +99,8 @@ impl QuicThread {
                         }
                     };
                     run(endpoint.clone(), core, queue, shutdown).await;
-                    let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
                 });
             })?;
         let addr = bound_rx
