@@ -30,9 +30,9 @@ const STATE_KEY: &[u8] = b"pipeline/state";
 /// Most events read in one round, over all hosts (bounds memory under a
 /// backlog; a round that hits it is followed at once by the next).
 const EVENTS_PER_ROUND: usize = 200_000;
-/// How often host records are re-read for new hosts and new addresses
-/// (a new host's first events wait at most this long to be scored).
-const REGISTER_EVERY_NS: u64 = 2_000_000_000;
+/// Least time between two host-record reads for events of a host that
+/// is not registered yet.
+const REGISTER_RETRY_NS: u64 = 2_000_000_000;
 /// How often every host is read even without a write notice.
 const FULL_SCAN_EVERY_NS: u64 = 60_000_000_000;
 /// Per-host share of a round, whatever the fleet size.
@@ -86,6 +86,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     /// When host records were last read (a scan of every host: not every round).
     last_register_ns: u64,
+    /// The store's identity generation at that read.
+    registered_generation: Option<u64>,
     /// Hosts to read next round: written since, or left with unscored events.
     pending: BTreeSet<u64>,
     /// When every host was last read regardless (a safety net for events
@@ -126,6 +128,7 @@ impl Pipeline {
             save_every_ns: cfg.save_every.as_nanos() as u64,
             metrics: Arc::new(Metrics::default()),
             last_register_ns: 0,
+            registered_generation: None,
             pending: BTreeSet::new(),
             last_full_ns: None,
             verdicts_done: BTreeSet::new(),
@@ -159,14 +162,16 @@ impl Pipeline {
     pub fn round(&mut self, now_ns: u64) -> Result<Round, PipelineError> {
         self.apply_settings()?;
         self.apply_verdicts()?;
-        let rescan = now_ns.saturating_sub(self.last_register_ns) >= REGISTER_EVERY_NS;
-        if rescan && self.register_hosts(now_ns)? && self.det.config().learning_period_ns == 0 {
+        let mut round = Round::default();
+        self.pending.extend(self.db.take_written());
+        if self.register_due(now_ns)
+            && self.register_hosts(now_ns)?
+            && self.det.config().learning_period_ns == 0
+        {
             // No learning period (a lab, or an operator's choice): a new
             // host gets its cold-start model before its first event is scored.
             self.det.train(now_ns);
         }
-        let mut round = Round::default();
-        self.pending.extend(self.db.take_written());
         let full = self
             .last_full_ns
             .is_none_or(|t| now_ns.saturating_sub(t) >= FULL_SCAN_EVERY_NS);
@@ -302,10 +307,29 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Whether host records must be read again: never read yet, a host's
+    /// identity changed, events wait for a host not registered yet (e.g.
+    /// written by a restore, not through enrollment), or the periodic
+    /// safety net. Not on a short timer: the `hosts` family also holds every
+    /// host's health history, and 10,000 idle hosts made that scan the
+    /// pipeline's main idle cost.
+    fn register_due(&self, now_ns: u64) -> bool {
+        let since = now_ns.saturating_sub(self.last_register_ns);
+        let waiting = self
+            .pending
+            .iter()
+            .any(|h| !self.registered.contains_key(h));
+        self.registered_generation != Some(self.db.identity_generation())
+            || (waiting && since >= REGISTER_RETRY_NS)
+            || since >= FULL_SCAN_EVERY_NS
+    }
+
     /// Tell the detector about new or renamed hosts; true when a host it
     /// had never heard of appeared.
     fn register_hosts(&mut self, now_ns: u64) -> Result<bool, PipelineError> {
         self.last_register_ns = now_ns;
+        // Read before the scan: a change noted during it triggers another.
+        self.registered_generation = Some(self.db.identity_generation());
         let mut new_host = false;
         for rec in self.db.host_records()? {
             let entry = (rec.hostname.clone(), rec.addrs.clone());
@@ -834,5 +858,33 @@ mod tests {
         assert_eq!(p.round(t0 + 62 * S).unwrap().events, 0);
         host(&db, 3, "c", [10, 0, 0, 3]);
         assert_eq!(p.round(t0 + 65 * S).unwrap().events, 1);
+    }
+
+    #[test]
+    fn host_records_are_reread_on_identity_change_not_every_round() {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        host(&db, 1, "a", [10, 0, 0, 1]);
+        let t0 = 1_700_000_000 * S;
+        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+        p.round(t0).unwrap();
+        let first_read = p.last_register_ns;
+        // A renamed host without a notice: idle rounds do not read the
+        // records (the health history shares their column family).
+        host(&db, 1, "a-renamed", [10, 0, 0, 9]);
+        p.round(t0 + 5 * S).unwrap();
+        assert_eq!(p.last_register_ns, first_read);
+        assert_eq!(p.registered[&1].0, "a");
+        // The registry's notice (a hello with a new name or address, an
+        // enrollment) makes the next round read them.
+        db.note_identity_change();
+        p.round(t0 + 6 * S).unwrap();
+        assert_eq!(p.registered[&1].0, "a-renamed");
+        assert_eq!(p.det.host_by_addr([10, 0, 0, 9].into()), Some(HostId(1)));
+        // And the periodic safety net, without any notice.
+        host(&db, 1, "a-again", [10, 0, 0, 9]);
+        p.round(t0 + 30 * S).unwrap();
+        assert_eq!(p.registered[&1].0, "a-renamed");
+        p.round(t0 + 67 * S).unwrap();
+        assert_eq!(p.registered[&1].0, "a-again");
     }
 }

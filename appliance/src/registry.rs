@@ -115,6 +115,7 @@ impl Registry {
             .lock()
             .expect("hosts lock")
             .insert(HostId(rec.id), rec);
+        self.db.note_identity_change();
     }
 
     fn update(
@@ -153,14 +154,20 @@ impl Registry {
         heartbeat_ms: u32,
         now_ns: u64,
     ) -> Result<(), RegistryError> {
+        let mut renamed = false;
         self.update(host, false, |r| {
+            renamed = r.hostname != hello.hostname || r.addrs != hello.addrs;
             r.hostname = hello.hostname.clone();
             r.os = hello.os.clone();
             r.addrs = hello.addrs.clone();
             r.sensor_version = hello.sensor_version.clone();
             r.heartbeat_ms = heartbeat_ms;
             r.last_seen_ns = now_ns;
-        })
+        })?;
+        if renamed {
+            self.db.note_identity_change();
+        }
+        Ok(())
     }
 
     /// A heartbeat arrived: update last seen and health; persist the record
@@ -286,5 +293,46 @@ impl Registry {
             .and_then(|l| l.commands.clone())
             .ok_or(RegistryError::NotConnected(host))?;
         tx.try_send(cmd).map_err(|_| RegistryError::Busy(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn hello(name: &str, ip: [u8; 4]) -> Hello {
+        Hello {
+            protocol_versions: vec![1],
+            sensor_version: "test".into(),
+            hostname: name.into(),
+            os: "linux".into(),
+            addrs: vec![std::net::IpAddr::from(ip)],
+            next_seq: 1,
+        }
+    }
+
+    #[test]
+    fn identity_changes_are_noted_and_heartbeat_fields_are_not() {
+        let db = Db::new(Arc::new(MemoryStore::default()));
+        let reg = Registry::load(db.clone()).unwrap();
+        let g0 = db.identity_generation();
+        reg.insert_enrolled(HostRecord {
+            id: 7,
+            hostname: "h".into(),
+            ..HostRecord::default()
+        });
+        let g1 = db.identity_generation();
+        assert_ne!(g1, g0, "enrollment is an identity change");
+        reg.on_hello(HostId(7), &hello("h", [10, 0, 0, 7]), 10_000, 1)
+            .unwrap();
+        let g2 = db.identity_generation();
+        assert_ne!(g2, g1, "a new address is an identity change");
+        reg.on_hello(HostId(7), &hello("h", [10, 0, 0, 7]), 10_000, 2)
+            .unwrap();
+        assert_eq!(db.identity_generation(), g2, "a reconnect is not");
+        reg.on_hello(HostId(7), &hello("h2", [10, 0, 0, 7]), 10_000, 3)
+            .unwrap();
+        assert_ne!(db.identity_generation(), g2, "a rename is");
     }
 }
