@@ -206,7 +206,18 @@ async fn handle_enroll(conn: Connection, core: Arc<Core>) {
         Ok(ControlMessage::Enroll(req)) => {
             let now = (core.clock)();
             let peer = Some(conn.remote_address().ip());
-            match core.enrollment.enroll(&req, peer, now) {
+            // Enrollment makes synced writes: off the QUIC thread, so an
+            // fsync never stalls every other connection's packets.
+            let (c, r) = (core.clone(), req.clone());
+            let enrolled = tokio::task::spawn_blocking(move || c.enrollment.enroll(&r, peer, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Refusal {
+                        code: "internal".into(),
+                        message: format!("enrollment task failed: {e}"),
+                    })
+                });
+            match enrolled {
                 Ok(resp) => {
                     SensorEnrolled {
                         host: resp.host,
