@@ -277,23 +277,25 @@ impl Appliance {
             let _ = t.await;
         }
         if let Some(q) = self.quic.take() {
-            let join = tokio::task::spawn_blocking(move || q.join());
-            if tokio::time::timeout(Duration::from_secs(10), join)
-                .await
-                .is_err()
-            {
-                tracing::warn!("QUIC endpoint did not stop within 10 s");
-            }
+            join_thread("QUIC endpoint", move || q.join()).await;
         }
         if let Some(w) = self.writer.take() {
-            let join = tokio::task::spawn_blocking(move || w.join());
-            if tokio::time::timeout(Duration::from_secs(10), join)
-                .await
-                .is_err()
-            {
-                tracing::warn!("writer did not stop within 10 s");
-            }
+            join_thread("writer", move || {
+                let _ = w.join();
+            })
+            .await;
         }
         let _ = std::fs::remove_file(self.core.data_dir.join("run").join("addresses.json"));
+    }
+}
+
+/// Wait (at most 10 s, without blocking the runtime) for a thread to end.
+async fn join_thread(what: &str, join: impl FnOnce() + Send + 'static) {
+    let joined = tokio::task::spawn_blocking(join);
+    if tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("{what} did not stop within 10 s");
     }
 }

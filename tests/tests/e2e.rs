@@ -465,7 +465,7 @@ async fn console_closes_incident(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected() {
     use std::collections::BTreeMap;
-    use vigil_datasets::replay::{replay, synth_source, ReplayItem, ReplayOptions};
+    use vigil_datasets::replay::{replay, synth_source, ReplayItem};
     use vigil_datasets::synth::{Generator, SynthConfig};
 
     const MIN: u64 = 60_000_000_000;
@@ -529,15 +529,7 @@ async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected(
     );
     assert!(total > 50, "slice too small: {total} events");
 
-    let token = app
-        .create_token(Duration::from_secs(600), hosts)
-        .expect("token");
-    let mut opts = ReplayOptions::new(
-        app.quic_addr.to_string(),
-        token.token,
-        token.ca_fingerprint,
-        tmp.path().join("replay"),
-    );
+    let mut opts = replay_options(&app, hosts, &tmp.path().join("replay"));
     opts.speedup = Some(SPEEDUP);
     opts.batch_max = Duration::from_millis(50);
     opts.stall_timeout = Duration::from_secs(20);
@@ -632,6 +624,23 @@ async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected(
     app.shutdown().await;
 }
 
+/// Replay settings for `app`, with a token good for `hosts` enrollments.
+fn replay_options(
+    app: &Appliance,
+    hosts: u32,
+    state: &Path,
+) -> vigil_datasets::replay::ReplayOptions {
+    let token = app
+        .create_token(Duration::from_secs(600), hosts)
+        .expect("token");
+    vigil_datasets::replay::ReplayOptions::new(
+        app.quic_addr.to_string(),
+        token.token,
+        token.ca_fingerprint,
+        state.to_path_buf(),
+    )
+}
+
 /// `../shared/datasets/SUB` (outside the repo), or `None` after saying why.
 fn shared_dataset(sub: &str) -> Option<std::path::PathBuf> {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
@@ -658,7 +667,7 @@ fn shared_dataset(sub: &str) -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn otrf_captures_replayed_over_quic_alert_their_labelled_hop() {
     use vigil_datasets::eval::otrf::read_labels;
-    use vigil_datasets::replay::{otrf_source, replay, ReplayItem, ReplayOptions};
+    use vigil_datasets::replay::{otrf_source, replay, ReplayItem};
 
     let Some(dir) = shared_dataset("otrf-lateral-movement") else {
         return;
@@ -689,15 +698,7 @@ async fn otrf_captures_replayed_over_quic_alert_their_labelled_hop() {
             .filter(|i| matches!(i, ReplayItem::Host(_)))
             .count() as u32;
         let total = items.len() as u64 - hosts as u64;
-        let token = app
-            .create_token(Duration::from_secs(600), hosts)
-            .expect("token");
-        let mut opts = ReplayOptions::new(
-            app.quic_addr.to_string(),
-            token.token,
-            token.ca_fingerprint,
-            tmp.path().join("replay"),
-        );
+        let mut opts = replay_options(&app, hosts, &tmp.path().join("replay"));
         opts.stall_timeout = Duration::from_secs(20);
         let report = tokio::time::timeout(Duration::from_secs(60), replay(items, opts))
             .await
