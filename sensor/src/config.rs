@@ -22,6 +22,7 @@
 //!
 //! [collectors]
 //! process = true
+//! process_backend = "auto"           # "auto" | "ebpf" | "connector"
 //! network = true
 //! network_poll_ms = 1000
 //! auth = true
@@ -114,6 +115,7 @@ struct RawBudget {
 #[serde(deny_unknown_fields)]
 struct RawCollectors {
     process: Option<bool>,
+    process_backend: Option<String>,
     network: Option<bool>,
     network_poll_ms: Option<i64>,
     auth: Option<bool>,
@@ -158,8 +160,10 @@ pub struct Config {
 /// Collector switches and parameters.
 #[derive(Debug, Clone)]
 pub struct CollectorsConfig {
-    /// Process connector collector.
+    /// Process collector.
     pub process: bool,
+    /// What the process collector runs on.
+    pub process_backend: ProcessBackend,
     /// sock_diag network collector.
     pub network: bool,
     /// sock_diag poll interval (≤ 1 s).
@@ -174,10 +178,38 @@ pub struct CollectorsConfig {
     pub file_paths: Option<Vec<PathBuf>>,
 }
 
+/// What the process collector runs on (`collectors.process_backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessBackend {
+    /// eBPF when it loads, else the netlink connector (health says why).
+    #[default]
+    Auto,
+    /// eBPF only: the sensor does not start when it cannot load.
+    Ebpf,
+    /// The netlink process connector with `/proc` reads.
+    Connector,
+}
+
+impl std::str::FromStr for ProcessBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ProcessBackend::Auto),
+            "ebpf" => Ok(ProcessBackend::Ebpf),
+            "connector" => Ok(ProcessBackend::Connector),
+            other => Err(format!(
+                "{other:?} is not a backend; use \"auto\", \"ebpf\" or \"connector\""
+            )),
+        }
+    }
+}
+
 impl Default for CollectorsConfig {
     fn default() -> Self {
         CollectorsConfig {
             process: true,
+            process_backend: ProcessBackend::Auto,
             network: true,
             network_poll: Duration::from_millis(1000),
             auth: true,
@@ -358,6 +390,15 @@ impl Config {
         }
         let c = raw.collectors;
         cfg.collectors.process = c.process.unwrap_or(true);
+        if let Some(b) = c.process_backend {
+            match b.parse() {
+                Ok(b) => cfg.collectors.process_backend = b,
+                Err(message) => problems.push(ConfigProblem {
+                    key: "collectors.process_backend".into(),
+                    message,
+                }),
+            }
+        }
         cfg.collectors.network = c.network.unwrap_or(true);
         cfg.collectors.auth = c.auth.unwrap_or(true);
         cfg.collectors.files = c.files.unwrap_or(true);
@@ -409,6 +450,7 @@ mod tests {
         assert_eq!(c.spool_max_bytes, 1 << 30);
         assert_eq!(c.heartbeat, Duration::from_secs(10));
         assert_eq!(c.collectors.auth_log, PathBuf::from("/var/log/auth.log"));
+        assert_eq!(c.collectors.process_backend, ProcessBackend::Auto);
     }
 
     #[test]
@@ -426,6 +468,7 @@ mod tests {
             [budget]
             cpu_pct = 5.0
             [collectors]
+            process_backend = "connector"
             network_poll_ms = 250
             auth_log = "/tmp/auth.log"
             file_paths = ["/etc/passwd"]
@@ -434,6 +477,7 @@ mod tests {
         assert_eq!(c.spool_max_age, Duration::from_secs(7200));
         assert_eq!(c.batch_max_events, 10);
         assert_eq!(c.collectors.network_poll, Duration::from_millis(250));
+        assert_eq!(c.collectors.process_backend, ProcessBackend::Connector);
         assert_eq!(c.cpu_budget_pct, 5.0);
         assert_eq!(
             c.collectors.file_paths,
@@ -454,6 +498,7 @@ mod tests {
             [budget]
             cpu_pct = 500.0
             [collectors]
+            process_backend = "bpf"
             network_poll_ms = 5000
             auth_log = "relative.log"
             file_paths = ["/ok", "bad"]
@@ -472,12 +517,17 @@ mod tests {
                 "collectors.network_poll_ms",
                 "uplink.batch_max_events",
                 "budget.cpu_pct",
+                "collectors.process_backend",
                 "collectors.auth_log",
                 "collectors.file_paths[1]",
             ]
         );
         let msg = ConfigError::Invalid(problems).to_string();
         assert!(msg.contains("budget.cpu_pct: 500 is out of range"), "{msg}");
+        assert!(
+            msg.contains("collectors.process_backend: \"bpf\" is not a backend"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct CollectorStats {
     pub events: AtomicU64,
     /// Things the collector knows it missed.
     pub missed: AtomicU64,
+    /// What it runs on, when it has a choice (e.g. `ebpf`, `connector`).
+    backend: Mutex<Option<String>>,
 }
 
 impl CollectorStats {
@@ -30,6 +32,7 @@ impl CollectorStats {
             visibility: Mutex::new(Visibility::Unavailable("not started".into())),
             events: AtomicU64::new(0),
             missed: AtomicU64::new(0),
+            backend: Mutex::new(None),
         })
     }
 
@@ -44,6 +47,27 @@ impl CollectorStats {
                 }
             }
             *cur = v;
+        }
+    }
+
+    /// Say what the collector runs on; health then names it
+    /// `name (backend)`, e.g. `process (ebpf)`.
+    pub fn set_backend(&self, backend: impl Into<String>) {
+        let backend = backend.into();
+        tracing::info!(collector = self.name, backend = %backend, "collector backend");
+        *self.backend.lock().expect("backend lock") = Some(backend);
+    }
+
+    /// What it runs on, if it said.
+    pub fn backend(&self) -> Option<String> {
+        self.backend.lock().expect("backend lock").clone()
+    }
+
+    /// Name for health reports: with the backend when there is one.
+    pub fn display_name(&self) -> String {
+        match self.backend() {
+            Some(b) => format!("{} ({b})", self.name),
+            None => self.name.to_string(),
         }
     }
 
@@ -195,7 +219,7 @@ impl Health {
             .iter()
             .enumerate()
             .map(|(i, c)| CollectorHealth {
-                name: c.name.to_string(),
+                name: c.display_name(),
                 visibility: c.visibility(),
                 events_per_s: last.rates.get(i).copied().unwrap_or(0.0),
                 missed_total: c.missed.load(Ordering::Relaxed),

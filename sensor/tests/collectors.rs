@@ -445,3 +445,390 @@ fn netns_filter_reports_every_short_lived_process_inside_and_none_outside() {
         }
     }
 }
+
+// ---------- the eBPF process backend ----------
+
+/// Root and a loadable eBPF backend; under `CI` a missing one fails.
+fn ebpf_probes(test: &str, netns: Option<u64>) -> Option<collect::ebpf::Probes> {
+    if !have_root(test) {
+        return None;
+    }
+    match collect::ebpf::Probes::process(netns) {
+        Ok(p) => Some(p),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: the eBPF backend does not load and CI is set: {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped, the eBPF backend does not load: {e}");
+            None
+        }
+    }
+}
+
+fn start_ebpf(netns: Option<u64>, probes: collect::ebpf::Probes) -> Running {
+    Running::start("process", move |ctx| {
+        collect::process::ebpf::run(ctx, netns, probes)
+    })
+}
+
+fn started(r: &mut Running, pid: u32) -> ProcessStart {
+    match r.wait_for(
+        "exec",
+        |p| matches!(p, Payload::ProcessStart(s) if s.pid == pid),
+    ) {
+        Payload::ProcessStart(s) => s,
+        _ => unreachable!(),
+    }
+}
+
+fn exit_code_of(r: &mut Running, pid: u32) -> Option<i32> {
+    match r.wait_for(
+        "exit",
+        |p| matches!(p, Payload::ProcessExit(e) if e.pid == pid),
+    ) {
+        Payload::ProcessExit(e) => e.exit_code,
+        _ => unreachable!(),
+    }
+}
+
+/// A world-readable temporary directory (the test's children run as nobody).
+fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Every field of an exec, from the kernel alone: exe resolved through
+/// symlinks, argv, cwd (with a space, through a symlinked temp dir), the
+/// effective uid and its name, parent, start time to the tick of
+/// `/proc/<pid>/stat`, namespace; then its exit code.
+#[test]
+fn ebpf_process_backend_reports_exact_exec_and_exit() {
+    let Some(probes) = ebpf_probes("ebpf_exec_exit", None) else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let mut r = start_ebpf(None, probes);
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    let dir = open_tempdir();
+    let cwd = dir.path().canonicalize().unwrap().join("work dir");
+    std::fs::create_dir(&cwd).unwrap();
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "sleep 0.3", "sh", "two words", ""])
+        .current_dir(&cwd)
+        .uid(65534)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let s = started(&mut r, pid);
+    let expected = ProcessStart {
+        pid,
+        ppid: std::process::id(),
+        exe: Some(sh.display().to_string()),
+        // Empty arguments are dropped, as the connector path does.
+        argv: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "sleep 0.3".into(),
+            "sh".into(),
+            "two words".into(),
+        ],
+        uid: Some(65534),
+        user: Some("nobody".into()),
+        cwd: Some(cwd.display().to_string()),
+        parent_exe: Some(std::env::current_exe().unwrap().display().to_string()),
+        start_time_ns: s.start_time_ns,
+        netns: own_netns(),
+        exited_before_enrichment: false,
+    };
+    assert_eq!(s, expected);
+    let from_stat = collect::process::Enricher::new()
+        .process_start(pid)
+        .start_time_ns;
+    assert_eq!(s.start_time_ns, from_stat, "same tick as /proc/<pid>/stat");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(exit_code_of(&mut r, pid), Some(0));
+
+    // Exit codes: a status, a signal.
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "exit 7"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    assert_eq!(exit_code_of(&mut r, pid), Some(7));
+    let mut child = std::process::Command::new("/bin/sleep")
+        .arg("5")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    started(&mut r, pid);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(exit_code_of(&mut r, pid), Some(-9));
+}
+
+/// What the connector path could not give a process gone within a
+/// millisecond (`exited_before_enrichment`), the kernel program does; and
+/// paths that cross mounts (`/sys/fs/cgroup` is three mounts deep here,
+/// `/dev/shm` is stacked twice).
+#[test]
+fn ebpf_process_backend_enriches_short_lived_processes_and_crosses_mounts() {
+    let Some(probes) = ebpf_probes("ebpf_short_lived", None) else {
+        return;
+    };
+    let mut r = start_ebpf(None, probes);
+    for cwd in [
+        "/",
+        "/proc/sys/kernel",
+        "/dev/shm",
+        "/sys/fs/cgroup",
+        "/tmp",
+    ] {
+        if !std::path::Path::new(cwd).is_dir() {
+            continue;
+        }
+        let mut child = std::process::Command::new("/bin/true")
+            .arg("short")
+            .current_dir(cwd)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let s = started(&mut r, pid);
+        assert_eq!(
+            (s.exe.as_deref(), s.cwd.as_deref(), &s.argv[..]),
+            (
+                Some("/usr/bin/true"),
+                Some(cwd),
+                &["/bin/true".to_string(), "short".to_string()][..]
+            )
+        );
+        assert!(!s.exited_before_enrichment);
+        assert_eq!(exit_code_of(&mut r, pid), Some(0));
+    }
+}
+
+/// A cwd deeper than the kernel walk (64 components) and a command line
+/// longer than the captured bytes are read from `/proc` instead, and come
+/// out exactly as the connector path reports them.
+#[test]
+fn ebpf_process_backend_falls_back_to_proc_for_deep_paths_and_long_argv() {
+    let Some(probes) = ebpf_probes("ebpf_deep", None) else {
+        return;
+    };
+    let mut r = start_ebpf(None, probes);
+    let dir = open_tempdir();
+    let mut deep = dir.path().canonicalize().unwrap();
+    for i in 0..70 {
+        deep.push(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let long: Vec<String> = (0..8).map(|i| format!("{i}{}", "x".repeat(5000))).collect();
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", "sleep 0.5", "sh"])
+        .args(&long)
+        .current_dir(&deep)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let s = started(&mut r, pid);
+    let mut connector = collect::process::Enricher::new().process_start(pid);
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert_eq!(s.cwd, Some(deep.display().to_string()));
+    assert_eq!(s.argv.len(), 12);
+    assert!(s.argv[4..]
+        .iter()
+        .all(|a| a.len() == vigil_proto::limits::MAX_STRING));
+    connector.parent_exe = s.parent_exe.clone();
+    assert_eq!(s, connector);
+}
+
+/// `--netns`: the kernel keeps only the namespace's processes; every one
+/// run inside is reported whole (none is gone before it could be read) and
+/// none run outside.
+#[test]
+fn ebpf_netns_filter_keeps_exactly_the_namespaces_processes() {
+    if !have_root("ebpf_netns") {
+        return;
+    }
+    let ns = TestNetns::new("ebpf");
+    let inode = std::fs::metadata(format!("/run/netns/{}", ns.0))
+        .unwrap()
+        .ino();
+    let Some(probes) = ebpf_probes("ebpf_netns", Some(inode)) else {
+        return;
+    };
+    let mut r = start_ebpf(Some(inode), probes);
+    const N: usize = 100;
+    let name = ns.0.clone();
+    let inside = std::thread::spawn(move || many_trues(Some(&name), N));
+    let outside = many_trues(None, N);
+    let inside = inside.join().unwrap();
+    for &pid in &inside {
+        let s = started(&mut r, pid);
+        assert_eq!(
+            (s.netns, s.exe.as_deref(), s.exited_before_enrichment),
+            (inode, Some("/usr/bin/true"), false)
+        );
+        assert_eq!(exit_code_of(&mut r, pid), Some(0));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(o) = r.rx.try_recv() {
+        r.seen.push(o.payload);
+    }
+    for p in &r.seen {
+        match p {
+            Payload::ProcessStart(s) => {
+                assert_eq!(s.netns, inode, "{s:?}");
+                assert!(!outside.contains(&s.pid), "outside process reported: {s:?}");
+            }
+            Payload::ProcessExit(e) => assert!(!outside.contains(&e.pid), "{e:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(r.stats.missed.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// `auto` picks eBPF where it loads and says so; `connector` is the
+/// connector.
+#[test]
+fn process_backend_choice_is_reported() {
+    use collect::process::ebpf::{choose, Chosen};
+    use vigil_sensor::config::ProcessBackend;
+    let c = choose(ProcessBackend::Connector, None).unwrap();
+    assert!(matches!(c, Chosen::Connector(None)));
+    assert_eq!(c.label(), "connector");
+    if ebpf_probes("backend_choice", None).is_none() {
+        return;
+    }
+    let c = choose(ProcessBackend::Auto, None).unwrap();
+    assert_eq!(c.label(), "ebpf");
+    let stats = CollectorStats::new("process");
+    stats.set_backend(c.label());
+    assert_eq!(stats.display_name(), "process (ebpf)");
+}
+
+// ---------- eBPF connect/accept attribution ----------
+
+fn ebpf_net_probes(test: &str) -> Option<collect::ebpf::Probes> {
+    ebpf_probes(test, None)?;
+    match collect::ebpf::Probes::network(None) {
+        Ok(p) => Some(p),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: eBPF network attribution does not load and CI is set: {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped, eBPF network attribution does not load: {e}");
+            None
+        }
+    }
+}
+
+/// The kernel programs see a TCP connect and its accept, each with the
+/// process that made it and the exact addresses, IPv4 and IPv6.
+#[test]
+fn ebpf_network_records_connects_and_accepts_with_pid() {
+    let Some(mut probes) = ebpf_net_probes("ebpf_net_records") else {
+        return;
+    };
+    use collect::ebpf::record::{decode, NetRecord, Record};
+    let me = std::process::id();
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let listener = TcpListener::bind(bind).unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server).unwrap();
+        let (_conn, peer) = listener.accept().unwrap();
+        let local = client.local_addr().unwrap();
+        assert_eq!(peer, local);
+        let want = if probes.attributes_accepts() { 2 } else { 1 };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.len() < want && Instant::now() < deadline {
+            probes.wait(Duration::from_millis(50));
+            probes.drain(|b| match decode(b) {
+                Ok(r @ (Record::Connect(_) | Record::Accept(_))) => seen.push(r),
+                other => panic!("{other:?}"),
+            });
+            seen.retain(|r| match r {
+                Record::Connect(n) => n.local == local,
+                Record::Accept(n) => n.remote == local,
+                _ => false,
+            });
+        }
+        let mut expected = vec![Record::Connect(NetRecord {
+            tgid: me,
+            local,
+            remote: server,
+        })];
+        if probes.attributes_accepts() {
+            expected.push(Record::Accept(NetRecord {
+                tgid: me,
+                local: server,
+                remote: local,
+            }));
+        } else {
+            eprintln!("ebpf_net_records: accepts not attributed by eBPF here (fexit refused)");
+        }
+        assert_eq!(seen, expected, "{bind}");
+    }
+    assert_eq!(probes.lost(), 0);
+}
+
+/// The network collector with eBPF attribution: a connect made by a child
+/// process (bash's /dev/tcp) and the test's own accept carry the right pid
+/// and executable.
+#[test]
+fn network_collector_with_ebpf_attribution_reports_pids() {
+    if ebpf_net_probes("ebpf_net_collector").is_none() {
+        return;
+    }
+    let mut r = Running::start("network", |ctx| {
+        collect::network::run_with(ctx, Duration::from_millis(100), None, true)
+    });
+    assert_eq!(r.stats.visibility(), Visibility::Working);
+    assert!(
+        r.stats
+            .display_name()
+            .starts_with("network (sock_diag + eBPF attribution"),
+        "{}",
+        r.stats.display_name()
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let mut child = std::process::Command::new("/bin/bash")
+        .args([
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{}; sleep 1; true",
+                server.port()
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    let (_conn, peer) = listener.accept().unwrap();
+    let c = r.wait_for(
+        "connect",
+        |p| matches!(p, Payload::NetConnect(f) if f.local == peer),
+    );
+    let bash = std::fs::canonicalize("/bin/bash").unwrap();
+    assert!(
+        matches!(&c, Payload::NetConnect(f) if f.remote == server && f.pid == Some(child.id()) && f.exe.as_deref() == Some(bash.to_str().unwrap())),
+        "{c:?}"
+    );
+    let a = r.wait_for(
+        "accept",
+        |p| matches!(p, Payload::NetAccept(f) if f.remote == peer),
+    );
+    let me = std::env::current_exe().unwrap().display().to_string();
+    assert!(
+        matches!(&a, Payload::NetAccept(f) if f.local == server && f.pid == Some(std::process::id()) && f.exe.as_deref() == Some(me.as_str())),
+        "{a:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -11,9 +11,11 @@
 //! Prints a table, then as its last line one JSON object:
 //! `{"bench":"sensor","cpu_pct_1k":…,"cpu_pct_10k":…,"rss_mb":…,
 //!   "capture_ratio_1k":…,"capture_ratio_10k":…,"workload_slowdown_10k":…,
-//!   "proc_read_us_per_exec":…}`; the last figure is the CPU cost of the
-//! `/proc` reads behind one exec event (on fresh processes), the floor of
-//! the process collector with the proc connector.
+//!   "proc_read_us_per_exec":…,"backend":…}`; `proc_read_us_per_exec` is
+//! the CPU cost of the `/proc` reads behind one exec event (on fresh
+//! processes), the floor of the process collector with the proc connector,
+//! which the eBPF backend does not pay; `backend` is what the process
+//! collector ran on (`--backend auto|ebpf|connector`, default auto).
 //! `VIGIL_BENCH_SECS` (or `--secs`) shortens the 30 s phases.
 
 use std::collections::VecDeque;
@@ -39,6 +41,10 @@ struct Args {
     /// How long each connection is held open, ms.
     #[arg(long, default_value_t = 1100)]
     hold_ms: u64,
+    /// Process collector backend: auto (the default: eBPF, else the
+    /// netlink connector), ebpf or connector.
+    #[arg(long, default_value = "auto")]
+    backend: String,
     /// Internal: run as the sensor child.
     #[arg(long, hide = true)]
     child: bool,
@@ -73,6 +79,10 @@ fn child(args: Args) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let mut cfg = Config::new("127.0.0.1:9", &state);
+        cfg.collectors.process_backend = args
+            .backend
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--backend: {e}"))?;
         cfg.collectors.auth = false;
         cfg.collectors.files = false;
         cfg.backoff_min = Duration::from_secs(30);
@@ -86,7 +96,15 @@ fn child(args: Args) -> anyhow::Result<()> {
         let handle = Sensor::start_with(cfg, identity, None).await?;
         let spool = handle.spool.clone();
         let mut out = std::io::stdout();
-        writeln!(out, "ready")?;
+        let backend = handle
+            .health
+            .collectors
+            .iter()
+            .find(|c| c.name == "process")
+            .and_then(|c| c.backend())
+            .unwrap_or_else(|| "unknown".into());
+        // The backend's label can carry a load error: keep it on one line.
+        writeln!(out, "ready {}", backend.replace('\n', " "))?;
         out.flush()?;
         // Commands arrive one per line; read them with a blocking thread.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
@@ -407,6 +425,8 @@ fn parent(args: Args) -> anyhow::Result<()> {
             &marker,
             "--port",
             &target.port().to_string(),
+            "--backend",
+            &args.backend,
             "--state",
         ])
         .arg(&state_dir)
@@ -419,10 +439,12 @@ fn parent(args: Args) -> anyhow::Result<()> {
     let mut from_child = BufReader::new(child.stdout.take().expect("piped"));
     let mut line = String::new();
     from_child.read_line(&mut line)?;
-    anyhow::ensure!(
-        line.trim() == "ready",
-        "sensor child failed to start: {line:?}"
-    );
+    let backend = line
+        .trim()
+        .strip_prefix("ready")
+        .map(|b| b.trim().to_string())
+        .ok_or_else(|| anyhow::anyhow!("sensor child failed to start: {line:?}"))?;
+    eprintln!("bench-sensor: process collector backend: {backend}");
     std::thread::sleep(Duration::from_secs(2));
     let pid_file = state_dir.join("pids.txt");
     // Events the sensor spooled since the last count: (execs seen, execs
@@ -526,8 +548,11 @@ fn parent(args: Args) -> anyhow::Result<()> {
         "floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
         floor_us * execs_1k / 1e4
     );
+    println!("process collector backend: {backend}");
+    // The short name for the JSON line (the label may carry a load error).
+    let backend_key = backend.split([';', ' ']).next().unwrap_or("unknown");
     println!(
-        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1}}}",
+        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1},\"backend\":\"{backend_key}\"}}",
         phases[0].cpu_pct,
         phases[1].cpu_pct,
         rss_mb,

@@ -89,6 +89,7 @@ impl CollectorCtx {
 }
 
 pub mod auth;
+pub mod ebpf;
 pub mod files;
 pub mod network;
 pub mod process;
@@ -111,9 +112,20 @@ pub fn spawn(
                 })?),
                 None => None,
             };
-            builder.spawn(move || process::run(ctx, filter))
+            // Loaded here, before the thread starts, so that `ebpf` mode
+            // fails the sensor's start with the reason.
+            let chosen = process::ebpf::choose(c.process_backend, filter).map_err(|e| {
+                std::io::Error::other(format!("collectors.process_backend = \"ebpf\": {e}"))
+            })?;
+            // Said before the thread starts, so health names it at once.
+            ctx.stats.set_backend(chosen.label());
+            builder.spawn(move || process::ebpf::run_chosen(ctx, filter, chosen))
         }
-        "network" => builder.spawn(move || network::run(ctx, c.network_poll, netns)),
+        "network" => {
+            // The connector choice means "no eBPF": the /proc scan alone.
+            let ebpf = c.process_backend != crate::config::ProcessBackend::Connector;
+            builder.spawn(move || network::run_with(ctx, c.network_poll, netns, ebpf))
+        }
         "auth" => {
             let wtmp = netns.is_none();
             builder.spawn(move || auth::run(ctx, c.auth_log, wtmp))

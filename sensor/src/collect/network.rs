@@ -433,8 +433,98 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
     }
 }
 
-/// Run the collector until stopped.
+/// Poll rounds a kernel attribution is kept for a flow sock_diag has not
+/// shown yet.
+const KERNEL_KEEP_ROUNDS: u64 = 3;
+
+/// TCP flows attributed by the eBPF programs at connect or accept time, in
+/// the caller's context: (local, remote) → pid. Consulted before any
+/// `/proc/<pid>/fd` scan; what it lacks (UDP, records lost) is scanned for.
+#[derive(Debug, Default)]
+pub struct KernelOwners {
+    flows: HashMap<(SocketAddr, SocketAddr), (u32, u64)>,
+    round: u64,
+    /// Executables of the pids met this round (read once per pid a round,
+    /// so a reused pid is never given an old executable for long).
+    exes: HashMap<u32, Option<String>>,
+}
+
+impl KernelOwners {
+    /// Remember one connect or accept record.
+    pub fn record(&mut self, r: &super::ebpf::record::NetRecord) {
+        self.flows.insert((r.local, r.remote), (r.tgid, self.round));
+    }
+
+    /// The pid that connected or accepted this TCP flow, if seen.
+    pub fn pid(&self, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+        self.flows.get(&(local, remote)).map(|(p, _)| *p)
+    }
+
+    /// Executable of `pid` (read at most once a round).
+    pub fn exe(&mut self, pid: u32) -> Option<String> {
+        self.exes
+            .entry(pid)
+            .or_insert_with(|| {
+                fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+            .clone()
+    }
+
+    /// Start a poll round: forget old flows and this round's executables.
+    pub fn next_round(&mut self) {
+        self.round += 1;
+        let keep = self.round.saturating_sub(KERNEL_KEEP_ROUNDS);
+        self.flows.retain(|_, (_, r)| *r >= keep);
+        self.exes.clear();
+    }
+}
+
+/// Load the eBPF attribution programs for this collector, or say why not.
+fn kernel_attribution(ctx: &CollectorCtx, netns: Option<&str>) -> Option<super::ebpf::Probes> {
+    let inode = match netns.map(super::process::netns_inode).transpose() {
+        Ok(i) => i,
+        Err(e) => {
+            ctx.stats
+                .set_backend(format!("sock_diag; eBPF attribution unavailable: {e}"));
+            return None;
+        }
+    };
+    match super::ebpf::Probes::network(inode) {
+        Ok(p) => {
+            ctx.stats.set_backend(if p.attributes_accepts() {
+                "sock_diag + eBPF attribution"
+            } else {
+                "sock_diag + eBPF attribution of connects"
+            });
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "eBPF connect/accept attribution unavailable; scanning /proc");
+            ctx.stats
+                .set_backend(format!("sock_diag; eBPF attribution unavailable: {e}"));
+            None
+        }
+    }
+}
+
+/// Run the collector until stopped, attributing flows to processes by
+/// scanning `/proc/<pid>/fd` only.
 pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
+    run_with(ctx, poll, netns, false)
+}
+
+/// Run the collector until stopped; with `ebpf`, TCP connects and accepts
+/// are attributed by the kernel programs when they load (and by the
+/// `/proc` scan otherwise, or for what they do not cover).
+pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: bool) {
+    let mut probes = if ebpf {
+        kernel_attribution(&ctx, netns.as_deref())
+    } else {
+        None
+    };
+    let mut kernel = KernelOwners::default();
     if let Some(ns) = &netns {
         if let Err(e) = enter_netns(ns) {
             ctx.stats.set(Visibility::Unavailable(format!(
@@ -475,6 +565,22 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
             }
         };
         let new = tracker.update(&snapshot);
+        // Drained after the dump: every connection in the snapshot was
+        // connected or accepted before it, so its record is queued.
+        if let Some(p) = probes.as_mut() {
+            use super::ebpf::record::{decode, Record};
+            kernel.next_round();
+            p.drain(|b| {
+                if let Ok(Record::Connect(r) | Record::Accept(r)) = decode(b) {
+                    kernel.record(&r);
+                }
+            });
+        }
+        let by_kernel = |f: &NewFlow| {
+            (f.socket.transport == Transport::Tcp)
+                .then(|| kernel.pid(f.socket.local, f.socket.remote))
+                .flatten()
+        };
         let opens = read_opens();
         if let (Some((a0, p0)), Some((a1, p1))) = (last_opens, opens) {
             let seen_out = new
@@ -488,6 +594,7 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
         last_opens = opens;
         let wanted: HashSet<u32> = new
             .iter()
+            .filter(|f| by_kernel(f).is_none())
             .map(|f| f.socket.inode)
             .filter(|i| *i != 0 && !owners.contains_key(i))
             .collect();
@@ -510,12 +617,16 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
             fd_cache.retain(|pid, _| hot.contains(pid));
             owners.extend(found);
         }
-        for f in new {
-            let (pid, exe) = owners
-                .get(&f.socket.inode)
-                .filter(|_| f.socket.inode != 0)
-                .cloned()
-                .map_or((None, None), |(p, e)| (Some(p), e));
+        let attributed: Vec<Option<u32>> = new.iter().map(by_kernel).collect();
+        for (f, kpid) in new.into_iter().zip(attributed) {
+            let (pid, exe) = match kpid {
+                Some(p) => (Some(p), kernel.exe(p)),
+                None => owners
+                    .get(&f.socket.inode)
+                    .filter(|_| f.socket.inode != 0)
+                    .cloned()
+                    .map_or((None, None), |(p, e)| (Some(p), e)),
+            };
             let flow = NetFlow {
                 transport: f.socket.transport,
                 local: f.socket.local,

@@ -31,6 +31,8 @@ use vigil_proto::{Payload, ProcessExit, ProcessStart, Visibility};
 
 use super::CollectorCtx;
 
+pub mod ebpf;
+
 const NETLINK_CONNECTOR: libc::c_int = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
@@ -532,6 +534,15 @@ impl Enricher {
         Some(boot + (fork_ns + suspended) / tick_ns * tick_ns)
     }
 
+    /// Start time (ns since the epoch, at clock-tick resolution, as
+    /// `/proc/<pid>/stat` gives it) of a task whose `start_boottime` is
+    /// `boottime_ns` (ns since boot, counting suspend).
+    pub fn start_time_of_boottime(&mut self, boottime_ns: u64) -> Option<u64> {
+        let boot = self.boot_ns()?;
+        let tick_ns = 1_000_000_000 / self.tck.max(1);
+        Some(boot + boottime_ns / tick_ns * tick_ns)
+    }
+
     fn boot_ns(&mut self) -> Option<u64> {
         if self.boot_ns.is_none() {
             let stat = fs::read_to_string("/proc/stat").ok()?;
@@ -588,12 +599,7 @@ impl Enricher {
         p.exe = dir.readlink(c"exe");
         let mut buf = std::mem::take(&mut self.buf);
         if dir.read(c"cmdline", &mut buf, MAX_CMDLINE) {
-            p.argv = buf
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .take(MAX_ARGV)
-                .map(|a| bounded(String::from_utf8_lossy(a).into_owned()))
-                .collect();
+            p.argv = argv_from_cmdline(&buf);
         }
         p.cwd = dir.readlink(c"cwd");
         p.uid = dir.uid();
@@ -619,6 +625,16 @@ impl Enricher {
         p.exited_before_enrichment = !stat_ok || p.exe.is_none() && p.argv.is_empty();
         (p, running)
     }
+}
+
+/// Arguments from `cmdline` bytes (NUL-separated; empty ones dropped),
+/// bounded as every backend bounds them: [`MAX_ARGV`] of [`MAX_STRING`].
+pub fn argv_from_cmdline(buf: &[u8]) -> Vec<String> {
+    buf.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .take(MAX_ARGV)
+        .map(|a| bounded(String::from_utf8_lossy(a).into_owned()))
+        .collect()
 }
 
 /// Field `n` (1-based, as in proc(5)) of a `/proc/<pid>/stat` line.
@@ -852,11 +868,17 @@ impl ProcessTracker {
             );
             return;
         }
+        self.report_exec(p, fork, out);
+    }
+
+    /// Remember a process that exec'd and passed the namespace filter (so
+    /// its exit is reported), and emit its start. Shared by both backends.
+    fn report_exec(&mut self, p: ProcessStart, fork: Option<(u32, u64)>, out: &mut Vec<Payload>) {
         self.known.insert(
-            pid,
+            p.pid,
             Known {
                 exe: Some(p.exe.clone()),
-                netns: ns,
+                netns: p.netns,
                 execd: true,
                 reported: true,
                 shell: is_shell(p.exe.as_deref()),
