@@ -31,10 +31,13 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vi
 #[cfg(not(vigil_ebpf))]
 static OBJECT: &[u8] = &[];
 
-/// Process ring size: ~30k exec records, a few seconds of a very busy host.
-const PROC_RING_BYTES: u32 = 4 << 20;
-/// Network ring size.
-const NET_RING_BYTES: u32 = 2 << 20;
+/// Process ring size. Exec records are sent at their real size (a few
+/// hundred bytes), so 1 MiB holds several thousand: many drain periods of a
+/// very busy host. The data pages are mapped twice into the sensor (the
+/// ring's wrap-around), so every MiB here is two MiB of its RSS.
+const PROC_RING_BYTES: u32 = 1 << 20;
+/// Network ring size (records of under 100 bytes).
+const NET_RING_BYTES: u32 = 512 << 10;
 
 /// Why the eBPF backend is not running.
 #[derive(Debug, Error)]
@@ -152,6 +155,11 @@ impl Probes {
             .take_map("LOST")
             .ok_or_else(|| missing_map("LOST"))
             .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_error("LOST", e)))?;
+        // The parsed kernel BTF (tens of MB for a 5 MB vmlinux blob) is
+        // only needed while loading: free it and hand the pages back, or
+        // glibc keeps them and the sensor's RSS grows by that much.
+        drop(btf);
+        release_free_heap();
         Ok(Probes {
             ring,
             lost,
@@ -284,6 +292,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         s = format!("…{}", &s[cut..]);
     }
     s
+}
+
+/// Return freed heap pages to the kernel (every glibc arena).
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn page_size() -> u32 {
