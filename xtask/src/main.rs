@@ -156,6 +156,10 @@ fn test(args: &[String]) -> Result<()> {
             "ci",
         ]);
         cmd.args(args);
+        // Snapshot tests find their `.snap` files from this checkout, even
+        // when the shared target dir holds a binary another checkout built
+        // (insta otherwise uses the compile-time manifest dir).
+        cmd.env("INSTA_WORKSPACE_ROOT", repo_root());
         run(&mut cmd)?;
         // nextest does not run doctests.
         run(cargo().args(["test", "--workspace", "--doc"]))
@@ -163,6 +167,7 @@ fn test(args: &[String]) -> Result<()> {
         let mut cmd = cargo();
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
         cmd.args(args);
+        cmd.env("INSTA_WORKSPACE_ROOT", repo_root());
         run(&mut cmd)
     }
 }
