@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// Vigil sensor eBPF programs: process exec/exit (and TCP connect/accept
-// attribution) delivered to userspace through ring buffers.
+// Vigil sensor eBPF programs: process exec/exit and TCP connect/accept
+// flows, delivered to userspace through ring buffers.
 //
 // Built by sensor/build.rs with `clang -target bpf -O2 -g`: no vmlinux.h,
 // no libbpf headers. The kernel structs below declare only the fields read,
@@ -180,9 +180,12 @@ struct {
 } NET_EVENTS SEC(".maps");
 
 // [0]: network-namespace inode to keep (0 = all).
+// [1]: non-zero to report inbound connections when their handshake
+//      completes (KIND_HANDSHAKE), set by the loader when neither accept
+//      program could attach.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, u32);
 	__type(value, u64);
 } CONFIG SEC(".maps");
@@ -216,6 +219,25 @@ struct {
 	__type(value, u32);
 } CONNECTING SEC(".maps");
 
+// A listening TCP socket's address, in its namespace.
+struct listen_key {
+	u32 netns;
+	u16 family;
+	u16 port; // host order
+	u8 addr[16];
+};
+
+// Listening sockets -> tgid of the process that called listen(2) (CLOSE ->
+// LISTEN runs in its context). Inbound handshakes complete in softirq with
+// no process current, so they are attributed through this map; listeners
+// opened before the sensor started are not in it (userspace looks those up).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listen_key);
+	__type(value, u32);
+} LISTENERS SEC(".maps");
+
 // Scratch for one exec record (too big for the 512-byte BPF stack).
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -231,6 +253,7 @@ struct {
 #define KIND_EXIT 2
 #define KIND_CONNECT 3
 #define KIND_ACCEPT 4
+#define KIND_HANDSHAKE 5
 
 #define F_ARGV_TRUNC 1
 #define F_EXE_TRUNC 2
@@ -562,14 +585,66 @@ static __always_inline void emit_flow(struct sock *sk, u32 kind, u32 tgid)
 	bpf_ringbuf_submit(r, wakeup_flags(&NET_EVENTS));
 }
 
+#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
 #define IPPROTO_TCP 6
+
+// The listening address of `sk` (a listener, or a socket accepted on one,
+// whose local address and port are the listener's or, for a wildcard
+// listener, one of its addresses). 0 when it is not IPv4/IPv6.
+static __always_inline int listen_key_of(struct sock *sk, struct listen_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	u16 family = 0;
+	READ(family, sk->__sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	struct net *net = 0;
+	READ(net, sk->__sk_common.skc_net.net);
+	if (net)
+		READ(k->netns, net->ns.inum);
+	k->family = family;
+	READ(k->port, sk->__sk_common.skc_num);
+	if (family == AF_INET) {
+		u32 a = 0;
+		READ(a, sk->__sk_common.skc_rcv_saddr);
+		__builtin_memcpy(k->addr, &a, 4);
+	} else {
+		struct in6_addr a;
+		READ(a, sk->__sk_common.skc_v6_rcv_saddr);
+		__builtin_memcpy(k->addr, a.bytes, 16);
+	}
+	return 1;
+}
+
+// The process that opened the listener `child` was accepted on (exact
+// address first, then the family's wildcard), or 0.
+static __always_inline u32 listener_tgid(struct sock *child)
+{
+	struct listen_key k;
+	if (!listen_key_of(child, &k))
+		return 0;
+	u32 *tgid = bpf_map_lookup_elem(&LISTENERS, &k);
+	if (tgid)
+		return *tgid;
+	__builtin_memset(k.addr, 0, sizeof(k.addr));
+	tgid = bpf_map_lookup_elem(&LISTENERS, &k);
+	return tgid ? *tgid : 0;
+}
 
 // connect(2) moves a socket CLOSE -> SYN_SENT in the caller's context, but
 // before the local port is chosen: remember the caller, and emit the flow
 // when the socket leaves SYN_SENT (established or failed), when its
 // addresses are all known. ctx = {sk, oldstate, newstate}.
+//
+// Inbound: an accepted socket goes SYN_RECV -> ESTABLISHED when the
+// client's ACK arrives, in softirq (no process is current): the record
+// carries the tgid that opened the listener (LISTENERS), 0 if unknown, in
+// which case userspace gives it the listening socket's owner. Reported only
+// when CONFIG[1] says no accept program runs.
 SEC("tp_btf/inet_sock_set_state")
 int vigil_connect(u64 *ctx)
 {
@@ -580,6 +655,28 @@ int vigil_connect(u64 *ctx)
 	if (proto != IPPROTO_TCP)
 		return 0;
 	u64 key = (u64)sk;
+	if (old == TCP_SYN_RECV && new == TCP_ESTABLISHED) {
+		u32 one = 1;
+		u64 *on = bpf_map_lookup_elem(&CONFIG, &one);
+		if (on && *on)
+			emit_flow(sk, KIND_HANDSHAKE, listener_tgid(sk));
+		return 0;
+	}
+	// A listener closing is LISTEN -> CLOSE; a socket cloned from it for
+	// a new connection goes LISTEN -> SYN_RECV (its state starts as the
+	// listener's) and must not remove the listener's entry.
+	if (new == TCP_LISTEN || (old == TCP_LISTEN && new == TCP_CLOSE)) {
+		struct listen_key k;
+		if (!listen_key_of(sk, &k))
+			return 0;
+		if (new == TCP_LISTEN) {
+			u32 tgid = bpf_get_current_pid_tgid() >> 32;
+			bpf_map_update_elem(&LISTENERS, &k, &tgid, 0);
+		} else {
+			bpf_map_delete_elem(&LISTENERS, &k);
+		}
+		return 0;
+	}
 	if (old == TCP_CLOSE && new == TCP_SYN_SENT) {
 		u32 tgid = bpf_get_current_pid_tgid() >> 32;
 		bpf_map_update_elem(&CONNECTING, &key, &tgid, 0);
@@ -602,6 +699,28 @@ SEC("fexit/inet_csk_accept")
 int vigil_accept(u64 *ctx)
 {
 	struct sock *newsk = (struct sock *)ctx[2];
+	if (newsk)
+		emit_flow(newsk, KIND_ACCEPT, bpf_get_current_pid_tgid() >> 32);
+	return 0;
+}
+
+// The registers a kretprobe sees. Only x86-64's return register is named:
+// on another architecture the CO-RE relocation of `ax` fails, the loader
+// poisons that one instruction, this program alone is refused and accepts
+// fall back to the /proc scan (the rest of the object is unaffected).
+struct pt_regs {
+	unsigned long ax;
+} CORE;
+
+// The same as vigil_accept where BPF trampolines are refused (fexit gets
+// EPERM on some VM kernels): a kretprobe also runs in the accepting
+// process's context when inet_csk_accept returns the new socket. The
+// handshake itself (SYN_RECV -> ESTABLISHED) completes in softirq, where
+// no process is current, so that transition cannot attribute an accept.
+SEC("kretprobe/inet_csk_accept")
+int vigil_accept_ret(struct pt_regs *ctx)
+{
+	struct sock *newsk = (struct sock *)ctx->ax;
 	if (newsk)
 		emit_flow(newsk, KIND_ACCEPT, bpf_get_current_pid_tgid() >> 32);
 	return 0;

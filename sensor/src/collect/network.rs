@@ -1,7 +1,22 @@
-//! Network collector: polls `sock_diag` (inet_diag) for TCP and UDP sockets
-//! and reports each new connection once, as `NetConnect` (this host opened
-//! it) or `NetAccept` (a peer connected to one of our listening ports), with
-//! the owning pid and exe found through the socket inode in `/proc/*/fd`.
+//! Network collector: reports each new connection once, as `NetConnect`
+//! (this host opened it) or `NetAccept` (a peer connected to one of our
+//! listening ports), with the owning pid and exe.
+//!
+//! Two ways, chosen at start:
+//!
+//! - **eBPF TCP flows** (when the kernel programs load, see
+//!   [`run_with`]): the `inet_sock_set_state` program sends a record per TCP
+//!   connect (when the socket leaves SYN_SENT, with the pid that called
+//!   `connect(2)`) and per accept (from `inet_csk_accept` where fexit or
+//!   kretprobes work; else when the handshake completes, with the pid that
+//!   opened the listener, or, for a listener older than the sensor, the
+//!   listener's owner found once in `/proc`). No socket table is dumped or
+//!   diffed for TCP; `sock_diag` is polled for UDP only. Ring-buffer losses
+//!   are added to `missed_total` and make the collector `Degraded`.
+//! - **Polling** (no eBPF, or the accept side unavailable): `sock_diag`
+//!   (inet_diag) snapshots of TCP and UDP sockets are diffed, and owners are
+//!   found through the socket inode in `/proc/*/fd` (or, for connects, from
+//!   the eBPF connect records when only those load).
 //!
 //! What polling misses: a connection that opens and fully closes between two
 //! polls (≤ 1 s apart) is invisible unless one side still holds it, e.g. in
@@ -11,9 +26,11 @@
 //! peer to see. To make the misses visible, every poll compares the kernel's
 //! TCP `ActiveOpens`/`PassiveOpens` counters (`/proc/thread-self/net/snmp`)
 //! with the connections it reported and adds the shortfall to `missed_total`.
+//! The eBPF flows have no such gap: a connection is reported however short.
 //!
 //! With `--netns NAME` the poller thread enters that namespace (setns) before
-//! opening its netlink socket; the rest of the sensor stays where it is.
+//! opening its netlink socket; the rest of the sensor stays where it is. The
+//! kernel programs filter on the socket's namespace themselves.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -178,6 +195,21 @@ impl DiagSocketConn {
                 return Ok(out);
             }
         }
+    }
+
+    /// Listening TCP sockets, both families (the kernel walks only its
+    /// listening hash for this: cheap however many connections there are).
+    pub fn listeners(&mut self) -> io::Result<Vec<DiagSocket>> {
+        let mut all = self.dump(libc::AF_INET as u8, Transport::Tcp, 1 << TCP_LISTEN)?;
+        all.extend(self.dump(libc::AF_INET6 as u8, Transport::Tcp, 1 << TCP_LISTEN)?);
+        Ok(all)
+    }
+
+    /// All UDP sockets, both families.
+    pub fn snapshot_udp(&mut self) -> io::Result<Vec<DiagSocket>> {
+        let mut all = self.dump(libc::AF_INET as u8, Transport::Udp, u32::MAX)?;
+        all.extend(self.dump(libc::AF_INET6 as u8, Transport::Udp, u32::MAX)?);
+        Ok(all)
     }
 
     /// All TCP and UDP sockets, both families.
@@ -481,7 +513,254 @@ impl KernelOwners {
     }
 }
 
-/// Load the eBPF attribution programs for this collector, or say why not.
+/// Executables of pids, read from `/proc/<pid>/exe` at most once per pid a
+/// poll round: a process making many connections costs one read a round,
+/// and a reused pid is never given an old executable for longer than that.
+#[derive(Debug, Default)]
+pub struct ExeCache {
+    exes: HashMap<u32, Option<String>>,
+}
+
+impl ExeCache {
+    /// Executable of `pid` (`None` once the process is gone).
+    pub fn get(&mut self, pid: u32) -> Option<String> {
+        self.exes
+            .entry(pid)
+            .or_insert_with(|| {
+                fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+            .clone()
+    }
+
+    /// Forget every executable (start of a poll round).
+    pub fn clear(&mut self) {
+        self.exes.clear();
+    }
+}
+
+/// Who a kernel flow record belongs to, as [`kernel_flow`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// The process that connected or accepted (tgid).
+    Process(u32),
+    /// No process: the kernel itself made it (tgid 0).
+    Kernel,
+    /// An inbound handshake: whoever holds the listening socket on this
+    /// local address.
+    ListenerOf(SocketAddr),
+}
+
+/// The payload a kernel flow record stands for: the same [`NetFlow`] the
+/// `sock_diag` path reports for that TCP socket (connect: our address
+/// local, the peer remote; accept or inbound handshake: the listening
+/// address local, the client remote), with the pid and executable
+/// `resolve` gives for its [`Owner`]. Records that are not flows give
+/// `None`.
+pub fn kernel_flow(
+    record: &super::ebpf::record::Record,
+    resolve: impl FnOnce(Owner) -> (Option<u32>, Option<String>),
+) -> Option<Payload> {
+    use super::ebpf::record::Record;
+    let (r, inbound) = match record {
+        Record::Connect(r) => (r, false),
+        Record::Accept(r) | Record::Handshake(r) => (r, true),
+        Record::Exec(_) | Record::Exit(_) => return None,
+    };
+    let owner = match record {
+        Record::Handshake(r) if r.tgid == 0 => Owner::ListenerOf(r.local),
+        _ if r.tgid == 0 => Owner::Kernel,
+        _ => Owner::Process(r.tgid),
+    };
+    let (pid, exe) = resolve(owner);
+    let flow = NetFlow {
+        transport: Transport::Tcp,
+        local: r.local,
+        remote: r.remote,
+        pid,
+        exe,
+        repeat: 1,
+    };
+    Some(if inbound {
+        Payload::NetAccept(flow)
+    } else {
+        Payload::NetConnect(flow)
+    })
+}
+
+/// Owners of the listening TCP sockets, by listening address: what an
+/// inbound handshake record (which has no process) is attributed to. Each
+/// listener's owner is looked up in `/proc` once, when its socket inode is
+/// first seen, not once per connection; a listener that is closed, or
+/// replaced by another socket on the same address, is forgotten at the
+/// next [`refresh`](ListenerOwners::refresh).
+///
+/// With several processes holding one listener (fork after `listen`), the
+/// first one found is named, where the `/proc` scan of an accepted socket
+/// names the process that accepted it.
+#[derive(Debug, Default)]
+pub struct ListenerOwners {
+    /// Listening address → (socket inode, owner pid and exe; no pid when
+    /// no process holds it).
+    by_addr: HashMap<SocketAddr, (u32, Option<u32>, Option<String>)>,
+}
+
+impl ListenerOwners {
+    /// The owner of the listener a connection to `local` arrived on: the
+    /// listener on exactly that address, else a wildcard one on its port.
+    /// `None` when no listener is known there.
+    pub fn owner(&self, local: SocketAddr) -> Option<(Option<u32>, Option<String>)> {
+        let port = local.port();
+        let any = if local.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        };
+        [
+            local,
+            SocketAddr::new(any, port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        ]
+        .iter()
+        .find_map(|a| self.by_addr.get(a))
+        .map(|(_, pid, exe)| (*pid, exe.clone()))
+    }
+
+    /// Bring the map up to date with `listening`, the current listening
+    /// sockets; `find` is called once, with the inodes of the listeners not
+    /// known yet, and returns inode → (pid, exe) for those it found.
+    /// Returns how many new listeners there were.
+    pub fn refresh(
+        &mut self,
+        listening: &[DiagSocket],
+        find: impl FnOnce(&HashSet<u32>) -> HashMap<u32, (u32, Option<String>)>,
+    ) -> usize {
+        let now: HashMap<SocketAddr, u32> = listening
+            .iter()
+            .filter(|s| s.transport == Transport::Tcp && s.state == TCP_LISTEN)
+            .map(|s| (s.local, s.inode))
+            .collect();
+        self.by_addr
+            .retain(|addr, (inode, _, _)| now.get(addr) == Some(inode));
+        let new: HashSet<u32> = now
+            .iter()
+            .filter(|(addr, _)| !self.by_addr.contains_key(*addr))
+            .map(|(_, inode)| *inode)
+            .collect();
+        if new.is_empty() {
+            return 0;
+        }
+        let found = find(&new);
+        for (addr, inode) in now {
+            if new.contains(&inode) {
+                let (pid, exe) = found
+                    .get(&inode)
+                    .filter(|_| inode != 0)
+                    .cloned()
+                    .map_or((None, None), |(p, e)| (Some(p), e));
+                self.by_addr.insert(addr, (inode, pid, exe));
+            }
+        }
+        new.len()
+    }
+}
+
+/// Ring-buffer losses and undecodable records since the last look, as the
+/// kernel's running total `lost` grows: what to add to `missed`.
+#[derive(Debug, Default)]
+pub struct LossMeter {
+    lost: u64,
+}
+
+impl LossMeter {
+    /// New losses, given the kernel's running total and the undecodable
+    /// records seen since the last call. A total that went backwards (it
+    /// cannot, short of a reloaded map) counts as no loss rather than a
+    /// huge one.
+    pub fn update(&mut self, lost_total: u64, undecodable: u64) -> u64 {
+        let new = lost_total.saturating_sub(self.lost);
+        self.lost = self.lost.max(lost_total);
+        new + undecodable
+    }
+}
+
+/// Socket owners found by scanning `/proc/<pid>/fd`: inode → (pid, exe).
+#[derive(Debug, Default)]
+struct ProcOwners {
+    owners: HashMap<u32, (u32, Option<String>)>,
+    /// Pids that owned the last new sockets: scanned first next time.
+    hot: HashSet<u32>,
+    fd_cache: FdCache,
+}
+
+impl ProcOwners {
+    /// Find the owners of these socket inodes that are not known yet.
+    fn find(&mut self, inodes: impl Iterator<Item = u32>, snapshot: &[DiagSocket]) {
+        let wanted: HashSet<u32> = inodes
+            .filter(|i| *i != 0 && !self.owners.contains_key(i))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        // Processes that made connections recently usually make the next
+        // ones too: look at them first, scan all of /proc only if needed.
+        let live: HashSet<u32> = snapshot
+            .iter()
+            .map(|s| s.inode)
+            .filter(|i| *i != 0)
+            .collect();
+        let mut found = socket_owners_cached(self.hot.iter().copied(), &live, &mut self.fd_cache);
+        if !wanted.iter().all(|i| found.contains_key(i)) {
+            found = socket_owners();
+        }
+        self.hot = wanted
+            .iter()
+            .filter_map(|i| found.get(i).map(|(p, _)| *p))
+            .collect();
+        let hot = &self.hot;
+        self.fd_cache.retain(|pid, _| hot.contains(pid));
+        self.owners.extend(found);
+    }
+
+    /// Owner of a socket inode (0 = none).
+    fn get(&self, inode: u32) -> (Option<u32>, Option<String>) {
+        self.owners
+            .get(&inode)
+            .filter(|_| inode != 0)
+            .cloned()
+            .map_or((None, None), |(p, e)| (Some(p), e))
+    }
+
+    /// Bound the memory of a long run.
+    fn trim(&mut self) {
+        if self.owners.len() > 200_000 {
+            self.owners.clear();
+        }
+    }
+}
+
+/// The payload for a flow found in a `sock_diag` snapshot.
+fn diag_flow(f: NewFlow, pid: Option<u32>, exe: Option<String>) -> Payload {
+    let flow = NetFlow {
+        transport: f.socket.transport,
+        local: f.socket.local,
+        remote: f.socket.remote,
+        pid,
+        exe,
+        repeat: 1,
+    };
+    if f.inbound {
+        Payload::NetAccept(flow)
+    } else {
+        Payload::NetConnect(flow)
+    }
+}
+
+/// Backend label when TCP flows come from the kernel programs.
+pub const BACKEND_EBPF_FLOWS: &str = "eBPF TCP flows + sock_diag UDP";
+
+/// Load the eBPF programs for this collector, or say why not.
 fn kernel_attribution(ctx: &CollectorCtx, netns: Option<&str>) -> Option<super::ebpf::Probes> {
     let inode = match netns.map(super::process::netns_inode).transpose() {
         Ok(i) => i,
@@ -494,7 +773,7 @@ fn kernel_attribution(ctx: &CollectorCtx, netns: Option<&str>) -> Option<super::
     match super::ebpf::Probes::network(inode) {
         Ok(p) => {
             ctx.stats.set_backend(if p.attributes_accepts() {
-                "sock_diag + eBPF attribution"
+                BACKEND_EBPF_FLOWS
             } else {
                 "sock_diag + eBPF attribution of connects"
             });
@@ -515,16 +794,17 @@ pub fn run(ctx: CollectorCtx, poll: Duration, netns: Option<String>) {
     run_with(ctx, poll, netns, false)
 }
 
-/// Run the collector until stopped; with `ebpf`, TCP connects and accepts
-/// are attributed by the kernel programs when they load (and by the
-/// `/proc` scan otherwise, or for what they do not cover).
+/// Run the collector until stopped. With `ebpf` and both kernel programs
+/// attached (connect and accept), TCP flows come from the kernel as they
+/// happen and `sock_diag` is polled for UDP only; with the connect program
+/// alone, connects are attributed by it and the rest by the `/proc` scan;
+/// without eBPF, everything is polled and scanned.
 pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: bool) {
-    let mut probes = if ebpf {
+    let probes = if ebpf {
         kernel_attribution(&ctx, netns.as_deref())
     } else {
         None
     };
-    let mut kernel = KernelOwners::default();
     if let Some(ns) = &netns {
         if let Err(e) = enter_netns(ns) {
             ctx.stats.set(Visibility::Unavailable(format!(
@@ -533,7 +813,7 @@ pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: 
             return;
         }
     }
-    let mut diag = match DiagSocketConn::open() {
+    let diag = match DiagSocketConn::open() {
         Ok(d) => d,
         Err(e) => {
             ctx.stats.set(Visibility::Unavailable(format!(
@@ -542,6 +822,133 @@ pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: 
             return;
         }
     };
+    match probes {
+        Some(p) if p.attributes_accepts() => run_kernel_flows(&ctx, poll, diag, p),
+        probes => run_polled(&ctx, poll, diag, probes),
+    }
+}
+
+/// TCP flows from the kernel programs, UDP from `sock_diag`.
+///
+/// A connect record is sent when the socket leaves SYN_SENT (established or
+/// failed), an accept record when `accept(2)` hands the socket over, each
+/// once, in the process's own context: no snapshot of the host's sockets,
+/// no diff and no `/proc/<pid>/fd` scan per TCP connection. The ring is
+/// drained every [`DRAIN_EVERY`](super::ebpf::DRAIN_EVERY) (sooner when it
+/// is half full); the UDP poll, executable cache and loss accounting run
+/// once per `poll`.
+fn run_kernel_flows(
+    ctx: &CollectorCtx,
+    poll: Duration,
+    mut diag: DiagSocketConn,
+    mut probes: super::ebpf::Probes,
+) {
+    use super::ebpf::record::{decode, Record};
+    let mut udp = FlowTracker::default();
+    let mut owners = ProcOwners::default();
+    let mut listeners = ListenerOwners::default();
+    let mut exes = ExeCache::default();
+    let mut losses = LossMeter::default();
+    let mut lost_total = 0u64;
+    let mut bad = 0u64;
+    let mut records: Vec<Record> = Vec::new();
+    let mut out: Vec<Payload> = Vec::new();
+    let mut next_poll = std::time::Instant::now();
+    // Listener owners from /proc, for handshake records: only the inodes
+    // of listeners not seen before are looked for.
+    let refresh_listeners =
+        |diag: &mut DiagSocketConn, listeners: &mut ListenerOwners| match diag.listeners() {
+            Ok(l) => {
+                listeners.refresh(&l, |want| {
+                    let mut all = socket_owners();
+                    all.retain(|i, _| want.contains(i));
+                    all
+                });
+                Ok(())
+            }
+            Err(e) => Err(format!("sock_diag listener dump failed: {e}")),
+        };
+    ctx.stats.set(Visibility::Working);
+    while !ctx.stopping() {
+        let now = std::time::Instant::now();
+        if now >= next_poll {
+            next_poll = now + poll;
+            exes.clear();
+            let mut trouble = refresh_listeners(&mut diag, &mut listeners).err();
+            match diag.snapshot_udp() {
+                Ok(snapshot) => {
+                    let new = udp.update(&snapshot);
+                    owners.find(new.iter().map(|f| f.socket.inode), &snapshot);
+                    for f in new {
+                        let (pid, exe) = owners.get(f.socket.inode);
+                        out.push(diag_flow(f, pid, exe));
+                    }
+                    owners.trim();
+                }
+                Err(e) => trouble = Some(format!("sock_diag UDP dump failed: {e}")),
+            }
+            let missed = losses.update(probes.lost(), bad);
+            if missed > 0 {
+                lost_total += missed;
+                ctx.stats.missed.fetch_add(missed, Ordering::Relaxed);
+                tracing::warn!(
+                    missed,
+                    "eBPF TCP flow records lost (ring buffer full or undecodable)"
+                );
+                trouble.get_or_insert(format!(
+                    "eBPF TCP flow records lost: {lost_total} since start ({missed} in the last {} ms)",
+                    poll.as_millis()
+                ));
+            }
+            bad = 0;
+            ctx.stats.set(match trouble {
+                Some(why) => Visibility::Degraded(why),
+                None => Visibility::Working,
+            });
+        }
+        let wait = next_poll
+            .saturating_duration_since(std::time::Instant::now())
+            .min(super::ebpf::DRAIN_EVERY);
+        probes.wait(wait);
+        probes.drain(|b| match decode(b) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                bad += 1;
+                tracing::debug!(error = %e, "undecodable eBPF network record");
+            }
+        });
+        // A handshake on a listener not known yet (opened since the last
+        // poll): look at the listeners again, once per batch.
+        let unknown = records.iter().any(|r| {
+            matches!(r, Record::Handshake(n) if n.tgid == 0 && listeners.owner(n.local).is_none())
+        });
+        if unknown {
+            let _ = refresh_listeners(&mut diag, &mut listeners);
+        }
+        for r in records.drain(..) {
+            out.extend(kernel_flow(&r, |who| match who {
+                Owner::Process(pid) => (Some(pid), exes.get(pid)),
+                Owner::Kernel => (None, None),
+                Owner::ListenerOf(addr) => listeners.owner(addr).unwrap_or((None, None)),
+            }));
+        }
+        for p in out.drain(..) {
+            if !ctx.emit(p) {
+                return;
+            }
+        }
+    }
+}
+
+/// Everything from `sock_diag` snapshots, owners from the kernel's connect
+/// records when `probes` is given, else from `/proc/<pid>/fd`.
+fn run_polled(
+    ctx: &CollectorCtx,
+    poll: Duration,
+    mut diag: DiagSocketConn,
+    mut probes: Option<super::ebpf::Probes>,
+) {
+    let mut kernel = KernelOwners::default();
     let mut tracker = FlowTracker::default();
     let read_opens = || {
         fs::read_to_string("/proc/thread-self/net/snmp")
@@ -549,9 +956,7 @@ pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: 
             .and_then(|s| tcp_opens(&s))
     };
     let mut last_opens = read_opens();
-    let mut owners: HashMap<u32, (u32, Option<String>)> = HashMap::new();
-    let mut hot: HashSet<u32> = HashSet::new();
-    let mut fd_cache = FdCache::new();
+    let mut owners = ProcOwners::default();
     ctx.stats.set(Visibility::Working);
     while !ctx.stopping() {
         let started = std::time::Instant::now();
@@ -592,61 +997,23 @@ pub fn run_with(ctx: CollectorCtx, poll: Duration, netns: Option<String>, ebpf: 
             ctx.stats.missed.fetch_add(missed, Ordering::Relaxed);
         }
         last_opens = opens;
-        let wanted: HashSet<u32> = new
-            .iter()
-            .filter(|f| by_kernel(f).is_none())
-            .map(|f| f.socket.inode)
-            .filter(|i| *i != 0 && !owners.contains_key(i))
-            .collect();
-        if !wanted.is_empty() {
-            // Processes that made connections recently usually make the next
-            // ones too: look at them first, scan all of /proc only if needed.
-            let live: HashSet<u32> = snapshot
-                .iter()
-                .map(|s| s.inode)
-                .filter(|i| *i != 0)
-                .collect();
-            let mut found = socket_owners_cached(hot.iter().copied(), &live, &mut fd_cache);
-            if !wanted.iter().all(|i| found.contains_key(i)) {
-                found = socket_owners();
-            }
-            hot = wanted
-                .iter()
-                .filter_map(|i| found.get(i).map(|(p, _)| *p))
-                .collect();
-            fd_cache.retain(|pid, _| hot.contains(pid));
-            owners.extend(found);
-        }
+        owners.find(
+            new.iter()
+                .filter(|f| by_kernel(f).is_none())
+                .map(|f| f.socket.inode),
+            &snapshot,
+        );
         let attributed: Vec<Option<u32>> = new.iter().map(by_kernel).collect();
         for (f, kpid) in new.into_iter().zip(attributed) {
             let (pid, exe) = match kpid {
                 Some(p) => (Some(p), kernel.exe(p)),
-                None => owners
-                    .get(&f.socket.inode)
-                    .filter(|_| f.socket.inode != 0)
-                    .cloned()
-                    .map_or((None, None), |(p, e)| (Some(p), e)),
+                None => owners.get(f.socket.inode),
             };
-            let flow = NetFlow {
-                transport: f.socket.transport,
-                local: f.socket.local,
-                remote: f.socket.remote,
-                pid,
-                exe,
-                repeat: 1,
-            };
-            let payload = if f.inbound {
-                Payload::NetAccept(flow)
-            } else {
-                Payload::NetConnect(flow)
-            };
-            if !ctx.emit(payload) {
+            if !ctx.emit(diag_flow(f, pid, exe)) {
                 return;
             }
         }
-        if owners.len() > 200_000 {
-            owners.clear();
-        }
+        owners.trim();
         let spent = started.elapsed();
         if spent < poll {
             std::thread::sleep(poll - spent);
@@ -699,6 +1066,154 @@ mod tests {
             ..out
         };
         assert!(t.update(&[listen, old, out_est, inb]).is_empty());
+    }
+
+    fn net(tgid: u32, local: &str, remote: &str) -> crate::collect::ebpf::record::NetRecord {
+        crate::collect::ebpf::record::NetRecord {
+            tgid,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn kernel_records_become_the_same_flows_as_the_scan_path() {
+        use crate::collect::ebpf::record::{ExitRecord, Record};
+        let flow = |pid: Option<u32>, exe: Option<&str>, local: &str, remote: &str| NetFlow {
+            transport: Transport::Tcp,
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            pid,
+            exe: exe.map(String::from),
+            repeat: 1,
+        };
+        let exe_of = |who: Owner| match who {
+            Owner::Process(p) => (Some(p), Some(format!("/bin/p{p}"))),
+            Owner::Kernel => (None, None),
+            Owner::ListenerOf(a) => (Some(u32::from(a.port())), Some("/bin/listener".into())),
+        };
+        let c = Record::Connect(net(7, "10.0.0.1:40000", "10.0.0.2:443"));
+        assert_eq!(
+            kernel_flow(&c, exe_of),
+            Some(Payload::NetConnect(flow(
+                Some(7),
+                Some("/bin/p7"),
+                "10.0.0.1:40000",
+                "10.0.0.2:443"
+            )))
+        );
+        let a = Record::Accept(net(8, "[::1]:22", "[::1]:5000"));
+        assert_eq!(
+            kernel_flow(&a, exe_of),
+            Some(Payload::NetAccept(flow(
+                Some(8),
+                Some("/bin/p8"),
+                "[::1]:22",
+                "[::1]:5000"
+            )))
+        );
+        // A handshake with the listener's opener, or without one.
+        let h = Record::Handshake(net(9, "127.0.0.1:80", "127.0.0.1:6000"));
+        assert_eq!(
+            kernel_flow(&h, exe_of),
+            Some(Payload::NetAccept(flow(
+                Some(9),
+                Some("/bin/p9"),
+                "127.0.0.1:80",
+                "127.0.0.1:6000"
+            )))
+        );
+        let h = Record::Handshake(net(0, "127.0.0.1:80", "127.0.0.1:6000"));
+        assert_eq!(
+            kernel_flow(&h, exe_of),
+            Some(Payload::NetAccept(flow(
+                Some(80),
+                Some("/bin/listener"),
+                "127.0.0.1:80",
+                "127.0.0.1:6000"
+            )))
+        );
+        // The kernel's own connections have no process, as in the scan.
+        let k = Record::Connect(net(0, "10.0.0.1:2049", "10.0.0.3:2049"));
+        assert_eq!(
+            kernel_flow(&k, exe_of),
+            Some(Payload::NetConnect(flow(
+                None,
+                None,
+                "10.0.0.1:2049",
+                "10.0.0.3:2049"
+            )))
+        );
+        let x = Record::Exit(ExitRecord {
+            tgid: 1,
+            ppid: 0,
+            status: 0,
+            netns: 0,
+        });
+        assert_eq!(kernel_flow(&x, exe_of), None);
+    }
+
+    #[test]
+    fn listener_owners_are_looked_up_once_and_follow_the_listeners() {
+        let l = |addr: &str, inode| sock(TCP_LISTEN, addr, "0.0.0.0:0", inode);
+        let mut owners = ListenerOwners::default();
+        let table = |want: &HashSet<u32>| -> HashMap<u32, (u32, Option<String>)> {
+            want.iter()
+                .filter(|i| **i != 13)
+                .map(|i| (*i, (*i + 1000, Some(format!("/bin/{i}")))))
+                .collect()
+        };
+        let first = [
+            l("127.0.0.1:80", 10),
+            l("0.0.0.0:22", 11),
+            l("[::]:443", 12),
+            l("10.0.0.1:53", 13),
+        ];
+        assert_eq!(owners.refresh(&first, table), 4);
+        // Known listeners are not looked up again.
+        assert_eq!(owners.refresh(&first, |_| panic!("looked up again")), 0);
+        let at = |o: &ListenerOwners, a: &str| o.owner(a.parse().unwrap());
+        assert_eq!(
+            at(&owners, "127.0.0.1:80"),
+            Some((Some(1010), Some("/bin/10".into())))
+        );
+        // Wildcard listeners, v4 and v6 (dual stack).
+        assert_eq!(at(&owners, "10.1.2.3:22").map(|o| o.0), Some(Some(1011)));
+        assert_eq!(
+            at(&owners, "[::ffff:10.1.2.3]:443").map(|o| o.0),
+            Some(Some(1012))
+        );
+        assert_eq!(at(&owners, "[fe80::1]:443").map(|o| o.0), Some(Some(1012)));
+        // A listener nobody holds is known, without an owner.
+        assert_eq!(at(&owners, "10.0.0.1:53"), Some((None, None)));
+        assert_eq!(at(&owners, "127.0.0.1:81"), None);
+        assert_eq!(at(&owners, "127.0.0.2:80"), None);
+        // Closed, and replaced by another socket: forgotten, then the new
+        // one is looked up.
+        let second = [l("127.0.0.1:80", 20), l("[::]:443", 12)];
+        let mut asked = HashSet::new();
+        assert_eq!(
+            owners.refresh(&second, |w| {
+                asked = w.clone();
+                table(w)
+            }),
+            1
+        );
+        assert_eq!(asked, [20].into());
+        assert_eq!(at(&owners, "127.0.0.1:80").map(|o| o.0), Some(Some(1020)));
+        assert_eq!(at(&owners, "10.1.2.3:22"), None);
+    }
+
+    #[test]
+    fn loss_meter_counts_each_loss_once() {
+        let mut m = LossMeter::default();
+        assert_eq!(m.update(0, 0), 0);
+        assert_eq!(m.update(5, 0), 5);
+        assert_eq!(m.update(5, 2), 2);
+        assert_eq!(m.update(9, 0), 4);
+        // A total going backwards is not a loss, and not counted twice later.
+        assert_eq!(m.update(3, 0), 0);
+        assert_eq!(m.update(10, 0), 1);
     }
 
     #[test]

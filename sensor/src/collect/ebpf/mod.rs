@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, FExit};
+use aya::programs::{BtfTracePoint, FExit, KProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use thiserror::Error;
 
@@ -101,9 +101,11 @@ impl Probes {
         Probes::load(Set::Process, netns)
     }
 
-    /// TCP connect (`inet_sock_set_state`) and, where fexit works, accept
-    /// (`inet_csk_accept`) attribution for the network collector, for
-    /// sockets in network namespace `netns` (inode) when given.
+    /// TCP connect and accept records for the network collector, for
+    /// sockets in network namespace `netns` (inode) when given: connects
+    /// from `inet_sock_set_state`; accepts from `inet_csk_accept` (fexit,
+    /// else kretprobe) or, where neither attaches, from the handshake's
+    /// SYN_RECV -> ESTABLISHED transition (attributed to the listener).
     pub fn network(netns: Option<u64>) -> Result<Probes, EbpfError> {
         Probes::load(Set::Network, netns)
     }
@@ -135,11 +137,25 @@ impl Probes {
             Set::Network => {
                 attach_tp_btf(&mut bpf, &btf, "vigil_connect", "inet_sock_set_state")?;
                 // fexit needs BPF trampolines, which some kernels refuse
-                // (EPERM in some VMs): accepts are then found by the /proc
-                // scan, as UDP is.
+                // (EPERM in some VMs): a kretprobe on the same function is
+                // tried next; without either, accepts are found by the
+                // /proc scan, as UDP is.
                 match attach_fexit(&mut bpf, &btf, "vigil_accept", "inet_csk_accept") {
                     Ok(()) => accepts = true,
-                    Err(e) => tracing::info!(error = %e, "no eBPF attribution for accepts"),
+                    Err(fexit) => {
+                        match attach_kretprobe(&mut bpf, "vigil_accept_ret", "inet_csk_accept") {
+                            Ok(()) => accepts = true,
+                            // No trampolines and no kprobes (e.g. a kernel
+                            // without the kprobe PMU): the connect program
+                            // reports inbound handshakes instead, without a
+                            // process; the collector gives them the listener's.
+                            Err(kret) => {
+                                tracing::info!(%fexit, %kret, "accepts reported at handshake, attributed to the listener");
+                                set_config(&mut bpf, CONFIG_HANDSHAKES, 1)?;
+                                accepts = true;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -169,7 +185,9 @@ impl Probes {
         })
     }
 
-    /// True when accepts are attributed too (the fexit program attached).
+    /// True when accepts are reported too: by the fexit or kretprobe
+    /// program (with the accepting process), or else as handshake records
+    /// (without one).
     pub fn attributes_accepts(&self) -> bool {
         self.accepts
     }
@@ -206,6 +224,17 @@ impl Probes {
     }
 }
 
+/// `CONFIG[1]`: report inbound TCP handshakes (see the C source).
+const CONFIG_HANDSHAKES: u32 = 1;
+
+fn set_config(bpf: &mut Ebpf, index: u32, value: u64) -> Result<(), EbpfError> {
+    let map = bpf.map_mut("CONFIG").ok_or_else(|| missing_map("CONFIG"))?;
+    let mut config: Array<_, u64> = Array::try_from(map).map_err(|e| map_error("CONFIG", e))?;
+    config
+        .set(index, value, 0)
+        .map_err(|e| map_error("CONFIG", e))
+}
+
 fn set_netns_filter(bpf: &mut Ebpf, netns: u64) -> Result<(), EbpfError> {
     let map = bpf.map_mut("CONFIG").ok_or_else(|| missing_map("CONFIG"))?;
     let mut config: Array<_, u64> = Array::try_from(map).map_err(|e| map_error("CONFIG", e))?;
@@ -229,6 +258,26 @@ fn attach_tp_btf(
         .map_err(|e| err(&e))?;
     p.load(tracepoint, btf).map_err(|e| err(&e))?;
     p.attach().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// A kretprobe (`kretprobe/...` section) on a kernel function.
+fn attach_kretprobe(
+    bpf: &mut Ebpf,
+    program: &'static str,
+    function: &str,
+) -> Result<(), EbpfError> {
+    let err = |e: &dyn std::error::Error| EbpfError::Program {
+        program,
+        reason: error_chain(e),
+    };
+    let p: &mut KProbe = bpf
+        .program_mut(program)
+        .ok_or_else(|| missing_program(program))?
+        .try_into()
+        .map_err(|e| err(&e))?;
+    p.load().map_err(|e| err(&e))?;
+    p.attach(function, 0).map_err(|e| err(&e))?;
     Ok(())
 }
 

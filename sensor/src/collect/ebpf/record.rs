@@ -17,6 +17,7 @@ const KIND_EXEC: u32 = 1;
 const KIND_EXIT: u32 = 2;
 const KIND_CONNECT: u32 = 3;
 const KIND_ACCEPT: u32 = 4;
+const KIND_HANDSHAKE: u32 = 5;
 
 const F_ARGV_TRUNC: u16 = 1;
 const F_EXE_TRUNC: u16 = 2;
@@ -127,6 +128,12 @@ pub enum Record {
     Connect(NetRecord),
     /// A TCP connection to this host was accepted.
     Accept(NetRecord),
+    /// A TCP connection to this host completed its handshake (reported
+    /// instead of `Accept` where no accept program runs). The handshake
+    /// ends in softirq, with no process current: `tgid` is the process that
+    /// opened the listening socket (`listen(2)`), 0 when the kernel program
+    /// did not see that (a listener older than the sensor).
+    Handshake(NetRecord),
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -170,13 +177,13 @@ pub fn decode(b: &[u8]) -> Result<Record, RecordError> {
                 netns: u64_at(b, 16),
             }))
         }
-        k @ (KIND_CONNECT | KIND_ACCEPT) => {
+        k @ (KIND_CONNECT | KIND_ACCEPT | KIND_HANDSHAKE) => {
             need(NET_REC)?;
             let rec = decode_net(b);
-            Ok(if k == KIND_CONNECT {
-                Record::Connect(rec)
-            } else {
-                Record::Accept(rec)
+            Ok(match k {
+                KIND_CONNECT => Record::Connect(rec),
+                KIND_ACCEPT => Record::Accept(rec),
+                _ => Record::Handshake(rec),
             })
         }
         other => Err(RecordError::UnknownKind(other)),
@@ -393,8 +400,53 @@ mod tests {
         }
 
         #[test]
+        fn net_records_round_trip(
+            kind in prop_oneof![Just(KIND_CONNECT), Just(KIND_ACCEPT), Just(KIND_HANDSHAKE)],
+            tgid in any::<u32>(),
+            v6 in any::<bool>(),
+            lport in any::<u16>(),
+            rport in any::<u16>(),
+            laddr in any::<[u8; 16]>(),
+            raddr in any::<[u8; 16]>(),
+            extra in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let family = if v6 { libc::AF_INET6 } else { libc::AF_INET } as u16;
+            let mut b = Vec::new();
+            b.extend_from_slice(&kind.to_ne_bytes());
+            b.extend_from_slice(&tgid.to_ne_bytes());
+            b.extend_from_slice(&family.to_ne_bytes());
+            b.extend_from_slice(&lport.to_ne_bytes());
+            b.extend_from_slice(&rport.to_be().to_ne_bytes());
+            b.extend_from_slice(&0u16.to_ne_bytes());
+            b.extend_from_slice(&laddr);
+            b.extend_from_slice(&raddr);
+            // Trailing bytes (a newer, longer layout) are ignored.
+            b.extend_from_slice(&extra);
+            let ip = |a: [u8; 16]| if v6 {
+                IpAddr::V6(Ipv6Addr::from(a))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            };
+            let want = NetRecord {
+                tgid,
+                local: SocketAddr::new(ip(laddr), lport),
+                remote: SocketAddr::new(ip(raddr), rport),
+            };
+            let got = decode(&b);
+            prop_assert_eq!(got, Ok(match kind {
+                KIND_CONNECT => Record::Connect(want),
+                KIND_ACCEPT => Record::Accept(want),
+                _ => Record::Handshake(want),
+            }));
+            // Cut short anywhere: an error, never a panic or a record.
+            for n in 0..NET_REC {
+                prop_assert!(decode(&b[..n]).is_err());
+            }
+        }
+
+        #[test]
         fn decoding_arbitrary_exec_bodies_never_panics(
-            kind in 1u32..5,
+            kind in 1u32..7,
             lens in proptest::collection::vec(any::<u16>(), 4),
             body in proptest::collection::vec(any::<u8>(), 0..256),
         ) {
