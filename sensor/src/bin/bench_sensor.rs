@@ -73,8 +73,8 @@ fn child(args: Args) -> anyhow::Result<()> {
     let state = args.state.expect("--state");
     let marker = args.marker.expect("--marker");
     let port = args.port.expect("--port");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The same runtime as `vigil-sensor run` (src/main.rs).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -23,7 +23,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use thiserror::Error;
 
 /// How often the rings are drained when the kernel does not wake us.
-pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+pub const DRAIN_EVERY: Duration = Duration::from_millis(100);
 
 /// The compiled programs (empty when built without clang).
 #[cfg(vigil_ebpf)]
