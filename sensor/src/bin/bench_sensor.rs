@@ -125,6 +125,7 @@ fn child(args: Args) -> anyhow::Result<()> {
                         .filter_map(|l| l.parse().ok())
                         .collect();
                     let (mut seen, mut enriched, mut connects) = (0u64, 0u64, 0u64);
+                    let counted_from = counted_up_to;
                     {
                         let mut sp = spool.lock().expect("spool");
                         sp.rewind();
@@ -153,7 +154,10 @@ fn child(args: Args) -> anyhow::Result<()> {
                             }
                         }
                     }
-                    writeln!(out, "{seen} {enriched} {connects}")?;
+                    // Every event spooled since the last count (execs, exits,
+                    // connects, accepts, anything else on the machine).
+                    let events = counted_up_to - counted_from;
+                    writeln!(out, "{seen} {enriched} {connects} {events}")?;
                     out.flush()?;
                 }
                 _ => break,
@@ -372,6 +376,8 @@ struct Phase {
     load: Load,
     cpu_pct: f64,
     captured: (u64, u64, u64),
+    /// Events the sensor spooled per second over the phase and its drain.
+    events_per_s: f64,
 }
 
 fn parent(args: Args) -> anyhow::Result<()> {
@@ -448,8 +454,8 @@ fn parent(args: Args) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     let pid_file = state_dir.join("pids.txt");
     // Events the sensor spooled since the last count: (execs seen, execs
-    // with argv read, connects).
-    let mut count = |pids: &[u32]| -> anyhow::Result<(u64, u64, u64)> {
+    // with argv read, connects), and how many events in all.
+    let mut count = |pids: &[u32]| -> anyhow::Result<((u64, u64, u64), u64)> {
         let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
         std::fs::write(&pid_file, text)?;
         writeln!(to_child, "count {}", pid_file.display())?;
@@ -457,11 +463,12 @@ fn parent(args: Args) -> anyhow::Result<()> {
         let mut l = String::new();
         from_child.read_line(&mut l)?;
         let mut it = l.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-        Ok((
+        let captured = (
             it.next().unwrap_or(0),
             it.next().unwrap_or(0),
             it.next().unwrap_or(0),
-        ))
+        );
+        Ok((captured, it.next().unwrap_or(0)))
     };
     let tck = clk_tck() as f64;
     let mut phases = Vec::new();
@@ -473,14 +480,16 @@ fn parent(args: Args) -> anyhow::Result<()> {
         let load = workload(rate, secs, &marker, target, hold);
         // Let the last polls and enrichments land.
         std::thread::sleep(Duration::from_millis(2500));
-        let cpu_pct = (proc_ticks(pid) - c0) as f64 / tck / t0.elapsed().as_secs_f64() * 100.0;
-        let captured = count(&load.pids)?;
+        let window = t0.elapsed().as_secs_f64();
+        let cpu_pct = (proc_ticks(pid) - c0) as f64 / tck / window * 100.0;
+        let (captured, events) = count(&load.pids)?;
         phases.push(Phase {
             name,
             target: rate,
             load,
             cpu_pct,
             captured,
+            events_per_s: events as f64 / window,
         });
     }
     let floor_us = proc_read_floor_us(300);
@@ -499,11 +508,20 @@ fn parent(args: Args) -> anyhow::Result<()> {
         hold.as_millis()
     );
     println!(
-        "{:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}",
-        "phase", "target/s", "done/s", "execs", "seen", "connects", "seen", "cpu %", "µs per op"
+        "{:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12}",
+        "phase",
+        "target/s",
+        "done/s",
+        "execs",
+        "seen",
+        "connects",
+        "seen",
+        "cpu %",
+        "µs per op",
+        "sensor ev/s"
     );
     println!(
-        "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.1}",
+        "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.1} {:>12}",
         "10k/s without sensor",
         10_000.0,
         baseline.ops() as f64 / baseline.wall.as_secs_f64(),
@@ -512,11 +530,12 @@ fn parent(args: Args) -> anyhow::Result<()> {
         baseline.connects,
         "-",
         "-",
-        baseline.per_op_us()
+        baseline.per_op_us(),
+        "-"
     );
     for p in &phases {
         println!(
-            "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.2} {:>11.1}",
+            "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.2} {:>11.1} {:>12.0}",
             format!("{} with sensor", p.name),
             p.target,
             p.load.ops() as f64 / p.load.wall.as_secs_f64(),
@@ -525,7 +544,8 @@ fn parent(args: Args) -> anyhow::Result<()> {
             p.load.connects,
             p.captured.2,
             p.cpu_pct,
-            p.load.per_op_us()
+            p.load.per_op_us(),
+            p.events_per_s
         );
     }
     let slowdown = phases[1].load.slowdown_vs(&baseline);
@@ -545,21 +565,23 @@ fn parent(args: Args) -> anyhow::Result<()> {
     );
     let execs_1k = phases[0].load.execs as f64 / phases[0].load.wall.as_secs_f64();
     println!(
-        "floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
+        "connector floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
         floor_us * execs_1k / 1e4
     );
     println!("process collector backend: {backend}");
     // The short name for the JSON line (the label may carry a load error).
     let backend_key = backend.split([';', ' ']).next().unwrap_or("unknown");
     println!(
-        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1},\"backend\":\"{backend_key}\"}}",
+        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1},\"sensor_events_per_s_1k\":{:.0},\"sensor_events_per_s_10k\":{:.0},\"backend\":\"{backend_key}\"}}",
         phases[0].cpu_pct,
         phases[1].cpu_pct,
         rss_mb,
         ratio(&phases[0]),
         ratio(&phases[1]),
         slowdown,
-        floor_us
+        floor_us,
+        phases[0].events_per_s,
+        phases[1].events_per_s
     );
     Ok(())
 }
