@@ -77,6 +77,20 @@ impl CollectorStats {
     }
 }
 
+/// CPU time of this process (every thread), ns. Why not `/proc/self/stat`:
+/// its clock ticks are 10 ms, so over the 1 s sampling window a sensor
+/// using 0.6 % of a core reads as 0, 1 or 2 % from one second to the next
+/// and a 1 % budget flips on and off with the rounding.
+pub fn self_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// CPU time of this process in clock ticks (utime + stime) from `/proc/self/stat`.
 pub fn self_cpu_ticks() -> Option<u64> {
     proc_cpu_ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)
@@ -134,6 +148,14 @@ pub fn cpu_pct(prev_ticks: u64, now_ticks: u64, elapsed_ns: u64, tck: u64) -> f3
     (cpu_ns / elapsed_ns as f64 * 100.0) as f32
 }
 
+/// CPU percent of one core for `cpu_ns` of CPU time over `elapsed_ns`.
+pub fn cpu_pct_of_ns(cpu_ns: u64, elapsed_ns: u64) -> f32 {
+    if elapsed_ns == 0 {
+        return 0.0;
+    }
+    (cpu_ns as f64 / elapsed_ns as f64 * 100.0) as f32
+}
+
 /// Shared sensor-wide health state.
 #[derive(Debug)]
 pub struct Health {
@@ -153,7 +175,7 @@ pub struct Health {
 #[derive(Debug, Clone, Default)]
 struct Sample {
     at_ns: u64,
-    ticks: u64,
+    cpu_ns: u64,
     events: Vec<u64>,
     cpu_pct: f32,
     rates: Vec<f32>,
@@ -180,7 +202,7 @@ impl Health {
     /// Take a sample at `now_ns`: update CPU % and rates, and the budget flag.
     pub fn sample(&self, now_ns: u64) -> f32 {
         let budget_pct = self.budget_pct();
-        let ticks = self_cpu_ticks().unwrap_or(0);
+        let cpu_ns = self_cpu_ns().unwrap_or(0);
         let events: Vec<u64> = self
             .collectors
             .iter()
@@ -189,7 +211,7 @@ impl Health {
         let mut last = self.last.lock().expect("health lock");
         if last.at_ns > 0 && now_ns > last.at_ns {
             let dt = now_ns - last.at_ns;
-            last.cpu_pct = cpu_pct(last.ticks, ticks, dt, clk_tck());
+            last.cpu_pct = cpu_pct_of_ns(cpu_ns.saturating_sub(last.cpu_ns), dt);
             last.rates = events
                 .iter()
                 .zip(last.events.iter().chain(std::iter::repeat(&0)))
@@ -197,7 +219,7 @@ impl Health {
                 .collect();
         }
         last.at_ns = now_ns;
-        last.ticks = ticks;
+        last.cpu_ns = cpu_ns;
         last.events = events;
         let over = last.cpu_pct > budget_pct;
         if over != self.over_budget.swap(over, Ordering::Relaxed) {
@@ -346,6 +368,16 @@ mod tests {
     #[test]
     fn self_measurement_reads_proc() {
         assert!(self_cpu_ticks().is_some());
+        // The process clock has ns resolution: a few ms of work shows.
+        let t0 = self_cpu_ns().unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_millis(5) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let spent = self_cpu_ns().unwrap() - t0;
+        assert!(spent >= 1_000_000, "{spent} ns");
+        assert!((cpu_pct_of_ns(5_000_000, 1_000_000_000) - 0.5).abs() < 1e-4);
         let rss = rss_bytes(None).unwrap();
         assert!(rss > 1 << 20 && rss < 1 << 34, "{rss}");
     }

@@ -126,6 +126,8 @@ fn child(args: Args) -> anyhow::Result<()> {
                         .collect();
                     let (mut seen, mut enriched, mut connects) = (0u64, 0u64, 0u64);
                     let counted_from = counted_up_to;
+                    let mut kinds: std::collections::BTreeMap<&'static str, u64> =
+                        std::collections::BTreeMap::new();
                     {
                         let mut sp = spool.lock().expect("spool");
                         sp.rewind();
@@ -139,6 +141,7 @@ fn child(args: Args) -> anyhow::Result<()> {
                                     continue;
                                 }
                                 counted_up_to = ev.header.seq;
+                                *kinds.entry(ev.payload.kind().name()).or_default() += 1;
                                 match ev.payload {
                                     Payload::ProcessStart(p) if pids.contains(&p.pid) => {
                                         seen += 1;
@@ -157,7 +160,13 @@ fn child(args: Args) -> anyhow::Result<()> {
                     // Every event spooled since the last count (execs, exits,
                     // connects, accepts, anything else on the machine).
                     let events = counted_up_to - counted_from;
-                    writeln!(out, "{seen} {enriched} {connects} {events}")?;
+                    let kinds: Vec<String> =
+                        kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
+                    writeln!(
+                        out,
+                        "{seen} {enriched} {connects} {events} {}",
+                        kinds.join(",")
+                    )?;
                     out.flush()?;
                 }
                 _ => break,
@@ -462,13 +471,17 @@ fn parent(args: Args) -> anyhow::Result<()> {
         to_child.flush()?;
         let mut l = String::new();
         from_child.read_line(&mut l)?;
-        let mut it = l.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
-        let captured = (
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-            it.next().unwrap_or(0),
-        );
-        Ok((captured, it.next().unwrap_or(0)))
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let num = |i: usize| {
+            words
+                .get(i)
+                .and_then(|x| x.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if let Some(kinds) = words.get(4) {
+            eprintln!("bench-sensor: spooled by kind: {kinds}");
+        }
+        Ok(((num(0), num(1), num(2)), num(3)))
     };
     let tck = clk_tck() as f64;
     let mut phases = Vec::new();
