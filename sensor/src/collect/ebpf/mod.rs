@@ -247,17 +247,10 @@ fn attach_tp_btf(
     program: &'static str,
     tracepoint: &str,
 ) -> Result<(), EbpfError> {
-    let err = |e: &dyn std::error::Error| EbpfError::Program {
-        program,
-        reason: error_chain(e),
-    };
-    let p: &mut BtfTracePoint = bpf
-        .program_mut(program)
-        .ok_or_else(|| missing_program(program))?
-        .try_into()
-        .map_err(|e| err(&e))?;
-    p.load(tracepoint, btf).map_err(|e| err(&e))?;
-    p.attach().map_err(|e| err(&e))?;
+    let p: &mut BtfTracePoint = program_mut(bpf, program)?;
+    p.load(tracepoint, btf)
+        .map_err(|e| program_error(program, &e))?;
+    p.attach().map_err(|e| program_error(program, &e))?;
     Ok(())
 }
 
@@ -267,17 +260,10 @@ fn attach_kretprobe(
     program: &'static str,
     function: &str,
 ) -> Result<(), EbpfError> {
-    let err = |e: &dyn std::error::Error| EbpfError::Program {
-        program,
-        reason: error_chain(e),
-    };
-    let p: &mut KProbe = bpf
-        .program_mut(program)
-        .ok_or_else(|| missing_program(program))?
-        .try_into()
-        .map_err(|e| err(&e))?;
-    p.load().map_err(|e| err(&e))?;
-    p.attach(function, 0).map_err(|e| err(&e))?;
+    let p: &mut KProbe = program_mut(bpf, program)?;
+    p.load().map_err(|e| program_error(program, &e))?;
+    p.attach(function, 0)
+        .map_err(|e| program_error(program, &e))?;
     Ok(())
 }
 
@@ -287,18 +273,29 @@ fn attach_fexit(
     program: &'static str,
     function: &str,
 ) -> Result<(), EbpfError> {
-    let err = |e: &dyn std::error::Error| EbpfError::Program {
-        program,
-        reason: error_chain(e),
-    };
-    let p: &mut FExit = bpf
-        .program_mut(program)
+    let p: &mut FExit = program_mut(bpf, program)?;
+    p.load(function, btf)
+        .map_err(|e| program_error(program, &e))?;
+    p.attach().map_err(|e| program_error(program, &e))?;
+    Ok(())
+}
+
+/// The object's program `program` as the kind `P` the caller attaches.
+fn program_mut<'a, P>(bpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut P, EbpfError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    bpf.program_mut(program)
         .ok_or_else(|| missing_program(program))?
         .try_into()
-        .map_err(|e| err(&e))?;
-    p.load(function, btf).map_err(|e| err(&e))?;
-    p.attach().map_err(|e| err(&e))?;
-    Ok(())
+        .map_err(|e: aya::programs::ProgramError| program_error(program, &e))
+}
+
+fn program_error(program: &'static str, e: &dyn std::error::Error) -> EbpfError {
+    EbpfError::Program {
+        program,
+        reason: error_chain(e),
+    }
 }
 
 fn missing_program(program: &'static str) -> EbpfError {
