@@ -949,6 +949,59 @@ fn network_collector_with_ebpf_flows_keeps_only_the_namespaces_flows() {
     drop(r);
 }
 
+/// Without `--netns` the host is the sensor's own namespace: a connection
+/// made inside another namespace (a container, a lab host) is that host's
+/// and is not reported, while one made here is. (The kernel programs see
+/// every namespace's sockets; `sock_diag` only ever saw this one.)
+#[test]
+fn network_collector_with_ebpf_flows_and_no_netns_keeps_its_own_namespace() {
+    if ebpf_net_probes("ebpf_net_own_netns").is_none() {
+        return;
+    }
+    let ns = TestNetns::new("ownflows");
+    let up = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(up, "lo up in {}", ns.0);
+    let mut r = Running::start("network", move |ctx| {
+        collect::network::run_with(ctx, Duration::from_millis(100), None, true)
+    });
+    std::thread::sleep(Duration::from_millis(250));
+    let name = ns.0.clone();
+    let inside = std::thread::spawn(move || {
+        collect::network::enter_netns(&name).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        (server, client, conn)
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let out_server = listener.local_addr().unwrap();
+    let out_client = TcpStream::connect(out_server).unwrap();
+    let (out_conn, _) = listener.accept().unwrap();
+    let (in_server, in_client, in_conn) = inside.join().unwrap();
+    r.wait_for(
+        "connect here",
+        |p| matches!(p, Payload::NetConnect(f) if f.remote == out_server),
+    );
+    settle(&mut r, 500);
+    for p in &r.seen {
+        if let Payload::NetConnect(f) | Payload::NetAccept(f) = p {
+            let touches_inside = f.remote == in_server || f.local == in_server;
+            // Ports can coincide across namespaces; the inside server's
+            // address pair cannot be the outside one's.
+            assert!(
+                !touches_inside || in_server == out_server,
+                "a flow of another namespace reported as this host's: {p:?}"
+            );
+        }
+    }
+    drop((in_client, in_conn, out_client, out_conn));
+    drop(r);
+}
+
 /// A listener opened before the collector started (so its opener was not
 /// seen by the kernel program): where accepts are reported at handshake,
 /// they are attributed through the listener's owner in `/proc`, looked up

@@ -761,6 +761,11 @@ fn diag_flow(f: NewFlow, pid: Option<u32>, exe: Option<String>) -> Payload {
 pub const BACKEND_EBPF_FLOWS: &str = "eBPF TCP flows + sock_diag UDP";
 
 /// Load the eBPF programs for this collector, or say why not.
+/// Inode of the sensor's own network namespace (0 when unreadable).
+fn own_netns() -> u64 {
+    super::process::netns_of(std::process::id())
+}
+
 fn kernel_attribution(ctx: &CollectorCtx, netns: Option<&str>) -> Option<super::ebpf::Probes> {
     let inode = match netns.map(super::process::netns_inode).transpose() {
         Ok(i) => i,
@@ -770,6 +775,11 @@ fn kernel_attribution(ctx: &CollectorCtx, netns: Option<&str>) -> Option<super::
             return None;
         }
     };
+    // Without `--netns` the host is the sensor's own namespace, as with
+    // `sock_diag` (which only sees that one): the kernel programs see every
+    // namespace's sockets, and a container's or a lab host's connections
+    // are that host's, not this one's.
+    let inode = inode.or_else(|| Some(own_netns()).filter(|&i| i != 0));
     match super::ebpf::Probes::network(inode) {
         Ok(p) => {
             ctx.stats.set_backend(if p.attributes_accepts() {
