@@ -328,8 +328,10 @@ impl Pipeline {
     /// had never heard of appeared.
     fn register_hosts(&mut self, now_ns: u64) -> Result<bool, PipelineError> {
         self.last_register_ns = now_ns;
-        // Read before the scan: a change noted during it triggers another.
-        self.registered_generation = Some(self.db.identity_generation());
+        // Read before the scan, so a change noted during it triggers
+        // another; kept only once the scan succeeded, so a failed one is
+        // retried next round.
+        let generation = self.db.identity_generation();
         let mut new_host = false;
         for rec in self.db.host_records()? {
             let entry = (rec.hostname.clone(), rec.addrs.clone());
@@ -342,6 +344,7 @@ impl Pipeline {
                 .register_host(HostId(rec.id), &rec.hostname, &rec.addrs);
             self.registered.insert(rec.id, entry);
         }
+        self.registered_generation = Some(generation);
         Ok(new_host)
     }
 
