@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -348,6 +348,41 @@ impl Drop for TestNetns {
             .args(["netns", "del", &self.0])
             .status();
     }
+}
+
+impl TestNetns {
+    /// A namespace whose loopback is up (for connections inside it).
+    fn with_loopback(tag: &str) -> TestNetns {
+        let ns = TestNetns::new(tag);
+        let up = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(up, "lo up in {}", ns.0);
+        ns
+    }
+}
+
+/// One loopback connection: (server address, client address, client end,
+/// server end).
+type Loopback = (SocketAddr, SocketAddr, TcpStream, TcpStream);
+
+/// Listen, connect and accept on loopback in the current namespace.
+fn loopback_connection() -> Loopback {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let client = TcpStream::connect(server).unwrap();
+    let (conn, peer) = listener.accept().unwrap();
+    (server, peer, client, conn)
+}
+
+/// [`loopback_connection`] from a thread moved into namespace `ns`.
+fn loopback_connection_in(ns: &str) -> std::thread::JoinHandle<Loopback> {
+    let name = ns.to_owned();
+    std::thread::spawn(move || {
+        collect::network::enter_netns(&name).unwrap();
+        loopback_connection()
+    })
 }
 
 /// Runs `n` × `/bin/true` from one shell (optionally inside a namespace)
@@ -877,12 +912,7 @@ fn network_collector_with_ebpf_flows_keeps_only_the_namespaces_flows() {
     if ebpf_net_probes("ebpf_net_netns").is_none() {
         return;
     }
-    let ns = TestNetns::new("netflows");
-    let up = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(up, "lo up in {}", ns.0);
+    let ns = TestNetns::with_loopback("netflows");
     let name = ns.0.clone();
     let mut r = Running::start("network", move |ctx| {
         collect::network::run_with(ctx, Duration::from_millis(100), Some(name), true)
@@ -893,21 +923,10 @@ fn network_collector_with_ebpf_flows_keeps_only_the_namespaces_flows() {
         format!("network ({})", collect::network::BACKEND_EBPF_FLOWS)
     );
     std::thread::sleep(Duration::from_millis(250));
-    // Inside: a thread of this process moved into the namespace.
-    let name = ns.0.clone();
-    let inside = std::thread::spawn(move || {
-        collect::network::enter_netns(&name).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = listener.local_addr().unwrap();
-        let client = TcpStream::connect(server).unwrap();
-        let (conn, peer) = listener.accept().unwrap();
-        (server, peer, client, conn)
-    });
-    // Outside, meanwhile.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let out_server = listener.local_addr().unwrap();
-    let out_client = TcpStream::connect(out_server).unwrap();
-    let (out_conn, out_peer) = listener.accept().unwrap();
+    // Inside: a thread of this process moved into the namespace; outside,
+    // meanwhile.
+    let inside = loopback_connection_in(&ns.0);
+    let (out_server, out_peer, out_client, out_conn) = loopback_connection();
     let (server, peer, client, conn) = inside.join().unwrap();
     let me = Some(std::process::id());
     let c = r.wait_for(
@@ -958,30 +977,14 @@ fn network_collector_with_ebpf_flows_and_no_netns_keeps_its_own_namespace() {
     if ebpf_net_probes("ebpf_net_own_netns").is_none() {
         return;
     }
-    let ns = TestNetns::new("ownflows");
-    let up = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(up, "lo up in {}", ns.0);
+    let ns = TestNetns::with_loopback("ownflows");
     let mut r = Running::start("network", move |ctx| {
         collect::network::run_with(ctx, Duration::from_millis(100), None, true)
     });
     std::thread::sleep(Duration::from_millis(250));
-    let name = ns.0.clone();
-    let inside = std::thread::spawn(move || {
-        collect::network::enter_netns(&name).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = listener.local_addr().unwrap();
-        let client = TcpStream::connect(server).unwrap();
-        let (conn, _) = listener.accept().unwrap();
-        (server, client, conn)
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let out_server = listener.local_addr().unwrap();
-    let out_client = TcpStream::connect(out_server).unwrap();
-    let (out_conn, _) = listener.accept().unwrap();
-    let (in_server, in_client, in_conn) = inside.join().unwrap();
+    let inside = loopback_connection_in(&ns.0);
+    let (out_server, out_peer, out_client, out_conn) = loopback_connection();
+    let (in_server, in_peer, in_client, in_conn) = inside.join().unwrap();
     r.wait_for(
         "connect here",
         |p| matches!(p, Payload::NetConnect(f) if f.remote == out_server),
@@ -989,11 +992,12 @@ fn network_collector_with_ebpf_flows_and_no_netns_keeps_its_own_namespace() {
     settle(&mut r, 500);
     for p in &r.seen {
         if let Payload::NetConnect(f) | Payload::NetAccept(f) = p {
-            let touches_inside = f.remote == in_server || f.local == in_server;
-            // Ports can coincide across namespaces; the inside server's
-            // address pair cannot be the outside one's.
+            // The whole address pair: other tests' connections here may
+            // reuse one of the inside ports (ports are per namespace).
+            let pair = |a, b| (f.local, f.remote) == (a, b) || (f.local, f.remote) == (b, a);
+            let inside = pair(in_peer, in_server);
             assert!(
-                !touches_inside || in_server == out_server,
+                !inside || pair(out_peer, out_server),
                 "a flow of another namespace reported as this host's: {p:?}"
             );
         }

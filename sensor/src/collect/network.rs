@@ -1089,10 +1089,10 @@ mod tests {
     #[test]
     fn kernel_records_become_the_same_flows_as_the_scan_path() {
         use crate::collect::ebpf::record::{ExitRecord, Record};
-        let flow = |pid: Option<u32>, exe: Option<&str>, local: &str, remote: &str| NetFlow {
+        let flow = |pid: Option<u32>, exe: Option<&str>, local, remote| NetFlow {
             transport: Transport::Tcp,
-            local: local.parse().unwrap(),
-            remote: remote.parse().unwrap(),
+            local,
+            remote,
             pid,
             exe: exe.map(String::from),
             repeat: 1,
@@ -1102,58 +1102,54 @@ mod tests {
             Owner::Kernel => (None, None),
             Owner::ListenerOf(a) => (Some(u32::from(a.port())), Some("/bin/listener".into())),
         };
-        let c = Record::Connect(net(7, "10.0.0.1:40000", "10.0.0.2:443"));
-        assert_eq!(
-            kernel_flow(&c, exe_of),
-            Some(Payload::NetConnect(flow(
+        // (record, accept?, pid and exe expected)
+        let cases = [
+            // A connect and an accept, each with its caller.
+            (
+                Record::Connect(net(7, "10.0.0.1:40000", "10.0.0.2:443")),
+                false,
                 Some(7),
                 Some("/bin/p7"),
-                "10.0.0.1:40000",
-                "10.0.0.2:443"
-            )))
-        );
-        let a = Record::Accept(net(8, "[::1]:22", "[::1]:5000"));
-        assert_eq!(
-            kernel_flow(&a, exe_of),
-            Some(Payload::NetAccept(flow(
+            ),
+            (
+                Record::Accept(net(8, "[::1]:22", "[::1]:5000")),
+                true,
                 Some(8),
                 Some("/bin/p8"),
-                "[::1]:22",
-                "[::1]:5000"
-            )))
-        );
-        // A handshake with the listener's opener, or without one.
-        let h = Record::Handshake(net(9, "127.0.0.1:80", "127.0.0.1:6000"));
-        assert_eq!(
-            kernel_flow(&h, exe_of),
-            Some(Payload::NetAccept(flow(
+            ),
+            // A handshake with the listener's opener, or without one.
+            (
+                Record::Handshake(net(9, "127.0.0.1:80", "127.0.0.1:6000")),
+                true,
                 Some(9),
                 Some("/bin/p9"),
-                "127.0.0.1:80",
-                "127.0.0.1:6000"
-            )))
-        );
-        let h = Record::Handshake(net(0, "127.0.0.1:80", "127.0.0.1:6000"));
-        assert_eq!(
-            kernel_flow(&h, exe_of),
-            Some(Payload::NetAccept(flow(
+            ),
+            (
+                Record::Handshake(net(0, "127.0.0.1:80", "127.0.0.1:6000")),
+                true,
                 Some(80),
                 Some("/bin/listener"),
-                "127.0.0.1:80",
-                "127.0.0.1:6000"
-            )))
-        );
-        // The kernel's own connections have no process, as in the scan.
-        let k = Record::Connect(net(0, "10.0.0.1:2049", "10.0.0.3:2049"));
-        assert_eq!(
-            kernel_flow(&k, exe_of),
-            Some(Payload::NetConnect(flow(
+            ),
+            // The kernel's own connections have no process, as in the scan.
+            (
+                Record::Connect(net(0, "10.0.0.1:2049", "10.0.0.3:2049")),
+                false,
                 None,
                 None,
-                "10.0.0.1:2049",
-                "10.0.0.3:2049"
-            )))
-        );
+            ),
+        ];
+        for (record, accept, pid, exe) in cases {
+            let (Record::Connect(n) | Record::Accept(n) | Record::Handshake(n)) = &record else {
+                unreachable!("flow records only");
+            };
+            let f = flow(pid, exe, n.local, n.remote);
+            let want = if accept {
+                Payload::NetAccept(f)
+            } else {
+                Payload::NetConnect(f)
+            };
+            assert_eq!(kernel_flow(&record, exe_of), Some(want), "{record:?}");
+        }
         let x = Record::Exit(ExitRecord {
             tgid: 1,
             ppid: 0,
