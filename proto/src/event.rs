@@ -78,6 +78,9 @@ pub enum Payload {
     Loss(LossRecord),
     /// The outcome of a response command.
     ResponseResult(ResponseResult),
+    /// Evidence that local telemetry was forged (e.g. an auth-log line
+    /// tagged sshd that no root-owned sshd wrote).
+    Tamper(TamperRecord),
 }
 
 /// Kinds of event, one per [`Payload`] variant. Stable `u8` codes are used in
@@ -96,11 +99,12 @@ pub enum EventKind {
     SensorHealth = 9,
     Loss = 10,
     ResponseResult = 11,
+    Tamper = 12,
 }
 
 impl EventKind {
     /// All kinds, in code order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::ProcessStart,
         EventKind::ProcessExit,
         EventKind::NetConnect,
@@ -112,6 +116,7 @@ impl EventKind {
         EventKind::SensorHealth,
         EventKind::Loss,
         EventKind::ResponseResult,
+        EventKind::Tamper,
     ];
 
     /// The stable one-byte code.
@@ -138,6 +143,7 @@ impl EventKind {
             EventKind::SensorHealth => "sensor_health",
             EventKind::Loss => "loss",
             EventKind::ResponseResult => "response_result",
+            EventKind::Tamper => "tamper",
         }
     }
 
@@ -168,6 +174,7 @@ impl Payload {
             Payload::SensorHealth(_) => EventKind::SensorHealth,
             Payload::Loss(_) => EventKind::Loss,
             Payload::ResponseResult(_) => EventKind::ResponseResult,
+            Payload::Tamper(_) => EventKind::Tamper,
         }
     }
 }
@@ -348,4 +355,19 @@ pub struct ResponseResult {
     pub command_id: u64,
     pub ok: bool,
     pub message: String,
+}
+
+/// A sensor's evidence that local telemetry was forged: e.g. an auth-log line
+/// tagged `sshd` that no root-owned sshd wrote. The forged record itself is
+/// not turned into an event; this record says it was seen and why it was
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TamperRecord {
+    /// Which telemetry source was forged (`auth_log`…).
+    pub source: String,
+    /// Stable label for why it is considered forged
+    /// (`sshd_line_not_from_sshd`…), usable as a counter label.
+    pub reason: String,
+    /// A bounded excerpt of the forged input, for the analyst.
+    pub detail: String,
 }

@@ -214,6 +214,11 @@ fn payload() -> impl Strategy<Value = Payload> {
             message,
         }
     });
+    let tamper = (text(), text(), text()).prop_map(|(source, reason, detail)| TamperRecord {
+        source,
+        reason,
+        detail,
+    });
     prop_oneof![
         process_start().prop_map(Payload::ProcessStart),
         exit.prop_map(Payload::ProcessExit),
@@ -226,6 +231,7 @@ fn payload() -> impl Strategy<Value = Payload> {
         health().prop_map(Payload::SensorHealth),
         loss.prop_map(Payload::Loss),
         result.prop_map(Payload::ResponseResult),
+        tamper.prop_map(Payload::Tamper),
     ]
 }
 
