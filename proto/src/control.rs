@@ -2,6 +2,11 @@
 //!
 //! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`.
 //! Appliance → sensor: `Welcome`, `Ack`, `Command`, `Enrolled`, `Refused`.
+//!
+//! Sensors and appliances of different builds talk to each other in postcard,
+//! which writes fields in declaration order and enum variants by index:
+//! never reorder, only append variants; pinned by `tests/golden.rs`. Adding
+//! a struct field changes the format too (postcard has no field defaults).
 
 use crate::error::{from_postcard_exact, ProtoError};
 use crate::event::{HostId, SensorHealth};
@@ -11,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// One message on a control stream (or on an enrollment connection).
+///
+/// Never reorder, only append; pinned by `tests/golden.rs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControlMessage {
     /// First message of a sensor on a fresh connection.
@@ -127,6 +134,8 @@ pub struct Command {
 }
 
 /// What the sensor should do.
+///
+/// Never reorder, only append; pinned by `tests/golden.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandAction {
     /// Cut the host off from everything but these addresses (the appliance).

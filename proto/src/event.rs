@@ -2,6 +2,12 @@
 //!
 //! Windows-sourced records (Sysmon, Security log, via the `datasets`
 //! adapters) map onto the same payloads, so detection sees one model.
+//!
+//! Every type here is stored on disk and sent on the wire as postcard, which
+//! writes fields in declaration order and enum variants by index: never
+//! reorder, only append variants; pinned by `tests/golden.rs`. Adding a
+//! struct field changes the format too (postcard has no field defaults), so
+//! it needs a migration or a new protocol version.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -53,7 +59,10 @@ impl Event {
     }
 }
 
-/// What happened, typed.
+/// What happened, typed. The appliance reads an event's kind from the
+/// postcard variant index, so variants follow [`EventKind::ALL`] order.
+///
+/// Never reorder, only append; pinned by `tests/golden.rs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Payload {
     /// A process started (exec, or fork then exec).
@@ -85,6 +94,8 @@ pub enum Payload {
 
 /// Kinds of event, one per [`Payload`] variant. Stable `u8` codes are used in
 /// storage keys and filters.
+///
+/// Never reorder, only append; pinned by `tests/golden.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum EventKind {
