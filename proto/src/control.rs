@@ -8,10 +8,11 @@
 //! never reorder, only append variants; pinned by `tests/golden.rs`. Adding
 //! a struct field changes the format too (postcard has no field defaults).
 
-use crate::error::{from_postcard_exact, ProtoError};
+use crate::bounded::{decode_exact, DecodeLimits};
+use crate::error::ProtoError;
 use crate::event::{HostId, SensorHealth};
 use crate::frame::{encode_frame, FrameKind};
-use crate::limits::MAX_CONTROL_BYTES;
+use crate::limits::{MAX_CONTROL_BYTES, MAX_CONTROL_MEMORY_BYTES, MAX_EVENT_STRING_BYTES};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -47,16 +48,34 @@ impl ControlMessage {
         encode_frame(FrameKind::Control, &payload)
     }
 
-    /// Decode the payload of a control frame.
+    /// Decode the payload of a control frame (see [`decode_control`]).
     pub fn from_payload(payload: &[u8]) -> Result<Self, ProtoError> {
-        if payload.len() > MAX_CONTROL_BYTES {
-            return Err(ProtoError::FrameTooLarge {
-                declared: payload.len(),
-                limit: MAX_CONTROL_BYTES,
-            });
-        }
-        from_postcard_exact(payload)
+        decode_control(payload)
     }
+}
+
+/// Bounds for everything inside a control message. Sequences are byte
+/// blobs (CSR, certificates, command output) as large as the payload, so
+/// their cap is the payload cap: what really bounds them is that a claim
+/// longer than the bytes left is refused.
+const CONTROL_LIMITS: DecodeLimits = DecodeLimits {
+    max_string: MAX_EVENT_STRING_BYTES,
+    max_items: MAX_CONTROL_BYTES,
+    max_memory: MAX_CONTROL_MEMORY_BYTES,
+};
+
+/// Decode the payload of a control frame with every bound applied while
+/// decoding: at most [`MAX_CONTROL_BYTES`] of input, strings up to
+/// [`MAX_EVENT_STRING_BYTES`], no sequence claiming more items than bytes
+/// left, and at most [`MAX_CONTROL_MEMORY_BYTES`] of decoded memory.
+pub fn decode_control(payload: &[u8]) -> Result<ControlMessage, ProtoError> {
+    if payload.len() > MAX_CONTROL_BYTES {
+        return Err(ProtoError::FrameTooLarge {
+            declared: payload.len(),
+            limit: MAX_CONTROL_BYTES,
+        });
+    }
+    decode_exact(payload, CONTROL_LIMITS)
 }
 
 /// A sensor introduces itself.

@@ -39,6 +39,17 @@ pub enum ProtoError {
     /// Encoding failed (only on values that break limits).
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The decoded value would take more memory than allowed (many tiny
+    /// items on the wire become many structs and strings in memory).
+    #[error("decoded message would take more than {limit} bytes of memory")]
+    MemoryBudget { limit: usize },
+    /// A string inside a message is longer than allowed.
+    #[error("string of {len} bytes exceeds the {limit}-byte limit")]
+    StringTooLong { len: usize, limit: usize },
+    /// A sequence inside a message claims more items than allowed, or more
+    /// items than there are bytes left to hold them.
+    #[error("sequence claims more than {limit} items or more than the bytes left")]
+    SequenceTooLong { limit: usize },
 }
 
 impl ProtoError {
@@ -56,18 +67,9 @@ impl ProtoError {
             ProtoError::Malformed(_) => "malformed",
             ProtoError::TrailingBytes(_) => "trailing_bytes",
             ProtoError::Encode(_) => "encode",
+            ProtoError::MemoryBudget { .. } => "memory_budget",
+            ProtoError::StringTooLong { .. } => "string_too_long",
+            ProtoError::SequenceTooLong { .. } => "sequence_too_long",
         }
     }
-}
-
-/// Decode a postcard value that must use every byte.
-pub(crate) fn from_postcard_exact<'a, T: serde::Deserialize<'a>>(
-    bytes: &'a [u8],
-) -> Result<T, ProtoError> {
-    let (value, rest) =
-        postcard::take_from_bytes(bytes).map_err(|e| ProtoError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(ProtoError::TrailingBytes(rest.len()));
-    }
-    Ok(value)
 }

@@ -13,16 +13,18 @@
 //! - [`event`]: the event model — a common header plus a typed payload.
 
 pub mod batch;
+mod bounded;
 pub mod control;
 pub mod error;
 pub mod event;
 pub mod frame;
+mod memory;
 pub mod query;
 
-pub use batch::{decode_batch, encode_batch, Batch};
+pub use batch::{decode_batch, decode_batch_postcard, encode_batch, Batch};
 pub use control::{
-    Command, CommandAction, CommandResult, ControlMessage, EnrollRequest, EnrollResponse,
-    SensorConfig,
+    decode_control, Command, CommandAction, CommandResult, ControlMessage, EnrollRequest,
+    EnrollResponse, SensorConfig,
 };
 pub use error::ProtoError;
 pub use event::*;
@@ -50,6 +52,29 @@ pub mod limits {
     pub const MAX_BATCH_EVENTS: usize = 65_536;
     /// Longest argv kept per process (elements), longer ones are truncated by sensors.
     pub const MAX_ARGV: usize = 64;
-    /// Longest string field kept (bytes); sensors truncate, decoders accept up to the frame cap.
+    /// Longest string field kept (bytes) by sensors, which truncate; decoders
+    /// accept up to [`MAX_EVENT_STRING_BYTES`].
     pub const MAX_STRING: usize = 4096;
+    /// Longest string a decoder accepts inside an event or control message.
+    /// Above everything a producer writes: the sensor truncates at
+    /// [`MAX_STRING`] (4 KiB) and auth-log lines at 8 KiB, and a Windows
+    /// command line replayed from a data set (32,767 UTF-16 units, at most
+    /// 98,301 bytes of UTF-8) still fits.
+    pub const MAX_EVENT_STRING_BYTES: usize = 128 * 1024;
+    /// Most items in one sequence inside an event (argv, collectors). The
+    /// sensor keeps at most [`MAX_ARGV`] arguments and a handful of
+    /// collectors; this leaves ample room and keeps serde's preallocation small.
+    pub const MAX_EVENT_SEQUENCE_ITEMS: usize = 4096;
+    /// Most memory one decoded batch may take: its events' structs plus the
+    /// heap bytes of their strings and vectors (see `Batch::memory_bytes`).
+    /// 4 x [`MAX_BATCH_DECODED_BYTES`]: a full legitimate batch (65,536
+    /// events of 192 bytes each is 12 MiB, plus at most 16 MiB of string
+    /// bytes) fits with room to spare, while a hostile batch of tiny items
+    /// (an empty string is 1 byte on the wire, 24 in memory) is held to 64 MiB
+    /// instead of ~400 MiB.
+    pub const MAX_BATCH_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+    /// Most memory one decoded control message may take. Control payloads are
+    /// at most [`MAX_CONTROL_BYTES`]; 16 x that covers the worst legitimate
+    /// amplification (a heartbeat's collector list, ~10x).
+    pub const MAX_CONTROL_MEMORY_BYTES: usize = 16 * MAX_CONTROL_BYTES;
 }

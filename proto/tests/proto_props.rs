@@ -5,7 +5,10 @@ use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use vigil_proto::control::{Ack, Heartbeat, Hello, Refusal, Welcome};
 use vigil_proto::frame::{FrameHeader, HEADER_LEN};
-use vigil_proto::limits::{MAX_BATCH_DECODED_BYTES, MAX_CONTROL_BYTES, MAX_FRAME_BYTES};
+use vigil_proto::limits::{
+    MAX_BATCH_DECODED_BYTES, MAX_BATCH_EVENTS, MAX_BATCH_MEMORY_BYTES, MAX_CONTROL_BYTES,
+    MAX_EVENT_SEQUENCE_ITEMS, MAX_EVENT_STRING_BYTES, MAX_FRAME_BYTES,
+};
 use vigil_proto::*;
 
 fn text() -> impl Strategy<Value = String> {
@@ -383,6 +386,27 @@ proptest! {
     }
 
     #[test]
+    fn decoder_accounts_exactly_what_batches_hold(events in proptest::collection::vec(event(), 0..40)) {
+        let batch = Batch { events };
+        let raw = postcard::to_allocvec(&batch).unwrap();
+        let (decoded, accounted) = decode_batch_postcard(&raw).unwrap();
+        prop_assert_eq!(&decoded, &batch);
+        prop_assert_eq!(accounted, batch.memory_bytes());
+    }
+
+    #[test]
+    fn arbitrary_decoded_bytes_stay_within_the_budget(
+        bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+    ) {
+        // Uncompressed input reaches postcard; whatever decodes was accounted.
+        if let Ok((batch, accounted)) = decode_batch_postcard(&bytes) {
+            prop_assert_eq!(accounted, batch.memory_bytes());
+            prop_assert!(accounted <= MAX_BATCH_MEMORY_BYTES);
+        }
+        let _ = decode_control(&bytes);
+    }
+
+    #[test]
     fn corrupted_frames_are_errors_or_valid(msg in control(), flip in any::<usize>(), bit in 0u8..8) {
         let mut frame = msg.to_frame().unwrap();
         let i = flip % frame.len();
@@ -518,4 +542,190 @@ fn host_id_display_parses_back() {
     let id = HostId(0x00ab_cdef_0123_4567);
     assert_eq!(id.to_string(), "00abcdef01234567");
     assert_eq!(id.to_string().parse::<HostId>().unwrap(), id);
+}
+
+/// A postcard varint, for crafting inputs that lie about lengths.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return out;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn exec_with(argv: Vec<String>, exe: Option<String>) -> Event {
+    Event {
+        header: EventHeader {
+            host: HostId(1),
+            seq: 1,
+            ts_ns: 1,
+        },
+        payload: Payload::ProcessStart(ProcessStart {
+            argv,
+            exe,
+            ..ProcessStart::default()
+        }),
+    }
+}
+
+#[test]
+fn a_million_claimed_events_are_refused_before_decoding() {
+    let mut raw = varint(1_000_000);
+    raw.extend_from_slice(&[0; 64]);
+    let compressed = zstd::bulk::compress(&raw, 1).unwrap();
+    assert_eq!(
+        decode_batch(&compressed).unwrap_err(),
+        ProtoError::TooManyEvents {
+            count: 1_000_000,
+            limit: MAX_BATCH_EVENTS
+        }
+    );
+    // A claim within the cap but beyond the bytes present is refused too,
+    // before the events vector is allocated.
+    let mut raw = varint(MAX_BATCH_EVENTS as u64);
+    raw.extend_from_slice(&[0; 10]);
+    assert_eq!(
+        decode_batch_postcard(&raw).unwrap_err(),
+        ProtoError::SequenceTooLong { limit: 10 }
+    );
+    assert_eq!(
+        decode_batch_postcard(&[0xff; 11]).unwrap_err().reason(),
+        "malformed"
+    );
+}
+
+#[test]
+fn many_tiny_items_hit_the_memory_budget() {
+    // An empty argument is 1 byte on the wire and a 24-byte String in memory.
+    let event = exec_with(vec![String::new(); MAX_EVENT_SEQUENCE_ITEMS], None);
+    let per_event = event.memory_bytes();
+    let fits = MAX_BATCH_MEMORY_BYTES / per_event;
+    let batch = |n: usize| Batch {
+        events: vec![event.clone(); n],
+    };
+    let raw = postcard::to_allocvec(&batch(fits)).unwrap();
+    let (_, accounted) = decode_batch_postcard(&raw).unwrap();
+    assert!(accounted <= MAX_BATCH_MEMORY_BYTES);
+
+    let over = batch(fits + 1);
+    let raw = postcard::to_allocvec(&over).unwrap();
+    assert!(raw.len() < MAX_BATCH_DECODED_BYTES, "within the size cap");
+    let err = decode_batch_postcard(&raw).unwrap_err();
+    assert_eq!(
+        err,
+        ProtoError::MemoryBudget {
+            limit: MAX_BATCH_MEMORY_BYTES
+        }
+    );
+    assert_eq!(err.reason(), "memory_budget");
+    // The sender refuses to produce it in the first place.
+    assert_eq!(encode_batch(&over).unwrap_err(), err);
+}
+
+#[test]
+fn long_strings_and_sequences_inside_events_are_refused() {
+    let decode = |e: Event| {
+        decode_batch_postcard(&postcard::to_allocvec(&Batch { events: vec![e] }).unwrap())
+    };
+    let at_cap = "x".repeat(MAX_EVENT_STRING_BYTES);
+    assert!(decode(exec_with(vec![], Some(at_cap.clone()))).is_ok());
+    let err = decode(exec_with(vec![], Some(at_cap + "x"))).unwrap_err();
+    assert_eq!(
+        err,
+        ProtoError::StringTooLong {
+            len: MAX_EVENT_STRING_BYTES + 1,
+            limit: MAX_EVENT_STRING_BYTES
+        }
+    );
+    assert_eq!(err.reason(), "string_too_long");
+
+    assert!(decode(exec_with(
+        vec![String::new(); MAX_EVENT_SEQUENCE_ITEMS],
+        None
+    ))
+    .is_ok());
+    let err = decode(exec_with(
+        vec![String::new(); MAX_EVENT_SEQUENCE_ITEMS + 1],
+        None,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ProtoError::SequenceTooLong {
+            limit: MAX_EVENT_SEQUENCE_ITEMS
+        }
+    );
+    assert_eq!(err.reason(), "sequence_too_long");
+}
+
+#[test]
+fn a_length_claim_beyond_the_input_is_refused() {
+    // One ProcessStart whose argv claims 1000 items (within the item cap)
+    // with nothing behind the claim.
+    let mut raw = varint(1);
+    raw.extend_from_slice(&[1, 1, 1]); // host, seq, ts
+    raw.extend_from_slice(&[0, 1, 1, 0]); // ProcessStart, pid, ppid, exe None
+    raw.extend_from_slice(&varint(1000));
+    assert_eq!(
+        decode_batch_postcard(&raw).unwrap_err(),
+        ProtoError::SequenceTooLong {
+            limit: MAX_EVENT_SEQUENCE_ITEMS
+        }
+    );
+    // A string claiming 2^40 bytes is refused by postcard before copying.
+    let mut raw = varint(1);
+    raw.extend_from_slice(&[1, 1, 1, 0, 1, 1, 1]); // exe Some
+    raw.extend_from_slice(&varint(1 << 40));
+    assert_eq!(
+        decode_batch_postcard(&raw).unwrap_err().reason(),
+        "malformed"
+    );
+}
+
+#[test]
+fn control_messages_are_bounded_while_decoding() {
+    let hello = |addrs: Vec<IpAddr>| {
+        ControlMessage::Hello(Hello {
+            protocol_versions: vec![1],
+            sensor_version: "v".into(),
+            hostname: "h".into(),
+            os: "linux".into(),
+            addrs,
+            next_seq: 1,
+        })
+    };
+    // addrs claims a million entries; the payload holds none of them.
+    let mut payload = postcard::to_allocvec(&hello(vec![])).unwrap();
+    let at = payload.len() - 2; // [.., addrs len 0, next_seq 1]
+    payload.truncate(at);
+    payload.extend_from_slice(&varint(1_000_000));
+    payload.push(1);
+    assert_eq!(
+        decode_control(&payload).unwrap_err(),
+        ProtoError::SequenceTooLong {
+            limit: MAX_CONTROL_BYTES
+        }
+    );
+
+    let result = |message: String| {
+        ControlMessage::CommandResult(CommandResult {
+            id: 1,
+            ok: true,
+            message,
+            data: vec![7; 1000],
+        })
+    };
+    let ok = result("m".repeat(MAX_EVENT_STRING_BYTES));
+    let bytes = postcard::to_allocvec(&ok).unwrap();
+    assert_eq!(decode_control(&bytes).unwrap(), ok);
+    let bytes = postcard::to_allocvec(&result("m".repeat(MAX_EVENT_STRING_BYTES + 1))).unwrap();
+    assert_eq!(
+        ControlMessage::from_payload(&bytes).unwrap_err().reason(),
+        "string_too_long"
+    );
 }
