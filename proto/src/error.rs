@@ -50,6 +50,14 @@ pub enum ProtoError {
     /// items than there are bytes left to hold them.
     #[error("sequence claims more than {limit} items or more than the bytes left")]
     SequenceTooLong { limit: usize },
+    /// A loss record claims more lost events than its seq range holds, or
+    /// its range runs backwards.
+    #[error("loss record {from_seq}..={to_seq} cannot hold {count} lost events")]
+    InvalidLoss {
+        from_seq: u64,
+        to_seq: u64,
+        count: u64,
+    },
 }
 
 impl ProtoError {
@@ -70,6 +78,7 @@ impl ProtoError {
             ProtoError::MemoryBudget { .. } => "memory_budget",
             ProtoError::StringTooLong { .. } => "string_too_long",
             ProtoError::SequenceTooLong { .. } => "sequence_too_long",
+            ProtoError::InvalidLoss { .. } => "invalid_loss",
         }
     }
 }

@@ -351,7 +351,9 @@ pub enum LossReason {
     Other(String),
 }
 
-/// Exactly which events were lost, so loss is never silent.
+/// Exactly which events were lost, so loss is never silent. Receivers must
+/// call [`LossRecord::validate`] before counting one, and sum counts with
+/// [`LossRecord::saturating_total`] (or `saturating_add`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LossRecord {
     pub from_seq: u64,

@@ -18,6 +18,7 @@ pub mod control;
 pub mod error;
 pub mod event;
 pub mod frame;
+mod loss;
 mod memory;
 pub mod query;
 
