@@ -11,9 +11,15 @@
 //! - [`control`]: control-stream messages (hello, config, heartbeat, ack,
 //!   command, command result, enrollment), postcard-encoded.
 //! - [`event`]: the event model — a common header plus a typed payload.
+//!
+//! Rules both the appliance and the console apply live here, once:
+//! [`close`] (QUIC close codes), [`query::EventFilter::matches`] (which
+//! events a filter selects) and [`suppress`] (which alerts a suppression
+//! hides).
 
 pub mod batch;
 mod bounded;
+pub mod close;
 pub mod control;
 pub mod error;
 pub mod event;
@@ -21,6 +27,7 @@ pub mod frame;
 mod loss;
 mod memory;
 pub mod query;
+pub mod suppress;
 
 pub use batch::{decode_batch, decode_batch_postcard, encode_batch, Batch};
 pub use control::{

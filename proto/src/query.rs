@@ -5,6 +5,8 @@ use crate::event::{Event, EventKind, HostId};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
+mod filter;
+
 /// Whether a sensor is reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SensorState {
@@ -37,7 +39,8 @@ pub struct HostSummary {
     pub open_alerts: u32,
 }
 
-/// Which events to return. All set fields must match.
+/// Which events to return. All set fields must match
+/// ([`EventFilter::matches`] says how).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct EventFilter {
     pub host: Option<HostId>,
@@ -142,6 +145,12 @@ pub struct AlertRecord {
     /// Process basenames the alert names, for scoped suppressions.
     #[serde(default)]
     pub processes: Vec<String>,
+    /// The suppression that hides this alert (see
+    /// [`crate::suppress::first_hiding`]), filled in by readers; `None` when
+    /// the alert is visible. (postcard ignores `serde(default)`: alerts
+    /// stored before this field existed do not decode without a migration.)
+    #[serde(default)]
+    pub suppressed_by: Option<u64>,
 }
 
 /// Filter for alerts.
