@@ -8,16 +8,39 @@
 //!
 //! Entry point: [`Detector`] (streaming state machine).
 
-pub mod alert;
-pub mod classify;
-pub mod detector;
-pub mod error;
-pub mod eval;
+// Modules in the order one event's data passes them (a blank line between
+// each keeps rustfmt from sorting them). The line above each is a summary;
+// the module's own `//!` docs are what rustdoc shows.
+
+// Per-host feature windows: the facts an event adds, folded into vectors.
 pub mod features;
-pub mod graph;
-pub mod model;
+
+// Which host is behind an address or a workstation name (peer resolution).
 pub mod registry;
+
+// The fleet graph of counted relations, scored by smoothed rarity.
+pub mod graph;
+
+// Per-host models: the k-means window model and the versioned host model.
+pub mod model;
+
+// The streaming detector: events and ticks in, alerts out.
+pub mod detector;
+
+// Alerts with their explanations, and their conversion for the UI.
+pub mod alert;
+
+// Static knowledge: admin ports, remote-session processes, ATT&CK techniques.
+pub mod classify;
+
+// Scoped suppressions made from false-positive verdicts.
 pub mod suppress;
+
+// Detection metrics as pure functions (average precision, ROC-AUC, …).
+pub mod eval;
+
+// Typed errors of this crate.
+pub mod error;
 
 pub use alert::{Alert, AlertKind};
 pub use detector::{Detector, DetectorConfig, HostPhase, ModelStatus, Observed, Verdict};

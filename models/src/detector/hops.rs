@@ -1,0 +1,376 @@
+//! One hop (src → dst, maybe a user and a port): its rarity in the fleet
+//! graph plus any chain bonus is its score; the graph then learns it. Remote
+//! hops are kept a while (indexed per destination and per pair) for dedupe,
+//! trace linking and chaining, and alert when their score passes the
+//! destination's threshold.
+
+use super::{Detector, HopRecord, HostPhase};
+use crate::alert::{push_unique, severity_for, Alert, AlertKind};
+use crate::classify::is_admin_port;
+use crate::features::Facts;
+use crate::graph::{key, HopKeys, HopRarity};
+use vigil_proto::query::FeatureDeviation;
+use vigil_proto::HostId;
+
+/// Most hop scores kept per host for threshold calibration.
+const HOP_SAMPLES: usize = 256;
+
+/// One observed hop before scoring.
+pub(super) struct HopObs {
+    pub(super) src: HostId,
+    pub(super) dst: HostId,
+    pub(super) user: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) technique: Option<&'static str>,
+    pub(super) alertable: bool,
+}
+
+impl Detector {
+    /// Scores, learns and maybe alerts one hop. Returns (score, new edge,
+    /// new triple, alerts).
+    pub(super) fn hop(
+        &mut self,
+        obs: HopObs,
+        ts: u64,
+        ev_id: (HostId, u64),
+        learn: bool,
+        facts: &mut Facts,
+    ) -> (f64, bool, bool, Vec<Alert>) {
+        let keys = HopKeys {
+            src: obs.src.0,
+            dst: obs.dst.0,
+            user: obs.user.as_deref().map(|u| key(&format!("u:{u}"))),
+            port: obs.port,
+        };
+        let rarity = self.graph.rarity(&keys, self.cfg.prior_mass);
+        let chain = self.chain_predecessor(obs.src, obs.dst, ts);
+        let chain_bonus = chain
+            .map(|i| self.cfg.chain_weight * self.hops[i].score.min(20.0))
+            .unwrap_or(0.0);
+        let base = rarity.score();
+        let score = base + chain_bonus;
+        if learn {
+            self.graph.observe(&keys);
+        }
+        let remote = obs.src != obs.dst;
+        facts.peer = remote.then(|| {
+            key(&format!(
+                "p:{}",
+                if obs.src == ev_id.0 {
+                    obs.dst.0
+                } else {
+                    obs.src.0
+                }
+            ))
+        });
+        facts.new_peer = remote && rarity.new_edge;
+        facts.admin_port = remote && obs.port.is_some_and(is_admin_port);
+        let new_edge = rarity.new_edge;
+        let new_triple = rarity.new_triple;
+        if !remote || !learn {
+            return (score, new_edge, new_triple, Vec::new());
+        }
+        if let Some(st) = self.hosts.get_mut(&obs.dst) {
+            st.hops_seen += 1;
+            if st.hop_scores.len() >= HOP_SAMPLES {
+                st.hop_scores.pop_front();
+            }
+            st.hop_scores.push_back((ts, score as f32));
+        }
+        let alerts = if obs.alertable {
+            self.record_hop(obs, keys, rarity, score, chain_bonus, ts, ev_id)
+        } else {
+            Vec::new()
+        };
+        (score, new_edge, new_triple, alerts)
+    }
+
+    /// The hop threshold of `dst`: its model's once active, none while it
+    /// learns, the fleet's for a host never seen.
+    pub(super) fn hop_threshold(&self, dst: HostId) -> Option<f64> {
+        match self.hosts.get(&dst) {
+            Some(st) if st.phase == HostPhase::Active => st.model.as_ref().map(|m| m.hop_threshold),
+            Some(_) => None,
+            None => self.fleet_hop_threshold,
+        }
+    }
+
+    /// Positions in `hops` of the recent hops into `dst`, oldest first.
+    pub(super) fn positions_into(&self, dst: HostId) -> Vec<usize> {
+        let (lo, hi) = (self.hop_base, self.hop_base + self.hops.len() as u64);
+        self.by_dst
+            .get(&dst)
+            .map(|v| {
+                v.iter()
+                    .filter(|g| **g >= lo && **g < hi)
+                    .map(|g| (g - lo) as usize)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Appends a recent hop and indexes it; returns its position.
+    fn push_hop(&mut self, h: HopRecord) -> usize {
+        let g = self.hop_base + self.hops.len() as u64;
+        self.by_dst.entry(h.dst).or_default().push(g);
+        self.by_pair.insert((h.src, h.dst), g);
+        self.hops.push_back(h);
+        self.hops.len() - 1
+    }
+
+    /// Drops the oldest recent hop and its index entries.
+    fn pop_hop(&mut self) {
+        let Some(h) = self.hops.pop_front() else {
+            return;
+        };
+        let g = self.hop_base;
+        self.hop_base += 1;
+        if let Some(v) = self.by_dst.get_mut(&h.dst) {
+            v.retain(|x| *x > g);
+            if v.is_empty() {
+                self.by_dst.remove(&h.dst);
+            }
+        }
+        if self.by_pair.get(&(h.src, h.dst)) == Some(&g) {
+            self.by_pair.remove(&(h.src, h.dst));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_hop(
+        &mut self,
+        obs: HopObs,
+        keys: HopKeys,
+        rarity: HopRarity,
+        score: f64,
+        chain_bonus: f64,
+        ts: u64,
+        ev_id: (HostId, u64),
+    ) -> Vec<Alert> {
+        self.prune_hops(ts);
+        let dedupe_from = ts.saturating_sub(self.cfg.hop_dedupe_ns);
+        let latest = self
+            .by_pair
+            .get(&(obs.src, obs.dst))
+            .and_then(|g| g.checked_sub(self.hop_base))
+            .map(|p| p as usize)
+            .filter(|p| *p < self.hops.len());
+        let existing = latest.filter(|&p| {
+            let h = &self.hops[p];
+            h.src == obs.src
+                && h.dst == obs.dst
+                && h.last_ns >= dedupe_from
+                && (h.user == obs.user || h.user.is_none() || obs.user.is_none())
+        });
+        let idx = match existing {
+            Some(i) => {
+                let h = &mut self.hops[i];
+                h.last_ns = ts;
+                if h.evidence.len() < 16 {
+                    h.evidence.push(ev_id);
+                }
+                if h.keys.len() < 8 && !h.keys.contains(&keys) {
+                    h.keys.push(keys);
+                }
+                if let Some(p) = obs.port {
+                    push_unique(&mut h.ports, p);
+                }
+                if let Some(t) = obs.technique {
+                    push_unique(&mut h.techniques, t.to_string());
+                }
+                if h.user.is_none() && obs.user.is_some() {
+                    h.user = obs.user.clone();
+                }
+                // A logon after a connection (or the reverse) is the same
+                // move; keep the stronger reading of it.
+                if score > h.score {
+                    h.score = score;
+                    h.rarity = rarity;
+                    h.chain_bonus = chain_bonus;
+                }
+                i
+            }
+            None => {
+                let idx = self.push_hop(HopRecord {
+                    src: obs.src,
+                    dst: obs.dst,
+                    user: obs.user.clone(),
+                    ports: obs.port.into_iter().collect(),
+                    keys: vec![keys],
+                    first_ns: ts,
+                    last_ns: ts,
+                    score,
+                    rarity,
+                    techniques: obs
+                        .technique
+                        .map(|t| vec![t.to_string()])
+                        .unwrap_or_default(),
+                    processes: Vec::new(),
+                    evidence: vec![ev_id],
+                    alert_id: None,
+                    incident_id: None,
+                    chain_bonus,
+                    boosts: Vec::new(),
+                });
+                self.apply_pending(idx, ts);
+                idx
+            }
+        };
+        self.maybe_alert_hop(idx, ts)
+    }
+
+    /// Forgets hops and incidents older than twice the chain/dedupe window.
+    pub(super) fn prune_hops(&mut self, ts: u64) {
+        let keep = self.cfg.chain_window_ns.max(self.cfg.hop_dedupe_ns) * 2;
+        while self
+            .hops
+            .front()
+            .is_some_and(|h| h.last_ns.saturating_add(keep) < ts)
+        {
+            self.pop_hop();
+        }
+        while self.hops.len() > 4096 {
+            self.pop_hop();
+        }
+        while self
+            .incidents
+            .front()
+            .is_some_and(|i| i.last_ns.saturating_add(keep) < ts)
+        {
+            self.incidents.pop_front();
+        }
+    }
+
+    /// Alerts hop `idx` once it reaches its threshold, and correlates it
+    /// into an incident from `chain_factor × threshold` on.
+    pub(super) fn maybe_alert_hop(&mut self, idx: usize, ts: u64) -> Vec<Alert> {
+        let (dst, score) = (self.hops[idx].dst, self.hops[idx].score);
+        let Some(thr) = self.hop_threshold(dst) else {
+            return Vec::new();
+        };
+        let mut alerts = Vec::new();
+        if score >= self.cfg.chain_factor * thr {
+            alerts.extend(self.correlate(idx, ts));
+        }
+        if score >= thr && self.hops[idx].alert_id.is_none() {
+            let id = self.alloc_id();
+            self.hops[idx].alert_id = Some(id);
+            alerts.insert(0, self.hop_alert(idx, id, thr, ts));
+        }
+        alerts
+    }
+
+    /// The hop alert with its explanation (rarity parts, traces, chain bonus).
+    fn hop_alert(&self, idx: usize, id: u64, thr: f64, ts: u64) -> Alert {
+        let h = &self.hops[idx];
+        let (src_name, dst_name) = (self.registry.name(h.src), self.registry.name(h.dst));
+        let mut deviations: Vec<FeatureDeviation> = h
+            .rarity
+            .parts
+            .iter()
+            .filter(|(_, r)| r.surprise >= 0.5)
+            .map(|(k, r)| FeatureDeviation {
+                feature: k.name().to_string(),
+                observed: f64::from(r.count),
+                baseline: f64::from(r.ctx.n),
+                score: k.weight() * r.surprise,
+                sentence: relation_sentence(*k, r, &src_name, &dst_name, h.user.as_deref()),
+            })
+            .collect();
+        for (t, what, bonus) in &h.boosts {
+            deviations.push(FeatureDeviation {
+                feature: "remote_session_trace".into(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: *bonus,
+                sentence: format!(
+                    "right after the hop, {dst_name} ran {what} from a remote session ({t})"
+                ),
+            });
+        }
+        if h.chain_bonus > 0.0 {
+            deviations.push(FeatureDeviation {
+                feature: "chained_hop".into(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: h.chain_bonus,
+                sentence: format!("{src_name} had itself just been reached by an anomalous hop"),
+            });
+        }
+        deviations.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let who = h
+            .user
+            .as_deref()
+            .map(|u| format!(" as {u}"))
+            .unwrap_or_default();
+        let mut techniques = h.techniques.clone();
+        if h.rarity.new_triple {
+            push_unique(&mut techniques, "T1078".to_string());
+        }
+        Alert {
+            id,
+            created_ns: ts,
+            kind: AlertKind::Hop,
+            severity: severity_for(h.score, thr, 2),
+            score: h.score,
+            title: format!("Unusual hop {src_name} → {dst_name}{who}"),
+            host: h.dst,
+            path: vec![h.src, h.dst],
+            path_names: vec![src_name.clone(), dst_name.clone()],
+            users: h.user.iter().cloned().collect(),
+            ports: h.ports.clone(),
+            processes: h.processes.clone(),
+            techniques,
+            summary: format!(
+                "{src_name} → {dst_name}{who}: surprise {:.1} nats against a threshold of {thr:.1}; {}",
+                h.score,
+                deviations.first().map(|d| d.sentence.as_str()).unwrap_or("")
+            ),
+            deviations,
+            evidence: h.evidence.clone(),
+            incident_id: h.incident_id,
+            model_version: self.model_tag(h.dst),
+        }
+    }
+
+    /// Version tag of the model that judged `host` (`fleet` when it has none).
+    pub(super) fn model_tag(&self, host: HostId) -> Option<String> {
+        match self.hosts.get(&host).and_then(|s| s.model.as_ref()) {
+            Some(m) => Some(m.version_tag()),
+            None => Some("fleet".into()),
+        }
+    }
+}
+
+/// One sentence saying how rare one relation of a hop was.
+fn relation_sentence(
+    k: crate::graph::RelationKind,
+    r: &crate::graph::Rarity,
+    src: &str,
+    dst: &str,
+    user: Option<&str>,
+) -> String {
+    use crate::graph::RelationKind as K;
+    let u = user.unwrap_or("?");
+    let seen = if r.count == 0 {
+        "never before".to_string()
+    } else {
+        format!("{} times before", r.count)
+    };
+    let ctx = if r.ctx.n == 0 {
+        format!("no history yet, prior p = {:.4}", r.p)
+    } else {
+        format!(
+            "{} of {} past events were novel (p = {:.4})",
+            r.ctx.distinct, r.ctx.n, r.p
+        )
+    };
+    match k {
+        K::DstFromSrc => format!("{dst} was reached from {src} {seen}; {ctx}"),
+        K::SrcToDst => format!("{src} went to {dst} {seen}; {ctx}"),
+        K::UserToDst => format!("user {u} logged on to {dst} {seen}; {ctx}"),
+        K::UserFromSrc => format!("user {u} came from {src} {seen}; {ctx}"),
+        K::DstUser => format!("{dst} saw user {u} {seen}; {ctx}"),
+        K::SrcPort => format!("{src} used this admin service {seen}; {ctx}"),
+    }
+}

@@ -1,0 +1,148 @@
+//! Campaign correlation: a hop S → D that follows an anomalous X → S hop
+//! within the chain window joins (or opens) that hop's incident; each growth
+//! of an incident re-emits it as an incident alert.
+
+use super::{Detector, Incident};
+use crate::alert::{push_unique, severity_for, Alert, AlertKind};
+use vigil_proto::query::{FeatureDeviation, Severity};
+use vigil_proto::HostId;
+
+impl Detector {
+    /// The strongest recent hop X → `src` (not from `dst`) inside the chain
+    /// window that scored at least `chain_factor × threshold`.
+    pub(super) fn chain_predecessor(&self, src: HostId, dst: HostId, ts: u64) -> Option<usize> {
+        let from = ts.saturating_sub(self.cfg.chain_window_ns);
+        let mut best: Option<usize> = None;
+        for i in self.positions_into(src) {
+            let h = &self.hops[i];
+            if h.dst != src || h.src == dst || h.first_ns < from || h.first_ns > ts {
+                continue;
+            }
+            let thr = self
+                .hop_threshold(h.dst)
+                .unwrap_or(self.cfg.cold_start_hop_threshold);
+            if h.score >= self.cfg.chain_factor * thr
+                && best.is_none_or(|b| self.hops[b].score < h.score)
+            {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
+    /// Chains hop `idx` (S → D) onto an anomalous X → S hop, if any.
+    pub(super) fn correlate(&mut self, idx: usize, ts: u64) -> Vec<Alert> {
+        let (src, dst, first) = (
+            self.hops[idx].src,
+            self.hops[idx].dst,
+            self.hops[idx].first_ns,
+        );
+        let Some(pred) = self.chain_predecessor(src, dst, first) else {
+            return Vec::new();
+        };
+        if pred == idx {
+            return Vec::new();
+        }
+        let inc_pos = self.hops[pred]
+            .incident_id
+            .and_then(|iid| self.incidents.iter().position(|i| i.id == iid));
+        let inc_pos = match inc_pos {
+            Some(p) => p,
+            None => {
+                let id = self.alloc_id();
+                let p = &self.hops[pred];
+                self.incidents.push_back(Incident {
+                    id,
+                    path: vec![p.src, p.dst],
+                    users: p.user.iter().cloned().collect(),
+                    ports: p.ports.clone(),
+                    processes: p.processes.clone(),
+                    techniques: p.techniques.clone(),
+                    evidence: p.evidence.clone(),
+                    hop_scores: vec![p.score],
+                    last_ns: p.last_ns,
+                });
+                self.hops[pred].incident_id = Some(id);
+                self.incidents.len() - 1
+            }
+        };
+        if self.hops[idx].incident_id.is_some() {
+            return Vec::new();
+        }
+        let iid = self.incidents[inc_pos].id;
+        self.hops[idx].incident_id = Some(iid);
+        let h = self.hops[idx].clone();
+        let inc = &mut self.incidents[inc_pos];
+        if !inc.path.contains(&h.dst) {
+            inc.path.push(h.dst);
+        }
+        if let Some(u) = &h.user {
+            push_unique(&mut inc.users, u.clone());
+        }
+        for t in &h.techniques {
+            push_unique(&mut inc.techniques, t.clone());
+        }
+        for p in &h.ports {
+            push_unique(&mut inc.ports, *p);
+        }
+        for e in &h.evidence {
+            if inc.evidence.len() < 64 {
+                push_unique(&mut inc.evidence, *e);
+            }
+        }
+        inc.hop_scores.push(h.score);
+        inc.last_ns = ts;
+        vec![self.incident_alert(inc_pos, ts)]
+    }
+
+    /// The incident alert for incident `pos`: its path, users and summed score.
+    fn incident_alert(&self, pos: usize, ts: u64) -> Alert {
+        let inc = &self.incidents[pos];
+        let names: Vec<String> = inc.path.iter().map(|h| self.registry.name(*h)).collect();
+        let score: f64 = inc.hop_scores.iter().sum();
+        let last = *inc.path.last().unwrap_or(&HostId(0));
+        let thr = self
+            .hop_threshold(last)
+            .unwrap_or(self.cfg.cold_start_hop_threshold);
+        let mut techniques = inc.techniques.clone();
+        techniques.sort();
+        let deviations = vec![FeatureDeviation {
+            feature: "chain_length".into(),
+            observed: inc.path.len() as f64,
+            baseline: 1.0,
+            score,
+            sentence: format!(
+                "{} anomalous hops chained within {} min: {}",
+                inc.hop_scores.len(),
+                self.cfg.chain_window_ns / 60_000_000_000,
+                names.join(" → ")
+            ),
+        }];
+        Alert {
+            id: inc.id,
+            created_ns: ts,
+            kind: AlertKind::Incident,
+            severity: severity_for(score, thr, inc.path.len()).max(Severity::High),
+            score,
+            title: format!("Lateral movement {}", names.join(" → ")),
+            host: last,
+            path: inc.path.clone(),
+            path_names: names.clone(),
+            users: inc.users.clone(),
+            ports: inc.ports.clone(),
+            processes: inc.processes.clone(),
+            techniques,
+            summary: format!(
+                "Chain of {} anomalous hops across {} hosts ({}); users {}",
+                inc.hop_scores.len(),
+                inc.path.len(),
+                names.join(" → "),
+                inc.users.join(", ")
+            ),
+            deviations,
+            evidence: inc.evidence.clone(),
+            incident_id: Some(inc.id),
+            model_version: self.model_tag(last),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The detector's two entry points — one event, one tick — and what each
+//! payload kind contributes: logons and admin-port flows become hops, process
+//! starts feed the parent → child and rare-binary facts and remote-spawn
+//! traces, `authorized_keys` writes are traces; every event lands in the
+//! host's open windows.
+
+use super::hops::HopObs;
+use super::{Detector, HostPhase, HostState, Observed};
+use crate::alert::Alert;
+use crate::classify::{
+    auth_technique, basename, is_admin_port, is_authorized_keys, port_technique, remote_spawn,
+    service_port,
+};
+use crate::features::Facts;
+use crate::graph::{key, HopKeys};
+use crate::registry::{is_internal, is_local_only};
+use std::net::IpAddr;
+use vigil_proto::{Event, HostId, LoginInfo, NetFlow, Payload};
+
+/// Most parent→child pairs / binaries remembered per host.
+const MAX_PAIRS: usize = 1024;
+
+impl Detector {
+    /// The host behind a peer address, else behind a workstation name;
+    /// `None` when that is `me` itself or when there is neither a usable
+    /// address (loopback, unspecified, external and unknown) nor a name.
+    /// Unknown internal addresses and unknown names become unmanaged hosts.
+    fn resolve_peer(
+        &mut self,
+        me: HostId,
+        addr: Option<IpAddr>,
+        name: Option<&str>,
+    ) -> Option<HostId> {
+        if let Some(ip) = addr {
+            if !is_local_only(ip) {
+                if let Some(h) = self.registry.by_addr(ip) {
+                    return (h != me).then_some(h);
+                }
+                if is_internal(ip) {
+                    return Some(self.registry.unmanaged(&ip.to_string(), Some(ip)));
+                }
+            }
+        }
+        let name = name.map(str::trim).filter(|n| !n.is_empty() && *n != "-")?;
+        if let Some(h) = self.registry.by_name(name) {
+            return (h != me).then_some(h);
+        }
+        Some(self.registry.unmanaged(name, None))
+    }
+
+    /// Observes one event; returns the alerts it raised.
+    pub fn observe(&mut self, ev: &Event) -> Vec<Alert> {
+        self.observe_scored(ev).alerts
+    }
+
+    /// Observes one event; returns its score (for logon-like events) and
+    /// the alerts it raised.
+    pub fn observe_scored(&mut self, ev: &Event) -> Observed {
+        let host = ev.header.host;
+        let ts = ev.header.ts_ns;
+        self.last_ns = self.last_ns.max(ts);
+        let mut out = Observed::default();
+        self.hosts.entry(host).or_insert_with(|| HostState::new(ts));
+        if self.registry.get(host).is_none() {
+            self.registry.register(host, "", &[]);
+        }
+        out.alerts.extend(self.roll_windows(host, ts));
+        let ev_id = (host, ev.header.seq);
+        let mut facts = Facts::default();
+        match &ev.payload {
+            Payload::Login(l) | Payload::AuthFailure(l) | Payload::Logout(l) => {
+                let (score, new_edge, alerts) = self.observe_logon(ev, l, &mut facts);
+                out.score = Some(score);
+                out.new_edge = Some(new_edge);
+                out.alerts.extend(alerts);
+            }
+            Payload::NetConnect(f) | Payload::NetAccept(f) => {
+                out.alerts.extend(self.observe_flow(ev, f, &mut facts));
+            }
+            Payload::ProcessStart(p) => {
+                let child = p.exe.as_deref().map(basename).unwrap_or_default();
+                let parent = p.parent_exe.as_deref().map(basename).unwrap_or_default();
+                if let Some(u) = &p.user {
+                    facts.user = Some(key(&format!("u:{}", normalise_user(u))));
+                }
+                out.alerts
+                    .extend(self.process(host, ts, ev_id, &parent, &child, &mut facts));
+            }
+            Payload::FileChange(f) if is_authorized_keys(&f.path) => {
+                facts.new_parent_child = false;
+                out.alerts
+                    .extend(self.link_to_hop(host, ts, ev_id, "T1098.004", None, 2.0));
+            }
+            _ => {}
+        }
+        if let Some(st) = self.hosts.get_mut(&host) {
+            for w in [st.w5.as_mut(), st.w1h.as_mut()].into_iter().flatten() {
+                w.add(&facts, ev_id);
+            }
+        }
+        out.alerts = self.apply_suppressions(out.alerts, ts);
+        out
+    }
+
+    /// A logon, failed logon or logout on `ev.header.host` is a hop from
+    /// its source (the host itself when the source is unknown or local).
+    /// Failures and logouts are scored but never alert; logouts do not
+    /// teach the graph. Returns (score, new edge, alerts).
+    fn observe_logon(
+        &mut self,
+        ev: &Event,
+        l: &LoginInfo,
+        facts: &mut Facts,
+    ) -> (f64, bool, Vec<Alert>) {
+        let (host, ts, ev_id) = (
+            ev.header.host,
+            ev.header.ts_ns,
+            (ev.header.host, ev.header.seq),
+        );
+        let failure = matches!(ev.payload, Payload::AuthFailure(_));
+        let logout = matches!(ev.payload, Payload::Logout(_));
+        let user = normalise_user(&l.user);
+        facts.user = Some(key(&format!("u:{user}")));
+        facts.auth_failure = failure;
+        let peer = self.resolve_peer(host, l.src_addr, l.src_host.as_deref());
+        let obs = HopObs {
+            src: peer.unwrap_or(host),
+            dst: host,
+            user: Some(user),
+            port: service_port(&l.service),
+            technique: remote_logon_technique(l),
+            alertable: peer.is_some() && !failure && !logout,
+        };
+        let (score, new_edge, new_triple, alerts) = self.hop(obs, ts, ev_id, !logout, facts);
+        facts.new_triple = new_triple && peer.is_some() && !logout;
+        (score, new_edge, alerts)
+    }
+
+    /// A connection to or from another internal or registered address: on
+    /// an admin port it is a hop (no user), otherwise only a peer fact.
+    fn observe_flow(&mut self, ev: &Event, f: &NetFlow, facts: &mut Facts) -> Vec<Alert> {
+        let (host, ts, ev_id) = (
+            ev.header.host,
+            ev.header.ts_ns,
+            (ev.header.host, ev.header.seq),
+        );
+        let outbound = matches!(ev.payload, Payload::NetConnect(_));
+        let remote_ip = f.remote.ip();
+        let to_self = remote_ip == f.local.ip();
+        if to_self || !(is_internal(remote_ip) || self.registry.by_addr(remote_ip).is_some()) {
+            return Vec::new();
+        }
+        let Some(peer) = self.resolve_peer(host, Some(remote_ip), None) else {
+            return Vec::new();
+        };
+        let port = if outbound {
+            f.remote.port()
+        } else {
+            f.local.port()
+        };
+        let admin = is_admin_port(port);
+        let (src, dst) = if outbound { (host, peer) } else { (peer, host) };
+        facts.peer = Some(key(&format!("p:{}", peer.0)));
+        facts.admin_port = admin;
+        if !admin {
+            facts.new_peer = self.note_plain_peer(src, dst);
+            return Vec::new();
+        }
+        let obs = HopObs {
+            src,
+            dst,
+            user: None,
+            port: Some(port),
+            technique: Some(port_technique(port)),
+            alertable: true,
+        };
+        let mut tmp = Facts::default();
+        let (_, _, _, alerts) = self.hop(obs, ts, ev_id, true, &mut tmp);
+        facts.new_peer = tmp.new_peer;
+        alerts
+    }
+
+    /// Counts a non-admin connection in the graph; true when the edge is new.
+    fn note_plain_peer(&mut self, src: HostId, dst: HostId) -> bool {
+        let keys = HopKeys {
+            src: src.0,
+            dst: dst.0,
+            user: None,
+            port: None,
+        };
+        let new = self.graph.rarity(&keys, self.cfg.prior_mass).new_edge;
+        self.graph.observe(&keys);
+        new
+    }
+
+    /// A process start: parent → child and rare-binary facts; a child of a
+    /// remote-execution service is a trace for the hop before it.
+    fn process(
+        &mut self,
+        host: HostId,
+        ts: u64,
+        ev_id: (HostId, u64),
+        parent: &str,
+        child: &str,
+        facts: &mut Facts,
+    ) -> Vec<Alert> {
+        if child.is_empty() {
+            return Vec::new();
+        }
+        let pair_key = key(&format!("{parent}>{child}"));
+        let bin_key = key(child);
+        let fleet_hosts = self.hosts.len() as u32;
+        let Some(st) = self.hosts.get_mut(&host) else {
+            return Vec::new();
+        };
+        if !parent.is_empty() && !st.pairs.contains(&pair_key) && st.pairs.len() < MAX_PAIRS {
+            st.pairs.insert(pair_key);
+            facts.new_parent_child = st.phase == HostPhase::Active || st.model.is_some();
+        }
+        let new_bin_here = !st.binaries.contains(&bin_key);
+        if new_bin_here && st.binaries.len() < MAX_PAIRS {
+            st.binaries.insert(bin_key);
+        }
+        let count = self.binary_hosts.entry(bin_key).or_insert(0);
+        if new_bin_here {
+            *count += 1;
+        }
+        facts.rare_binary =
+            fleet_hosts >= 10 && f64::from(*count) <= (f64::from(fleet_hosts) * 0.02).max(1.0);
+        let Some(t) = remote_spawn(parent, child) else {
+            return Vec::new();
+        };
+        facts.remote_spawned = true;
+        let bonus = self.cfg.spawn_bonus;
+        self.link_to_hop(host, ts, ev_id, t, Some(child.to_string()), bonus)
+    }
+
+    /// Advances time: closes windows that ended, retrains when due.
+    pub fn tick(&mut self, now_ns: u64) -> Vec<Alert> {
+        self.last_ns = self.last_ns.max(now_ns);
+        let hosts: Vec<HostId> = self.hosts.keys().copied().collect();
+        let mut alerts = Vec::new();
+        for h in hosts {
+            alerts.extend(self.roll_windows(h, now_ns));
+        }
+        match self.retrain_due(now_ns) {
+            Some(true) => self.train(now_ns),
+            Some(false) => self.train_hosts(now_ns, true),
+            None => {}
+        }
+        self.prune_hops(now_ns);
+        self.apply_suppressions(alerts, now_ns)
+    }
+}
+
+/// Lower-cased user name without a trailing `@domain` or leading `DOMAIN\`.
+pub fn normalise_user(u: &str) -> String {
+    let u = u.rsplit('\\').next().unwrap_or(u);
+    u.split('@').next().unwrap_or(u).trim().to_ascii_lowercase()
+}
+
+/// ATT&CK technique of a logon, from its method or else its service port.
+fn remote_logon_technique(l: &LoginInfo) -> Option<&'static str> {
+    auth_technique(&l.method).or_else(|| service_port(&l.service).map(port_technique))
+}
