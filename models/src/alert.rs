@@ -81,6 +81,9 @@ impl Alert {
             model_version: self.model_version.clone(),
             ports: self.ports.clone(),
             processes: self.processes.clone(),
+            // Readers fill this in against the saved suppressions; an alert
+            // as raised is visible.
+            suppressed_by: None,
         }
     }
 
