@@ -168,9 +168,9 @@ fn suppression_preview_counts_then_hides() {
     let past = d.preview_suppression(&by_user);
     assert_eq!(past, n);
     assert_eq!(d.preview_suppression(&by_peer), 1);
-    assert!(Suppression::new(SuppressionScope::default(), "x", 0, None).is_err());
+    assert!(Suppression::new(SuppressionScope::default(), "x", "analyst", 0).is_err());
     let id = d
-        .add_suppression(Suppression::new(by_user, "authorised scanner", 0, None).unwrap())
+        .add_suppression(Suppression::new(by_user, "authorised scanner", "analyst", 0).unwrap())
         .unwrap();
     let hidden = d.observe(&login(1, 10, 10 * 7200 * S, "svc_scan", 4));
     assert!(hidden.is_empty());
@@ -178,6 +178,51 @@ fn suppression_preview_counts_then_hides() {
     assert!(d.remove_suppression(id));
     let shown = d.observe(&login(2, 11, 20 * 7200 * S, "svc_scan", 6));
     assert!(!shown.is_empty());
+}
+
+/// An analyst's suppression hides alerts everywhere, and the hops behind
+/// them stop spending the alert budget: the host's next hop threshold is
+/// calibrated as if they had not alerted.
+#[test]
+fn suppressed_hops_do_not_spend_the_alert_budget() {
+    let run = |suppress: bool| {
+        let mut d = fleet(DetectorConfig {
+            learning_period_ns: 0,
+            ..Default::default()
+        });
+        d.train(0);
+        if suppress {
+            let scope = SuppressionScope {
+                user: Some("svc_scan".into()),
+                ..Default::default()
+            };
+            d.add_suppression(Suppression::new(scope, "authorised scanner", "analyst", 0).unwrap())
+                .unwrap();
+        }
+        let mut seq = routine(&mut d, 14);
+        let mut alerts = 0;
+        for i in 0..10u64 {
+            seq += 1;
+            let ev = login(5, seq, 14 * DAY + i * 3600 * S, "svc_scan", 100 + i);
+            alerts += d.observe(&ev).len();
+        }
+        d.train(15 * DAY);
+        let thr = d
+            .model_status()
+            .into_iter()
+            .find(|m| m.host == HostId(5))
+            .and_then(|m| m.hop_threshold)
+            .expect("host 5 trained");
+        (thr, alerts)
+    };
+    let (with, hidden) = run(true);
+    let (without, shown) = run(false);
+    assert_eq!(hidden, 0, "the suppression hides the scanner's alerts");
+    assert!(shown > 0, "without it they alert");
+    assert!(
+        with < without,
+        "suppressed hops still spend the budget: threshold {with} vs {without}"
+    );
 }
 
 #[test]

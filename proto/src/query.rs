@@ -161,6 +161,10 @@ pub struct AlertFilter {
     pub open_only: bool,
     pub min_severity: Option<Severity>,
     pub limit: usize,
+    /// Also return alerts a suppression hides (their `suppressed_by` says
+    /// which); by default readers leave hidden alerts out.
+    #[serde(default)]
+    pub include_suppressed: bool,
 }
 
 /// A host-to-host edge of the fleet graph.

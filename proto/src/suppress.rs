@@ -187,6 +187,27 @@ pub fn first_hiding<'s>(
     rules.iter().find(|r| r.hides(v, now_ns))
 }
 
+/// Record in `alert.suppressed_by` which of `rules` hides it at `now_ns`
+/// (None when none does). Readers call this on every alert they return, so
+/// every view (console, CLI, counts, exports) sees the same answer.
+pub fn mark(alert: &mut AlertRecord, rules: &[Suppression], now_ns: u64) {
+    alert.suppressed_by = first_hiding(rules, &alert.scope_view(), now_ns).map(|r| r.id);
+}
+
+impl AlertRecord {
+    /// Whether default views leave it out: a suppression hides it and it
+    /// is still open (closed alerts stay visible as the record of a
+    /// decision). Call [`mark`] first.
+    pub fn is_hidden(&self) -> bool {
+        self.suppressed_by.is_some()
+            && !matches!(
+                self.state,
+                crate::query::TriageState::ClosedTruePositive
+                    | crate::query::TriageState::ClosedFalsePositive
+            )
+    }
+}
+
 /// How many of `past` alerts the scope would have hidden (expiry aside).
 pub fn preview<'a>(
     scope: &SuppressionScope,

@@ -10,6 +10,8 @@ use crate::suppress::{preview, Suppression, SuppressionError, SuppressionScope};
 
 /// Most past alerts kept for suppression previews.
 const MAX_HISTORY: usize = 2000;
+/// Most suppressed hops remembered to keep out of budget calibration.
+const MAX_BUDGET_EXCLUDED: usize = 4096;
 
 impl Detector {
     /// Records alerts in the history and drops those a suppression hides.
@@ -23,8 +25,20 @@ impl Detector {
             }
             self.history.push_back(a.clone());
             self.history_keys.push_back((a.id, keys));
-            if self.suppressions.iter().any(|s| s.hides(&a, now_ns)) {
+            if self
+                .suppressions
+                .iter()
+                .any(|s| s.hides(&a.scope_view(), now_ns))
+            {
                 self.suppressed_total += 1;
+                // A hidden hop must not spend the alert budget either: its
+                // score leaves the calibration pool (see `fleet_threshold`).
+                if a.kind == AlertKind::Hop {
+                    if self.budget_excluded.len() >= MAX_BUDGET_EXCLUDED {
+                        self.budget_excluded.remove(0);
+                    }
+                    self.budget_excluded.push((a.host, a.created_ns));
+                }
             } else {
                 kept.push(a);
             }
@@ -62,6 +76,23 @@ impl Detector {
         let id = s.id;
         self.suppressions.push(s);
         Ok(id)
+    }
+
+    /// Replaces every suppression with the store's current list (the
+    /// appliance's console owns them; ids are the store's). True when
+    /// anything changed.
+    pub fn set_suppressions(&mut self, rules: Vec<Suppression>) -> bool {
+        if self.suppressions == rules {
+            return false;
+        }
+        self.suppressions = rules;
+        true
+    }
+
+    /// Whether a hop on `host` at `ts_ns` raised an alert a suppression hid
+    /// (such hops do not count against the alert budget).
+    pub(super) fn is_budget_excluded(&self, host: vigil_proto::HostId, ts_ns: u64) -> bool {
+        self.budget_excluded.contains(&(host, ts_ns))
     }
 
     /// Removes a suppression; true if it existed.

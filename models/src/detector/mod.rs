@@ -48,8 +48,9 @@ use vigil_proto::HostId;
 
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 const NS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
-/// Snapshot format version.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Snapshot format version (2: suppressions are `vigil_proto::suppress`
+/// rules, and suppressed hops are kept out of budget calibration).
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Tunables. Defaults are the values frozen on the generator's dev seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -257,6 +258,9 @@ pub struct Detector {
     excluded: Vec<(HostId, u64, u64)>,
     suppressions: Vec<Suppression>,
     suppressed_total: u64,
+    /// (host, time) of hops whose alert a suppression hid: left out of
+    /// alert-budget calibration.
+    budget_excluded: Vec<(HostId, u64)>,
     next_id: u64,
     last_train_ns: Option<u64>,
     fleet_hop_threshold: Option<f64>,
@@ -289,6 +293,7 @@ impl Detector {
             excluded: Vec::new(),
             suppressions: Vec::new(),
             suppressed_total: 0,
+            budget_excluded: Vec::new(),
             next_id: 1,
             last_train_ns: None,
             fleet_hop_threshold: None,

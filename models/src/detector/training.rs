@@ -99,6 +99,15 @@ impl Detector {
                 continue;
             }
             let w = st.hops_seen as f64 / kept.len() as f64 / days;
+            // Hops whose alert a suppression hid do not spend the budget:
+            // an analyst's "not again" must not tighten everyone else's
+            // threshold.
+            let kept: Vec<f32> = st
+                .hop_scores
+                .iter()
+                .filter(|(t, _)| !self.is_excluded(*id, *t) && !self.is_budget_excluded(*id, *t))
+                .map(|(_, s)| *s)
+                .collect();
             pool.extend(kept.into_iter().map(|s| (s, w)));
         }
         pool.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -143,7 +152,7 @@ impl Detector {
         let scores: Vec<f32> = st
             .hop_scores
             .iter()
-            .filter(|(t, _)| !self.is_excluded(id, *t))
+            .filter(|(t, _)| !self.is_excluded(id, *t) && !self.is_budget_excluded(id, *t))
             .map(|(_, s)| *s)
             .collect();
         let (first_seen, hops_seen) = (st.first_seen_ns, st.hops_seen);

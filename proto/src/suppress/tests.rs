@@ -207,3 +207,48 @@ fn alert_records_expose_their_scope_view() {
     };
     assert_eq!(record.scope_view(), a.view());
 }
+
+#[test]
+fn mark_names_the_first_active_rule_and_hidden_means_open() {
+    let a = incident();
+    let mut record = AlertRecord {
+        id: 1,
+        created_ns: 0,
+        severity: crate::query::Severity::High,
+        score: 1.0,
+        title: a.title.into(),
+        path: a.path.clone(),
+        users: a.users.clone(),
+        techniques: vec![],
+        summary: String::new(),
+        deviations: vec![],
+        evidence: vec![],
+        state: crate::query::TriageState::New,
+        assignee: None,
+        incident_id: None,
+        model_version: None,
+        ports: a.ports.clone(),
+        processes: a.processes.clone(),
+        suppressed_by: None,
+    };
+    let user = a.users[0].clone();
+    let rule = |id: u64, expires_ns: Option<u64>| Suppression {
+        id,
+        expires_ns,
+        ..Suppression::new(scope(|s| s.user = Some(user.clone())), "r", "analyst", 0).unwrap()
+    };
+    let rules = vec![rule(7, Some(100)), rule(9, None)];
+    mark(&mut record, &rules, 50);
+    assert_eq!(record.suppressed_by, Some(7));
+    assert!(record.is_hidden());
+    mark(&mut record, &rules, 100);
+    assert_eq!(
+        record.suppressed_by,
+        Some(9),
+        "the expired rule no longer counts"
+    );
+    record.state = crate::query::TriageState::ClosedFalsePositive;
+    assert!(!record.is_hidden(), "a closed alert stays visible");
+    mark(&mut record, &[], 0);
+    assert_eq!(record.suppressed_by, None);
+}
