@@ -39,6 +39,9 @@ impl Detector {
                     }
                     self.budget_excluded.push((a.host, a.created_ns));
                 }
+                if self.hidden.len() < MAX_HISTORY {
+                    self.hidden.push(a);
+                }
             } else {
                 kept.push(a);
             }
@@ -105,6 +108,13 @@ impl Detector {
     /// Saved suppressions.
     pub fn suppressions(&self) -> &[Suppression] {
         &self.suppressions
+    }
+
+    /// The alerts suppressions hid since the last call (bounded), for the
+    /// caller to store as hidden records: a suppression hides, it never
+    /// erases what was detected.
+    pub fn take_hidden(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.hidden)
     }
 
     /// Alerts hidden by suppressions so far.

@@ -261,6 +261,10 @@ pub struct Detector {
     /// (host, time) of hops whose alert a suppression hid: left out of
     /// alert-budget calibration.
     budget_excluded: Vec<(HostId, u64)>,
+    /// Alerts a suppression hid since the last [`Detector::take_hidden`]:
+    /// the appliance stores them too (hidden from views, kept for audit).
+    #[serde(skip)]
+    hidden: Vec<crate::alert::Alert>,
     next_id: u64,
     last_train_ns: Option<u64>,
     fleet_hop_threshold: Option<f64>,
@@ -294,6 +298,7 @@ impl Detector {
             suppressions: Vec::new(),
             suppressed_total: 0,
             budget_excluded: Vec::new(),
+            hidden: Vec::new(),
             next_id: 1,
             last_train_ns: None,
             fleet_hop_threshold: None,
