@@ -255,178 +255,197 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mut problems = Vec::new();
-        let mut problem = |key: &str, message: String| {
-            problems.push(ConfigProblem {
-                key: key.to_string(),
-                message,
-            })
-        };
-        let appliance = match raw.appliance {
-            None => {
-                problem(
-                    "appliance",
-                    "missing; set it to the appliance's HOST:PORT".into(),
-                );
-                String::new()
-            }
-            Some(a) => {
-                if !valid_host_port(&a) {
-                    problem(
-                        "appliance",
-                        format!("{a:?} is not HOST:PORT (e.g. \"10.0.0.1:7443\")"),
-                    );
-                }
-                a
-            }
-        };
+        let mut problems = Problems::default();
+        let appliance = appliance(raw.appliance, &mut problems);
         let state_dir = raw
             .state_dir
             .unwrap_or_else(|| PathBuf::from("/var/lib/vigil-sensor"));
         if state_dir.as_os_str().is_empty() {
-            problem("state_dir", "must not be empty".into());
+            problems.add("state_dir", "must not be empty".into());
         }
-        let mut cfg = Config::new(appliance, state_dir.clone());
-        if let Some(d) = raw.spool.dir {
-            cfg.spool_dir = d;
-        }
-        if let Some(b) = raw.spool.max_bytes {
-            if b < 1 << 20 {
-                problem(
-                    "spool.max_bytes",
-                    format!("{b} is too small; use at least 1048576 (1 MiB)"),
-                );
-            } else {
-                cfg.spool_max_bytes = b as u64;
-            }
-        }
-        if let Some(a) = raw.spool.max_age {
-            match humantime::parse_duration(&a) {
-                Ok(d) if d >= Duration::from_secs(60) => cfg.spool_max_age = d,
-                Ok(_) => problem("spool.max_age", format!("{a:?} is shorter than 1 minute")),
-                Err(e) => problem("spool.max_age", format!("{a:?}: {e} (e.g. \"7d\")")),
-            }
-        }
-        let mut ms = |key: &str, v: Option<i64>, min: i64, max: i64, slot: &mut Duration| {
-            if let Some(v) = v {
-                if v < min || v > max {
-                    problems.push(ConfigProblem {
-                        key: key.to_string(),
-                        message: format!("{v} is out of range; use {min}..={max}"),
-                    });
-                } else {
-                    *slot = Duration::from_millis(v as u64);
-                }
-            }
-        };
-        ms(
-            "uplink.batch_max_ms",
-            raw.uplink.batch_max_ms,
-            1,
-            60_000,
-            &mut cfg.batch_max,
-        );
-        ms(
-            "uplink.heartbeat_ms",
-            raw.uplink.heartbeat_ms,
-            100,
-            600_000,
-            &mut cfg.heartbeat,
-        );
-        ms(
-            "uplink.backoff_min_ms",
-            raw.uplink.backoff_min_ms,
-            10,
-            60_000,
-            &mut cfg.backoff_min,
-        );
-        ms(
-            "uplink.backoff_max_ms",
-            raw.uplink.backoff_max_ms,
-            10,
-            3_600_000,
-            &mut cfg.backoff_max,
-        );
-        ms(
-            "uplink.connect_timeout_ms",
-            raw.uplink.connect_timeout_ms,
-            100,
-            120_000,
-            &mut cfg.connect_timeout,
-        );
-        ms(
-            "collectors.network_poll_ms",
-            raw.collectors.network_poll_ms,
-            50,
-            1000,
-            &mut cfg.collectors.network_poll,
-        );
-        if let Some(n) = raw.uplink.batch_max_events {
-            let max = vigil_proto::limits::MAX_BATCH_EVENTS as i64;
-            if n < 1 || n > max {
-                problems.push(ConfigProblem {
-                    key: "uplink.batch_max_events".into(),
-                    message: format!("{n} is out of range; use 1..={max}"),
-                });
-            } else {
-                cfg.batch_max_events = n as usize;
-            }
-        }
-        if cfg.backoff_min > cfg.backoff_max {
-            problems.push(ConfigProblem {
-                key: "uplink.backoff_min_ms".into(),
-                message: "must not exceed uplink.backoff_max_ms".into(),
-            });
-        }
+        let mut cfg = Config::new(appliance, state_dir);
+        // Sections in this order, so problems are listed as they always were.
+        apply_spool(raw.spool, &mut cfg, &mut problems);
+        apply_timings(&raw.uplink, &raw.collectors, &mut cfg, &mut problems);
+        apply_uplink_limits(&raw.uplink, &mut cfg, &mut problems);
         if let Some(c) = raw.budget.cpu_pct {
             if !(0.01..=100.0).contains(&c) {
-                problems.push(ConfigProblem {
-                    key: "budget.cpu_pct".into(),
-                    message: format!("{c} is out of range; use 0.01..=100"),
-                });
+                problems.add(
+                    "budget.cpu_pct",
+                    format!("{c} is out of range; use 0.01..=100"),
+                );
             } else {
                 cfg.cpu_budget_pct = c as f32;
             }
         }
-        let c = raw.collectors;
-        cfg.collectors.process = c.process.unwrap_or(true);
-        if let Some(b) = c.process_backend {
-            match b.parse() {
-                Ok(b) => cfg.collectors.process_backend = b,
-                Err(message) => problems.push(ConfigProblem {
-                    key: "collectors.process_backend".into(),
-                    message,
-                }),
-            }
-        }
-        cfg.collectors.network = c.network.unwrap_or(true);
-        cfg.collectors.auth = c.auth.unwrap_or(true);
-        cfg.collectors.files = c.files.unwrap_or(true);
-        if let Some(p) = c.auth_log {
-            if !p.is_absolute() {
-                problems.push(ConfigProblem {
-                    key: "collectors.auth_log".into(),
-                    message: format!("{} must be an absolute path", p.display()),
-                });
-            }
-            cfg.collectors.auth_log = p;
-        }
-        if let Some(paths) = c.file_paths {
-            for (i, p) in paths.iter().enumerate() {
-                if !p.is_absolute() {
-                    problems.push(ConfigProblem {
-                        key: format!("collectors.file_paths[{i}]"),
-                        message: format!("{} must be an absolute path", p.display()),
-                    });
-                }
-            }
-            cfg.collectors.file_paths = Some(paths);
-        }
-        if problems.is_empty() {
+        apply_collectors(raw.collectors, &mut cfg, &mut problems);
+        if problems.0.is_empty() {
             Ok(cfg)
         } else {
-            Err(ConfigError::Invalid(problems))
+            Err(ConfigError::Invalid(problems.0))
         }
+    }
+}
+
+/// The problems found so far, each with its key.
+#[derive(Debug, Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: String) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            message,
+        });
+    }
+
+    /// Set `slot` from a millisecond value within `min..=max`, or note why not.
+    fn ms(&mut self, key: &str, v: Option<i64>, (min, max): (i64, i64), slot: &mut Duration) {
+        if let Some(v) = v {
+            if v < min || v > max {
+                self.add(key, format!("{v} is out of range; use {min}..={max}"));
+            } else {
+                *slot = Duration::from_millis(v as u64);
+            }
+        }
+    }
+}
+
+/// The appliance's `HOST:PORT` (empty when missing, which is a problem).
+fn appliance(raw: Option<String>, problems: &mut Problems) -> String {
+    match raw {
+        None => {
+            problems.add(
+                "appliance",
+                "missing; set it to the appliance's HOST:PORT".into(),
+            );
+            String::new()
+        }
+        Some(a) => {
+            if !valid_host_port(&a) {
+                problems.add(
+                    "appliance",
+                    format!("{a:?} is not HOST:PORT (e.g. \"10.0.0.1:7443\")"),
+                );
+            }
+            a
+        }
+    }
+}
+
+fn apply_spool(raw: RawSpool, cfg: &mut Config, problems: &mut Problems) {
+    if let Some(d) = raw.dir {
+        cfg.spool_dir = d;
+    }
+    if let Some(b) = raw.max_bytes {
+        if b < 1 << 20 {
+            problems.add(
+                "spool.max_bytes",
+                format!("{b} is too small; use at least 1048576 (1 MiB)"),
+            );
+        } else {
+            cfg.spool_max_bytes = b as u64;
+        }
+    }
+    if let Some(a) = raw.max_age {
+        match humantime::parse_duration(&a) {
+            Ok(d) if d >= Duration::from_secs(60) => cfg.spool_max_age = d,
+            Ok(_) => problems.add("spool.max_age", format!("{a:?} is shorter than 1 minute")),
+            Err(e) => problems.add("spool.max_age", format!("{a:?}: {e} (e.g. \"7d\")")),
+        }
+    }
+}
+
+/// Every `*_ms` setting, each within its range.
+fn apply_timings(up: &RawUplink, col: &RawCollectors, cfg: &mut Config, problems: &mut Problems) {
+    problems.ms(
+        "uplink.batch_max_ms",
+        up.batch_max_ms,
+        (1, 60_000),
+        &mut cfg.batch_max,
+    );
+    problems.ms(
+        "uplink.heartbeat_ms",
+        up.heartbeat_ms,
+        (100, 600_000),
+        &mut cfg.heartbeat,
+    );
+    problems.ms(
+        "uplink.backoff_min_ms",
+        up.backoff_min_ms,
+        (10, 60_000),
+        &mut cfg.backoff_min,
+    );
+    problems.ms(
+        "uplink.backoff_max_ms",
+        up.backoff_max_ms,
+        (10, 3_600_000),
+        &mut cfg.backoff_max,
+    );
+    problems.ms(
+        "uplink.connect_timeout_ms",
+        up.connect_timeout_ms,
+        (100, 120_000),
+        &mut cfg.connect_timeout,
+    );
+    problems.ms(
+        "collectors.network_poll_ms",
+        col.network_poll_ms,
+        (50, 1000),
+        &mut cfg.collectors.network_poll,
+    );
+}
+
+fn apply_uplink_limits(up: &RawUplink, cfg: &mut Config, problems: &mut Problems) {
+    if let Some(n) = up.batch_max_events {
+        let max = vigil_proto::limits::MAX_BATCH_EVENTS as i64;
+        if n < 1 || n > max {
+            problems.add(
+                "uplink.batch_max_events",
+                format!("{n} is out of range; use 1..={max}"),
+            );
+        } else {
+            cfg.batch_max_events = n as usize;
+        }
+    }
+    if cfg.backoff_min > cfg.backoff_max {
+        problems.add(
+            "uplink.backoff_min_ms",
+            "must not exceed uplink.backoff_max_ms".into(),
+        );
+    }
+}
+
+fn apply_collectors(c: RawCollectors, cfg: &mut Config, problems: &mut Problems) {
+    cfg.collectors.process = c.process.unwrap_or(true);
+    if let Some(b) = c.process_backend {
+        match b.parse() {
+            Ok(b) => cfg.collectors.process_backend = b,
+            Err(message) => problems.add("collectors.process_backend", message),
+        }
+    }
+    cfg.collectors.network = c.network.unwrap_or(true);
+    cfg.collectors.auth = c.auth.unwrap_or(true);
+    cfg.collectors.files = c.files.unwrap_or(true);
+    if let Some(p) = c.auth_log {
+        if !p.is_absolute() {
+            problems.add(
+                "collectors.auth_log",
+                format!("{} must be an absolute path", p.display()),
+            );
+        }
+        cfg.collectors.auth_log = p;
+    }
+    if let Some(paths) = c.file_paths {
+        for (i, p) in paths.iter().enumerate() {
+            if !p.is_absolute() {
+                problems.add(
+                    format!("collectors.file_paths[{i}]"),
+                    format!("{} must be an absolute path", p.display()),
+                );
+            }
+        }
+        cfg.collectors.file_paths = Some(paths);
     }
 }
 

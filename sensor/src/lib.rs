@@ -42,16 +42,35 @@
 //! unless acknowledged; every channel is bounded; every task and thread
 //! stops on shutdown.
 
+/// Collectors: each thread turns what the kernel or a log shows into payloads.
 pub mod collect;
-pub mod config;
-pub mod enroll;
-pub mod health;
-pub mod response;
+
+/// Wiring: collectors → pipeline (budget folding) → spool → uplink, and shutdown.
 pub mod runtime;
+
+/// The durable spool: an event gets its seq and is on disk before it is sent.
 pub mod spool;
-pub mod tls;
+
+/// The QUIC uplink: batches out of the spool, deleted only once acknowledged.
 pub mod uplink;
+
+/// Proto frames on the uplink's QUIC streams.
 pub mod wire;
+
+/// TLS and QUIC client setup, trusting only the pinned appliance CA.
+pub mod tls;
+
+/// Enrollment: a one-time token becomes the identity the uplink uses.
+pub mod enroll;
+
+/// Response actions carried out for the appliance (isolate, kill, collect).
+pub mod response;
+
+/// Self-measurement, collector visibility and the CPU budget rule.
+pub mod health;
+
+/// The validated TOML configuration.
+pub mod config;
 
 pub use config::Config;
 pub use enroll::{enroll, EnrollParams, Identity};

@@ -97,31 +97,7 @@ impl Sensor {
         let stop_threads = Arc::new(AtomicBool::new(false));
         let (sink, rx) = Sink::channel(SINK_CAPACITY);
 
-        let mut threads = Vec::new();
-        let mut collectors = Vec::new();
-        for (name, enabled) in [
-            ("process", config.collectors.process),
-            ("network", config.collectors.network),
-            ("auth", config.collectors.auth),
-            ("files", config.collectors.files),
-        ] {
-            if !enabled {
-                continue;
-            }
-            let st = CollectorStats::new(name);
-            let ctx = CollectorCtx {
-                sink: sink.clone(),
-                stats: st.clone(),
-                stop: stop_threads.clone(),
-            };
-            collectors.push(st);
-            let handle =
-                collect::spawn(name, ctx, &config).map_err(|e| SensorError::Collector {
-                    name,
-                    message: e.to_string(),
-                })?;
-            threads.push(handle);
-        }
+        let (collectors, threads) = spawn_collectors(&config, &sink, &stop_threads)?;
         let health = Health::new(collectors, config.cpu_budget_pct);
         let appended = Arc::new(Notify::new());
         let status = Arc::new(UplinkStatus::default());
@@ -188,6 +164,43 @@ impl Sensor {
             health,
         })
     }
+}
+
+/// The collector threads a sensor runs.
+type Collectors = (Vec<Arc<CollectorStats>>, Vec<std::thread::JoinHandle<()>>);
+
+/// Start the enabled collectors' threads, all sending to `sink` and
+/// stopping on `stop`: their stats (for health) and their threads.
+fn spawn_collectors(
+    config: &Config,
+    sink: &Sink,
+    stop: &Arc<AtomicBool>,
+) -> Result<Collectors, SensorError> {
+    let mut threads = Vec::new();
+    let mut collectors = Vec::new();
+    for (name, enabled) in [
+        ("process", config.collectors.process),
+        ("network", config.collectors.network),
+        ("auth", config.collectors.auth),
+        ("files", config.collectors.files),
+    ] {
+        if !enabled {
+            continue;
+        }
+        let st = CollectorStats::new(name);
+        let ctx = CollectorCtx {
+            sink: sink.clone(),
+            stats: st.clone(),
+            stop: stop.clone(),
+        };
+        collectors.push(st);
+        let handle = collect::spawn(name, ctx, config).map_err(|e| SensorError::Collector {
+            name,
+            message: e.to_string(),
+        })?;
+        threads.push(handle);
+    }
+    Ok((collectors, threads))
 }
 
 impl SensorHandle {

@@ -263,13 +263,14 @@ impl Uplink {
         result
     }
 
-    async fn serve(
+    /// Say hello and wait for the welcome; what the appliance already has
+    /// stored is acknowledged in the spool, and the status says connected.
+    async fn handshake(
         &self,
-        conn: &quinn::Connection,
-        shutdown: &mut watch::Receiver<bool>,
+        ctl_send: &mut quinn::SendStream,
+        ctl_recv: &mut quinn::RecvStream,
         welcomed: &mut bool,
-    ) -> Result<(), UplinkError> {
-        let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
+    ) -> Result<vigil_proto::control::Welcome, UplinkError> {
         let next_seq = self.spool.lock().expect("spool lock").next_seq();
         let (hostname, addrs) = match &self.settings.hello_as {
             Some((name, addrs)) => (name.clone(), addrs.clone()),
@@ -283,8 +284,8 @@ impl Uplink {
             addrs,
             next_seq,
         });
-        wire::write_control(&mut ctl_send, &hello).await?;
-        let welcome = match wire::read_control(&mut ctl_recv).await? {
+        wire::write_control(ctl_send, &hello).await?;
+        let welcome = match wire::read_control(ctl_recv).await? {
             ControlMessage::Welcome(w) => w,
             ControlMessage::Refused(r) => {
                 return Err(UplinkError::Refused {
@@ -313,6 +314,21 @@ impl Uplink {
             .connected
             .store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!(host = %welcome.host, stored_up_to = welcome.stored_up_to, "uplink: connected");
+        Ok(welcome)
+    }
+
+    /// A welcomed connection: batches out, acks and commands in, until
+    /// shutdown (`Ok`) or an error.
+    async fn serve(
+        &self,
+        conn: &quinn::Connection,
+        shutdown: &mut watch::Receiver<bool>,
+        welcomed: &mut bool,
+    ) -> Result<(), UplinkError> {
+        let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
+        let welcome = self
+            .handshake(&mut ctl_send, &mut ctl_recv, welcomed)
+            .await?;
 
         // Control-stream reads run in their own task, feeding a bounded channel,
         // because a read future must not be dropped mid-frame by select!.

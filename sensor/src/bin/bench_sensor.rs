@@ -404,73 +404,154 @@ fn parent(args: Args) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let target = listener.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        // Accept and hold server sides until the client resets them.
-        let stop = stop.clone();
-        listener.set_nonblocking(true)?;
-        std::thread::spawn(move || {
-            let mut held: VecDeque<(Instant, TcpStream)> = VecDeque::new();
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        set_linger_zero(&s);
-                        held.push_back((Instant::now(), s));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                }
-                let now = Instant::now();
-                while held.front().is_some_and(|(t, _)| {
-                    now.duration_since(*t) > hold + Duration::from_millis(500)
-                }) {
-                    held.pop_front();
-                }
-            }
-        });
-    }
+    hold_connections(listener, hold, stop.clone())?;
     eprintln!("bench-sensor: {secs} s per phase; baseline 10k/s without the sensor...");
     let baseline = workload(10_000.0, secs, &marker, target, hold);
 
     let state_dir = std::env::temp_dir().join(format!("vigil-bench-sensor-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir)?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "--child",
-            "--marker",
-            &marker,
-            "--port",
-            &target.port().to_string(),
-            "--backend",
-            &args.backend,
-            "--state",
-        ])
-        .arg(&state_dir)
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let pid = child.id();
-    let mut to_child = child.stdin.take().expect("piped");
-    let mut from_child = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    from_child.read_line(&mut line)?;
-    let backend = line
-        .trim()
-        .strip_prefix("ready")
-        .map(|b| b.trim().to_string())
-        .ok_or_else(|| anyhow::anyhow!("sensor child failed to start: {line:?}"))?;
-    eprintln!("bench-sensor: process collector backend: {backend}");
+    let mut sensor = SensorChild::start(&args.backend, &marker, target, &state_dir)?;
+    eprintln!(
+        "bench-sensor: process collector backend: {}",
+        sensor.backend
+    );
     std::thread::sleep(Duration::from_secs(2));
-    let pid_file = state_dir.join("pids.txt");
-    // Events the sensor spooled since the last count: (execs seen, execs
-    // with argv read, connects), and how many events in all.
-    let mut count = |pids: &[u32]| -> anyhow::Result<((u64, u64, u64), u64)> {
+    let pid = sensor.pid;
+    let tck = clk_tck() as f64;
+    let mut phases = Vec::new();
+    sensor.count(&[])?;
+    for (name, rate) in [("1k/s", 1_000.0), ("10k/s", 10_000.0)] {
+        eprintln!("bench-sensor: {name} with the sensor...");
+        let t0 = Instant::now();
+        let c0 = proc_ticks(pid);
+        let load = workload(rate, secs, &marker, target, hold);
+        // Let the last polls and enrichments land.
+        std::thread::sleep(Duration::from_millis(2500));
+        let window = t0.elapsed().as_secs_f64();
+        let cpu_pct = (proc_ticks(pid) - c0) as f64 / tck / window * 100.0;
+        let (captured, events) = sensor.count(&load.pids)?;
+        phases.push(Phase {
+            name,
+            target: rate,
+            load,
+            cpu_pct,
+            captured,
+            events_per_s: events as f64 / window,
+        });
+    }
+    let report = Report {
+        secs,
+        hold,
+        floor_us: proc_read_floor_us(300),
+        rss_mb: vm_kb(pid, "VmHWM:") as f64 / 1024.0,
+        rss_now_mb: vm_kb(pid, "VmRSS:") as f64 / 1024.0,
+        backend: sensor.backend.clone(),
+        baseline,
+        phases,
+    };
+    sensor.quit();
+    stop.store(true, Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&state_dir);
+    report.print_table();
+    report.print_summary();
+    Ok(())
+}
+
+/// Accept on the workload's listener and hold the server sides until the
+/// client resets them (a thread of its own, until `stop`).
+fn hold_connections(
+    listener: TcpListener,
+    hold: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let mut held: VecDeque<(Instant, TcpStream)> = VecDeque::new();
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => {
+                    set_linger_zero(&s);
+                    held.push_back((Instant::now(), s));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+            let now = Instant::now();
+            while held
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > hold + Duration::from_millis(500))
+            {
+                held.pop_front();
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The sensor under test: this binary re-run with `--child`, driven one
+/// command per line over its stdin, answering on its stdout.
+struct SensorChild {
+    child: std::process::Child,
+    to_child: std::process::ChildStdin,
+    from_child: BufReader<std::process::ChildStdout>,
+    pid: u32,
+    pid_file: std::path::PathBuf,
+    /// What the process collector runs on, as the child's health says.
+    backend: String,
+}
+
+impl SensorChild {
+    fn start(
+        backend: &str,
+        marker: &str,
+        target: SocketAddr,
+        state_dir: &std::path::Path,
+    ) -> anyhow::Result<SensorChild> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "--child",
+                "--marker",
+                marker,
+                "--port",
+                &target.port().to_string(),
+                "--backend",
+                backend,
+                "--state",
+            ])
+            .arg(state_dir)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        let to_child = child.stdin.take().expect("piped");
+        let mut from_child = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        from_child.read_line(&mut line)?;
+        let backend = line
+            .trim()
+            .strip_prefix("ready")
+            .map(|b| b.trim().to_string())
+            .ok_or_else(|| anyhow::anyhow!("sensor child failed to start: {line:?}"))?;
+        Ok(SensorChild {
+            child,
+            to_child,
+            from_child,
+            pid,
+            pid_file: state_dir.join("pids.txt"),
+            backend,
+        })
+    }
+
+    /// Events the sensor spooled since the last count: (execs of `pids`
+    /// seen, execs with argv read, connects), and how many events in all.
+    fn count(&mut self, pids: &[u32]) -> anyhow::Result<((u64, u64, u64), u64)> {
         let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
-        std::fs::write(&pid_file, text)?;
-        writeln!(to_child, "count {}", pid_file.display())?;
-        to_child.flush()?;
+        std::fs::write(&self.pid_file, text)?;
+        writeln!(self.to_child, "count {}", self.pid_file.display())?;
+        self.to_child.flush()?;
         let mut l = String::new();
-        from_child.read_line(&mut l)?;
+        self.from_child.read_line(&mut l)?;
         let words: Vec<&str> = l.split_whitespace().collect();
         let num = |i: usize| {
             words
@@ -482,119 +563,126 @@ fn parent(args: Args) -> anyhow::Result<()> {
             eprintln!("bench-sensor: spooled by kind: {kinds}");
         }
         Ok(((num(0), num(1), num(2)), num(3)))
-    };
-    let tck = clk_tck() as f64;
-    let mut phases = Vec::new();
-    count(&[])?;
-    for (name, rate) in [("1k/s", 1_000.0), ("10k/s", 10_000.0)] {
-        eprintln!("bench-sensor: {name} with the sensor...");
-        let t0 = Instant::now();
-        let c0 = proc_ticks(pid);
-        let load = workload(rate, secs, &marker, target, hold);
-        // Let the last polls and enrichments land.
-        std::thread::sleep(Duration::from_millis(2500));
-        let window = t0.elapsed().as_secs_f64();
-        let cpu_pct = (proc_ticks(pid) - c0) as f64 / tck / window * 100.0;
-        let (captured, events) = count(&load.pids)?;
-        phases.push(Phase {
-            name,
-            target: rate,
-            load,
-            cpu_pct,
-            captured,
-            events_per_s: events as f64 / window,
-        });
     }
-    let floor_us = proc_read_floor_us(300);
-    let rss_mb = vm_kb(pid, "VmHWM:") as f64 / 1024.0;
-    let rss_now_mb = vm_kb(pid, "VmRSS:") as f64 / 1024.0;
-    let _ = writeln!(to_child, "quit");
-    drop(to_child);
-    let _ = child.wait();
-    stop.store(true, Ordering::Relaxed);
-    let _ = std::fs::remove_dir_all(&state_dir);
 
-    let ratio = |p: &Phase| (p.captured.0 + p.captured.2) as f64 / p.load.ops().max(1) as f64;
-    let enriched = |p: &Phase| p.captured.1 as f64 / p.captured.0.max(1) as f64;
-    println!(
-        "vigil sensor benchmark ({secs} s per phase, connections held {} ms)",
-        hold.as_millis()
-    );
-    println!(
-        "{:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12}",
-        "phase",
-        "target/s",
-        "done/s",
-        "execs",
-        "seen",
-        "connects",
-        "seen",
-        "cpu %",
-        "µs per op",
-        "sensor ev/s"
-    );
-    println!(
-        "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.1} {:>12}",
-        "10k/s without sensor",
-        10_000.0,
-        baseline.ops() as f64 / baseline.wall.as_secs_f64(),
-        baseline.execs,
-        "-",
-        baseline.connects,
-        "-",
-        "-",
-        baseline.per_op_us(),
-        "-"
-    );
-    for p in &phases {
+    /// Tell the child to stop and wait for it.
+    fn quit(mut self) {
+        let _ = writeln!(self.to_child, "quit");
+        drop(self.to_child);
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything one run measured.
+struct Report {
+    secs: f64,
+    hold: Duration,
+    baseline: Load,
+    phases: Vec<Phase>,
+    /// CPU µs of the `/proc` reads behind one exec.
+    floor_us: f64,
+    rss_mb: f64,
+    rss_now_mb: f64,
+    backend: String,
+}
+
+impl Report {
+    /// Share of the workload's execs and connects the sensor spooled.
+    fn ratio(p: &Phase) -> f64 {
+        (p.captured.0 + p.captured.2) as f64 / p.load.ops().max(1) as f64
+    }
+
+    /// The table: one row per phase.
+    fn print_table(&self) {
+        let baseline = &self.baseline;
         println!(
-            "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.2} {:>11.1} {:>12.0}",
-            format!("{} with sensor", p.name),
-            p.target,
-            p.load.ops() as f64 / p.load.wall.as_secs_f64(),
-            p.load.execs,
-            p.captured.0,
-            p.load.connects,
-            p.captured.2,
-            p.cpu_pct,
-            p.load.per_op_us(),
-            p.events_per_s
+            "vigil sensor benchmark ({} s per phase, connections held {} ms)",
+            self.secs,
+            self.hold.as_millis()
+        );
+        println!(
+            "{:<22} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>12}",
+            "phase",
+            "target/s",
+            "done/s",
+            "execs",
+            "seen",
+            "connects",
+            "seen",
+            "cpu %",
+            "µs per op",
+            "sensor ev/s"
+        );
+        println!(
+            "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11.1} {:>12}",
+            "10k/s without sensor",
+            10_000.0,
+            baseline.ops() as f64 / baseline.wall.as_secs_f64(),
+            baseline.execs,
+            "-",
+            baseline.connects,
+            "-",
+            "-",
+            baseline.per_op_us(),
+            "-"
+        );
+        for p in &self.phases {
+            println!(
+                "{:<22} {:>10.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.2} {:>11.1} {:>12.0}",
+                format!("{} with sensor", p.name),
+                p.target,
+                p.load.ops() as f64 / p.load.wall.as_secs_f64(),
+                p.load.execs,
+                p.captured.0,
+                p.load.connects,
+                p.captured.2,
+                p.cpu_pct,
+                p.load.per_op_us(),
+                p.events_per_s
+            );
+        }
+    }
+
+    /// The summary lines, then the JSON line (always the last).
+    fn print_summary(&self) {
+        let (baseline, phases, floor_us) = (&self.baseline, &self.phases, self.floor_us);
+        let (rss_mb, rss_now_mb, backend) = (self.rss_mb, self.rss_now_mb, &self.backend);
+        let ratio = Report::ratio;
+        let enriched = |p: &Phase| p.captured.1 as f64 / p.captured.0.max(1) as f64;
+        let slowdown = phases[1].load.slowdown_vs(baseline);
+        println!(
+            "mean op time at 10k/s: exec {:.0} µs without, {:.0} µs with the sensor; connect {:.0} µs without, {:.0} µs with",
+            baseline.exec_us(),
+            phases[1].load.exec_us(),
+            baseline.connect_us(),
+            phases[1].load.connect_us()
+        );
+        println!(
+            "sensor RSS: peak {rss_mb:.1} MB, at end {rss_now_mb:.1} MB; capture 1k {:.4}, 10k {:.4}; exec argv/exe read for {:.1} % (1k) and {:.1} % (10k) of seen execs (/bin/true lives ~1 ms); workload slowdown at 10k/s {slowdown:.3}x",
+            ratio(&phases[0]),
+            ratio(&phases[1]),
+            enriched(&phases[0]) * 100.0,
+            enriched(&phases[1]) * 100.0
+        );
+        let execs_1k = phases[0].load.execs as f64 / phases[0].load.wall.as_secs_f64();
+        println!(
+            "connector floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
+            floor_us * execs_1k / 1e4
+        );
+        println!("process collector backend: {backend}");
+        // The short name for the JSON line (the label may carry a load error).
+        let backend_key = backend.split([';', ' ']).next().unwrap_or("unknown");
+        println!(
+            "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1},\"sensor_events_per_s_1k\":{:.0},\"sensor_events_per_s_10k\":{:.0},\"backend\":\"{backend_key}\"}}",
+            phases[0].cpu_pct,
+            phases[1].cpu_pct,
+            rss_mb,
+            ratio(&phases[0]),
+            ratio(&phases[1]),
+            slowdown,
+            floor_us,
+            phases[0].events_per_s,
+            phases[1].events_per_s
         );
     }
-    let slowdown = phases[1].load.slowdown_vs(&baseline);
-    println!(
-        "mean op time at 10k/s: exec {:.0} µs without, {:.0} µs with the sensor; connect {:.0} µs without, {:.0} µs with",
-        baseline.exec_us(),
-        phases[1].load.exec_us(),
-        baseline.connect_us(),
-        phases[1].load.connect_us()
-    );
-    println!(
-        "sensor RSS: peak {rss_mb:.1} MB, at end {rss_now_mb:.1} MB; capture 1k {:.4}, 10k {:.4}; exec argv/exe read for {:.1} % (1k) and {:.1} % (10k) of seen execs (/bin/true lives ~1 ms); workload slowdown at 10k/s {slowdown:.3}x",
-        ratio(&phases[0]),
-        ratio(&phases[1]),
-        enriched(&phases[0]) * 100.0,
-        enriched(&phases[1]) * 100.0
-    );
-    let execs_1k = phases[0].load.execs as f64 / phases[0].load.wall.as_secs_f64();
-    println!(
-        "connector floor: the /proc reads of one exec cost {floor_us:.1} µs of CPU here (fresh process; exe, cmdline, cwd, ns/net, uid), so {execs_1k:.0} execs/s cost at least {:.2} % of a core before any wakeup",
-        floor_us * execs_1k / 1e4
-    );
-    println!("process collector backend: {backend}");
-    // The short name for the JSON line (the label may carry a load error).
-    let backend_key = backend.split([';', ' ']).next().unwrap_or("unknown");
-    println!(
-        "{{\"bench\":\"sensor\",\"cpu_pct_1k\":{:.3},\"cpu_pct_10k\":{:.3},\"rss_mb\":{:.1},\"capture_ratio_1k\":{:.4},\"capture_ratio_10k\":{:.4},\"workload_slowdown_10k\":{:.3},\"proc_read_us_per_exec\":{:.1},\"sensor_events_per_s_1k\":{:.0},\"sensor_events_per_s_10k\":{:.0},\"backend\":\"{backend_key}\"}}",
-        phases[0].cpu_pct,
-        phases[1].cpu_pct,
-        rss_mb,
-        ratio(&phases[0]),
-        ratio(&phases[1]),
-        slowdown,
-        floor_us,
-        phases[0].events_per_s,
-        phases[1].events_per_s
-    );
-    Ok(())
 }

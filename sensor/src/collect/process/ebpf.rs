@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 
 use vigil_proto::{Payload, ProcessStart, Visibility};
 
-use super::{argv_from_cmdline, bounded, ProcDir, ProcEvent, ProcessTracker, MAX_CMDLINE};
+use super::procfs::{bounded, MAX_CMDLINE};
+use super::{argv_from_cmdline, ProcDir, ProcEvent, ProcessTracker};
 use crate::collect::ebpf::record::{self, ExecRecord, KernelPath, Record};
 use crate::collect::ebpf::{EbpfError, Probes, DRAIN_EVERY};
 use crate::collect::CollectorCtx;
@@ -129,7 +130,7 @@ impl ProcessTracker {
         }
         // A pid seen exec'ing again is the same process with a new image.
         let fork = self.known.remove(&p.pid).and_then(|k| k.fork);
-        if self.known.len() >= super::MAX_KNOWN {
+        if self.known.len() >= super::tracker::MAX_KNOWN {
             self.known.clear();
         }
         self.report_exec(p, fork, out);
