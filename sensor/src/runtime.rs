@@ -178,6 +178,7 @@ fn spawn_collectors(
 ) -> Result<Collectors, SensorError> {
     let mut threads = Vec::new();
     let mut collectors = Vec::new();
+    let log_writers = Arc::new(collect::process::LogWriters::default());
     for (name, enabled) in [
         ("process", config.collectors.process),
         ("network", config.collectors.network),
@@ -192,6 +193,7 @@ fn spawn_collectors(
             sink: sink.clone(),
             stats: st.clone(),
             stop: stop.clone(),
+            log_writers: log_writers.clone(),
         };
         collectors.push(st);
         let handle = collect::spawn(name, ctx, config).map_err(|e| SensorError::Collector {

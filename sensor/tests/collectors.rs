@@ -46,6 +46,7 @@ impl Running {
             sink,
             stats: stats.clone(),
             stop: stop.clone(),
+            log_writers: Arc::default(),
         };
         let thread = std::thread::spawn(move || f(ctx));
         let r = Running {
@@ -245,6 +246,19 @@ fn network_collector_reports_connect_and_accept_with_pid() {
     drop((client, conn));
 }
 
+/// A writer lookup for lines whose pids are made up: these pids are root's
+/// sshd (what the login collector checks is tested on its own below).
+struct FakeSshd(&'static [u32]);
+
+impl collect::auth::WriterLookup for FakeSshd {
+    fn identify(&self, pid: u32) -> Option<collect::auth::ProcIdentity> {
+        self.0.contains(&pid).then(|| collect::auth::ProcIdentity {
+            euid: 0,
+            exe: "/usr/sbin/sshd".into(),
+        })
+    }
+}
+
 #[test]
 fn auth_collector_turns_log_lines_into_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +269,9 @@ fn auth_collector_turns_log_lines_into_events() {
     )
     .unwrap();
     let path = log.clone();
-    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path, false));
+    let mut r = Running::start("auth", move |ctx| {
+        collect::auth::run_with(ctx, path, false, Box::new(FakeSshd(&[77, 78])))
+    });
     assert_eq!(r.stats.visibility(), Visibility::Working);
     let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     f.write_all(b"Nov 23 10:00:01 h sshd[77]: Accepted publickey for alice from 10.0.0.5 port 51234 ssh2\nNov 23 10:00:02 h sshd[78]: Failed password for invalid user admin from 10.0.0.66 port 50002 ssh2\n").unwrap();
@@ -305,6 +321,10 @@ fn file_collector_reports_writes_with_hash() {
 
 #[test]
 fn auth_collector_waits_for_a_log_that_appears_later() {
+    // Bare sshd -E lines count only from a file no one but root can write.
+    if !have_root("auth_collector_waits") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("sshd.log");
     let path = log.clone();
@@ -322,6 +342,119 @@ fn auth_collector_waits_for_a_log_that_appears_later() {
     });
     assert!(matches!(login, Payload::Login(l) if l.user == "late" && l.src_port == Some(999)));
     assert_eq!(r.stats.visibility(), Visibility::Working);
+}
+
+/// A root-owned `/usr/sbin/sshd` listening on a free loopback port, or why
+/// it could not start.
+fn start_sshd(dir: &std::path::Path) -> Result<std::process::Child, String> {
+    let key = dir.join("host_key");
+    let keygen = std::process::Command::new("/usr/bin/ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .map_err(|e| format!("ssh-keygen: {e}"))?;
+    if !keygen.success() {
+        return Err(format!("ssh-keygen: {keygen}"));
+    }
+    // sshd refuses to start without its privilege separation directory.
+    std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let mut child = std::process::Command::new("/usr/sbin/sshd")
+        .args([
+            "-D",
+            "-f",
+            "/dev/null",
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "PidFile=none",
+        ])
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-h")
+        .arg(&key)
+        .arg("-E")
+        .arg(dir.join("sshd-own.log"))
+        .spawn()
+        .map_err(|e| format!("/usr/sbin/sshd: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("sshd-own.log")).unwrap_or_default();
+            return Err(format!("sshd exited ({status}): {log}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("sshd did not listen within 5 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+#[test]
+fn auth_collector_refuses_sshd_lines_not_written_by_root_sshd() {
+    if !have_root("auth_collector_refuses") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    // Any local user's process: `logger` as nobody would carry this pid.
+    let mut forger = std::process::Command::new("/bin/sleep")
+        .arg("30")
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .unwrap();
+    let path = log.clone();
+    let mut r = Running::start("auth", move |ctx| collect::auth::run(ctx, path, false));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let forged = format!(
+        "Nov 23 10:00:01 h sshd[{}]: Accepted password for root from 6.6.6.6 port 22 ssh2\n",
+        forger.id()
+    );
+    f.write_all(forged.as_bytes()).unwrap();
+    let t = r.wait_for("tamper", |p| matches!(p, Payload::Tamper(_)));
+    let Payload::Tamper(t) = t else {
+        unreachable!()
+    };
+    assert_eq!(
+        (t.source.as_str(), t.reason.as_str()),
+        ("auth_log", "sshd_line_not_from_sshd")
+    );
+    assert_eq!(t.detail, forged.trim_end());
+    let _ = forger.kill();
+    let _ = forger.wait();
+    match start_sshd(dir.path()) {
+        Ok(mut sshd) => {
+            let genuine = format!(
+                "Nov 23 10:00:02 h sshd[{}]: Accepted publickey for alice from 10.0.0.5 port 51234 ssh2\n",
+                sshd.id()
+            );
+            f.write_all(genuine.as_bytes()).unwrap();
+            let login = r.wait_for("login", |p| matches!(p, Payload::Login(_)));
+            assert!(
+                matches!(&login, Payload::Login(l) if l.user == "alice" && l.pid == Some(sshd.id())),
+                "{login:?}"
+            );
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+        }
+        Err(why) => eprintln!("auth_collector_refuses: genuine half skipped: {why}"),
+    }
+    assert!(
+        !r.seen
+            .iter()
+            .any(|p| matches!(p, Payload::Login(l) if l.user == "root")),
+        "forged login reported: {:?}",
+        r.seen
+    );
 }
 
 /// A network namespace created for one test and deleted on drop.

@@ -89,9 +89,12 @@ async fn real_exec_connect_file_and_login_reach_the_appliance() {
     let cl = client.local_addr().unwrap();
     let _accepted = listener.accept().unwrap();
     std::fs::write(watched.join("backdoor"), b"* * * * * root nc -e /bin/sh\n").unwrap();
+    // sshd's own `-E` output (bare lines, in a file only root can write)
+    // is believed; a tagged line whose pid no sshd has is refused.
     std::fs::write(
         &auth_log,
-        "Nov 23 10:00:01 h sshd[99]: Accepted password for mallory from 10.9.9.9 port 4444 ssh2\n",
+        "Accepted password for mallory from 10.9.9.9 port 4444 ssh2\n\
+         Nov 23 10:00:01 h sshd[8388608]: Accepted password for eve from 10.9.9.8 port 4445 ssh2\n",
     )
     .unwrap();
 
@@ -133,6 +136,11 @@ async fn real_exec_connect_file_and_login_reach_the_appliance() {
         })
         .await;
     server
+        .wait_for("tamper for the forged line", t, |s| {
+            s.events.values().any(|e| matches!(&e.payload, Payload::Tamper(r) if r.source == "auth_log" && r.reason == "sshd_line_pid_unknown" && r.detail.contains("eve")))
+        })
+        .await;
+    server
         .wait_for("heartbeat with all collectors working", t, |s| {
             s.heartbeats.iter().any(|h| {
                 h.collectors.len() == 4
@@ -145,6 +153,10 @@ async fn real_exec_connect_file_and_login_reach_the_appliance() {
     {
         let seen = server.seen.lock().unwrap();
         assert!(seen.events.values().all(|e| e.header.host == TEST_HOST));
+        assert!(!seen
+            .events
+            .values()
+            .any(|e| matches!(&e.payload, Payload::Login(l) if l.user == "eve")));
         let seqs: Vec<u64> = seen.events.keys().copied().collect();
         assert_eq!(
             seqs,

@@ -73,6 +73,9 @@ pub struct CollectorCtx {
     pub stats: Arc<CollectorStats>,
     /// Set when the collector must stop.
     pub stop: Arc<AtomicBool>,
+    /// Log-writing processes (sshd, su, sudo): noted by the process
+    /// collector, checked by the login collector. One per sensor.
+    pub log_writers: Arc<process::LogWriters>,
 }
 
 impl CollectorCtx {

@@ -381,7 +381,7 @@ pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
         }
     };
     ctx.stats.set(Visibility::Working);
-    let mut tracker = ProcessTracker::new(netns);
+    let mut tracker = ProcessTracker::new(netns).with_log_writers(ctx.log_writers.clone());
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut events: Vec<(u64, ProcEvent)> = Vec::new();

@@ -69,7 +69,7 @@ pub fn run_chosen(ctx: CollectorCtx, netns: Option<u64>, chosen: Chosen) {
 /// Run the eBPF backend until stopped.
 pub fn run(ctx: CollectorCtx, netns: Option<u64>, mut probes: Probes) {
     ctx.stats.set(Visibility::Working);
-    let mut tracker = ProcessTracker::new(netns);
+    let mut tracker = ProcessTracker::new(netns).with_log_writers(ctx.log_writers.clone());
     let mut out = Vec::new();
     let mut lost = 0u64;
     let mut bad = 0u64;

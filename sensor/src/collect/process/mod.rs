@@ -11,6 +11,7 @@ pub mod connector;
 pub mod ebpf;
 pub mod procfs;
 pub mod tracker;
+pub mod writers;
 
 pub use connector::{
     exit_code, kernel_at_least, parse_datagram, parse_datagram_into, run, ConnectorSocket,
@@ -20,3 +21,4 @@ pub use procfs::{
     argv_from_cmdline, netns_inode, netns_of, parse_passwd, stat_field, Enricher, ProcDir,
 };
 pub use tracker::ProcessTracker;
+pub use writers::{exe_basename, LogWriters};

@@ -3,12 +3,14 @@
 //! executables, namespaces and forks) and attributes, in `--netns` mode,
 //! processes that were gone before they could be read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_proto::{Payload, ProcessExit, ProcessStart};
 
 use super::procfs::{readlink, Enricher, ProcDir};
+use super::writers::LogWriters;
 use super::{exit_code, ProcEvent};
 
 /// What the collector remembers about a live process (removed at its exit).
@@ -89,6 +91,10 @@ pub struct ProcessTracker {
     pub(super) netns: Option<u64>,
     /// Execs that could not be attributed to a namespace (netns mode).
     pub unattributed: u64,
+    /// Where log-writing processes are noted for the login collector.
+    log_writers: Option<Arc<LogWriters>>,
+    /// Pids noted there, so other execs and exits cost no lock.
+    writer_pids: HashSet<u32>,
 }
 
 impl ProcessTracker {
@@ -101,7 +107,16 @@ impl ProcessTracker {
             pending: HashMap::new(),
             netns,
             unattributed: 0,
+            log_writers: None,
+            writer_pids: HashSet::new(),
         }
+    }
+
+    /// Also note the log-writing processes (sshd, su, sudo) it sees in
+    /// `writers`, for the login collector's checks.
+    pub fn with_log_writers(mut self, writers: Arc<LogWriters>) -> ProcessTracker {
+        self.log_writers = Some(writers);
+        self
     }
 
     /// Execs waiting for their exit event to be attributed.
@@ -237,7 +252,24 @@ impl ProcessTracker {
                 fork,
             },
         );
+        self.note_writer(&p);
         out.push(Payload::ProcessStart(p));
+    }
+
+    /// Keep [`LogWriters`] current for an exec: a writer is noted, a pid
+    /// that was one and exec'd something else is forgotten.
+    fn note_writer(&mut self, p: &ProcessStart) {
+        let Some(writers) = &self.log_writers else {
+            return;
+        };
+        match (p.exe.as_deref(), p.uid) {
+            (Some(exe), Some(uid)) if LogWriters::is_writer(exe) => {
+                writers.started(p.pid, uid, exe);
+                self.writer_pids.insert(p.pid);
+            }
+            _ if self.writer_pids.remove(&p.pid) => writers.forget(p.pid),
+            _ => {}
+        }
     }
 
     fn exit(&mut self, pid: u32, status: u32, parent: u32, out: &mut Vec<Payload>) {
@@ -271,6 +303,11 @@ impl ProcessTracker {
             return;
         }
         // Only processes we reported (and so passed the netns filter).
+        if self.writer_pids.remove(&pid) {
+            if let Some(w) = &self.log_writers {
+                w.exited(pid);
+            }
+        }
         if let Some(k) = self.known.remove(&pid) {
             if k.reported {
                 out.push(Payload::ProcessExit(ProcessExit {
