@@ -262,6 +262,24 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Create `dir` (and missing parents) mode 0700. An existing `dir` that
+/// this process owns is narrowed to 0700 too (a state or spool directory
+/// from before, or made by a package); one that is sticky or someone
+/// else's (`/tmp`) is left alone.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = fs::metadata(dir)?;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if ours && meta.mode() & 0o077 != 0 && meta.mode() & 0o1000 == 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> Result<(), EnrollError> {
     let err = |source| EnrollError::Io {
         path: path.to_path_buf(),
@@ -275,6 +293,10 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), EnrollError> {
         .mode(0o600)
         .open(&tmp)
         .map_err(err)?;
+    // `mode` applies only when the file is created: a leftover tmp file
+    // keeps its old mode otherwise.
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(err)?;
     f.write_all(contents).map_err(err)?;
     f.sync_all().map_err(err)?;
     fs::rename(&tmp, path).map_err(err)
@@ -283,7 +305,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), EnrollError> {
 impl Identity {
     /// Write key, certificate, CA (PEM) and host id, each mode 0600.
     pub fn save(&self, dir: &Path) -> Result<(), EnrollError> {
-        fs::create_dir_all(dir).map_err(|source| EnrollError::Io {
+        create_private_dir(dir).map_err(|source| EnrollError::Io {
             path: dir.to_path_buf(),
             source,
         })?;

@@ -23,9 +23,17 @@ enum Cmd {
         /// Appliance address, HOST:PORT.
         #[arg(long)]
         appliance: String,
-        /// One-time enrollment token.
+        /// One-time enrollment token; `-` reads it from stdin (which keeps
+        /// it out of `ps` and shell history).
+        #[arg(
+            long,
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
+        )]
+        token: Option<String>,
+        /// Read the one-time token from this file instead.
         #[arg(long)]
-        token: String,
+        token_file: Option<PathBuf>,
         /// SHA-256 of the appliance CA certificate (hex, ':' allowed).
         #[arg(long = "ca-sha256")]
         ca_sha256: String,
@@ -69,6 +77,9 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    // Everything the sensor writes (identity, spool, state) is its own:
+    // no file or directory it creates is readable by anyone else.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     // One thread for the async side (pipeline, spool, uplink): collectors
     // are threads of their own, and a second worker only added cross-thread
@@ -82,9 +93,11 @@ fn real_main() -> anyhow::Result<()> {
         Cmd::Enroll {
             appliance,
             token,
+            token_file,
             ca_sha256,
             state_dir,
         } => {
+            let token = read_token(token, token_file)?;
             let id = rt.block_on(vigil_sensor::enroll(&EnrollParams {
                 appliance,
                 token,
@@ -111,6 +124,23 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::DebugSpoolWriter { dir } => debug_writer(&dir).map_err(Into::into),
     }
+}
+
+/// The token from `--token VALUE`, `--token -` (stdin) or `--token-file`,
+/// without surrounding whitespace.
+fn read_token(token: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let text = match (token, file) {
+        (Some(t), _) if t == "-" => {
+            std::io::read_to_string(std::io::stdin()).context("reading the token from stdin")?
+        }
+        (Some(t), _) => t,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the token from {}", path.display()))?,
+        (None, None) => anyhow::bail!("give --token or --token-file"),
+    };
+    let token = text.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "the enrollment token is empty");
+    Ok(token)
 }
 
 async fn wait_for_signal() {

@@ -127,7 +127,7 @@ impl Spool {
     /// Open (or create) the spool in `dir`, repairing torn tails and
     /// forgetting everything already acknowledged.
     pub fn open(dir: &Path, host: HostId, opts: SpoolOptions) -> Result<Spool, SpoolError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        crate::enroll::create_private_dir(dir).map_err(io_err(dir))?;
         let mut stats = SpoolStats::default();
         let ack_path = dir.join("acks.log");
         let (acks, ack_good_len) = read_ack_log(&ack_path)?;
