@@ -2,7 +2,9 @@
 //!
 //! - `cargo xtask demo [--for SECS]`: the most complete end-to-end path that
 //!   exists: appliance + enrolled sensor + generated activity, printed.
-//! - `cargo xtask test`: formatting, clippy, the whole test suite.
+//! - `cargo xtask test`: formatting, supply chain (`cargo deny`), clippy, the
+//!   whole test suite.
+//! - `cargo xtask deny`: the supply-chain step alone.
 //! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui).
 //! - `cargo xtask fuzz [SECS]`: every fuzz target for SECS seconds each.
 //!
@@ -11,6 +13,7 @@
 //! Deliberately std-only so it builds in seconds on a fresh machine.
 
 mod demo;
+mod deny;
 mod prereq;
 
 use std::path::PathBuf;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("demo") => demo::run_demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("deny") => deny::check(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         _ => {
@@ -65,7 +69,8 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <command>
   demo [--for SECS]   start an appliance and an enrolled sensor, show what flows
-  test                fmt check, clippy -D warnings, the whole test suite
+  test                fmt check, cargo deny, clippy -D warnings, the whole test suite
+  deny                cargo deny check (licences, bans, sources, advisories), offline
   bench [NAME]        run benchmarks: sensor, ingest, detect, ui (all when omitted)
   fuzz [SECS]         run every fuzz target for SECS seconds (default 30)";
 
@@ -135,6 +140,7 @@ fn describe(cmd: &Command) -> String {
 fn test(args: &[String]) -> Result<()> {
     prereq::ensure_packages(TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    deny::check()?;
     run(cargo().args([
         "clippy",
         "--workspace",
