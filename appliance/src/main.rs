@@ -198,14 +198,8 @@ fn main() -> Result<()> {
         Cmd::Sensor {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
-        Cmd::Eval { args } => {
-            return vigil_datasets::cli::run(std::iter::once("vigil eval".into()).chain(args));
-        }
-        Cmd::Replay { args } => {
-            return vigil_datasets::cli::run_replay(
-                std::iter::once("vigil replay".into()).chain(args),
-            );
-        }
+        Cmd::Eval { args } => return run_tool("eval", args),
+        Cmd::Replay { args } => return run_tool("replay", args),
         Cmd::Alerts {
             data,
             since,
@@ -325,4 +319,47 @@ fn serve(cfg: ServeConfig) -> Result<()> {
         app.shutdown().await;
         Ok(())
     })
+}
+
+/// Runs `vigil <name> ARGS…` as the operator tool `vigil-<name>` (package
+/// vigil-tools): the appliance does not link the tools, which bring the
+/// sensor and the data-set adapters. On unix the tool replaces this
+/// process, so its exit code and signals are the command's own, and its
+/// argv[0] is `vigil <name>`, the program name its usage messages print.
+fn run_tool(name: &str, args: Vec<std::ffi::OsString>) -> Result<()> {
+    let tool = format!("vigil-{name}");
+    let prog = format!("vigil {name}");
+    let Some(path) = find_tool(&tool) else {
+        eprintln!("{prog} needs the {tool} tool (package vigil-tools), which is not installed next to this binary");
+        std::process::exit(2);
+    };
+    let mut cmd = std::process::Command::new(&path);
+    cmd.args(args);
+    #[cfg(unix)]
+    let err = {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(&prog).exec()
+    };
+    #[cfg(not(unix))]
+    let err = match cmd.status() {
+        Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+        Err(e) => e,
+    };
+    Err(err).with_context(|| format!("running {}", path.display()))
+}
+
+/// The executable `name` next to this binary, else the first on `PATH`.
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&file)));
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|dir| dir.join(&file))
+                .collect()
+        })
+        .unwrap_or_default();
+    beside.into_iter().chain(on_path).find(|p| p.is_file())
 }

@@ -6,14 +6,13 @@
 //! stable synthetic address `10.x.y.z` derived from its name so flows and
 //! logons resolve to the same host.
 
+use crate::host_ids::name_key;
 use flate2::read::MultiGzDecoder;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use vigil_models::graph::key;
-use vigil_models::registry::UNMANAGED_BIT;
 use vigil_proto::{
     AuthMethod, Event, EventHeader, HostId, LoginInfo, LoginService, NetFlow, Payload,
     ProcessStart, Transport,
@@ -154,12 +153,12 @@ pub fn read_redteam(dir: &Path) -> Result<HashSet<RedteamRecord>, LanlError> {
 
 /// Stable host id of a LANL computer name.
 pub fn host_id(name: &str) -> HostId {
-    HostId(key(&format!("lanl:{name}")) & !UNMANAGED_BIT)
+    crate::host_ids::host_id("lanl", name)
 }
 
 /// Stable synthetic address of a LANL computer name.
 pub fn host_addr(name: &str) -> IpAddr {
-    let h = key(name);
+    let h = name_key(name);
     IpAddr::V4(Ipv4Addr::new(10, (h >> 16) as u8, (h >> 8) as u8, h as u8))
 }
 

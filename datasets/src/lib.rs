@@ -1,14 +1,13 @@
 //! Vigil data sets: a deterministic synthetic enterprise with labelled
-//! lateral movement, adapters for public formats (LANL 2015, OTRF
-//! Security-Datasets JSON, EVTX) into `proto` events, and the evaluation
-//! driver behind `vigil eval` (it lives here, not in `models`, because it
-//! reads files; `models` stays pure).
+//! lateral movement, and adapters for public formats (LANL 2015, OTRF
+//! Security-Datasets JSON, EVTX) into `proto` events.
+//!
+//! Pure data: no detector, no sensor, no network. The evaluation and the
+//! replay that use these data sets are the `vigil-tools` crate.
 
-pub mod cli;
-pub mod eval;
 pub mod evtx_file;
+pub mod host_ids;
 pub mod lanl;
 pub mod otrf;
-pub mod replay;
 pub mod synth;
 pub mod windows;

@@ -10,6 +10,7 @@
 use crate::windows::{field, Record};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use vigil_proto::HostId;
 
 /// Why a capture could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,19 @@ pub fn read_json_lines(r: impl Read, path: &str) -> Result<Vec<Record>, CaptureE
         }
     }
     Ok(out)
+}
+
+/// A Windows host name without its domain, lowercased: captures name the
+/// same host `WECServer` in one record and `wecserver.theshire.local` in
+/// another.
+pub fn short_name(name: &str) -> String {
+    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
+}
+
+/// Stable host id of a Windows host name in these captures (by its
+/// [`short_name`]).
+pub fn host_id(name: &str) -> HostId {
+    crate::host_ids::host_id("win", &short_name(name))
 }
 
 /// Assigns event times (with the capture's zone offset) and sorts.

@@ -44,9 +44,7 @@ pub fn int_field(r: &Record, k: &str) -> Option<u64> {
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     let s = s.trim().trim_start_matches('[').trim_end_matches(']');
     let s = s.split('%').next().unwrap_or(s);
-    s.parse::<IpAddr>()
-        .ok()
-        .map(vigil_models::registry::canonical_ip)
+    s.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 fn is_background_account(user: &str) -> bool {
@@ -234,6 +232,16 @@ pub fn payload(r: &Record) -> Option<Payload> {
     }
 }
 
+/// Private ranges (RFC 1918 and link-local IPv4, unique-local and
+/// link-local IPv6), IPv4-mapped addresses as IPv4: the addresses a host
+/// of the captured network can own.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unique_local() || v6.is_unicast_link_local(),
+    }
+}
+
 /// The local addresses a record proves its host has (outbound source,
 /// inbound destination), used to register hosts' addresses.
 pub fn own_addrs(r: &Record) -> Vec<IpAddr> {
@@ -243,9 +251,7 @@ pub fn own_addrs(r: &Record) -> Vec<IpAddr> {
         _ => None,
     };
     local
-        .filter(|ip| {
-            !ip.is_loopback() && !ip.is_unspecified() && vigil_models::registry::is_internal(*ip)
-        })
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified() && is_internal(*ip))
         .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
         .into_iter()
         .collect()

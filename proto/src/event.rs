@@ -18,6 +18,19 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct HostId(pub u64);
 
+impl HostId {
+    /// Set in the ids the appliance derives for unmanaged peers (hosts it
+    /// knows only as an address or a name); never set in an id assigned at
+    /// enrollment, nor in the ids data sets give the hosts they simulate,
+    /// so the two kinds never collide.
+    pub const UNMANAGED_BIT: u64 = 1 << 63;
+
+    /// Whether this id names an unmanaged peer rather than an enrolled host.
+    pub fn is_unmanaged(self) -> bool {
+        self.0 & Self::UNMANAGED_BIT != 0
+    }
+}
+
 impl fmt::Display for HostId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)

@@ -465,8 +465,8 @@ async fn console_closes_incident(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected() {
     use std::collections::BTreeMap;
-    use vigil_datasets::replay::{replay, synth_source, ReplayItem};
     use vigil_datasets::synth::{Generator, SynthConfig};
+    use vigil_tools::replay::{replay, synth_source, ReplayItem};
 
     const MIN: u64 = 60_000_000_000;
     const SPEEDUP: f64 = 300.0;
@@ -533,18 +533,16 @@ async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected(
     opts.speedup = Some(SPEEDUP);
     opts.batch_max = Duration::from_millis(50);
     opts.stall_timeout = Duration::from_secs(20);
-    opts.progress = Some(std::sync::Arc::new(
-        |p: &vigil_datasets::replay::Progress| {
-            println!(
-                "replay: {:.1}s read {} sent {} acked {} ({:.0} acked/s)",
-                p.elapsed.as_secs_f64(),
-                p.read,
-                p.sent,
-                p.acked,
-                p.acked_per_s
-            )
-        },
-    ));
+    opts.progress = Some(std::sync::Arc::new(|p: &vigil_tools::replay::Progress| {
+        println!(
+            "replay: {:.1}s read {} sent {} acked {} ({:.0} acked/s)",
+            p.elapsed.as_secs_f64(),
+            p.read,
+            p.sent,
+            p.acked,
+            p.acked_per_s
+        )
+    }));
     let started = Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(60), replay(items, opts))
         .await
@@ -625,15 +623,11 @@ async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected(
 }
 
 /// Replay settings for `app`, with a token good for `hosts` enrollments.
-fn replay_options(
-    app: &Appliance,
-    hosts: u32,
-    state: &Path,
-) -> vigil_datasets::replay::ReplayOptions {
+fn replay_options(app: &Appliance, hosts: u32, state: &Path) -> vigil_tools::replay::ReplayOptions {
     let token = app
         .create_token(Duration::from_secs(600), hosts)
         .expect("token");
-    vigil_datasets::replay::ReplayOptions::new(
+    vigil_tools::replay::ReplayOptions::new(
         app.quic_addr.to_string(),
         token.token,
         token.ca_fingerprint,
@@ -661,13 +655,13 @@ fn shared_dataset(sub: &str) -> Option<std::path::PathBuf> {
 /// QUIC through the sensor uplink into a real appliance, one capture per
 /// fresh appliance: every event is stored once and the labelled hop
 /// WORKSTATION5 → WORKSTATION6 is alerted with its technique. The same
-/// captures are judged offline in `datasets/tests/shared_datasets.rs`;
+/// captures are judged offline in `tools/tests/shared_datasets.rs`;
 /// this checks the online path (replay identities, ingest, pipeline) keeps
 /// what the offline detector finds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn otrf_captures_replayed_over_quic_alert_their_labelled_hop() {
-    use vigil_datasets::eval::otrf::read_labels;
-    use vigil_datasets::replay::{otrf_source, replay, ReplayItem};
+    use vigil_tools::eval::otrf::read_labels;
+    use vigil_tools::replay::{otrf_source, replay, ReplayItem};
 
     let Some(dir) = shared_dataset("otrf-lateral-movement") else {
         return;
@@ -681,7 +675,7 @@ async fn otrf_captures_replayed_over_quic_alert_their_labelled_hop() {
         ),
     ] {
         let label = labels.iter().find(|l| l.file == file).expect("labelled");
-        let named = |hosts: &[vigil_datasets::eval::otrf::LabelHost]| -> String {
+        let named = |hosts: &[vigil_tools::eval::otrf::LabelHost]| -> String {
             hosts[0]
                 .name
                 .clone()

@@ -38,7 +38,7 @@ const BUILD_PACKAGES: &[&str] = &["clang", "libclang-dev"];
 const BENCHES: &[(&str, &str, &str)] = &[
     ("sensor", "vigil-sensor", "bench-sensor"),
     ("ingest", "vigil-appliance", "bench-ingest"),
-    ("detect", "vigil-datasets", "bench-detect"),
+    ("detect", "vigil-tools", "bench-detect"),
     ("ui", "vigil-appliance", "bench-ui"),
 ];
 

@@ -2,9 +2,9 @@
 //! the detector. Skips, saying so, when the folder is absent.
 
 use std::path::{Path, PathBuf};
-use vigil_datasets::eval::otrf::{judge, read_labels, run_capture};
 use vigil_models::DetectorConfig;
 use vigil_proto::Payload;
+use vigil_tools::eval::otrf::{judge, read_labels, run_capture};
 
 fn shared(sub: &str) -> Option<PathBuf> {
     let p = PathBuf::from(

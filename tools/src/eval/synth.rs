@@ -1,8 +1,8 @@
 //! `eval synth`: the generator through the detector, several seeds.
 
 use super::{Comparison, FirstTime, Scoreboard};
-use crate::synth::{Generator, SynthConfig, EPOCH_NS};
 use serde::Serialize;
+use vigil_datasets::synth::{Generator, SynthConfig, EPOCH_NS};
 use vigil_models::{AlertKind, Detector, DetectorConfig};
 use vigil_proto::{HostId, Payload};
 

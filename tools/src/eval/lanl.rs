@@ -5,13 +5,13 @@
 //! consults after each event is scored; the detector never sees it.
 
 use super::{Comparison, FirstTime, Scoreboard};
-use crate::lanl::{
-    auth_event, find, host_addr, host_id, open_lines, read_redteam, AuthRecord, LanlError,
-    RedteamRecord, Sequencer, SideKind, SideStream,
-};
 use std::collections::HashSet;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use vigil_datasets::lanl::{
+    auth_event, find, host_addr, host_id, open_lines, read_redteam, AuthRecord, LanlError,
+    RedteamRecord, Sequencer, SideKind, SideStream,
+};
 use vigil_models::{Detector, DetectorConfig};
 use vigil_proto::{Event, HostId};
 
@@ -189,8 +189,11 @@ pub fn eval_lanl(opts: &LanlOptions) -> Result<LanlReport, LanlError> {
 
 /// Writes a generator run in LANL format (`auth.txt`, `redteam.txt`), for
 /// tests and for trying `eval lanl` without the real data set.
-pub fn write_synth_as_lanl(cfg: &crate::synth::SynthConfig, dir: &Path) -> std::io::Result<u64> {
-    use crate::synth::{Generator, EPOCH_NS};
+pub fn write_synth_as_lanl(
+    cfg: &vigil_datasets::synth::SynthConfig,
+    dir: &Path,
+) -> std::io::Result<u64> {
+    use vigil_datasets::synth::{Generator, EPOCH_NS};
     use vigil_proto::{AuthMethod, LoginService, Payload};
     let mut g = Generator::new(cfg.clone());
     let names: std::collections::BTreeMap<HostId, (String, std::net::IpAddr)> = g

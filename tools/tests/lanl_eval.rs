@@ -1,8 +1,8 @@
 //! `eval lanl` on a generator run written in LANL format.
 
-use vigil_datasets::eval::lanl::{eval_lanl, write_synth_as_lanl, LanlOptions};
 use vigil_datasets::synth::SynthConfig;
 use vigil_models::DetectorConfig;
+use vigil_tools::eval::lanl::{eval_lanl, write_synth_as_lanl, LanlOptions};
 
 fn small() -> SynthConfig {
     SynthConfig {
@@ -18,7 +18,7 @@ fn small() -> SynthConfig {
     }
 }
 
-fn run(dir: &std::path::Path, out: &std::path::Path) -> vigil_datasets::eval::lanl::LanlReport {
+fn run(dir: &std::path::Path, out: &std::path::Path) -> vigil_tools::eval::lanl::LanlReport {
     eval_lanl(&LanlOptions {
         dir: dir.to_path_buf(),
         train_days: 6,

@@ -9,14 +9,12 @@
 //! pair alerts at most once per hour). Window models need ≥ 12 windows and
 //! stay off. Labels are read only after the run, to judge it.
 
-use crate::otrf::TimedRecord;
-use crate::windows::{own_addrs, payload};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use vigil_models::graph::key;
-use vigil_models::registry::UNMANAGED_BIT;
+use vigil_datasets::otrf::{host_id, short_name, TimedRecord};
+use vigil_datasets::windows::{own_addrs, payload};
 use vigil_models::{Alert, AlertKind, Detector, DetectorConfig};
 use vigil_proto::{Event, EventHeader, HostId};
 
@@ -112,15 +110,6 @@ pub struct CaptureResult {
     pub hosts: Vec<String>,
 }
 
-fn short(name: &str) -> String {
-    name.split('.').next().unwrap_or(name).to_ascii_lowercase()
-}
-
-/// Host id of a Windows host name in these captures.
-pub fn host_id(name: &str) -> HostId {
-    HostId(key(&format!("win:{}", short(name))) & !UNMANAGED_BIT)
-}
-
 /// Runs one capture through a cold-start detector; returns all alerts.
 pub fn run_capture(records: &[TimedRecord], cfg: &DetectorConfig) -> (Detector, Vec<Alert>, usize) {
     let mut det = Detector::new(DetectorConfig {
@@ -130,7 +119,7 @@ pub fn run_capture(records: &[TimedRecord], cfg: &DetectorConfig) -> (Detector, 
     let mut addrs: BTreeMap<String, (String, Vec<IpAddr>)> = BTreeMap::new();
     for r in records {
         let e = addrs
-            .entry(short(&r.hostname))
+            .entry(short_name(&r.hostname))
             .or_insert_with(|| (r.hostname.clone(), Vec::new()));
         if r.hostname.contains('.') {
             e.0 = r.hostname.clone();

@@ -1,0 +1,285 @@
+//! The evaluation command line behind `vigil eval` (binary `vigil-eval`;
+//! the appliance's `vigil eval` execs it, so both honour exactly the same
+//! contracts).
+
+use crate::eval::json_summary;
+use crate::eval::lanl::{eval_lanl, write_synth_as_lanl, LanlOptions};
+use crate::eval::otrf::{judge, read_labels, run_capture, CaptureResult};
+use crate::eval::synth::{mean, run_seed};
+use crate::eval::table;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use vigil_datasets::synth::SynthConfig;
+use vigil_models::DetectorConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil eval",
+    about = "Evaluate Vigil's detector against labelled data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// OTRF Security-Datasets capture zips (or .evtx files), each through
+    /// a cold-start detector.
+    Otrf {
+        /// Capture files (.zip with JSON lines, or .evtx).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Labels TSV (columns file, source_hosts, target_hosts…).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Override the cold-start hop threshold (nats), for tuning on dev data.
+        #[arg(long)]
+        cold_threshold: Option<f64>,
+        /// Print a JSON summary as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a generator run in LANL format (auth.txt, redteam.txt) to DIR.
+    WriteLanl {
+        /// Output folder (created).
+        dir: PathBuf,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Days.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Workstations in the simulated fleet.
+        #[arg(long, default_value_t = 60)]
+        workstations: usize,
+    },
+    /// LANL 2015 format: auth.txt[.gz] (required), proc/flows (optional),
+    /// redteam.txt[.gz] (labels, for metrics only).
+    Lanl {
+        /// Folder holding the files.
+        dir: PathBuf,
+        /// Days 1..=N are training; later auth events are scored.
+        #[arg(long)]
+        train_days: u64,
+        /// CSV of scores: time,user,src,dst,score.
+        #[arg(long)]
+        scores: PathBuf,
+        /// Print a JSON summary as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The synthetic enterprise generator, one run per seed.
+    Synth {
+        /// Seeds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Days simulated (attacks in the second half).
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Print a JSON summary as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parse `args` (the first one is the program name) and run the evaluation.
+pub fn run<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    match cli.cmd {
+        Cmd::Otrf {
+            files,
+            labels,
+            json,
+            cold_threshold,
+        } => {
+            let mut cfg = DetectorConfig::default();
+            if let Some(t) = cold_threshold {
+                cfg.cold_start_hop_threshold = t;
+            }
+            otrf(&files, labels.as_deref(), json, &cfg)
+        }
+        Cmd::WriteLanl {
+            dir,
+            seed,
+            days,
+            workstations,
+        } => write_lanl(&dir, seed, days, workstations),
+        Cmd::Lanl {
+            dir,
+            train_days,
+            scores,
+            json,
+        } => lanl(dir, train_days, scores, json),
+        Cmd::Synth { seeds, days, json } => {
+            synth(&seeds, days, json);
+            Ok(())
+        }
+    }
+}
+
+fn write_lanl(dir: &std::path::Path, seed: u64, days: u32, workstations: usize) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cfg = SynthConfig {
+        seed,
+        days,
+        attack_from_day: days / 2,
+        workstations,
+        windows_servers: (workstations / 6).clamp(10, 250),
+        linux_servers: (workstations / 10).clamp(6, 250),
+        admins: (workstations / 15).clamp(4, 100),
+        ..SynthConfig::default()
+    };
+    let n = write_synth_as_lanl(&cfg, dir).with_context(|| format!("writing {}", dir.display()))?;
+    println!(
+        "wrote {n} auth lines to {}/auth.txt (attacks after day {})",
+        dir.display(),
+        days / 2
+    );
+    Ok(())
+}
+
+fn lanl(dir: PathBuf, train_days: u64, scores: PathBuf, json: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    let opts = LanlOptions {
+        dir: dir.clone(),
+        train_days,
+        scores: scores.clone(),
+        detector: DetectorConfig::default(),
+    };
+    let r = eval_lanl(&opts).with_context(|| format!("evaluating {}", dir.display()))?;
+    println!(
+        "read {} auth lines ({} unparsable), side files: [{}]; scored {} events after day {} into {} in {:.1}s; fleet graph {} edges",
+        r.auth_lines,
+        r.bad_lines,
+        r.side_files.join(", "),
+        r.scored,
+        train_days,
+        scores.display(),
+        started.elapsed().as_secs_f64(),
+        r.graph_edges
+    );
+    match &r.comparison {
+        Some(c) => {
+            println!(
+                "labels: {} red-team records, {} matched scored events ({:.1} days scored)",
+                r.labels, r.positives, c.days
+            );
+            print!("{}", table(c));
+            if json {
+                println!("{}", json_summary(c));
+            }
+        }
+        None => {
+            println!(
+                "no labels (redteam.txt absent or empty): scores written; metrics need labels"
+            );
+            if json {
+                let empty = serde_json::json!({"ap": null, "roc_auc": null, "fp_per_day_at_80_recall": null});
+                let out =
+                    serde_json::json!({"vigil": empty.clone(), "baseline": empty, "labels": false});
+                println!("{out}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn synth(seeds: &[u64], days: u32, json: bool) {
+    let base = SynthConfig {
+        days,
+        attack_from_day: days / 2,
+        ..SynthConfig::default()
+    };
+    let det = DetectorConfig::default();
+    let mut results = Vec::new();
+    for &s in seeds {
+        let r = run_seed(&base, s, &det);
+        println!(
+            "seed {s}: {} campaigns, {} alerted by a hop/incident alert naming two consecutive hosts; {:.1} alerts/day ({} hop, {} window, {} incident alerts)",
+            r.campaigns, r.campaigns_alerted, r.alerts_per_day, r.hop_alerts, r.window_alerts, r.incidents
+        );
+        print!("{}", table(&r.comparison));
+        results.push(r);
+    }
+    let v_ap = mean(&results, |c| c.vigil.event.ap);
+    let b_ap = mean(&results, |c| c.baseline.event.ap);
+    println!("mean AP vigil {:?} baseline {:?}", v_ap, b_ap);
+    if json {
+        let j = serde_json::json!({
+            "vigil": {"ap": v_ap, "roc_auc": mean(&results, |c| c.vigil.event.roc_auc), "fp_per_day_at_80_recall": mean(&results, |c| c.vigil.event.fp_per_day_at_80_recall)},
+            "baseline": {"ap": b_ap, "roc_auc": mean(&results, |c| c.baseline.event.roc_auc), "fp_per_day_at_80_recall": mean(&results, |c| c.baseline.event.fp_per_day_at_80_recall)},
+        });
+        println!("{j}");
+    }
+}
+
+fn otrf(
+    files: &[PathBuf],
+    labels: Option<&std::path::Path>,
+    json: bool,
+    cfg: &DetectorConfig,
+) -> Result<()> {
+    let labels = match labels {
+        Some(p) => read_labels(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => Vec::new(),
+    };
+    println!("baseline for short captures: no benign history exists, so every host starts active with a cold-start model — an empty fleet graph with a Beta prior of {} pseudo-observations per relation, hop threshold {} nats — and the graph learns online during the capture; window models stay off (too few windows). Labels are read only to judge each run.", cfg.prior_mass, cfg.cold_start_hop_threshold);
+    let mut results: Vec<CaptureResult> = Vec::new();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let records = if name.ends_with(".evtx") {
+            vigil_datasets::evtx_file::read_evtx(f)
+        } else {
+            vigil_datasets::otrf::read_capture(f)
+        }
+        .with_context(|| format!("reading {}", f.display()))?;
+        let (det, alerts, events) = run_capture(&records, cfg);
+        let label = labels.iter().find(|l| l.file == name);
+        let r = judge(&name, &det, &alerts, events, label);
+        println!(
+            "{:<70} {:<8} alerts {:>3}  targets named {}/{}  events {:>6}  techniques [{}]{}",
+            name,
+            if label.is_none() {
+                "unlabelled"
+            } else if r.detected {
+                "DETECTED"
+            } else {
+                "missed"
+            },
+            r.alerts,
+            r.targets_named,
+            r.targets,
+            r.events,
+            r.techniques.join(","),
+            r.detecting
+                .first()
+                .map(|t| format!("  e.g. {t}"))
+                .unwrap_or_default()
+        );
+        results.push(r);
+    }
+    let detected = results.iter().filter(|r| r.detected).count();
+    println!("detected {detected}/{} captures", results.len());
+    if json {
+        let caps: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| serde_json::json!({"file": r.file, "detected": r.detected, "alerts": r.alerts, "techniques": r.techniques}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"total": results.len(), "detected": detected, "captures": caps})
+        );
+    }
+    Ok(())
+}
