@@ -1,7 +1,8 @@
 //! Control-stream and enrollment messages.
 //!
-//! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`.
-//! Appliance → sensor: `Welcome`, `Ack`, `Command`, `Enrolled`, `Refused`.
+//! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`, `Renew`.
+//! Appliance → sensor: `Welcome`, `Ack`, `Command`, `Enrolled`, `Refused`,
+//! `Renewed`.
 //!
 //! Sensors and appliances of different builds talk to each other in postcard,
 //! which writes fields in declaration order and enum variants by index:
@@ -39,6 +40,12 @@ pub enum ControlMessage {
     Enrolled(EnrollResponse),
     /// The appliance refuses (bad token, unsupported version, revoked…).
     Refused(Refusal),
+    /// A connected sensor asks for a new client certificate (on its control
+    /// stream, after `Welcome`); answered by `Renewed` or a `Refused` whose
+    /// code starts with [`RENEW_REFUSAL_PREFIX`].
+    Renew(RenewRequest),
+    /// The renewed client certificate.
+    Renewed(RenewResponse),
 }
 
 impl ControlMessage {
@@ -208,4 +215,54 @@ pub struct Refusal {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+}
+
+/// Certificate renewal request: a CSR for a NEW key. The appliance signs it
+/// for the host id of the connection's certificate, never for a name in the
+/// CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// PKCS#10 certificate signing request, DER.
+    pub csr_der: Vec<u8>,
+}
+
+/// Renewal result: the new client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// Client certificate for the new key, DER.
+    pub cert_der: Vec<u8>,
+    /// When it expires, ns since the Unix epoch.
+    pub not_after_ns: u64,
+}
+
+/// Every refusal of a `Renew` has a code starting with this, so a sensor
+/// can tell "no new certificate this time" (logged, retried on the next
+/// connection) from a refusal that ends the connection.
+pub const RENEW_REFUSAL_PREFIX: &str = "renew_";
+
+/// Whether a certificate valid from `not_before_s` to `not_after_s` (Unix
+/// seconds, as in X.509) is due for renewal at `now_s`: less than a third
+/// of its lifetime is left. The sensor asks by this rule and the appliance
+/// refuses earlier requests by the same rule, which also rate-limits
+/// renewals. An expired certificate is due; one with no lifetime is not.
+pub fn renewal_due(not_before_s: i64, not_after_s: i64, now_s: i64) -> bool {
+    let life = i128::from(not_after_s) - i128::from(not_before_s);
+    let left = i128::from(not_after_s) - i128::from(now_s);
+    life > 0 && left * 3 < life
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_due_in_the_last_third_of_the_lifetime() {
+        // 90 units of life: due once fewer than 30 are left.
+        assert!(!renewal_due(0, 90, 0));
+        assert!(!renewal_due(0, 90, 60));
+        assert!(renewal_due(0, 90, 61));
+        assert!(renewal_due(0, 90, 200), "expired is due");
+        assert!(!renewal_due(10, 10, 10), "no lifetime");
+        assert!(!renewal_due(i64::MIN, i64::MAX, 0), "no overflow");
+    }
 }

@@ -31,8 +31,8 @@ pub mod suppress;
 
 pub use batch::{decode_batch, decode_batch_postcard, encode_batch, Batch};
 pub use control::{
-    decode_control, Command, CommandAction, CommandResult, ControlMessage, EnrollRequest,
-    EnrollResponse, SensorConfig,
+    decode_control, renewal_due, Command, CommandAction, CommandResult, ControlMessage,
+    EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SensorConfig,
 };
 pub use error::ProtoError;
 pub use event::*;

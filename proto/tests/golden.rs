@@ -374,6 +374,21 @@ fn control_messages() -> Vec<(&'static str, ControlMessage, &'static str)> {
             }),
             "08077265766f6b6564026e6f",
         ),
+        (
+            "Renew",
+            ControlMessage::Renew(RenewRequest {
+                csr_der: vec![0x30, 0x82],
+            }),
+            "09023082",
+        ),
+        (
+            "Renewed",
+            ControlMessage::Renewed(RenewResponse {
+                cert_der: vec![0x30],
+                not_after_ns: 1_700_000_000_000_000_000,
+            }),
+            "0a01308080a8b1e39fe7cb17",
+        ),
     ]
 }
 

@@ -347,6 +347,13 @@ fn control() -> impl Strategy<Value = ControlMessage> {
         }),
         (text(), text())
             .prop_map(|(code, message)| ControlMessage::Refused(Refusal { code, message })),
+        bytes().prop_map(|csr_der| ControlMessage::Renew(RenewRequest { csr_der })),
+        (bytes(), any::<u64>()).prop_map(|(cert_der, not_after_ns)| {
+            ControlMessage::Renewed(RenewResponse {
+                cert_der,
+                not_after_ns,
+            })
+        }),
     ]
 }
 
