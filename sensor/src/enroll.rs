@@ -1,5 +1,7 @@
 //! Enrollment: trade a one-time token for a client certificate, pin the
 //! appliance CA, and keep the identity in the state directory (mode 0600).
+//! A renewed key and certificate replace the stored ones crash-safely
+//! ([`Identity::install_renewed`]).
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +20,11 @@ const KEY_FILE: &str = "key.pem";
 const CERT_FILE: &str = "cert.pem";
 const CA_FILE: &str = "ca.pem";
 const HOST_FILE: &str = "host_id";
+/// A renewed key and certificate in one file: written (and renamed into
+/// place) first, so the pair is replaced all or nothing; then copied over
+/// the key and certificate files and removed. [`Identity::load`] finishes
+/// a copy a crash interrupted.
+const RENEWED_FILE: &str = "renewed.pem";
 
 /// Enrollment failures, each with a message an administrator can act on.
 #[derive(Debug, Error)]
@@ -80,6 +87,9 @@ pub struct Identity {
     pub cert_der: Vec<u8>,
     /// The pinned appliance CA, DER.
     pub ca_der: Vec<u8>,
+    /// The state directory it is kept in (set by enrollment and
+    /// [`Identity::load`]); a renewal is stored there. `None`: in memory only.
+    pub stored_in: Option<PathBuf>,
 }
 
 /// Enrollment parameters (the `enroll` subcommand's flags).
@@ -125,13 +135,8 @@ pub fn os_name() -> String {
 pub async fn enroll(params: &EnrollParams) -> Result<Identity, EnrollError> {
     let pin = tls::parse_fingerprint(&params.ca_sha256)?;
     let addr = resolve(&params.appliance).await?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let host_name = hostname();
-    let mut csr_params = rcgen::CertificateParams::new(vec![host_name.clone()])?;
-    csr_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, host_name.clone());
-    let csr = csr_params.serialize_request(&key)?;
+    let (key, csr) = new_key_and_csr(&host_name)?;
 
     let (client_cfg, mismatch) = tls::enroll_client_config(pin)?;
     let endpoint = tls::client_endpoint(addr).map_err(|e| EnrollError::Connect {
@@ -157,7 +162,7 @@ pub async fn enroll(params: &EnrollParams) -> Result<Identity, EnrollError> {
         .map_err(|e| connect_err(e.to_string()))?;
     let req = ControlMessage::Enroll(EnrollRequest {
         token: params.token.clone(),
-        csr_der: csr.der().to_vec(),
+        csr_der: csr,
         hostname: host_name,
         os: os_name(),
         sensor_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -185,10 +190,23 @@ pub async fn enroll(params: &EnrollParams) -> Result<Identity, EnrollError> {
         key_der: key.serialize_der(),
         cert_der: resp.cert_der,
         ca_der: resp.ca_der,
+        stored_in: Some(params.state_dir.clone()),
     };
     identity.save(&params.state_dir)?;
     tracing::info!(host = %identity.host, dir = %params.state_dir.display(), "enrolled");
     Ok(identity)
+}
+
+/// A fresh P-256 key and a CSR for it (DER). The appliance replaces the
+/// subject; the host name is only a hint for humans reading the CSR.
+pub fn new_key_and_csr(host_name: &str) -> Result<(rcgen::KeyPair, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut csr_params = rcgen::CertificateParams::new(vec![host_name.to_owned()])?;
+    csr_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host_name.to_owned());
+    let csr = csr_params.serialize_request(&key)?;
+    Ok((key, csr.der().to_vec()))
 }
 
 fn pem(tag: &str, der: &[u8]) -> String {
@@ -324,8 +342,30 @@ impl Identity {
         write_private(&dir.join(HOST_FILE), format!("{}\n", self.host).as_bytes())
     }
 
-    /// Load an identity saved by [`Identity::save`].
+    /// Replace key and certificate with renewed ones, in memory and, when
+    /// the identity is stored, on disk: both go into one file first (the
+    /// commit point: a crash leaves the old pair or the new one, never a
+    /// mix), then over the key and certificate files.
+    pub fn install_renewed(
+        &mut self,
+        key_der: Vec<u8>,
+        cert_der: Vec<u8>,
+    ) -> Result<(), EnrollError> {
+        if let Some(dir) = &self.stored_in {
+            let mut both = pem("PRIVATE KEY", &key_der);
+            both.push_str(&pem("CERTIFICATE", &cert_der));
+            write_private(&dir.join(RENEWED_FILE), both.as_bytes())?;
+            finish_renewal(dir)?;
+        }
+        self.key_der = key_der;
+        self.cert_der = cert_der;
+        Ok(())
+    }
+
+    /// Load an identity saved by [`Identity::save`] (finishing an
+    /// interrupted [`Identity::install_renewed`] first).
     pub fn load(dir: &Path) -> Result<Identity, EnrollError> {
+        finish_renewal(dir)?;
         let read = |name: &str| {
             let path = dir.join(name);
             fs::read_to_string(&path).map_err(|source| EnrollError::Io { path, source })
@@ -339,8 +379,26 @@ impl Identity {
             key_der: unpem(&read(KEY_FILE)?, "PRIVATE KEY")?,
             cert_der: unpem(&read(CERT_FILE)?, "CERTIFICATE")?,
             ca_der: unpem(&read(CA_FILE)?, "CERTIFICATE")?,
+            stored_in: Some(dir.to_path_buf()),
         })
     }
+}
+
+/// Copy a committed renewal (if any) over the key and certificate files,
+/// then remove it. Idempotent, so a crash anywhere in here is finished by
+/// the next call.
+fn finish_renewal(dir: &Path) -> Result<(), EnrollError> {
+    let path = dir.join(RENEWED_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(EnrollError::Io { path, source }),
+    };
+    let key = unpem(&text, "PRIVATE KEY")?;
+    let cert = unpem(&text, "CERTIFICATE")?;
+    write_private(&dir.join(KEY_FILE), pem("PRIVATE KEY", &key).as_bytes())?;
+    write_private(&dir.join(CERT_FILE), pem("CERTIFICATE", &cert).as_bytes())?;
+    fs::remove_file(&path).map_err(|source| EnrollError::Io { path, source })
 }
 
 #[cfg(test)]
@@ -366,6 +424,7 @@ mod tests {
             key_der: vec![1, 2, 3],
             cert_der: vec![4; 100],
             ca_der: vec![5; 7],
+            stored_in: None,
         };
         id.save(dir.path()).unwrap();
         for f in [KEY_FILE, CERT_FILE, CA_FILE, HOST_FILE] {
@@ -380,5 +439,61 @@ mod tests {
         assert_eq!(back.key_der, id.key_der);
         assert_eq!(back.cert_der, id.cert_der);
         assert_eq!(back.ca_der, id.ca_der);
+    }
+
+    #[test]
+    fn a_renewal_replaces_key_and_certificate_on_disk_and_survives_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut id = Identity {
+            host: HostId(0xabc),
+            key_der: vec![1; 10],
+            cert_der: vec![2; 20],
+            ca_der: vec![3; 5],
+            stored_in: Some(dir.path().to_path_buf()),
+        };
+        id.save(dir.path()).unwrap();
+        id.install_renewed(vec![4; 11], vec![5; 21]).unwrap();
+        assert_eq!(
+            (id.key_der.clone(), id.cert_der.clone()),
+            (vec![4; 11], vec![5; 21])
+        );
+        let back = Identity::load(dir.path()).unwrap();
+        assert_eq!((back.key_der, back.cert_der), (vec![4; 11], vec![5; 21]));
+        assert_eq!(back.stored_in.as_deref(), Some(dir.path()));
+        assert!(!dir.path().join(RENEWED_FILE).exists());
+        for f in [KEY_FILE, CERT_FILE] {
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+
+        // A crash after the commit point, with only the key file copied:
+        // the next load finishes the job instead of pairing the new key
+        // with the old certificate.
+        let mut both = pem("PRIVATE KEY", &[6; 12]);
+        both.push_str(&pem("CERTIFICATE", &[7; 22]));
+        write_private(&dir.path().join(RENEWED_FILE), both.as_bytes()).unwrap();
+        write_private(
+            &dir.path().join(KEY_FILE),
+            pem("PRIVATE KEY", &[6; 12]).as_bytes(),
+        )
+        .unwrap();
+        let back = Identity::load(dir.path()).unwrap();
+        assert_eq!(
+            (back.key_der.clone(), back.cert_der.clone()),
+            (vec![6; 12], vec![7; 22])
+        );
+        assert!(!dir.path().join(RENEWED_FILE).exists());
+
+        // In memory only: the stored identity is left alone.
+        let mut mem = Identity {
+            stored_in: None,
+            ..back
+        };
+        mem.install_renewed(vec![8], vec![9]).unwrap();
+        assert_eq!(mem.cert_der, vec![9]);
+        assert_eq!(Identity::load(dir.path()).unwrap().cert_der, vec![7; 22]);
     }
 }

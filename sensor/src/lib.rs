@@ -63,6 +63,9 @@ pub mod tls;
 /// Enrollment: a one-time token becomes the identity the uplink uses.
 pub mod enroll;
 
+/// Certificate renewal over the uplink, in the last third of a certificate's life.
+pub mod renew;
+
 /// Response actions carried out for the appliance (isolate, kill, collect).
 pub mod response;
 

@@ -6,6 +6,10 @@
 //! [`MAX_IN_FLIGHT`] batches at a time. Only acknowledged seqs are deleted
 //! from the spool; on any connection error the spool is rewound and the
 //! connection retried with exponential backoff and jitter.
+//!
+//! After `Welcome`, a client certificate in the last third of its lifetime
+//! is renewed on the control stream ([`crate::renew`]); the new one is used
+//! from the next connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -15,12 +19,13 @@ use rand::Rng;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
-use vigil_proto::control::{Ack, Heartbeat, Hello};
+use vigil_proto::control::{Ack, Heartbeat, Hello, RenewResponse, RENEW_REFUSAL_PREFIX};
 use vigil_proto::{
     Batch, Command, CommandResult, ControlMessage, Event, Payload, ResponseResult, SensorHealth,
 };
 
 use crate::enroll::{self, Identity};
+use crate::renew;
 use crate::spool::{Spool, SpoolError};
 use crate::tls::{self, TlsError};
 use crate::wire::{self, WireError};
@@ -143,6 +148,8 @@ pub struct UplinkStatus {
     pub batches_acked: std::sync::atomic::AtomicU64,
     /// Connection attempts that failed.
     pub connect_failures: std::sync::atomic::AtomicU64,
+    /// Client certificates renewed and stored since start.
+    pub renewals: std::sync::atomic::AtomicU64,
 }
 
 /// Everything the uplink task needs.
@@ -183,7 +190,7 @@ fn now_ns() -> u64 {
 
 impl Uplink {
     /// Run until `shutdown` turns true, reconnecting as needed.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut attempt = 0u32;
         let ordering = std::sync::atomic::Ordering::SeqCst;
         loop {
@@ -191,7 +198,15 @@ impl Uplink {
                 return;
             }
             let mut welcomed = false;
-            match self.session(&mut shutdown, &mut welcomed).await {
+            let mut renewed = None;
+            let result = self
+                .session(&mut shutdown, &mut welcomed, &mut renewed)
+                .await;
+            // A renewed certificate is used from the next connection on.
+            if let Some(identity) = renewed {
+                self.identity = identity;
+            }
+            match result {
                 Ok(()) => return,
                 Err(e) => {
                     self.status.connected.store(false, ordering);
@@ -249,14 +264,16 @@ impl Uplink {
         Ok((endpoint, conn))
     }
 
-    /// One connection's life. `Ok` only on shutdown.
+    /// One connection's life. `Ok` only on shutdown. A certificate renewed
+    /// on it is left in `renewed`.
     async fn session(
         &self,
         shutdown: &mut watch::Receiver<bool>,
         welcomed: &mut bool,
+        renewed: &mut Option<Identity>,
     ) -> Result<(), UplinkError> {
         let (endpoint, conn) = self.connect().await?;
-        let result = self.serve(&conn, shutdown, welcomed).await;
+        let result = self.serve(&conn, shutdown, welcomed, renewed).await;
         conn.close(0u32.into(), b"bye");
         // Give the close a moment to reach the peer, but never hang shutdown.
         let _ = tokio::time::timeout(Duration::from_millis(200), endpoint.wait_idle()).await;
@@ -324,11 +341,13 @@ impl Uplink {
         conn: &quinn::Connection,
         shutdown: &mut watch::Receiver<bool>,
         welcomed: &mut bool,
+        renewed: &mut Option<Identity>,
     ) -> Result<(), UplinkError> {
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let welcome = self
             .handshake(&mut ctl_send, &mut ctl_recv, welcomed)
             .await?;
+        let mut renewal = self.start_renewal(&mut ctl_send).await?;
 
         // Control-stream reads run in their own task, feeding a bounded channel,
         // because a read future must not be dropped mid-frame by select!.
@@ -395,6 +414,15 @@ impl Uplink {
                             })
                         });
                     }
+                    ControlMessage::Renewed(resp) => {
+                        if let Some(next) = self.on_renewed(renewal.take(), &resp) {
+                            *renewed = Some(next);
+                        }
+                    }
+                    ControlMessage::Refused(r) if r.code.starts_with(RENEW_REFUSAL_PREFIX) => {
+                        renewal = None;
+                        tracing::warn!(code = %r.code, message = %r.message, "uplink: certificate renewal refused; retrying on the next connection");
+                    }
                     ControlMessage::Refused(r) => return Err(UplinkError::Refused { code: r.code, message: r.message }),
                     other => tracing::debug!(msg = ?other, "uplink: ignoring control message"),
                 },
@@ -406,6 +434,61 @@ impl Uplink {
                     self.appended.notify_one();
                     wire::write_control(&mut ctl_send, &ControlMessage::CommandResult(result)).await?;
                 }
+            }
+        }
+    }
+
+    /// After `Welcome`: ask for a new certificate if ours is in the last
+    /// third of its lifetime. Only a broken stream is an error; a renewal
+    /// that cannot start is logged and tried on the next connection.
+    async fn start_renewal(
+        &self,
+        ctl_send: &mut quinn::SendStream,
+    ) -> Result<Option<renew::Pending>, UplinkError> {
+        if !renew::due(&self.identity.cert_der, std::time::SystemTime::now()) {
+            return Ok(None);
+        }
+        let host_name = match &self.settings.hello_as {
+            Some((name, _)) => name.clone(),
+            None => enroll::hostname(),
+        };
+        match renew::request(&host_name) {
+            Ok((pending, msg)) => {
+                wire::write_control(ctl_send, &msg).await?;
+                tracing::info!(host = %self.identity.host, "uplink: certificate in the last third of its lifetime; renewing");
+                Ok(Some(pending))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uplink: cannot start certificate renewal; retrying on the next connection");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The appliance's renewed certificate: checked and stored with the new
+    /// key; the identity to use from the next connection, or `None` (logged;
+    /// the current certificate stays in use and renewal is retried).
+    fn on_renewed(
+        &self,
+        pending: Option<renew::Pending>,
+        resp: &RenewResponse,
+    ) -> Option<Identity> {
+        let Some(pending) = pending else {
+            tracing::warn!("uplink: ignoring a renewed certificate nobody asked for");
+            return None;
+        };
+        let mut next = self.identity.clone();
+        match pending.complete(&mut next, resp) {
+            Ok(()) => {
+                self.status
+                    .renewals
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(host = %next.host, not_after_ns = resp.not_after_ns, "uplink: certificate renewed; used from the next connection");
+                Some(next)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uplink: renewed certificate not installed; retrying on the next connection");
+                None
             }
         }
     }

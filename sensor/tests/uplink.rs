@@ -402,3 +402,128 @@ async fn over_cpu_budget_repeated_connects_are_aggregated_execs_are_not() {
     sensor.shutdown().await;
     server.stop().await;
 }
+
+const DAY: i64 = 24 * 60 * 60;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A CA whose enrollment certificates are 90 days old by 70: in their last third.
+fn aging_ca() -> TestCa {
+    let mut ca = TestCa::new();
+    let now = unix_now();
+    ca.enroll_validity = Some((now - 70 * DAY, now + 20 * DAY));
+    ca
+}
+
+async fn wait_until(what: &str, pred: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !pred() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_in_its_last_third_is_renewed_and_used_from_the_next_connection() {
+    let addr = free_udp_addr();
+    let server = TestServer::start(aging_ca(), addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&server, dir.path()).await;
+    let (old_cert, old_key) = (id.cert_der.clone(), id.key_der.clone());
+    let sensor = Sensor::start_with(test_config(&addr.to_string(), dir.path()), id, None)
+        .await
+        .unwrap();
+    let status = sensor.uplink.clone();
+    wait_until("renewal stored", || {
+        status.renewals.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let renewed = {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.renew_requests, 1);
+        assert_eq!(seen.client_certs, vec![old_cert.clone()]);
+        seen.renewed[0].clone()
+    };
+    let stored = Identity::load(dir.path()).unwrap();
+    assert_eq!(stored.cert_der, renewed);
+    assert_ne!(stored.key_der, old_key, "a new key");
+    for f in ["key.pem", "cert.pem"] {
+        let m = std::fs::metadata(dir.path().join(f)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    assert!(!dir.path().join("renewed.pem").exists());
+    // Events keep flowing on the connection that renewed.
+    sensor.sink.emit_async(exit_event(1)).await;
+    server
+        .wait_for("1 event", Duration::from_secs(20), |s| s.events.len() == 1)
+        .await;
+
+    // The next connection presents the new certificate, which is fresh:
+    // no renewal is asked for.
+    server.kick();
+    server
+        .wait_for("reconnect", Duration::from_secs(20), |s| {
+            s.hellos.len() == 2
+        })
+        .await;
+    sensor.sink.emit_async(exit_event(2)).await;
+    server
+        .wait_for("event after reconnect", Duration::from_secs(20), |s| {
+            s.events.len() == 2
+        })
+        .await;
+    {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.client_certs, vec![old_cert, renewed]);
+        assert_eq!(seen.renew_requests, 1);
+    }
+    sensor.shutdown().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_renewal_keeps_the_connection_and_is_retried_on_the_next_one() {
+    let mut ca = aging_ca();
+    ca.refuse_renewals = true;
+    let addr = free_udp_addr();
+    let server = TestServer::start(ca, addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = enrolled(&server, dir.path()).await;
+    let old_cert = id.cert_der.clone();
+    let sensor = Sensor::start_with(test_config(&addr.to_string(), dir.path()), id, None)
+        .await
+        .unwrap();
+    server
+        .wait_for("a renewal request", Duration::from_secs(20), |s| {
+            s.renew_requests == 1
+        })
+        .await;
+    sensor.sink.emit_async(exit_event(1)).await;
+    server
+        .wait_for("1 event", Duration::from_secs(20), |s| s.events.len() == 1)
+        .await;
+    assert_eq!(
+        server.seen.lock().unwrap().hellos.len(),
+        1,
+        "same connection"
+    );
+    assert_eq!(Identity::load(dir.path()).unwrap().cert_der, old_cert);
+
+    server.kick();
+    server
+        .wait_for("renewal asked again", Duration::from_secs(20), |s| {
+            s.renew_requests == 2
+        })
+        .await;
+    assert_eq!(
+        server.seen.lock().unwrap().client_certs,
+        vec![old_cert.clone(), old_cert]
+    );
+    sensor.shutdown().await;
+    server.stop().await;
+}

@@ -92,6 +92,7 @@ fn child(args: Args) -> anyhow::Result<()> {
             key_der: Vec::new(),
             cert_der: Vec::new(),
             ca_der: Vec::new(),
+            stored_in: None,
         };
         let handle = Sensor::start_with(cfg, identity, None).await?;
         let spool = handle.spool.clone();

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::sync::mpsc;
-use vigil_proto::control::{Ack, EnrollResponse, Refusal, Welcome};
+use vigil_proto::control::{Ack, EnrollResponse, Refusal, RenewResponse, Welcome};
 use vigil_proto::frame::HEADER_LEN;
 use vigil_proto::{
     decode_batch, Command, CommandResult, ControlMessage, Event, FrameHeader, FrameKind, HostId,
@@ -28,6 +28,11 @@ pub struct TestCa {
     pub key: Arc<rcgen::KeyPair>,
     pub leaf_der: Vec<u8>,
     pub leaf_key_der: Vec<u8>,
+    /// Validity (Unix s) of the client certificates enrollment issues;
+    /// `None`: rcgen's default (practically forever, never due for renewal).
+    pub enroll_validity: Option<(i64, i64)>,
+    /// Answer `Renew` with `Refused { code: "renew_too_early" }`.
+    pub refuse_renewals: bool,
 }
 
 impl TestCa {
@@ -54,7 +59,29 @@ impl TestCa {
             key: Arc::new(key),
             leaf_der: leaf.der().to_vec(),
             leaf_key_der: leaf_key.serialize_der(),
+            enroll_validity: None,
+            refuse_renewals: false,
         }
+    }
+
+    /// A client certificate for `TEST_HOST` and the CSR's key, valid
+    /// `validity` (Unix s) if given.
+    pub fn sign_client(
+        &self,
+        csr_der: &[u8],
+        validity: Option<(i64, i64)>,
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())?;
+        csr.params.distinguished_name = rcgen::DistinguishedName::new();
+        csr.params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, TEST_HOST.to_string());
+        if let Some((from, to)) = validity {
+            let at = |s| x509_parser::time::ASN1Time::from_timestamp(s).map(|t| t.to_datetime());
+            csr.params.not_before = at(from)?;
+            csr.params.not_after = at(to)?;
+        }
+        Ok(csr.signed_by(&self.cert, &self.key)?.der().to_vec())
     }
 
     pub fn der(&self) -> Vec<u8> {
@@ -75,6 +102,14 @@ pub struct Seen {
     pub heartbeats: Vec<SensorHealth>,
     pub results: Vec<CommandResult>,
     pub enroll_requests: u64,
+    /// The client certificate of each ingest connection, in order.
+    pub client_certs: Vec<Vec<u8>>,
+    /// `Renew` requests received.
+    pub renew_requests: u64,
+    /// Certificates issued by renewal.
+    pub renewed: Vec<Vec<u8>>,
+    /// Ingest connections, for [`TestServer::kick`].
+    pub conns: Vec<quinn::Connection>,
 }
 
 pub struct TestServer {
@@ -155,6 +190,13 @@ impl TestServer {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 
+    /// Close every ingest connection (the sensor reconnects).
+    pub fn kick(&self) {
+        for c in self.seen.lock().unwrap().conns.drain(..) {
+            c.close(0u32.into(), b"kicked");
+        }
+    }
+
     /// Wait until `pred` holds on what the server saw (polling), or panic.
     pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Seen) -> bool) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -204,12 +246,9 @@ async fn handle(
         };
         seen.lock().unwrap().enroll_requests += 1;
         let answer = if req.token == GOOD_TOKEN {
-            let csr =
-                rcgen::CertificateSigningRequestParams::from_der(&req.csr_der.clone().into())?;
-            let cert = csr.signed_by(&ca.cert, &ca.key)?;
             ControlMessage::Enrolled(EnrollResponse {
                 host: TEST_HOST,
-                cert_der: cert.der().to_vec(),
+                cert_der: ca.sign_client(&req.csr_der, ca.enroll_validity)?,
                 ca_der: ca.der(),
             })
         } else {
@@ -223,10 +262,18 @@ async fn handle(
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
         return Ok(());
     }
-    anyhow::ensure!(
-        conn.peer_identity().is_some(),
-        "ingest needs a client certificate"
-    );
+    let client_cert = conn
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|certs| certs.first().map(|c| c.to_vec()));
+    let Some(client_cert) = client_cert else {
+        anyhow::bail!("ingest needs a client certificate");
+    };
+    {
+        let mut s = seen.lock().unwrap();
+        s.client_certs.push(client_cert);
+        s.conns.push(conn.clone());
+    }
     let (mut ctl_send, mut ctl_recv) = conn.accept_bi().await?;
     let ControlMessage::Hello(hello) = read_ctl(&mut ctl_recv).await? else {
         anyhow::bail!("expected hello");
@@ -247,13 +294,20 @@ async fn handle(
         stored_up_to,
     });
     ctl_send.write_all(&welcome.to_frame()?).await?;
-    // Control stream reader.
+    // Control stream reader; answers (renewals) go out through the pusher.
     let seen_c = seen.clone();
+    let (reply_tx, mut reply_rx) = mpsc::channel::<ControlMessage>(4);
     tokio::spawn(async move {
         while let Ok(msg) = read_ctl(&mut ctl_recv).await {
             match msg {
                 ControlMessage::Heartbeat(h) => seen_c.lock().unwrap().heartbeats.push(h.health),
                 ControlMessage::CommandResult(r) => seen_c.lock().unwrap().results.push(r),
+                ControlMessage::Renew(req) => {
+                    let reply = renew_reply(&ca, &seen_c, &req.csr_der);
+                    if reply_tx.send(reply).await.is_err() {
+                        return;
+                    }
+                }
                 _ => {}
             }
         }
@@ -268,6 +322,9 @@ async fn handle(
                     let Some(c) = c else { return };
                     let f = ControlMessage::Command(c).to_frame().unwrap();
                     if ctl_send.write_all(&f).await.is_err() { return; }
+                }
+                Some(r) = reply_rx.recv() => {
+                    if ctl_send.write_all(&r.to_frame().unwrap()).await.is_err() { return; }
                 }
                 _ = conn2.closed() => return,
             }
@@ -302,6 +359,36 @@ async fn handle(
             let _ = send.write_all(&ack.to_frame().unwrap()).await;
             let _ = send.finish();
         });
+    }
+}
+
+/// Answer a `Renew` as the appliance does: a 90-day certificate from now
+/// for the CSR's key (or a refusal when the CA is set to refuse).
+fn renew_reply(ca: &TestCa, seen: &Mutex<Seen>, csr_der: &[u8]) -> ControlMessage {
+    seen.lock().unwrap().renew_requests += 1;
+    let refuse = |code: &str, message: String| {
+        ControlMessage::Refused(Refusal {
+            code: code.into(),
+            message,
+        })
+    };
+    if ca.refuse_renewals {
+        return refuse("renew_too_early", "refused by the test".into());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let not_after = now + 90 * 24 * 3600;
+    match ca.sign_client(csr_der, Some((now - 3600, not_after))) {
+        Ok(cert_der) => {
+            seen.lock().unwrap().renewed.push(cert_der.clone());
+            ControlMessage::Renewed(RenewResponse {
+                cert_der,
+                not_after_ns: not_after as u64 * 1_000_000_000,
+            })
+        }
+        Err(e) => refuse("renew_bad_csr", e.to_string()),
     }
 }
 
