@@ -48,7 +48,6 @@ pub mod read;
 pub mod registry;
 pub mod retention;
 pub mod shutdown;
-pub mod sim_sensor;
 pub mod store;
 pub mod tls;
 

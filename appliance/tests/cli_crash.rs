@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_appliance::admin::read_addresses;
-use vigil_appliance::sim_sensor::{
+use vigil_testkit::sim_sensor::{
     client_endpoint, enroll, realistic_events, Credentials, SimConn,
 };
 use vigil_appliance::store::rocks::RocksStore;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_appliance::registry::{CLOSE_NO_CERT, CLOSE_REVOKED};
-use vigil_appliance::sim_sensor::{
+use vigil_testkit::sim_sensor::{
     client_endpoint, enroll, realistic_events, Credentials, SimConn, DEFAULT_IDLE,
 };
 use vigil_appliance::{Appliance, ServeConfig};

@@ -245,21 +245,6 @@ impl FromRequestParts<ConsoleState> for Authed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryConsoleStore;
-
-    fn store_with(name: &str, pw: &str) -> MemoryConsoleStore {
-        let s = MemoryConsoleStore::new();
-        s.put_user(User {
-            name: name.into(),
-            role: Role::Analyst,
-            password_hash: hash_password(pw).unwrap(),
-            created_ns: 0,
-            must_change_password: false,
-            disabled: false,
-        })
-        .unwrap();
-        s
-    }
 
     #[test]
     fn hash_is_argon2id_and_verifies() {
@@ -268,56 +253,5 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("x", "not a hash"));
-    }
-
-    #[test]
-    fn lockout_after_five_failures_even_with_right_password() {
-        let s = store_with("bob", "bob-password-1");
-        let t0 = 1_000_000_000_000;
-        for i in 0..4 {
-            assert!(matches!(
-                login(&s, "bob", "nope", t0 + i).unwrap(),
-                LoginOutcome::Invalid
-            ));
-        }
-        assert!(matches!(
-            login(&s, "bob", "nope", t0 + 5).unwrap(),
-            LoginOutcome::Locked { .. }
-        ));
-        assert!(matches!(
-            login(&s, "bob", "bob-password-1", t0 + 6).unwrap(),
-            LoginOutcome::Locked { .. }
-        ));
-        let later = t0 + LOCKOUT_NS + 10;
-        assert!(matches!(
-            login(&s, "bob", "bob-password-1", later).unwrap(),
-            LoginOutcome::Success { .. }
-        ));
-    }
-
-    #[test]
-    fn unknown_users_are_invalid_and_also_lock() {
-        let s = store_with("bob", "bob-password-1");
-        for i in 0..4 {
-            assert!(matches!(
-                login(&s, "eve", "x", i).unwrap(),
-                LoginOutcome::Invalid
-            ));
-        }
-        assert!(matches!(
-            login(&s, "eve", "x", 5).unwrap(),
-            LoginOutcome::Locked { .. }
-        ));
-    }
-
-    #[test]
-    fn bootstrap_creates_admin_once() {
-        let s = MemoryConsoleStore::new();
-        let pw = bootstrap_admin(&s, 1).unwrap().unwrap();
-        assert!(bootstrap_admin(&s, 2).unwrap().is_none());
-        let u = s.user("admin").unwrap().unwrap();
-        assert_eq!(u.role, Role::Admin);
-        assert!(u.must_change_password);
-        assert!(verify_password(&pw, &u.password_hash));
     }
 }

@@ -9,10 +9,7 @@
 
 pub mod audit;
 pub mod auth;
-pub mod bench;
 pub mod error;
-pub mod fixtures;
-pub mod memory;
 pub mod pages;
 pub mod security;
 pub mod store;
@@ -20,7 +17,6 @@ pub mod svg;
 pub mod time;
 pub mod urlenc;
 
-pub use memory::MemoryConsoleStore;
 pub use store::ConsoleStore;
 
 use axum::routing::{get, post};

@@ -1,7 +1,7 @@
 //! What the console writes or owns, behind one small trait.
 //!
 //! The appliance implements [`ConsoleStore`] over RocksDB; tests and the demo
-//! use [`crate::memory::MemoryConsoleStore`]. Every method is a plain,
+//! use `vigil_testkit::MemoryConsoleStore`. Every method is a plain,
 //! synchronous, short operation. All policy (lockout thresholds, session
 //! lifetime, chain hashing, suppression matching) lives in this crate, so an
 //! implementation only stores and returns records.

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use vigil_web_ui::fixtures::{demo_state, DEMO_USERS};
+use vigil_testkit::demo::{demo_state, DEMO_USERS};
 use vigil_web_ui::store::ConsoleStore;
 
 fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use tower::ServiceExt;
 use vigil_proto::event::{HostId, Payload};
 use vigil_proto::query::{AlertRecord, Severity, TriageState};
+use vigil_testkit::demo::{demo_read_api_at, demo_state, EventWriter, DEMO_USERS};
+use vigil_testkit::{MemoryConsoleStore, MemoryReadApi};
 use vigil_web_ui::auth::{random_token, token_id, SESSION_TTL_NS};
-use vigil_web_ui::fixtures::{
-    demo_read_api_at, demo_state, EventWriter, MemoryReadApi, DEMO_USERS,
-};
 use vigil_web_ui::security::CSP;
 use vigil_web_ui::store::{ConsoleStore, Session};
-use vigil_web_ui::{router, ConsoleState, MemoryConsoleStore};
+use vigil_web_ui::{router, ConsoleState};
 
 const NOW: u64 = 1_795_442_585_000_000_000;
 
@@ -307,7 +306,7 @@ async fn viewer_and_analyst_are_refused_what_their_role_forbids() {
 fn hostile_api() -> MemoryReadApi {
     let mut api = demo_read_api_at(NOW);
     let evil = HostId(0xbad);
-    let mut h = vigil_web_ui::fixtures::host(
+    let mut h = vigil_testkit::demo::host(
         0xbad,
         "<script>alert('host')</script>",
         "<b>os</b>",
@@ -910,4 +909,77 @@ async fn change_password_and_logout() {
         send(&app, get("/", Some(&c))).await.0.status(),
         StatusCode::SEE_OTHER
     );
+}
+
+/// Login lockout and first-admin bootstrap against the in-memory console
+/// store (unit tests of `auth` until the store moved to `vigil-testkit`).
+mod auth_store {
+    use vigil_testkit::MemoryConsoleStore;
+    use vigil_web_ui::auth::*;
+    use vigil_web_ui::store::{ConsoleStore, Role, User};
+
+    fn store_with(name: &str, pw: &str) -> MemoryConsoleStore {
+        let s = MemoryConsoleStore::new();
+        s.put_user(User {
+            name: name.into(),
+            role: Role::Analyst,
+            password_hash: hash_password(pw).unwrap(),
+            created_ns: 0,
+            must_change_password: false,
+            disabled: false,
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn lockout_after_five_failures_even_with_right_password() {
+        let s = store_with("bob", "bob-password-1");
+        let t0 = 1_000_000_000_000;
+        for i in 0..4 {
+            assert!(matches!(
+                login(&s, "bob", "nope", t0 + i).unwrap(),
+                LoginOutcome::Invalid
+            ));
+        }
+        assert!(matches!(
+            login(&s, "bob", "nope", t0 + 5).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+        assert!(matches!(
+            login(&s, "bob", "bob-password-1", t0 + 6).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+        let later = t0 + LOCKOUT_NS + 10;
+        assert!(matches!(
+            login(&s, "bob", "bob-password-1", later).unwrap(),
+            LoginOutcome::Success { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_users_are_invalid_and_also_lock() {
+        let s = store_with("bob", "bob-password-1");
+        for i in 0..4 {
+            assert!(matches!(
+                login(&s, "eve", "x", i).unwrap(),
+                LoginOutcome::Invalid
+            ));
+        }
+        assert!(matches!(
+            login(&s, "eve", "x", 5).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+    }
+
+    #[test]
+    fn bootstrap_creates_admin_once() {
+        let s = MemoryConsoleStore::new();
+        let pw = bootstrap_admin(&s, 1).unwrap().unwrap();
+        assert!(bootstrap_admin(&s, 2).unwrap().is_none());
+        let u = s.user("admin").unwrap().unwrap();
+        assert_eq!(u.role, Role::Admin);
+        assert!(u.must_change_password);
+        assert!(verify_password(&pw, &u.password_hash));
+    }
 }

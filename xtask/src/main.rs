@@ -37,9 +37,9 @@ const BUILD_PACKAGES: &[&str] = &["clang", "libclang-dev"];
 /// Benchmarks: name → (package, binary).
 const BENCHES: &[(&str, &str, &str)] = &[
     ("sensor", "vigil-sensor", "bench-sensor"),
-    ("ingest", "vigil-appliance", "bench-ingest"),
+    ("ingest", "vigil-testkit", "bench-ingest"),
     ("detect", "vigil-tools", "bench-detect"),
-    ("ui", "vigil-appliance", "bench-ui"),
+    ("ui", "vigil-testkit", "bench-ui"),
 ];
 
 /// Fuzz targets under `fuzz/fuzz_targets`.

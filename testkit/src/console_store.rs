@@ -1,10 +1,12 @@
-//! In-memory [`ConsoleStore`] for tests and the demo.
+//! [`MemoryConsoleStore`]: the console's own store (users, sessions,
+//! triage, audit, settings, tokens) in memory, for tests, the demo and the
+//! in-memory render bench. The appliance's is `RocksConsoleStore`.
 
-use crate::audit;
-use crate::store::*;
 use rand::RngCore;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use vigil_web_ui::audit;
+use vigil_web_ui::store::*;
 
 #[derive(Default)]
 struct Inner {

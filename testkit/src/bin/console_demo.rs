@@ -3,7 +3,7 @@
 //! For local look-and-feel checks only; the appliance serves HTTPS.
 
 use anyhow::Context;
-use vigil_web_ui::fixtures::{demo_state, DEMO_USERS};
+use vigil_testkit::demo::{demo_state, DEMO_USERS};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,19 +1,19 @@
 //! A minimal QUIC sensor speaking the real protocol: enroll with a token
 //! and a CSR, connect with the issued client certificate, say hello, send
-//! heartbeats and batches. Used by the integration tests, the ingest bench
-//! and the end-to-end demo; it is not the production sensor.
+//! heartbeats and batches; its events come from [`realistic_events`] (the
+//! fleet generator). Used by the appliance's integration tests and the
+//! ingest bench; it is not the production sensor.
 
-use crate::ingest::frames::{read_control, write_control, FrameReadError};
-use crate::pki::SERVER_NAME;
-use crate::tls::provider;
+pub use crate::fleet::realistic_events;
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use vigil_appliance::ingest::frames::{read_control, write_control, FrameReadError};
+use vigil_appliance::pki::SERVER_NAME;
+use vigil_appliance::tls::provider;
 use vigil_proto::control::{Heartbeat, Hello, Refusal};
 use vigil_proto::*;
 
@@ -24,16 +24,22 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 /// A simulated-sensor failure.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// Building the TLS or QUIC configuration failed.
     #[error("tls: {0}")]
     Tls(String),
+    /// The connection could not be opened.
     #[error("connect: {0}")]
     Connect(String),
+    /// A stream could not be opened, written or finished.
     #[error("stream: {0}")]
     Stream(String),
+    /// The appliance's answer was not a readable frame.
     #[error("frame: {0}")]
     Frame(#[from] FrameReadError),
+    /// Encoding a batch failed.
     #[error("proto: {0}")]
     Proto(#[from] ProtoError),
+    /// The appliance answered something this step does not expect.
     #[error("unexpected answer: {0}")]
     Unexpected(String),
 }
@@ -41,10 +47,13 @@ pub enum SimError {
 /// Credentials from a successful enrollment.
 #[derive(Debug, Clone)]
 pub struct Credentials {
+    /// The host id the appliance assigned (the certificate's CN).
     pub host: HostId,
+    /// The issued client certificate.
     pub cert_der: Vec<u8>,
     /// PKCS#8 private key of the sensor.
     pub key_der: Vec<u8>,
+    /// The appliance CA to pin.
     pub ca_der: Vec<u8>,
 }
 
@@ -156,7 +165,9 @@ pub async fn enroll(
 
 /// An ingest connection.
 pub struct SimConn {
+    /// The QUIC connection.
     pub conn: Connection,
+    /// The host it speaks for.
     pub host: HostId,
     control: Option<(SendStream, RecvStream)>,
 }
@@ -298,138 +309,4 @@ impl SimConn {
         let _ = send.finish();
         Ok(read_control(&mut recv, TIMEOUT).await?)
     }
-}
-
-const EXES: [&str; 12] = [
-    "/usr/bin/bash",
-    "/usr/bin/python3",
-    "/usr/sbin/sshd",
-    "/usr/bin/curl",
-    "/usr/bin/ls",
-    "/usr/bin/grep",
-    "/usr/lib/systemd/systemd-journald",
-    "/usr/bin/cron",
-    "/usr/bin/sudo",
-    "/usr/bin/git",
-    "/opt/app/bin/server",
-    "/usr/bin/ps",
-];
-const USERS: [&str; 5] = ["root", "alice", "bob", "svc-backup", "www-data"];
-const PATHS: [&str; 4] = [
-    "/root/.ssh/authorized_keys",
-    "/etc/crontab",
-    "/etc/sudoers.d/90-admin",
-    "/etc/systemd/system/app.service",
-];
-
-/// Deterministic, realistic-looking events for `host`: seqs `first_seq..first_seq+n`,
-/// about 1 ms apart from `start_ns`. Mix: processes, flows, logins, file changes.
-pub fn realistic_events(
-    host: HostId,
-    first_seq: u64,
-    n: usize,
-    start_ns: u64,
-    seed: u64,
-) -> Vec<Event> {
-    let mut rng = StdRng::seed_from_u64(seed ^ host.0 ^ first_seq.rotate_left(17));
-    let mut ts = start_ns;
-    let local_ip = IpAddr::V4(Ipv4Addr::new(
-        10,
-        0,
-        (host.0 % 200) as u8,
-        (host.0 % 250) as u8 + 2,
-    ));
-    (0..n)
-        .map(|i| {
-            ts += rng.gen_range(200_000..1_800_000);
-            let seq = first_seq + i as u64;
-            let pid = rng.gen_range(300..40_000);
-            let roll = rng.gen_range(0..100);
-            let payload = if roll < 35 {
-                let exe = EXES[rng.gen_range(0..EXES.len())];
-                Payload::ProcessStart(ProcessStart {
-                    pid,
-                    ppid: rng.gen_range(1..300),
-                    exe: Some(exe.into()),
-                    argv: vec![
-                        exe.rsplit('/').next().unwrap_or(exe).into(),
-                        "-c".into(),
-                        format!("job-{}", rng.gen_range(0..50)),
-                    ],
-                    uid: Some(rng.gen_range(0..3) * 1000),
-                    user: Some(USERS[rng.gen_range(0..USERS.len())].into()),
-                    cwd: Some("/home/alice".into()),
-                    parent_exe: Some(EXES[rng.gen_range(0..3)].into()),
-                    start_time_ns: Some(ts - 50_000),
-                    netns: 4026531840,
-                    exited_before_enrichment: false,
-                })
-            } else if roll < 60 {
-                Payload::ProcessExit(ProcessExit {
-                    pid,
-                    exit_code: Some(0),
-                    exe: Some(EXES[rng.gen_range(0..EXES.len())].into()),
-                })
-            } else if roll < 90 {
-                let peer = IpAddr::V4(Ipv4Addr::new(
-                    10,
-                    0,
-                    rng.gen_range(0..4),
-                    rng.gen_range(1..60),
-                ));
-                let port = [22u16, 443, 80, 53, 445, 5432][rng.gen_range(0..6)];
-                let flow = NetFlow {
-                    transport: if port == 53 {
-                        Transport::Udp
-                    } else {
-                        Transport::Tcp
-                    },
-                    local: SocketAddr::new(local_ip, rng.gen_range(32768..60999)),
-                    remote: SocketAddr::new(peer, port),
-                    pid: Some(pid),
-                    exe: Some(EXES[rng.gen_range(0..EXES.len())].into()),
-                    repeat: 1,
-                };
-                if roll < 80 {
-                    Payload::NetConnect(flow)
-                } else {
-                    Payload::NetAccept(flow)
-                }
-            } else if roll < 97 {
-                let info = LoginInfo {
-                    user: USERS[rng.gen_range(0..USERS.len())].into(),
-                    method: AuthMethod::PublicKey,
-                    service: LoginService::Ssh,
-                    src_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 1, rng.gen_range(1..60)))),
-                    src_port: Some(rng.gen_range(32768..60999)),
-                    src_host: None,
-                    from_user: None,
-                    pid: Some(pid),
-                };
-                match roll % 3 {
-                    0 => Payload::Login(info),
-                    1 => Payload::Logout(info),
-                    _ => Payload::AuthFailure(info),
-                }
-            } else {
-                Payload::FileChange(FileChange {
-                    path: PATHS[rng.gen_range(0..PATHS.len())].into(),
-                    op: FileOp::Modified,
-                    size: Some(rng.gen_range(100..4000)),
-                    mode: Some(0o600),
-                    uid: Some(0),
-                    sha256: Some(rng.gen()),
-                    pid: Some(pid),
-                })
-            };
-            Event {
-                header: EventHeader {
-                    host,
-                    seq,
-                    ts_ns: ts,
-                },
-                payload,
-            }
-        })
-        .collect()
 }

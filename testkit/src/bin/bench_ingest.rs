@@ -15,13 +15,11 @@ use std::time::{Duration, Instant};
 use vigil_appliance::db::events::{payload_value, seq_index_value};
 use vigil_appliance::db::keys::{event_key, seq_key};
 use vigil_appliance::db::HostRecord;
-use vigil_appliance::sim_sensor::{
-    client_endpoint, enroll, realistic_events, Credentials, SimConn,
-};
 use vigil_appliance::store::rocks::RocksStore;
 use vigil_appliance::store::{Cf, Store, WriteBatch};
 use vigil_appliance::{Appliance, ServeConfig};
 use vigil_proto::{Batch, ControlMessage, Event, HostId};
+use vigil_testkit::sim_sensor::{client_endpoint, enroll, realistic_events, Credentials, SimConn};
 
 const T0: u64 = 1_750_000_000_000_000_000;
 
@@ -302,7 +300,7 @@ async fn idle_connections(o: &Opts) -> Result<(f64, usize)> {
             )?;
             out.push(Credentials {
                 host,
-                cert_der: core.pki.sign_client_csr(csr.der(), host)?,
+                cert_der: core.pki.sign_client_csr(csr.der(), host, std::time::SystemTime::now())?,
                 key_der: key.serialize_der(),
                 ca_der: core.pki.ca_der().to_vec(),
             });

@@ -1,15 +1,15 @@
-//! Server-side render timing of the main pages over any [`ReadApi`], so the
-//! appliance can run the same bench against its real store.
+//! Server-side render timing of the console's main pages over any
+//! [`ReadApi`]: the in-memory fleet here, the real store in `bench-ui`.
 
-use crate::auth::Authed;
-use crate::error::UiError;
-use crate::memory::MemoryConsoleStore;
-use crate::pages::{alerts, host, hosts, overview};
-use crate::store::{Role, Session, User};
-use crate::ConsoleState;
+use crate::console_store::MemoryConsoleStore;
 use std::sync::Arc;
 use std::time::Instant;
 use vigil_proto::query::{AlertFilter, ReadApi};
+use vigil_web_ui::auth::Authed;
+use vigil_web_ui::error::UiError;
+use vigil_web_ui::pages::{alerts, host, hosts, overview};
+use vigil_web_ui::store::{Role, Session, User};
+use vigil_web_ui::ConsoleState;
 
 /// The signed-in admin every bench render uses (no cookie, no expiry).
 pub fn bench_admin() -> Authed {
@@ -35,10 +35,15 @@ pub fn bench_admin() -> Authed {
 /// p95 render times in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BenchReport {
+    /// Renders of each page.
     pub iterations: usize,
+    /// Overview page.
     pub p95_ms_overview: f64,
+    /// Host list.
     pub p95_ms_hosts: f64,
+    /// One host's page.
     pub p95_ms_host: f64,
+    /// One alert's page.
     pub p95_ms_alert: f64,
 }
 
@@ -155,7 +160,7 @@ mod tests {
     #[test]
     fn bench_runs_on_a_small_fleet_and_prints_json() {
         let now = 1_795_442_585_000_000_000;
-        let api = Arc::new(crate::fixtures::scaled_read_api(60, 40, now));
+        let api = Arc::new(crate::read_api::scaled_read_api(60, 40, now));
         let r = bench_pages(api, 3, now).unwrap();
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["bench"], "ui");
