@@ -64,15 +64,7 @@ fn parse(args: &[String]) -> Result<Options> {
 /// Entry point of `cargo xtask demo`.
 pub fn run_demo(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    // As root, everything the attack lab needs too (sshd, iproute2).
-    if prereq::is_root() {
-        prereq::ensure_packages(crate::TEST_PACKAGES)?;
-    } else {
-        prereq::ensure_packages(crate::BUILD_PACKAGES)?;
-    }
-    // The same selection as `cargo xtask test`, so neither rebuilds RocksDB
-    // for the other's feature set.
-    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    build()?;
     let bin = target_dir().join("debug");
     let vigil = bin.join("vigil");
     let sensor_bin = bin.join("vigil-sensor");
@@ -92,47 +84,14 @@ pub fn run_demo(args: &[String]) -> Result<()> {
 
     let quic_port = free_port()?;
     let https_port = free_port()?;
-    eprintln!(
-        "demo: starting the appliance on a fresh store in {}",
-        data.display()
-    );
-    let appliance = Command::new(&vigil)
-        .args(["serve", "--data"])
-        .arg(&data)
-        .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
-        .args(["--https-listen", &format!("127.0.0.1:{https_port}")])
-        // A fresh network has no history to learn from: score from the
-        // first event (cold start) so the lab's first hops count.
-        .args(["--learning-period", "0s"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", vigil.display()))?;
+    let appliance = start_appliance(&vigil, &data, quic_port, https_port)?;
     children.0.push(("appliance".into(), appliance));
     let admin_password = read_admin_password(&mut children.0[0].1)?;
     wait_for_port(quic_port, https_port)?;
 
-    let token_out = output(
-        Command::new(&vigil)
-            .args(["token", "create", "--data"])
-            .arg(&data)
-            .args(["--ttl", "1h", "--uses", &(1 + lab_hosts).to_string()]),
-    )?;
-    let token = field(&token_out, "token")?;
-    let fingerprint = field(&token_out, "CA fingerprint")?;
-    eprintln!("demo: created a one-time enrollment token; CA fingerprint {fingerprint}");
-
+    let enrollment = create_token(&vigil, &data, lab_hosts)?;
     let state = data.join("sensor-state");
-    run(Command::new(&sensor_bin)
-        .args(["enroll", "--appliance", &format!("127.0.0.1:{quic_port}")])
-        .args([
-            "--token",
-            &token,
-            "--ca-sha256",
-            &fingerprint,
-            "--state-dir",
-        ])
-        .arg(&state))?;
-
+    enroll_sensor(&sensor_bin, quic_port, &enrollment, &state)?;
     let config = write_sensor_config(&data, &state, quic_port)?;
     let watched = data.join("watched");
     let sensor = Command::new(&sensor_bin)
@@ -142,17 +101,127 @@ pub fn run_demo(args: &[String]) -> Result<()> {
         .map_err(|e| format!("start sensor: {e}"))?;
     children.0.push(("sensor".into(), sensor));
     if lab_hosts > 0 {
-        eprintln!("demo: building the attack lab ({lab_hosts} hosts in network namespaces)");
-        let lab = Command::new(&lab_bin)
-            .args(["--appliance", &format!("127.0.0.1:{quic_port}")])
-            .args(["--token", &token, "--ca-sha256", &fingerprint])
-            .args(["--hosts", &lab_hosts.to_string(), "--state"])
-            .arg(data.join("lab-state"))
-            .spawn()
-            .map_err(|e| format!("start {}: {e}", lab_bin.display()))?;
+        let lab = start_lab(&lab_bin, &data, quic_port, &enrollment, lab_hosts)?;
         children.0.push(("attack lab".into(), lab));
     }
 
+    print_banner(&data, https_port, &admin_password);
+    let started = Instant::now();
+    let mut round = 0u32;
+    loop {
+        make_activity(&watched, round)?;
+        std::thread::sleep(Duration::from_secs(3));
+        show_progress(&vigil, &data)?;
+        round += 1;
+        if let Some(limit) = opts.run_for {
+            if started.elapsed() >= limit {
+                break;
+            }
+        } else if round == 1 {
+            println!("demo: running until Ctrl-C (or pass --for SECS)");
+        }
+    }
+    check_outcome(&vigil, &data, lab_hosts > 0 && opts.run_for.is_some())
+}
+
+/// Installs what the demo needs and builds every binary it runs.
+fn build() -> Result<()> {
+    // As root, everything the attack lab needs too (sshd, iproute2).
+    if prereq::is_root() {
+        prereq::ensure_packages(crate::TEST_PACKAGES)?;
+    } else {
+        prereq::ensure_packages(crate::BUILD_PACKAGES)?;
+    }
+    // The same selection as `cargo xtask test`, so neither rebuilds RocksDB
+    // for the other's feature set.
+    run(cargo().args(["build", "--workspace", "--all-targets"]))
+}
+
+/// Starts `vigil serve` on a fresh store in `data`, stdout piped so the
+/// first admin password's location can be read from it.
+fn start_appliance(vigil: &Path, data: &Path, quic_port: u16, https_port: u16) -> Result<Child> {
+    eprintln!(
+        "demo: starting the appliance on a fresh store in {}",
+        data.display()
+    );
+    Command::new(vigil)
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
+        .args(["--https-listen", &format!("127.0.0.1:{https_port}")])
+        // A fresh network has no history to learn from: score from the
+        // first event (cold start) so the lab's first hops count.
+        .args(["--learning-period", "0s"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", vigil.display()))
+}
+
+/// A one-time enrollment token and the CA fingerprint that goes with it.
+struct Enrollment {
+    token: String,
+    fingerprint: String,
+}
+
+/// Creates one token with a use for this machine's sensor and one per lab host.
+fn create_token(vigil: &Path, data: &Path, lab_hosts: u32) -> Result<Enrollment> {
+    let token_out = output(
+        Command::new(vigil)
+            .args(["token", "create", "--data"])
+            .arg(data)
+            .args(["--ttl", "1h", "--uses", &(1 + lab_hosts).to_string()]),
+    )?;
+    let token = field(&token_out, "token")?;
+    let fingerprint = field(&token_out, "CA fingerprint")?;
+    eprintln!("demo: created a one-time enrollment token; CA fingerprint {fingerprint}");
+    Ok(Enrollment { token, fingerprint })
+}
+
+/// Enrolls this machine's sensor, its identity kept in `state`.
+fn enroll_sensor(
+    sensor_bin: &Path,
+    quic_port: u16,
+    enrollment: &Enrollment,
+    state: &Path,
+) -> Result<()> {
+    run(Command::new(sensor_bin)
+        .args(["enroll", "--appliance", &format!("127.0.0.1:{quic_port}")])
+        .args([
+            "--token",
+            &enrollment.token,
+            "--ca-sha256",
+            &enrollment.fingerprint,
+            "--state-dir",
+        ])
+        .arg(state))
+}
+
+/// Starts `vigil-lab`: `hosts` hosts in network namespaces, each enrolling
+/// its own sensor with the same token.
+fn start_lab(
+    lab_bin: &Path,
+    data: &Path,
+    quic_port: u16,
+    enrollment: &Enrollment,
+    hosts: u32,
+) -> Result<Child> {
+    eprintln!("demo: building the attack lab ({hosts} hosts in network namespaces)");
+    Command::new(lab_bin)
+        .args(["--appliance", &format!("127.0.0.1:{quic_port}")])
+        .args([
+            "--token",
+            &enrollment.token,
+            "--ca-sha256",
+            &enrollment.fingerprint,
+        ])
+        .args(["--hosts", &hosts.to_string(), "--state"])
+        .arg(data.join("lab-state"))
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", lab_bin.display()))
+}
+
+/// Where to look: the console, the first admin, metrics and the data.
+fn print_banner(data: &Path, https_port: u16, admin_password: &str) {
     println!();
     println!("  Vigil demo is running");
     println!("  console     : https://127.0.0.1:{https_port}/  (signed by the appliance CA: {}/keys/ca.crt)", data.display());
@@ -163,63 +232,58 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     );
     println!("  data        : {}", data.display());
     println!();
+}
 
-    let started = Instant::now();
-    let mut round = 0u32;
-    loop {
-        make_activity(&watched, round)?;
-        std::thread::sleep(Duration::from_secs(3));
-        let events = output(
-            Command::new(&vigil)
-                .args(["events", "--data"])
-                .arg(&data)
-                .args(["--since", "10m"]),
-        )?;
-        let lines: Vec<&str> = events.lines().collect();
-        println!("demo: {} events stored so far; latest:", lines.len());
-        for line in lines.iter().rev().take(8).rev() {
-            println!("    {line}");
-        }
-        let status = output(Command::new(&vigil).args(["status", "--data"]).arg(&data))?;
-        let detection = ["detection_events", "alerts_written", "latency_p99"];
-        for (i, line) in status.lines().enumerate() {
-            if i < 8 || detection.iter().any(|d| line.contains(d)) {
-                println!("  | {line}");
-            }
-        }
-        let alerts = output(
-            Command::new(&vigil)
-                .args(["alerts", "--data"])
-                .arg(&data)
-                .args(["--since", "1h", "--limit", "5"]),
-        )?;
-        println!("demo: alerts and incidents (`vigil alerts --since 1h`):");
-        for line in alerts.lines() {
-            println!("  ! {line}");
-        }
-        round += 1;
-        if let Some(limit) = opts.run_for {
-            if started.elapsed() >= limit {
-                break;
-            }
-        } else if round == 1 {
-            println!("demo: running until Ctrl-C (or pass --for SECS)");
+/// One round's report through the CLI: latest events, status lines about
+/// detection, and the alerts of the last hour.
+fn show_progress(vigil: &Path, data: &Path) -> Result<()> {
+    let events = recent_events(vigil, data)?;
+    let lines: Vec<&str> = events.lines().collect();
+    println!("demo: {} events stored so far; latest:", lines.len());
+    for line in lines.iter().rev().take(8).rev() {
+        println!("    {line}");
+    }
+    let status = output(Command::new(vigil).args(["status", "--data"]).arg(data))?;
+    let detection = ["detection_events", "alerts_written", "latency_p99"];
+    for (i, line) in status.lines().enumerate() {
+        if i < 8 || detection.iter().any(|d| line.contains(d)) {
+            println!("  | {line}");
         }
     }
-    if lines_of(&output(
-        Command::new(&vigil)
+    let alerts = output(
+        Command::new(vigil)
+            .args(["alerts", "--data"])
+            .arg(data)
+            .args(["--since", "1h", "--limit", "5"]),
+    )?;
+    println!("demo: alerts and incidents (`vigil alerts --since 1h`):");
+    for line in alerts.lines() {
+        println!("  ! {line}");
+    }
+    Ok(())
+}
+
+/// `vigil events --since 10m`, one event a line.
+fn recent_events(vigil: &Path, data: &Path) -> Result<String> {
+    output(
+        Command::new(vigil)
             .args(["events", "--data"])
-            .arg(&data)
+            .arg(data)
             .args(["--since", "10m"]),
-    )?) == 0
-    {
+    )
+}
+
+/// Fails unless some event was stored and, when `expect_incident` (a timed
+/// run with the lab), the lab's h1 → h2 → h3 incident is among the alerts.
+fn check_outcome(vigil: &Path, data: &Path, expect_incident: bool) -> Result<()> {
+    if lines_of(&recent_events(vigil, data)?) == 0 {
         return Err("no event reached the appliance".into());
     }
-    if lab_hosts > 0 && opts.run_for.is_some() {
+    if expect_incident {
         let alerts = output(
-            Command::new(&vigil)
+            Command::new(vigil)
                 .args(["alerts", "--json", "--data"])
-                .arg(&data)
+                .arg(data)
                 .args(["--since", "1h"]),
         )?;
         let chained = alerts.lines().any(is_lab_chain);
