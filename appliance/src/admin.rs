@@ -8,7 +8,7 @@
 
 use crate::core::Core;
 use crate::db::{RetentionPolicy, RetentionRun};
-use crate::enroll::{create_token, NewToken};
+use crate::enroll::NewToken;
 use crate::metrics::MetricsSnapshot;
 use crate::read::StoreReader;
 use crate::shutdown::Shutdown;
@@ -25,6 +25,7 @@ use vigil_proto::query::{
     AlertFilter, AlertRecord, ApplianceStats, EventFilter, EventPage, HostSummary, ReadApi,
 };
 use vigil_proto::HostId;
+use vigil_web_ui::store::{ConsoleStore, EnrollmentTokenInfo, StoreError as ConsoleStoreError};
 
 /// Largest admin message accepted.
 pub const MAX_ADMIN_MESSAGE: usize = 64 * 1024 * 1024;
@@ -42,6 +43,10 @@ pub struct Addresses {
 pub enum AdminRequest {
     /// Create an enrollment token.
     CreateToken { ttl_s: u64, uses: u32 },
+    /// List enrollment tokens (never their secrets).
+    ListTokens,
+    /// Revoke an enrollment token by its listed id.
+    RevokeToken { id: u64 },
     /// List enrolled sensors.
     ListSensors,
     /// Revoke a sensor's certificate.
@@ -75,6 +80,12 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AdminResponse {
     Token(NewToken),
+    /// Enrollment tokens, newest first.
+    Tokens(Vec<EnrollmentTokenInfo>),
+    TokenRevoked {
+        id: u64,
+        newly: bool,
+    },
     Sensors(Vec<HostSummary>),
     Revoked {
         host: HostId,
@@ -113,11 +124,31 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
     let reader = StoreReader::new(core.clone());
     let now = (core.clock)();
     let result: Result<AdminResponse, String> = match req {
-        AdminRequest::CreateToken { ttl_s, uses } => {
-            create_token(&core.db, &core.pki, Duration::from_secs(ttl_s), uses, now)
-                .map(AdminResponse::Token)
-                .map_err(|e| e.to_string())
-        }
+        AdminRequest::CreateToken { ttl_s, uses } => create_listed_token(core, ttl_s, uses, now),
+        AdminRequest::ListTokens => core
+            .console
+            .enrollment_tokens()
+            .map(AdminResponse::Tokens)
+            .map_err(|e| e.to_string()),
+        AdminRequest::RevokeToken { id } => match core.console.revoke_enrollment_token(id, now) {
+            Ok(newly) => {
+                if newly {
+                    // The CLI is an operator action like the console's button.
+                    let _ = core.console.append_audit(vigil_web_ui::store::AuditDraft {
+                        ts_ns: now,
+                        actor: "cli".into(),
+                        action: "enrollment.token_revoke".into(),
+                        target: format!("token:{id}"),
+                        detail: String::new(),
+                    });
+                }
+                Ok(AdminResponse::TokenRevoked { id, newly })
+            }
+            Err(ConsoleStoreError::NotFound(_)) => {
+                Err(format!("no enrollment token {id}; see `vigil token list`"))
+            }
+            Err(e) => Err(e.to_string()),
+        },
         AdminRequest::ListSensors => reader
             .hosts()
             .map(AdminResponse::Sensors)
@@ -154,6 +185,31 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         },
     };
     result.unwrap_or_else(AdminResponse::Error)
+}
+
+/// A token the console and `vigil token list` show (label `cli`), so it
+/// can be revoked by id later.
+fn create_listed_token(
+    core: &Arc<Core>,
+    ttl_s: u64,
+    uses: u32,
+    now: u64,
+) -> Result<AdminResponse, String> {
+    let ttl_ns = Duration::from_secs(ttl_s)
+        .as_nanos()
+        .min(u128::from(u64::MAX)) as u64;
+    core.console
+        .create_enrollment_token("cli", ttl_ns, uses, now)
+        .map(|t| {
+            AdminResponse::Token(NewToken {
+                token: t.secret,
+                expires_ns: t.info.expires_ns,
+                uses: t.info.max_uses,
+                ca_fingerprint: core.pki.ca_fingerprint(),
+                id: t.info.id,
+            })
+        })
+        .map_err(|e| e.to_string())
 }
 
 fn status(

@@ -4,6 +4,8 @@ use crate::admin::{self, Addresses};
 use crate::core::{system_clock, Clock, Core, CoreError, FirstStart};
 use crate::db::{Db, RetentionPolicy};
 use crate::enroll::{create_token, NewToken};
+use crate::ingest::limits::LimitsConfig;
+use crate::ingest::rules::IngestRules;
 use crate::ingest::{server, writer};
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineConfig;
@@ -27,8 +29,11 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// QUIC ingest and enrollment (default 0.0.0.0:4433).
     pub quic_listen: SocketAddr,
-    /// HTTPS (default 0.0.0.0:8443).
+    /// HTTPS (default 127.0.0.1:8443; `vigil serve` binds the management
+    /// address instead when one is set).
     pub https_listen: SocketAddr,
+    /// A console session unused this long ends (default 30 minutes).
+    pub console_idle_timeout: Duration,
     /// Stored as the policy when set; otherwise the stored (or default) one applies.
     pub retention: Option<RetentionPolicy>,
     /// How often retention runs.
@@ -45,6 +50,10 @@ pub struct ServeConfig {
     pub clock: Clock,
     /// The detection pipeline (`None` turns detection off, e.g. for ingest benches).
     pub pipeline: Option<PipelineConfig>,
+    /// Which events enter the event store and which go to quarantine.
+    pub ingest_rules: IngestRules,
+    /// Memory, connection and per-host rate bounds of the QUIC endpoint.
+    pub ingest_limits: LimitsConfig,
 }
 
 impl ServeConfig {
@@ -53,7 +62,8 @@ impl ServeConfig {
         ServeConfig {
             data_dir: data_dir.into(),
             quic_listen: "0.0.0.0:4433".parse().expect("valid address"),
-            https_listen: "0.0.0.0:8443".parse().expect("valid address"),
+            https_listen: "127.0.0.1:8443".parse().expect("valid address"),
+            console_idle_timeout: Duration::from_nanos(vigil_web_ui::auth::DEFAULT_IDLE_TIMEOUT_NS),
             retention: None,
             retention_interval: Duration::from_secs(300),
             sensor_config: SensorConfig::default(),
@@ -62,6 +72,8 @@ impl ServeConfig {
             admin_socket: true,
             clock: system_clock(),
             pipeline: Some(PipelineConfig::default()),
+            ingest_rules: IngestRules::default(),
+            ingest_limits: LimitsConfig::default(),
         }
     }
 
@@ -132,10 +144,12 @@ impl Appliance {
         tcp.set_nonblocking(true).map_err(io("HTTPS listener"))?;
         let https_addr = tcp.local_addr().map_err(io("HTTPS address"))?;
 
-        let (queue, writer) = writer::spawn_writer(
+        let (queue, writer) = writer::spawn_writer_with(
             core.db.clone(),
             core.metrics.clone(),
             cfg.ingest_queue_batches,
+            cfg.ingest_rules,
+            core.clock.clone(),
         )
         .map_err(io("start writer"))?;
         let quic = server::QuicThread::spawn(
@@ -143,6 +157,7 @@ impl Appliance {
             cfg.quic_listen,
             core.clone(),
             queue,
+            cfg.ingest_limits,
             shutdown.clone(),
         )
         .map_err(io("bind QUIC"))?;
@@ -154,7 +169,9 @@ impl Appliance {
             Arc::new(StoreReader::new(core.clone())),
             core.console.clone(),
         )
-        .with_clock(core.clock.clone());
+        .with_clock(core.clock.clone())
+        .with_idle_timeout(cfg.console_idle_timeout)
+        .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));
         app = app.merge(vigil_web_ui::router(console));
         if let Some(extra) = cfg.extra_router {
             app = app.merge(extra);

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use vigil_proto::query::{AlertRecord, EventPage, HostSummary};
 use vigil_proto::HostId;
+use vigil_web_ui::store::EnrollmentTokenInfo;
 
 /// A CLI failure.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +27,12 @@ pub enum CliError {
 }
 
 /// Run a request: through the running server if there is one, else
-/// directly on the database. Also returns a first-start admin password if
-/// opening the database offline had to create one.
+/// directly on the database. Also returns the file holding the first-start
+/// admin password if opening the database offline had to create one.
 pub fn execute(
     data_dir: &Path,
     req: AdminRequest,
-) -> Result<(AdminResponse, Option<String>), CliError> {
+) -> Result<(AdminResponse, Option<std::path::PathBuf>), CliError> {
     if let Some(resp) = admin::request(data_dir, &req)? {
         return Ok((resp, None));
     }
@@ -41,7 +42,7 @@ pub fn execute(
         Err(e) => return Err(e.into()),
     };
     let core = Arc::new(core);
-    Ok((admin::handle(&core, req, false), first.admin_password))
+    Ok((admin::handle(&core, req, false), first.admin_password_file))
 }
 
 fn ns_to_text(ns: u64) -> String {
@@ -50,6 +51,40 @@ fn ns_to_text(ns: u64) -> String {
     }
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn now_ns() -> u64 {
+    (system_clock())()
+}
+
+/// Render `vigil token list` (state as of `now_ns`).
+pub fn format_tokens(tokens: &[EnrollmentTokenInfo], now_ns: u64) -> String {
+    let mut out = format!(
+        "{:>4}  {:<20}  {:<20}  {:<20}  {:>11}  {}\n",
+        "ID", "LABEL", "CREATED", "EXPIRES", "USES", "STATE"
+    );
+    for t in tokens {
+        let state = if t.revoked {
+            "revoked"
+        } else if t.expires_ns <= now_ns {
+            "expired"
+        } else if t.uses >= t.max_uses {
+            "used up"
+        } else {
+            "valid"
+        };
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<20}  {:<20}  {:<20}  {:>11}  {}",
+            t.id,
+            t.label,
+            ns_to_text(t.created_ns),
+            ns_to_text(t.expires_ns),
+            format!("{}/{}", t.uses, t.max_uses),
+            state
+        );
+    }
+    out
 }
 
 /// Render `vigil sensor list`.
@@ -169,12 +204,19 @@ pub fn format_events(page: &EventPage) -> String {
 pub fn render(resp: AdminResponse) -> Result<String, CliError> {
     match resp {
         AdminResponse::Token(t) => Ok(format!(
-            "token:           {}\nexpires:         {}\nuses:            {}\nCA fingerprint:  {}\n",
+            "token:           {}\nexpires:         {}\nuses:            {}\nCA fingerprint:  {}\nid:              {}\n",
             t.token,
             ns_to_text(t.expires_ns),
             t.uses,
-            t.ca_fingerprint
+            t.ca_fingerprint,
+            t.id
         )),
+        AdminResponse::Tokens(t) => Ok(format_tokens(&t, now_ns())),
+        AdminResponse::TokenRevoked { id, newly } => Ok(if newly {
+            format!("revoked enrollment token {id}; it enrolls no more sensors\n")
+        } else {
+            format!("enrollment token {id} was already revoked\n")
+        }),
         AdminResponse::Sensors(h) => Ok(format_sensors(&h)),
         AdminResponse::Revoked { host, newly } => Ok(if newly {
             format!("revoked {host}; it is refused at its next handshake\n")

@@ -1,20 +1,9 @@
 //! The web console's store over the appliance's RocksDB.
 //!
 //! Every record is a postcard value (like the rest of [`Db`]) under a key
-//! with a clear prefix, in the column family it belongs to:
-//!
-//! | what | cf | key |
-//! | --- | --- | --- |
-//! | users | `users` | `user/{name}` |
-//! | sessions | `sessions` | `session/{hex sha256 of token}` |
-//! | failed logins | `sessions` | `login/{key}` |
-//! | triage | `cases` | `triage/{alert id u64 BE}` |
-//! | suppressions | `suppressions` | `rule/{id u64 BE}` |
-//! | saved hunts | `meta` | `console/hunt/{id u64 BE}` |
-//! | audit chain | `audit` | `audit/{seq u64 BE}` |
-//! | settings | `meta` | `console/settings` |
-//! | enrollment token labels | `meta` | `console/token/{id u64 BE}` |
-//! | verdicts for the detector | `models` | `verdict/{alert id u64 BE}` |
+//! whose layout is defined once in [`crate::db::records`] (and
+//! [`crate::db::suppressions`]), where the detection pipeline reads the
+//! triage, settings and verdicts this store writes.
 //!
 //! Enrollment tokens themselves are the appliance's real tokens
 //! ([`crate::enroll::create_token`], stored by secret hash in `enrollment`);
@@ -22,8 +11,12 @@
 //! from the real record. Retention settings are written through to the
 //! policy the retention task enforces.
 
+use crate::db::records::{
+    id_key, key, AUDIT, HUNT, LOGIN, SESSION, SETTINGS, TOKEN, TRIAGE, USER, VERDICT,
+};
+use crate::db::suppressions::RULE;
 use crate::db::{Db, RetentionPolicy};
-use crate::enroll::{create_token, token_hash};
+use crate::enroll::{create_token, revoke_token, token_hash, token_revoked_ns};
 use crate::pki::Pki;
 use crate::store::{Cf, Direction, StoreError as DbError};
 use serde::de::DeserializeOwned;
@@ -37,29 +30,6 @@ use vigil_web_ui::store::{
     SavedHunt, Session, Settings, StoreError, Suppression, Triage, User,
 };
 
-const USER: &[u8] = b"user/";
-const SESSION: &[u8] = b"session/";
-const LOGIN: &[u8] = b"login/";
-const TRIAGE: &[u8] = b"triage/";
-const RULE: &[u8] = b"rule/";
-const HUNT: &[u8] = b"console/hunt/";
-const AUDIT: &[u8] = b"audit/";
-const SETTINGS: &[u8] = b"console/settings";
-const TOKEN: &[u8] = b"console/token/";
-/// Verdicts waiting for the detection pipeline (`models` cf).
-pub(crate) const VERDICT: &[u8] = b"verdict/";
-
-/// The console's triage of an alert, if any (the analyst's word wins over
-/// whatever state a re-emitted alert carries).
-pub(crate) fn triage_of(db: &Db, alert_id: u64) -> Result<Option<Triage>, DbError> {
-    db.record(Cf::Cases, &id_key(TRIAGE, alert_id))
-}
-
-/// The settings an admin saved in the console, if any.
-pub(crate) fn saved_settings(db: &Db) -> Result<Option<Settings>, DbError> {
-    db.record(Cf::Meta, SETTINGS)
-}
-
 /// What the console remembers about an enrollment token it issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct TokenLabel {
@@ -72,17 +42,6 @@ struct TokenLabel {
     hash: [u8; 32],
 }
 
-fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(prefix.len() + rest.len());
-    k.extend_from_slice(prefix);
-    k.extend_from_slice(rest);
-    k
-}
-
-fn id_key(prefix: &[u8], id: u64) -> Vec<u8> {
-    key(prefix, &id.to_be_bytes())
-}
-
 fn backend(e: DbError) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -92,8 +51,9 @@ pub struct RocksConsoleStore {
     db: Db,
     pki: Arc<Pki>,
     /// The detection pipeline's tuning in force (for unsaved settings).
-    models: Option<Arc<crate::pipeline::ModelBoard>>,
-    /// Serialises audit appends and id allocation.
+    models: Option<Arc<crate::model_board::ModelBoard>>,
+    /// Serialises audit appends, id allocation, login-failure updates and
+    /// session touches against deletes.
     lock: Mutex<()>,
 }
 
@@ -109,7 +69,7 @@ impl RocksConsoleStore {
     }
 
     /// Show the detection pipeline's tuning until an admin saves settings.
-    pub fn with_models(mut self, models: Arc<crate::pipeline::ModelBoard>) -> Self {
+    pub fn with_models(mut self, models: Arc<crate::model_board::ModelBoard>) -> Self {
         self.models = Some(models);
         self
     }
@@ -185,12 +145,14 @@ impl ConsoleStore for RocksConsoleStore {
     }
 
     fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let _g = self.lock()?;
         self.db
             .delete_records(Cf::Sessions, vec![key(SESSION, id.as_bytes())])
             .map_err(backend)
     }
 
     fn delete_user_sessions(&self, user: &str) -> Result<(), StoreError> {
+        let _g = self.lock()?;
         let doomed = self
             .db
             .records_with_prefix::<Session>(Cf::Sessions, SESSION, Direction::Forward, 0)
@@ -204,6 +166,17 @@ impl ConsoleStore for RocksConsoleStore {
             .map_err(backend)
     }
 
+    fn touch_session(&self, id: &str, expires_ns: u64) -> Result<bool, StoreError> {
+        let _g = self.lock()?;
+        let k = key(SESSION, id.as_bytes());
+        let Some(mut s): Option<Session> = self.get(Cf::Sessions, &k)? else {
+            return Ok(false);
+        };
+        s.expires_ns = expires_ns;
+        self.put(Cf::Sessions, &k, &s)?;
+        Ok(true)
+    }
+
     fn login_attempts(&self, k: &str) -> Result<LoginAttempts, StoreError> {
         Ok(self
             .get(Cf::Sessions, &key(LOGIN, k.as_bytes()))?
@@ -212,6 +185,18 @@ impl ConsoleStore for RocksConsoleStore {
 
     fn put_login_attempts(&self, k: &str, attempts: LoginAttempts) -> Result<(), StoreError> {
         self.put(Cf::Sessions, &key(LOGIN, k.as_bytes()), &attempts)
+    }
+
+    fn update_login_attempts(
+        &self,
+        k: &str,
+        update: &mut dyn FnMut(LoginAttempts) -> LoginAttempts,
+    ) -> Result<LoginAttempts, StoreError> {
+        let _g = self.lock()?;
+        let k = key(LOGIN, k.as_bytes());
+        let next = update(self.get(Cf::Sessions, &k)?.unwrap_or_default());
+        self.put(Cf::Sessions, &k, &next)?;
+        Ok(next)
     }
 
     fn triage(&self, alert_id: u64) -> Result<Option<Triage>, StoreError> {
@@ -308,8 +293,12 @@ impl ConsoleStore for RocksConsoleStore {
             .into_iter()
             .map(|(_, t)| {
                 let real = self.db.token(&t.hash).map_err(backend)?;
+                let revoked_ns = token_revoked_ns(&self.db, &t.hash).map_err(backend)?;
                 let (uses, revoked) = match real {
-                    Some(r) => (r.uses_total.saturating_sub(r.uses_left), false),
+                    Some(r) => (
+                        r.uses_total.saturating_sub(r.uses_left),
+                        revoked_ns.is_some(),
+                    ),
                     // The real record is gone: it can no longer enroll anything.
                     None => (0, true),
                 };
@@ -364,6 +353,13 @@ impl ConsoleStore for RocksConsoleStore {
             },
             secret: new.token,
         })
+    }
+
+    fn revoke_enrollment_token(&self, id: u64, now_ns: u64) -> Result<bool, StoreError> {
+        let label: TokenLabel = self
+            .get(Cf::Meta, &id_key(TOKEN, id))?
+            .ok_or_else(|| StoreError::NotFound(format!("enrollment token {id}")))?;
+        revoke_token(&self.db, &label.hash, now_ns).map_err(backend)
     }
 }
 
@@ -483,15 +479,15 @@ mod tests {
 
         let rule = Suppression {
             id: 0,
-            title: Some("t".into()),
-            host: None,
-            user: None,
-            peer: None,
-            port: Some(22),
-            process: None,
+            scope: vigil_web_ui::store::SuppressionScope {
+                title: Some("t".into()),
+                port: Some(22),
+                ..Default::default()
+            },
             reason: "noise".into(),
             created_by: "bob".into(),
             created_ns: 3,
+            expires_ns: None,
             source_alert: Some(7),
         };
         assert_eq!(s.add_suppression(rule.clone()).unwrap(), 1);
@@ -578,7 +574,7 @@ mod tests {
     #[test]
     fn unsaved_settings_show_the_detectors_tuning() {
         let dir = tempfile::tempdir().unwrap();
-        let board = Arc::new(crate::pipeline::ModelBoard::default());
+        let board = Arc::new(crate::model_board::ModelBoard::default());
         let s = open(dir.path()).with_models(board.clone());
         assert_eq!(
             s.settings().unwrap().learning_period_days,
@@ -606,6 +602,71 @@ mod tests {
         assert_eq!(
             (shown.learning_period_days, shown.alert_budget_per_day),
             (9, 5)
+        );
+    }
+
+    /// Failure updates from many threads are read-modify-writes under the
+    /// store's lock: none is lost.
+    #[test]
+    fn concurrent_login_failure_updates_are_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(dir.path()));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        s.update_login_attempts("user:bob", &mut |mut a| {
+                            a.failures += 1;
+                            a
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.login_attempts("user:bob").unwrap().failures, 100);
+    }
+
+    #[test]
+    fn touching_a_deleted_session_does_not_bring_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let sess = Session {
+            id: "s1".into(),
+            user: "bob".into(),
+            csrf: "c".into(),
+            created_ns: 1,
+            expires_ns: 2,
+        };
+        s.put_session(sess.clone()).unwrap();
+        assert!(s.touch_session("s1", 99).unwrap());
+        assert_eq!(s.session("s1").unwrap().unwrap().expires_ns, 99);
+        s.delete_session("s1").unwrap();
+        assert!(!s.touch_session("s1", 100).unwrap());
+        assert_eq!(s.session("s1").unwrap(), None);
+    }
+
+    #[test]
+    fn revoked_tokens_are_listed_as_revoked_and_refuse_enrollment_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let a = s
+            .create_enrollment_token("lab", 60_000_000_000, 2, 1_000)
+            .unwrap();
+        assert!(s.revoke_enrollment_token(a.info.id, 5_000).unwrap());
+        assert!(!s.revoke_enrollment_token(a.info.id, 6_000).unwrap());
+        assert!(matches!(
+            s.revoke_enrollment_token(99, 6_000),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(s.enrollment_tokens().unwrap()[0].revoked);
+        assert_eq!(
+            token_revoked_ns(&s.db, &token_hash(&a.secret)).unwrap(),
+            Some(5_000)
         );
     }
 }

@@ -1,10 +1,12 @@
 //! The appliance's shared state, and first-start setup of its data
 //! directory. Both `vigil serve` and the CLI's offline mode open it.
 //!
-//! Data directory layout:
+//! Data directory layout (the directories mode 0700, files 0600):
 //! - `db/` — RocksDB
-//! - `keys/ca.key`, `keys/ca.crt`, `keys/server.key`, `keys/server.crt`, `keys/evidence.key` (0600)
-//! - `metrics.token` — bearer token for `/metrics` (0600)
+//! - `keys/ca.key`, `keys/ca.crt`, `keys/server.key`, `keys/server.crt`, `keys/evidence.key`
+//! - `metrics.token` — bearer token for `/metrics`
+//! - `first-admin-password` — the generated password of `admin`, until it is changed
+//! - `management.json` — the management address the console binds (`vigil serve --management-address`)
 //! - `run/addresses.json`, `run/admin.sock` — while `vigil serve` runs
 
 use crate::console::RocksConsoleStore;
@@ -16,6 +18,8 @@ use crate::registry::Registry;
 use crate::store::rocks::RocksStore;
 use crate::store::{Store, StoreError};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -55,7 +59,12 @@ pub enum CoreError {
 }
 
 /// Name of the first admin account.
-pub const FIRST_ADMIN: &str = "admin";
+pub const FIRST_ADMIN: &str = vigil_web_ui::auth::FIRST_ADMIN;
+/// File (in the data directory, mode 0600) holding the first admin's
+/// generated password until the admin changes it.
+pub const FIRST_PASSWORD_FILE: &str = "first-admin-password";
+/// File (in the data directory) remembering the management address.
+pub const MANAGEMENT_FILE: &str = "management.json";
 
 /// Everything the servers and the admin commands share.
 pub struct Core {
@@ -68,16 +77,20 @@ pub struct Core {
     pub console: Arc<RocksConsoleStore>,
     pub metrics: Arc<Metrics>,
     /// The detection pipeline's latest per-host model status.
-    pub models: Arc<crate::pipeline::ModelBoard>,
+    pub models: Arc<crate::model_board::ModelBoard>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
 }
 
-/// What first-start setup created (secrets are returned once, never logged).
+/// What first-start setup created. Secrets are never logged: the admin
+/// password is written to a 0600 file whose path is printed instead.
 #[derive(Debug, Default)]
 pub struct FirstStart {
-    /// One-time password of the `admin` account, if it was just created.
+    /// One-time password of the `admin` account, if it was just created
+    /// (in memory for in-process callers such as tests; never printed).
     pub admin_password: Option<String>,
+    /// The 0600 file holding that password, if it was just created.
+    pub admin_password_file: Option<PathBuf>,
     /// Whether the CA was just created.
     pub ca_created: bool,
 }
@@ -86,6 +99,7 @@ impl Core {
     /// Open the data directory (RocksDB in `db/`), creating keys, the first
     /// admin and the metrics token on first use.
     pub fn open(data_dir: &Path, clock: Clock) -> Result<(Core, FirstStart), CoreError> {
+        private_dirs(data_dir)?;
         let store: Arc<dyn Store> = Arc::new(RocksStore::open(&data_dir.join("db"))?);
         Self::open_with_store(data_dir, store, clock)
     }
@@ -96,12 +110,7 @@ impl Core {
         store: Arc<dyn Store>,
         clock: Clock,
     ) -> Result<(Core, FirstStart), CoreError> {
-        for d in [data_dir.to_owned(), data_dir.join("run")] {
-            std::fs::create_dir_all(&d).map_err(|source| CoreError::Io {
-                path: d.clone(),
-                source,
-            })?;
-        }
+        private_dirs(data_dir)?;
         let keys = data_dir.join("keys");
         let (pki, ca_created) = Pki::load_or_create(&keys)?;
         ensure_evidence_key(&keys.join("evidence.key"))?;
@@ -112,12 +121,14 @@ impl Core {
         }
         let db = Db::new(store);
         let pki = Arc::new(pki);
-        let models: Arc<crate::pipeline::ModelBoard> = Arc::default();
+        let models: Arc<crate::model_board::ModelBoard> = Arc::default();
         let console =
             Arc::new(RocksConsoleStore::new(db.clone(), pki.clone()).with_models(models.clone()));
-        // The console's own bootstrap, so the password shown once logs into it.
+        // The console's own bootstrap, so the password in the file logs into it.
+        let admin_password = vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?;
         let first = FirstStart {
-            admin_password: vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?,
+            admin_password_file: first_password_file(data_dir, console.as_ref(), &admin_password)?,
+            admin_password,
             ca_created,
         };
         let registry = Arc::new(Registry::load(db.clone())?);
@@ -150,6 +161,90 @@ impl Core {
     /// Path of the admin socket.
     pub fn admin_socket(data_dir: &Path) -> PathBuf {
         data_dir.join("run").join("admin.sock")
+    }
+}
+
+/// Create the data directory and `keys/`, `run/`, `db/` as mode 0700 (and
+/// tighten them if they already exist): they hold keys, tokens and the
+/// admin socket.
+fn private_dirs(data_dir: &Path) -> Result<(), CoreError> {
+    for d in [
+        data_dir.to_owned(),
+        data_dir.join("keys"),
+        data_dir.join("run"),
+        data_dir.join("db"),
+    ] {
+        let io = |source| CoreError::Io {
+            path: d.clone(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(io)?;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Write a just-generated admin password to its 0600 file; once the admin
+/// has chosen their own password, remove a file left behind.
+fn first_password_file(
+    data_dir: &Path,
+    console: &RocksConsoleStore,
+    password: &Option<String>,
+) -> Result<Option<PathBuf>, CoreError> {
+    use vigil_web_ui::ConsoleStore;
+    let path = data_dir.join(FIRST_PASSWORD_FILE);
+    if let Some(pw) = password {
+        write_private(&path, format!("{pw}\n").as_bytes())?;
+        return Ok(Some(path));
+    }
+    let changed = console
+        .user(FIRST_ADMIN)
+        .map_err(vigil_web_ui::error::UiError::from)?
+        .is_none_or(|u| !u.must_change_password);
+    if changed && path.exists() {
+        std::fs::remove_file(&path).map_err(|source| CoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(None)
+}
+
+/// The address the console's HTTPS listener binds by default: `given`
+/// (remembered in `DATA/management.json` for later starts), else the one
+/// remembered, else `None`.
+pub fn management_address(
+    data_dir: &Path,
+    given: Option<IpAddr>,
+) -> Result<Option<IpAddr>, CoreError> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Management {
+        address: IpAddr,
+    }
+    private_dirs(data_dir)?;
+    let path = data_dir.join(MANAGEMENT_FILE);
+    if let Some(address) = given {
+        let json =
+            serde_json::to_vec_pretty(&Management { address }).map_err(|e| CoreError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        write_private(&path, &json)?;
+        return Ok(Some(address));
+    }
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Management>(&bytes)
+            .map(|m| Some(m.address))
+            .map_err(|e| CoreError::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CoreError::Io { path, source }),
     }
 }
 

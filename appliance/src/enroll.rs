@@ -5,7 +5,7 @@
 use crate::db::{Db, HostRecord, TokenRecord};
 use crate::pki::Pki;
 use crate::registry::Registry;
-use crate::store::StoreError;
+use crate::store::{Cf, StoreError};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,10 @@ pub struct NewToken {
     pub uses: u32,
     /// SHA-256 of the CA certificate, lowercase hex, for the sensor to pin.
     pub ca_fingerprint: String,
+    /// The number `vigil token list|revoke` and the console know it by
+    /// (0: created without a listing entry, e.g. by the library API).
+    #[serde(default)]
+    pub id: u64,
 }
 
 /// The key a token is stored under: SHA-256 of its (trimmed) secret.
@@ -53,7 +57,32 @@ pub fn create_token(
         expires_ns,
         uses,
         ca_fingerprint: pki.ca_fingerprint(),
+        id: 0,
     })
+}
+
+/// Where a token's revocation is recorded (`meta` cf, value: when, ns).
+/// Kept beside the token record rather than in it so the stored token
+/// format does not change.
+const REVOKED: &[u8] = b"enroll/revoked/";
+
+fn revoked_key(hash: &[u8; 32]) -> Vec<u8> {
+    [REVOKED, hash.as_slice()].concat()
+}
+
+/// When the token with secret hash `hash` was revoked, if it was.
+pub fn token_revoked_ns(db: &Db, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
+    db.record(Cf::Meta, &revoked_key(hash))
+}
+
+/// Revoke the token with secret hash `hash`: it enrolls nothing from now
+/// on. Returns whether it was revoked now (`false`: it already was).
+pub fn revoke_token(db: &Db, hash: &[u8; 32], now_ns: u64) -> Result<bool, StoreError> {
+    if token_revoked_ns(db, hash)?.is_some() {
+        return Ok(false);
+    }
+    db.put_record(Cf::Meta, &revoked_key(hash), &now_ns)?;
+    Ok(true)
 }
 
 fn refusal(code: &str, message: impl Into<String>) -> Refusal {
@@ -97,6 +126,15 @@ impl Enrollment {
             .token(&hash)
             .map_err(internal)?
             .ok_or_else(|| refusal("token_unknown", "this enrollment token is not known"))?;
+        if token_revoked_ns(&self.db, &hash)
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(refusal(
+                "token_revoked",
+                "this enrollment token was revoked; create a new one with `vigil token create`",
+            ));
+        }
         if now_ns >= tok.expires_ns {
             return Err(refusal(
                 "token_expired",
@@ -117,7 +155,7 @@ impl Enrollment {
         };
         let cert_der = self
             .pki
-            .sign_client_csr(&req.csr_der, host)
+            .sign_client_csr(&req.csr_der, host, std::time::SystemTime::now())
             .map_err(|e| refusal("bad_csr", e.to_string()))?;
         tok.uses_left -= 1;
         let rec = HostRecord {

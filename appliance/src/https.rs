@@ -1,6 +1,8 @@
 //! The HTTPS server (axum over rustls): `/healthz`, `/metrics` (Prometheus
 //! text, bearer token from `DATA/metrics.token`), plus any router the caller
-//! merges in (the web UI).
+//! merges in (the web UI). Every response, whichever route made it, carries
+//! the console's security headers, and handlers see the client's address
+//! (`ConnectInfo<SocketAddr>`, used by the login backoff).
 
 use crate::core::Core;
 use crate::shutdown::Shutdown;
@@ -95,7 +97,9 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// Serve `app` over TLS on `listener` until shutdown (5 s grace).
+/// Serve `app` over TLS on `listener` until shutdown (5 s grace), with the
+/// security headers on every response and the peer address available to
+/// handlers.
 pub async fn serve(
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -109,8 +113,11 @@ pub async fn serve(
         stopper.graceful_shutdown(Some(Duration::from_secs(5)));
     });
     let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    let app = app.layer(axum::middleware::map_response(
+        vigil_web_ui::security::security_headers,
+    ));
     axum_server::from_tcp_rustls(listener, config)
         .handle(handle)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
 }

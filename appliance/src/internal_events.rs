@@ -2,6 +2,7 @@
 //! style): `emit` logs the event and bumps its counter in one place, so a
 //! number on `/metrics` always has a log line behind it.
 
+use crate::db::quarantine::QuarantineReason;
 use crate::metrics::Metrics;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -89,6 +90,9 @@ impl InternalEvent for FrameRejected<'_> {
             "frame rejected"
         );
         m.rejected_frames.add(self.reason, 1);
+        if let Some(h) = self.host {
+            m.host_flags.add(h, self.reason);
+        }
     }
 }
 
@@ -122,7 +126,75 @@ impl InternalEvent for LossReported {
         tracing::warn!(host = %self.host, from = self.from_seq, to = self.to_seq,
             count = self.count, "sensor reported lost events");
         m.loss_records.fetch_add(1, Ordering::Relaxed);
-        m.events_lost.fetch_add(self.count, Ordering::Relaxed);
+        // A sensor chooses `count`: never let it wrap the counter.
+        let _ = m
+            .events_lost
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(self.count))
+            });
+    }
+}
+
+/// An acknowledged event broke an ingest rule and went to quarantine.
+pub struct EventQuarantined {
+    pub host: HostId,
+    pub seq: u64,
+    pub reason: QuarantineReason,
+}
+
+impl InternalEvent for EventQuarantined {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(host = %self.host, seq = self.seq, reason = self.reason.label(),
+            "event quarantined");
+        m.quarantined.add(self.reason.label(), 1);
+        m.host_flags
+            .add(self.host, &format!("quarantined: {}", self.reason.label()));
+    }
+}
+
+/// A host sent events faster than its budget and was made to wait.
+pub struct HostThrottled {
+    pub host: HostId,
+    pub wait: Duration,
+}
+
+impl InternalEvent for HostThrottled {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(host = %self.host, wait_ms = self.wait.as_millis() as u64,
+            "sensor over its event rate, throttled");
+        m.rejected_frames.add("throttled", 1);
+        m.host_flags.add(self.host, "throttled");
+    }
+}
+
+/// A sensor claimed an address or name another host owns; the claim was
+/// refused for detection and recorded.
+pub struct IdentityConflicted<'a> {
+    pub conflict: &'a crate::identity::Conflict,
+}
+
+impl InternalEvent for IdentityConflicted<'_> {
+    fn emit(self, m: &Metrics) {
+        let c = self.conflict;
+        tracing::warn!(host = %c.host, held_by = %c.held_by, claim = ?c.claim,
+            "identity claim refused: owned by another host");
+        let label = match c.claim {
+            crate::identity::Claim::Addr(_) => "identity_conflict_addr",
+            crate::identity::Claim::Name(_) => "identity_conflict_name",
+        };
+        m.rejected_frames.add(label, 1);
+    }
+}
+
+/// A commit of the ingest writer panicked; the writer carried on with
+/// fresh state and the group's batches were refused (never acknowledged).
+pub struct WriterRestarted;
+
+impl InternalEvent for WriterRestarted {
+    fn emit(self, m: &Metrics) {
+        tracing::error!("ingest writer commit panicked; batches refused, writer restarted");
+        m.write_errors.fetch_add(1, Ordering::Relaxed);
+        m.rejected_frames.add("writer_restarted", 1);
     }
 }
 
@@ -160,6 +232,34 @@ impl InternalEvent for EnrollmentRefused<'_> {
     fn emit(self, m: &Metrics) {
         tracing::warn!(code = self.code, "enrollment refused");
         m.enroll_refused.add(self.code, 1);
+    }
+}
+
+/// A sensor's client certificate was renewed over its connection.
+pub struct CertificateRenewed {
+    pub host: HostId,
+    /// When the new certificate expires, ns since the Unix epoch.
+    pub not_after_ns: u64,
+}
+
+impl InternalEvent for CertificateRenewed {
+    fn emit(self, m: &Metrics) {
+        tracing::info!(host = %self.host, not_after_ns = self.not_after_ns, "sensor certificate renewed");
+        m.cert_renewals.add("renewed", 1);
+    }
+}
+
+/// A sensor's certificate renewal was refused (`code` starts with `renew_`).
+pub struct RenewalRefused<'a> {
+    pub host: HostId,
+    pub code: &'a str,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for RenewalRefused<'_> {
+    fn emit(self, m: &Metrics) {
+        tracing::warn!(host = %self.host, code = self.code, detail = self.detail, "certificate renewal refused");
+        m.cert_renewals.add(self.code, 1);
     }
 }
 

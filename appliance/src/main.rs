@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use vigil_appliance::admin::{AdminRequest, AdminResponse};
@@ -18,29 +18,54 @@ struct Args {
     cmd: Cmd,
 }
 
+/// `vigil serve` flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "/var/lib/vigil")]
+    data: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:4433")]
+    quic_listen: SocketAddr,
+    /// Address of the management network the console serves on;
+    /// remembered in DATA/management.json for later starts.
+    #[arg(long)]
+    management_address: Option<IpAddr>,
+    /// Console port on the management address (or 127.0.0.1 without one).
+    #[arg(long, default_value_t = 8443)]
+    https_port: u16,
+    /// Exact console address; wins over --management-address (pass
+    /// 0.0.0.0:8443 to serve on every interface).
+    #[arg(long)]
+    https_listen: Option<SocketAddr>,
+    /// End console sessions unused this long (e.g. 30m).
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    session_idle_timeout: Duration,
+    /// Delete events older than this many days (0: no age bound).
+    #[arg(long)]
+    retention_days: Option<u32>,
+    /// Keep stored events under this many bytes (0: no size bound).
+    #[arg(long)]
+    retention_bytes: Option<u64>,
+    /// How often retention runs (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    retention_interval: Duration,
+    /// How long a new host only learns before it may alert (e.g. 7d, 0s).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    learning_period: Duration,
+    /// Most an event may be dated ahead of this clock; later ones are
+    /// acknowledged but quarantined (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    max_future_skew: Duration,
+    /// Store events older than the retention horizon instead of
+    /// quarantining them: an explicit historical import (`vigil replay`
+    /// of a data set with its own dates).
+    #[arg(long)]
+    accept_historical: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the appliance (QUIC ingest, HTTPS, retention).
-    Serve {
-        #[arg(long, default_value = "/var/lib/vigil")]
-        data: PathBuf,
-        #[arg(long, default_value = "0.0.0.0:4433")]
-        quic_listen: SocketAddr,
-        #[arg(long, default_value = "0.0.0.0:8443")]
-        https_listen: SocketAddr,
-        /// Delete events older than this many days (0: no age bound).
-        #[arg(long)]
-        retention_days: Option<u32>,
-        /// Keep stored events under this many bytes (0: no size bound).
-        #[arg(long)]
-        retention_bytes: Option<u64>,
-        /// How often retention runs (e.g. 5m).
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        retention_interval: Duration,
-        /// How long a new host only learns before it may alert (e.g. 7d, 0s).
-        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-        learning_period: Duration,
-    },
+    Serve(ServeArgs),
     /// Alerts and lateral-movement incidents.
     Alerts {
         #[arg(long, default_value = "/var/lib/vigil")]
@@ -119,6 +144,18 @@ enum TokenCmd {
         #[arg(long, default_value_t = 1)]
         uses: u32,
     },
+    /// List enrollment tokens (ids, labels, uses, state; never secrets).
+    List {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+    },
+    /// Revoke an enrollment token: it enrolls no more sensors.
+    Revoke {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// The token's id from `vigil token list`.
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,31 +195,7 @@ fn main() -> Result<()> {
         .init();
     let args = Args::parse();
     let (data, req) = match args.cmd {
-        Cmd::Serve {
-            data,
-            quic_listen,
-            https_listen,
-            retention_days,
-            retention_bytes,
-            retention_interval,
-            learning_period,
-        } => {
-            let mut cfg = ServeConfig::new(data);
-            if let Some(p) = cfg.pipeline.as_mut() {
-                p.detector.learning_period_ns = learning_period.as_nanos() as u64;
-            }
-            cfg.quic_listen = quic_listen;
-            cfg.https_listen = https_listen;
-            cfg.retention_interval = retention_interval;
-            if retention_days.is_some() || retention_bytes.is_some() {
-                let d = RetentionPolicy::default();
-                cfg.retention = Some(RetentionPolicy {
-                    max_age_days: retention_days.unwrap_or(d.max_age_days),
-                    max_bytes: retention_bytes.unwrap_or(d.max_bytes),
-                });
-            }
-            return serve(cfg);
-        }
+        Cmd::Serve(args) => return serve_command(args),
         Cmd::Token {
             cmd: TokenCmd::Create { data, ttl, uses },
         } => (
@@ -192,6 +205,12 @@ fn main() -> Result<()> {
                 uses,
             },
         ),
+        Cmd::Token {
+            cmd: TokenCmd::List { data },
+        } => (data, AdminRequest::ListTokens),
+        Cmd::Token {
+            cmd: TokenCmd::Revoke { data, id },
+        } => (data, AdminRequest::RevokeToken { id }),
         Cmd::Sensor {
             cmd: SensorCmd::List { data },
         } => (data, AdminRequest::ListSensors),
@@ -287,10 +306,47 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn print_first_password(pw: Option<String>) {
-    if let Some(pw) = pw {
-        eprintln!("first start: created user `admin` with one-time password: {pw}");
+/// Say where the first admin password is; the password itself is never
+/// printed (output ends up in logs).
+fn print_first_password(file: Option<PathBuf>) {
+    if let Some(file) = file {
+        eprintln!("{}", first_password_notice(&file));
     }
+}
+
+fn first_password_notice(file: &std::path::Path) -> String {
+    format!(
+        "first start: created user `admin`; its one-time password is in {} (mode 0600, \
+         removed once changed; the console asks for a new one at first login)",
+        file.display()
+    )
+}
+
+/// Where the console listens: `--https-listen` as given; else the
+/// management address (given now or remembered) on `port`; else loopback
+/// only, saying how to change that.
+fn console_listen(
+    data: &std::path::Path,
+    management: Option<IpAddr>,
+    port: u16,
+    explicit: Option<SocketAddr>,
+) -> Result<SocketAddr> {
+    let remembered = vigil_appliance::core::management_address(data, management)
+        .context("management address")?;
+    if let Some(addr) = explicit {
+        return Ok(addr);
+    }
+    Ok(match remembered {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => {
+            eprintln!(
+                "the console listens on 127.0.0.1 only; start once with \
+                 `--management-address IP` to serve it on the management network \
+                 (remembered for later starts)"
+            );
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)
+        }
+    })
 }
 
 fn serve(cfg: ServeConfig) -> Result<()> {
@@ -303,8 +359,8 @@ fn serve(cfg: ServeConfig) -> Result<()> {
         let app = Appliance::start(cfg)
             .await
             .with_context(|| format!("start appliance in {}", data.display()))?;
-        if let Some(pw) = &app.first_start.admin_password {
-            println!("first start: created user `admin`; one-time password (shown only now): {pw}");
+        if let Some(file) = &app.first_start.admin_password_file {
+            println!("{}", first_password_notice(file));
         }
         println!("QUIC listening on {}", app.quic_addr);
         println!("HTTPS listening on {}", app.https_addr);
@@ -362,4 +418,46 @@ fn find_tool(name: &str) -> Option<PathBuf> {
         })
         .unwrap_or_default();
     beside.into_iter().chain(on_path).find(|p| p.is_file())
+}
+
+/// `vigil serve`: flags into a [`ServeConfig`], then run it.
+fn serve_command(args: ServeArgs) -> Result<()> {
+    let ServeArgs {
+        data,
+        quic_listen,
+        management_address,
+        https_port,
+        https_listen,
+        session_idle_timeout,
+        retention_days,
+        retention_bytes,
+        retention_interval,
+        learning_period,
+        max_future_skew,
+        accept_historical,
+    } = args;
+    // Nothing this process creates (keys, tokens, sockets, RocksDB
+    // files) is for other users.
+    // SAFETY: umask only sets the process file-mode mask.
+    unsafe { libc::umask(0o077) };
+    let mut cfg = ServeConfig::new(&data);
+    if let Some(p) = cfg.pipeline.as_mut() {
+        p.detector.learning_period_ns = learning_period.as_nanos() as u64;
+    }
+    cfg.quic_listen = quic_listen;
+    cfg.https_listen = console_listen(&data, management_address, https_port, https_listen)?;
+    cfg.console_idle_timeout = session_idle_timeout;
+    cfg.retention_interval = retention_interval;
+    cfg.ingest_rules = vigil_appliance::ingest::rules::IngestRules {
+        max_future_ns: max_future_skew.as_nanos().min(u128::from(u64::MAX)) as u64,
+        accept_historical,
+    };
+    if retention_days.is_some() || retention_bytes.is_some() {
+        let d = RetentionPolicy::default();
+        cfg.retention = Some(RetentionPolicy {
+            max_age_days: retention_days.unwrap_or(d.max_age_days),
+            max_bytes: retention_bytes.unwrap_or(d.max_bytes),
+        });
+    }
+    serve(cfg)
 }

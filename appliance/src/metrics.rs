@@ -40,7 +40,8 @@ impl Labelled {
     /// Add `n` under `label`.
     pub fn add(&self, label: &str, n: u64) {
         let mut m = self.0.lock().expect("labelled counter lock");
-        *m.entry(label.to_owned()).or_default() += n;
+        let v = m.entry(label.to_owned()).or_default();
+        *v = v.saturating_add(n);
     }
 
     /// Snapshot of all labels.
@@ -50,7 +51,46 @@ impl Labelled {
 
     /// Sum over labels.
     pub fn total(&self) -> u64 {
-        self.0.lock().expect("labelled counter lock").values().sum()
+        self.0
+            .lock()
+            .expect("labelled counter lock")
+            .values()
+            .fold(0u64, |a, v| a.saturating_add(*v))
+    }
+}
+
+/// Per-host counts of refused or quarantined input, by reason. Bounded:
+/// beyond [`HostFlags::MAX_HOSTS`] hosts new ones are not tracked (the
+/// global counters still count them).
+#[derive(Debug, Default)]
+pub struct HostFlags(Mutex<std::collections::HashMap<vigil_proto::HostId, BTreeMap<String, u64>>>);
+
+impl HostFlags {
+    /// Most hosts tracked.
+    pub const MAX_HOSTS: usize = 100_000;
+
+    /// Count one `reason` against `host`.
+    pub fn add(&self, host: vigil_proto::HostId, reason: &str) {
+        let mut m = self.0.lock().expect("host flags lock");
+        if m.len() >= Self::MAX_HOSTS && !m.contains_key(&host) {
+            return;
+        }
+        let v = m
+            .entry(host)
+            .or_default()
+            .entry(reason.to_owned())
+            .or_default();
+        *v = v.saturating_add(1);
+    }
+
+    /// `host`'s counts, by reason.
+    pub fn of(&self, host: vigil_proto::HostId) -> BTreeMap<String, u64> {
+        self.0
+            .lock()
+            .expect("host flags lock")
+            .get(&host)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -159,6 +199,13 @@ pub struct Metrics {
     pub rejected_frames: Labelled,
     pub handshake_rejects: Labelled,
     pub enroll_refused: Labelled,
+    /// Certificate renewals by outcome: `renewed` or the refusal code.
+    pub cert_renewals: Labelled,
+    /// Acknowledged events kept in quarantine, by reason.
+    pub quarantined: Labelled,
+    /// What each host's sensor did that was refused, quarantined or
+    /// throttled, by reason (shown on the host in the console).
+    pub host_flags: HostFlags,
     pub write_latency: Histogram,
     /// Recent ingest rate (f64 bits), sampled by the housekeeping task.
     pub rate_bits: AtomicU64,
@@ -193,6 +240,9 @@ pub struct MetricsSnapshot {
     pub rejected_frames: BTreeMap<String, u64>,
     pub handshake_rejects: BTreeMap<String, u64>,
     pub enroll_refused: BTreeMap<String, u64>,
+    /// Events quarantined at ingest, by reason.
+    #[serde(default)]
+    pub quarantined: BTreeMap<String, u64>,
     pub write_latency_count: u64,
     pub write_latency_mean_us: u64,
     pub detection_events: u64,
@@ -257,6 +307,7 @@ impl Metrics {
             rejected_frames: self.rejected_frames.snapshot(),
             handshake_rejects: self.handshake_rejects.snapshot(),
             enroll_refused: self.enroll_refused.snapshot(),
+            quarantined: self.quarantined.snapshot(),
             write_latency_count: count,
             write_latency_mean_us: sum.checked_div(count).unwrap_or(0),
             detection_events: load(&self.detection_events),
@@ -270,7 +321,19 @@ impl Metrics {
     /// Prometheus text exposition of every counter.
     pub fn render_prometheus(&self, extra_gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 15] = [
+        for (name, help, v) in self.counters() {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        self.render_rest(&mut out, extra_gauges);
+        out
+    }
+
+    /// Every plain counter: (name, help, value).
+    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
+        [
             (
                 "vigil_events_ingested_total",
                 "Events stored (new, after dedupe).",
@@ -346,13 +409,11 @@ impl Metrics {
                 "True-positive verdicts excluded from retraining.",
                 load(&self.verdicts_applied),
             ),
-        ];
-        for (name, help, v) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        }
+        ]
+    }
+
+    /// Labelled counters, histograms and the caller's gauges.
+    fn render_rest(&self, out: &mut String, extra_gauges: &[(&str, &str, f64)]) {
         let labelled = [
             (
                 "vigil_rejected_frames_total",
@@ -369,6 +430,16 @@ impl Metrics {
                 "Enrollment attempts refused.",
                 &self.enroll_refused,
             ),
+            (
+                "vigil_cert_renewals_total",
+                "Sensor certificate renewals, by outcome (renewed or refusal code).",
+                &self.cert_renewals,
+            ),
+            (
+                "vigil_quarantined_events_total",
+                "Acknowledged events kept out of the event store, by reason.",
+                &self.quarantined,
+            ),
         ];
         for (name, help, c) in labelled {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -377,19 +448,19 @@ impl Metrics {
             }
         }
         render_histogram(
-            &mut out,
+            out,
             "vigil_write_latency_seconds",
             "Synced group-commit write latency.",
             &self.write_latency,
         );
         render_histogram(
-            &mut out,
+            out,
             "vigil_alert_latency_seconds",
             "Sensor event time to single-host alert stored.",
             &self.alert_latency.0,
         );
         render_histogram(
-            &mut out,
+            out,
             "vigil_incident_latency_seconds",
             "Sensor event time of the latest hop to incident stored.",
             &self.incident_latency.0,
@@ -397,7 +468,6 @@ impl Metrics {
         for (name, help, v) in extra_gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
-        out
     }
 }
 

@@ -38,6 +38,29 @@ pub fn sensor_state(rec: &HostRecord, now_ns: u64) -> SensorState {
     }
 }
 
+/// What the console warns about a host: refused or quarantined input by
+/// reason, and identity claims another host owns.
+pub fn host_warnings(
+    flags: &std::collections::BTreeMap<String, u64>,
+    conflicts: &[crate::identity::Conflict],
+) -> Vec<String> {
+    let mut out: Vec<String> = flags
+        .iter()
+        .map(|(reason, n)| format!("{n} × {reason}"))
+        .collect();
+    for c in conflicts {
+        let what = match &c.claim {
+            crate::identity::Claim::Addr(a) => format!("address {a}"),
+            crate::identity::Claim::Name(n) => format!("name {n:?}"),
+        };
+        out.push(format!(
+            "claims {what}, which host {} owns (refused)",
+            c.held_by
+        ));
+    }
+    out
+}
+
 /// Build the summary the UI shows for one host.
 pub fn summarize(
     rec: &HostRecord,
@@ -60,6 +83,7 @@ pub fn summarize(
         lost_total: counts.lost_total,
         isolated: rec.isolated,
         open_alerts,
+        warnings: Vec::new(),
     }
 }
 
@@ -75,15 +99,29 @@ impl StoreReader {
         StoreReader { core }
     }
 
+    /// The console's warnings about one host (see [`host_warnings`]).
+    fn warnings(&self, host: HostId) -> Result<Vec<String>, QueryError> {
+        let conflicts = self.core.db.identity_conflicts(host).map_err(storage)?;
+        Ok(host_warnings(
+            &self.core.metrics.host_flags.of(host),
+            &conflicts,
+        ))
+    }
+
+    /// Open alerts per host on their path, suppressed ones left out (as
+    /// every list shows them).
     fn open_alerts_by_host(&self) -> Result<HashMap<HostId, u32>, QueryError> {
         let alerts = self
             .core
             .db
-            .alerts(&AlertFilter {
-                open_only: true,
-                limit: usize::MAX,
-                ..AlertFilter::default()
-            })
+            .alerts_seen(
+                &AlertFilter {
+                    open_only: true,
+                    limit: usize::MAX,
+                    ..AlertFilter::default()
+                },
+                (self.core.clock)(),
+            )
             .map_err(storage)?;
         let mut by_host = HashMap::new();
         for a in alerts.iter().filter(|a| alert_is_open(a)) {
@@ -106,7 +144,9 @@ impl ReadApi for StoreReader {
             .map(|r| {
                 let counts = self.core.db.host_counts(HostId(r.id)).map_err(storage)?;
                 let n = open.get(&HostId(r.id)).copied().unwrap_or(0);
-                Ok(summarize(r, &counts, n, now))
+                let mut h = summarize(r, &counts, n, now);
+                h.warnings = self.warnings(h.id)?;
+                Ok(h)
             })
             .collect()
     }
@@ -119,7 +159,9 @@ impl ReadApi for StoreReader {
             .ok_or_else(|| QueryError::NotFound(format!("host {id}")))?;
         let counts = self.core.db.host_counts(id).map_err(storage)?;
         let open = self.open_alerts_by_host()?.get(&id).copied().unwrap_or(0);
-        Ok(summarize(&rec, &counts, open, (self.core.clock)()))
+        let mut h = summarize(&rec, &counts, open, (self.core.clock)());
+        h.warnings = self.warnings(id)?;
+        Ok(h)
     }
 
     fn events(&self, filter: &EventFilter) -> Result<EventPage, QueryError> {
@@ -140,15 +182,24 @@ impl ReadApi for StoreReader {
     }
 
     fn alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRecord>, QueryError> {
-        self.core.db.alerts(filter).map_err(storage)
+        self.core
+            .db
+            .alerts_seen(filter, (self.core.clock)())
+            .map_err(storage)
     }
 
+    /// One alert, whether or not a suppression hides it (`suppressed_by`
+    /// names the one that does): suppressed alerts stay retrievable.
     fn alert(&self, id: u64) -> Result<AlertRecord, QueryError> {
-        self.core
+        let mut a = self
+            .core
             .db
             .alert(id)
             .map_err(storage)?
-            .ok_or_else(|| QueryError::NotFound(format!("alert {id}")))
+            .ok_or_else(|| QueryError::NotFound(format!("alert {id}")))?;
+        let rules = self.core.db.suppressions().map_err(storage)?;
+        vigil_proto::suppress::mark(&mut a, &rules, (self.core.clock)());
+        Ok(a)
     }
 
     fn edges(&self, since_ns: u64) -> Result<Vec<EdgeRecord>, QueryError> {
@@ -176,9 +227,9 @@ impl ReadApi for StoreReader {
         let mut stats = ApplianceStats::default();
         for r in self.core.registry.all() {
             let c = self.core.db.host_counts(HostId(r.id)).map_err(storage)?;
-            stats.events_total += c.events_total;
-            stats.duplicates_total += c.duplicates_total;
-            stats.lost_total += c.lost_total;
+            stats.events_total = stats.events_total.saturating_add(c.events_total);
+            stats.duplicates_total = stats.duplicates_total.saturating_add(c.duplicates_total);
+            stats.lost_total = stats.lost_total.saturating_add(c.lost_total);
         }
         let m = &self.core.metrics;
         stats.events_per_s = m.events_per_s();
@@ -224,6 +275,7 @@ impl ReadApi for StoreReader {
             ("rejected_frames", &snap.rejected_frames),
             ("handshake_rejects", &snap.handshake_rejects),
             ("enroll_refused", &snap.enroll_refused),
+            ("quarantined", &snap.quarantined),
         ] {
             for (reason, n) in map {
                 counters.push((format!("{name}{{reason=\"{reason}\"}}"), *n));

@@ -4,25 +4,21 @@
 //! `hosts` column family.
 
 use crate::db::{Db, HealthSample, HostRecord};
+use crate::identity;
 use crate::store::StoreError;
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
+use vigil_models::registry::canonical_ip;
 use vigil_proto::control::{Heartbeat, Hello};
 use vigil_proto::{Command, HostId};
 
-/// Application close code: the host's certificate is revoked.
-pub const CLOSE_REVOKED: u32 = 0x10;
-/// Application close code: no client certificate on the ingest ALPN.
-pub const CLOSE_NO_CERT: u32 = 0x11;
-/// Application close code: certificate valid but host unknown to this appliance.
-pub const CLOSE_UNKNOWN_HOST: u32 = 0x12;
-/// Application close code: protocol violation on the control stream.
-pub const CLOSE_PROTOCOL: u32 = 0x13;
-/// Application close code: the appliance is shutting down.
-pub const CLOSE_SHUTDOWN: u32 = 0x14;
-/// Application close code: a newer connection of the same host replaced this one.
-pub const CLOSE_REPLACED: u32 = 0x15;
+/// QUIC close codes: one definition, shared with the sensor.
+pub use vigil_proto::close::{
+    NO_CERT as CLOSE_NO_CERT, PROTOCOL as CLOSE_PROTOCOL, REPLACED as CLOSE_REPLACED,
+    REVOKED as CLOSE_REVOKED, SHUTDOWN as CLOSE_SHUTDOWN, UNKNOWN_HOST as CLOSE_UNKNOWN_HOST,
+};
 
 /// Least time between two stored health samples of one host.
 pub const HEALTH_SAMPLE_EVERY_NS: u64 = 60_000_000_000;
@@ -146,28 +142,47 @@ impl Registry {
         Ok(())
     }
 
-    /// A sensor said hello.
+    /// A sensor said hello: record what it says it is, except addresses
+    /// another host owns. Returns the refused claims.
     pub fn on_hello(
         &self,
         host: HostId,
         hello: &Hello,
         heartbeat_ms: u32,
         now_ns: u64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Vec<identity::Conflict>, RegistryError> {
+        // A claim of another host's address is refused (kept out of the
+        // record) and recorded; a name is kept for display, and the
+        // pipeline resolves who owns it (see `crate::identity`).
+        let conflicts = identity::conflicts_of(&self.all(), host, &hello.hostname, &hello.addrs);
+        let refused: Vec<IpAddr> = conflicts
+            .iter()
+            .filter_map(|c| match c.claim {
+                identity::Claim::Addr(a) => Some(a),
+                identity::Claim::Name(_) => None,
+            })
+            .collect();
+        let addrs: Vec<IpAddr> = hello
+            .addrs
+            .iter()
+            .copied()
+            .filter(|a| !refused.contains(&canonical_ip(*a)))
+            .collect();
         let mut renamed = false;
         self.update(host, false, |r| {
-            renamed = r.hostname != hello.hostname || r.addrs != hello.addrs;
+            renamed = r.hostname != hello.hostname || r.addrs != addrs;
             r.hostname = hello.hostname.clone();
             r.os = hello.os.clone();
-            r.addrs = hello.addrs.clone();
+            r.addrs = addrs;
             r.sensor_version = hello.sensor_version.clone();
             r.heartbeat_ms = heartbeat_ms;
             r.last_seen_ns = now_ns;
         })?;
+        self.db.put_identity_conflicts(host, &conflicts)?;
         if renamed {
             self.db.note_identity_change();
         }
-        Ok(())
+        Ok(conflicts)
     }
 
     /// A heartbeat arrived: update last seen and health; persist the record

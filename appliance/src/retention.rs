@@ -14,8 +14,9 @@ use std::time::Duration;
 use vigil_proto::HostId;
 
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
-/// Most size-bound rounds per pass (each drops about a quarter of the remaining time span).
-const MAX_SIZE_ROUNDS: usize = 16;
+/// Most size-bound rounds per pass (sizes are approximate, so a round may
+/// leave a host slightly over its share; the next one corrects it).
+const MAX_SIZE_ROUNDS: usize = 4;
 
 fn events_bytes(db: &Db) -> u64 {
     db.store().size_bytes(Cf::Events) + db.store().size_bytes(Cf::SeqIndex)
@@ -73,6 +74,13 @@ fn cut_before(db: &Db, hosts: &[HostId], cutoff_ns: u64) -> Result<(), StoreErro
 }
 
 /// Apply `policy` once at time `now_ns`; returns what was done.
+///
+/// The age bound cuts every host at `now - max_age_days`. The byte bound
+/// is shared out per host ([`water_level`]): hosts at or under their share
+/// keep everything, and each host over it loses only its own oldest events
+/// until it is back at the share. So one host's volume or timestamps (a
+/// flood, an event dated far in the future) can never push another host's
+/// events out.
 pub fn apply(db: &Db, policy: &RetentionPolicy, now_ns: u64) -> Result<RetentionRun, StoreError> {
     let hosts = hosts_with_events(db)?;
     let bytes_before = events_bytes(db);
@@ -89,23 +97,14 @@ pub fn apply(db: &Db, policy: &RetentionPolicy, now_ns: u64) -> Result<Retention
             if events_bytes(db) <= policy.max_bytes {
                 break;
             }
-            let mut oldest = u64::MAX;
-            let mut newest = 0;
-            for &h in &hosts {
-                if let Some(t) = db.oldest_event_ts(h)? {
-                    oldest = oldest.min(t);
-                }
-                if let Some(t) = newest_event_ts(db, h)? {
-                    newest = newest.max(t);
-                }
-            }
-            if oldest == u64::MAX {
+            let cuts = size_cuts(db, &hosts, policy.max_bytes)?;
+            if cuts.is_empty() {
                 break;
             }
-            let step = (newest.saturating_sub(oldest) / 4).max(1);
-            let size_cut = oldest.saturating_add(step);
-            cut_before(db, &hosts, size_cut)?;
-            cutoff = cutoff.max(size_cut);
+            for (h, cut) in cuts {
+                cut_before(db, &[h], cut)?;
+                cutoff = cutoff.max(cut);
+            }
         }
     }
     let run = RetentionRun {
@@ -116,6 +115,80 @@ pub fn apply(db: &Db, policy: &RetentionPolicy, now_ns: u64) -> Result<Retention
     };
     db.put_retention_run(&run)?;
     Ok(run)
+}
+
+/// The per-host share of `budget` bytes ("water filling"): the largest
+/// level `q` with `sum(min(size, q)) <= budget`. Hosts at or under `q`
+/// keep everything; `u64::MAX` when everything fits.
+pub fn water_level(sizes: &[u64], budget: u64) -> u64 {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut left = budget;
+    for (i, &s) in sorted.iter().enumerate() {
+        let hosts_left = (sorted.len() - i) as u64;
+        if s.saturating_mul(hosts_left) <= left {
+            left -= s;
+        } else {
+            return left / hosts_left;
+        }
+    }
+    u64::MAX
+}
+
+/// Bytes a host's events occupy from `from_ts` on.
+fn event_bytes_from(db: &Db, host: HostId, from_ts: u64) -> u64 {
+    db.store()
+        .approx_range_bytes(Cf::Events, &event_key(host, from_ts, 0), &host_end(host))
+}
+
+/// Bytes a host's events and their seq index occupy.
+fn host_bytes(db: &Db, host: HostId) -> u64 {
+    event_bytes_from(db, host, 0)
+        + db.store()
+            .approx_range_bytes(Cf::SeqIndex, &host_prefix(host), &host_end(host))
+}
+
+/// For each host over its share of `budget`: the earliest timestamp to
+/// keep so that it fits its share again (its oldest events go first).
+fn size_cuts(db: &Db, hosts: &[HostId], budget: u64) -> Result<Vec<(HostId, u64)>, StoreError> {
+    db.store().flush()?;
+    let sizes: Vec<u64> = hosts.iter().map(|&h| host_bytes(db, h)).collect();
+    let level = water_level(&sizes, budget);
+    let mut cuts = Vec::new();
+    for (&h, &size) in hosts.iter().zip(&sizes) {
+        if size <= level {
+            continue;
+        }
+        let Some(oldest) = db.oldest_event_ts(h)? else {
+            continue;
+        };
+        let newest = newest_event_ts(db, h)?.unwrap_or(oldest);
+        // The seq index shrinks with the events it points at: keep the
+        // events' part of the share in proportion.
+        let events_all = event_bytes_from(db, h, 0);
+        let target = (level as u128 * events_all as u128 / size.max(1) as u128) as u64;
+        let cut = earliest_fitting_cut(oldest, newest, |t| event_bytes_from(db, h, t) <= target);
+        if cut > oldest {
+            cuts.push((h, cut));
+        }
+    }
+    Ok(cuts)
+}
+
+/// Smallest `t` in `(oldest, newest + 1]` with `fits(t)` (bytes from `t`
+/// on shrink as `t` grows); at least one step past `oldest` so a round
+/// always makes progress on a host over its share.
+fn earliest_fitting_cut(oldest: u64, newest: u64, fits: impl Fn(u64) -> bool) -> u64 {
+    let (mut lo, mut hi) = (oldest.saturating_add(1), newest.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 /// Background task: apply the policy every `interval`, and sample the
@@ -220,5 +293,84 @@ mod tests {
         assert!(run.bytes_after <= before / 2, "{run:?}");
         assert!(db.oldest_event_ts(HostId(1)).unwrap().unwrap_or(u64::MAX) > 1_000);
         assert_eq!(newest_event_ts(&db, HostId(2)).unwrap(), Some(2_499));
+    }
+
+    #[test]
+    fn a_far_future_event_on_one_host_never_deletes_another_hosts_events() {
+        // The attack: one hostile sensor stores an event dated near u64::MAX.
+        // A shared time cut would step past every real event of every host.
+        let db = Db::new(Arc::new(MemoryStore::new()));
+        fill(&db, HostId(1), 1_000..1_100);
+        fill(&db, HostId(2), (1_000..1_400).chain([u64::MAX - 1]));
+        let before = events_bytes(&db);
+        apply(
+            &db,
+            &RetentionPolicy {
+                max_age_days: 0,
+                max_bytes: before * 3 / 4,
+            },
+            2_000,
+        )
+        .unwrap();
+        assert_eq!(
+            db.count_events(HostId(1)).unwrap(),
+            100,
+            "victim lost events"
+        );
+        assert!(
+            db.count_events(HostId(2)).unwrap() < 401,
+            "the flood was cut"
+        );
+    }
+
+    #[test]
+    fn water_level_shares_the_budget() {
+        assert_eq!(water_level(&[10, 10], 100), u64::MAX);
+        assert_eq!(water_level(&[10, 100], 60), 50);
+        assert_eq!(water_level(&[10, 100, 100], 70), 30);
+        assert_eq!(water_level(&[], 10), u64::MAX);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever timestamps and volumes hosts send, a host at or under
+        /// its share of the byte bound loses nothing, and a host over it
+        /// loses only its own oldest events.
+        #[test]
+        fn no_host_loses_events_within_its_share_because_of_another(
+            hosts in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u64>(), 1..120),
+                2..6,
+            ),
+            budget_pct in 5u64..100,
+        ) {
+            let db = Db::new(Arc::new(MemoryStore::new()));
+            for (i, ts) in hosts.iter().enumerate() {
+                fill(&db, HostId(i as u64 + 1), ts.iter().copied());
+            }
+            let ids: Vec<HostId> = (1..=hosts.len() as u64).map(HostId).collect();
+            let sizes: Vec<u64> = ids.iter().map(|&h| host_bytes(&db, h)).collect();
+            let budget = events_bytes(&db) * budget_pct / 100;
+            let level = water_level(&sizes, budget);
+            let before: Vec<Vec<u64>> = ids
+                .iter()
+                .map(|&h| db.stored_seqs(h).unwrap())
+                .collect();
+            apply(&db, &RetentionPolicy { max_age_days: 0, max_bytes: budget }, 0).unwrap();
+            for (i, &h) in ids.iter().enumerate() {
+                let after = db.stored_seqs(h).unwrap();
+                if sizes[i] <= level {
+                    proptest::prop_assert_eq!(&after, &before[i], "host {} under its share lost events", h);
+                }
+                // Whatever was kept is the host's newest: nothing kept is
+                // older than something deleted.
+                let mut ts: Vec<(u64, u64)> = hosts[i].iter().enumerate()
+                    .map(|(j, t)| (*t, j as u64 + 1)).collect();
+                ts.sort_unstable();
+                let kept: std::collections::HashSet<u64> = after.iter().copied().collect();
+                let first_kept = ts.iter().position(|(_, s)| kept.contains(s)).unwrap_or(ts.len());
+                proptest::prop_assert!(ts[first_kept..].iter().all(|(_, s)| kept.contains(s)));
+            }
+        }
     }
 }

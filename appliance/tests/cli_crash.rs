@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil_appliance::admin::read_addresses;
-use vigil_testkit::sim_sensor::{
-    client_endpoint, enroll, realistic_events, Credentials, SimConn,
-};
 use vigil_appliance::store::rocks::RocksStore;
 use vigil_appliance::Db;
 use vigil_proto::{ControlMessage, HostId};
+use vigil_testkit::sim_sensor::{client_endpoint, enroll, realistic_events, Credentials, SimConn};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 
@@ -265,4 +263,294 @@ fn cli_works_offline_and_online_and_kill_9_loses_no_acked_event() {
         .map(|s| db.host_counts(s.host).unwrap().duplicates_total)
         .sum();
     eprintln!("crash test: 6 x SIGKILL, {total_acked} acked events all stored once, {dups} duplicates dropped");
+}
+
+/// `vigil serve` with these extra flags, once its addresses are written.
+fn serve_with(data: &Path, quic_port: u16, extra: &[&str]) -> Child {
+    let quic = format!("127.0.0.1:{quic_port}");
+    let mut args = vec![
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--quic-listen",
+        &quic,
+    ];
+    args.extend_from_slice(extra);
+    let child = Command::new(VIGIL)
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_addresses(data).is_none_or(|a| a.pid != child.id()) {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn refused_enrollment(addr: std::net::SocketAddr, data: &Path, token: &str) -> String {
+    let ca = std::fs::read_to_string(data.join("keys/ca.crt")).unwrap();
+    let ca_der = x509_parser::pem::parse_x509_pem(ca.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ep = client_endpoint().unwrap();
+        enroll(&ep, addr, &ca_der, token, "late")
+            .await
+            .unwrap()
+            .expect_err("a revoked token must not enroll")
+            .code
+    })
+}
+
+/// The first admin password goes to a 0600 file (only its path is printed);
+/// `vigil token list|revoke` offline and online, a revoked token refused at
+/// enrollment; the console binds the management address, remembered.
+#[test]
+fn token_revoke_first_password_file_and_management_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().join("vigil");
+    let d = data.to_str().unwrap();
+
+    let out = Command::new(VIGIL)
+        .args(["token", "create", "--ttl", "1h", "--uses", "3", "--data", d])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    let file = data.join("first-admin-password");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(password.len() >= 12);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(
+        !stderr.contains(&password) && !stdout.contains(&password),
+        "the password itself is never printed"
+    );
+    let first = token_from(&stdout);
+    assert!(stdout.contains("id:              1"), "{stdout}");
+
+    // Offline: list and revoke through the database.
+    let list = vigil(&data, &["token", "list"]);
+    let row = list
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap();
+    assert!(
+        row.contains("cli") && row.contains("0/3") && row.ends_with("valid"),
+        "{list}"
+    );
+    assert!(!list.contains(&first), "never the secret");
+    let revoked = vigil(&data, &["token", "revoke", "1"]);
+    assert!(revoked.contains("revoked enrollment token 1"), "{revoked}");
+    let list = vigil(&data, &["token", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.ends_with("revoked")),
+        "{list}"
+    );
+
+    // Served on the management address only.
+    let port = free_udp_port();
+    let quic: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut server = serve_with(
+        &data,
+        port,
+        &["--management-address", "127.0.0.2", "--https-port", "0"],
+    );
+    let https = read_addresses(&data).unwrap().https;
+    assert_eq!(https.ip().to_string(), "127.0.0.2");
+    assert!(
+        std::net::TcpStream::connect(https).is_ok(),
+        "{https} answers"
+    );
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], https.port()));
+    assert!(
+        std::net::TcpStream::connect(loopback).is_err(),
+        "{loopback} must refuse"
+    );
+    assert_eq!(refused_enrollment(quic, &data, &first), "token_revoked");
+
+    // Online: through the admin socket.
+    let out = vigil(&data, &["token", "create", "--ttl", "1h"]);
+    let second = token_from(&out);
+    assert!(out.contains("id:              2"), "{out}");
+    let revoked = vigil(&data, &["token", "revoke", "2"]);
+    assert!(revoked.contains("revoked enrollment token 2"), "{revoked}");
+    assert_eq!(refused_enrollment(quic, &data, &second), "token_revoked");
+    let again = Command::new(VIGIL)
+        .args(["token", "revoke", "7", "--data", d])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "unknown ids are an error");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The management address is remembered.
+    let mut server = serve_with(&data, port, &["--https-port", "0"]);
+    assert_eq!(
+        read_addresses(&data).unwrap().https.ip().to_string(),
+        "127.0.0.2"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// One suppression, one answer everywhere: the console's alert list, the
+/// overview, the host page, the read API's host counts and `vigil alerts`
+/// all leave the suppressed alert out, and the stored alert is still there
+/// on request with the suppression named. (The detector side — suppressed
+/// hops do not spend the alert budget — is
+/// `models/tests/detector.rs::suppressed_hops_do_not_spend_the_alert_budget`.)
+#[test]
+fn one_suppression_hides_the_same_alerts_in_every_view() {
+    use vigil_appliance::db::HostRecord;
+    use vigil_appliance::{system_clock, Core, StoreReader};
+    use vigil_proto::query::{AlertFilter, AlertRecord, ReadApi, Severity, TriageState};
+    use vigil_proto::suppress::{Suppression, SuppressionScope};
+    use vigil_web_ui::pages::{alerts, host, overview};
+    use vigil_web_ui::{ConsoleState, ConsoleStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (a, b) = (HostId(0xa1), HostId(0xb2));
+    let alert = |id: u64, title: &str, user: &str| AlertRecord {
+        id,
+        created_ns: system_clock()() - 60_000_000_000,
+        severity: Severity::High,
+        score: 9.0,
+        title: title.into(),
+        path: vec![b, a],
+        users: vec![user.into()],
+        techniques: vec!["T1021.004".into()],
+        summary: String::new(),
+        deviations: vec![],
+        evidence: vec![],
+        state: TriageState::New,
+        assignee: None,
+        incident_id: None,
+        model_version: None,
+        ports: vec![22],
+        processes: vec![],
+        suppressed_by: None,
+    };
+    let (scanner, real, rule_id);
+    {
+        let (core, _) = Core::open(data, system_clock()).unwrap();
+        for (h, name) in [(a, "web-a"), (b, "jump-b")] {
+            let rec = HostRecord {
+                id: h.0,
+                hostname: name.into(),
+                enrolled_ns: 1,
+                ..HostRecord::default()
+            };
+            core.db.put_host_record(&rec, true).unwrap();
+        }
+        scanner = core.db.next_alert_id().unwrap();
+        core.db
+            .put_alert(&alert(scanner, "Scanner sweep hop", "svc_scan"))
+            .unwrap();
+        real = core.db.next_alert_id().unwrap();
+        core.db
+            .put_alert(&alert(real, "Stolen key hop", "mallory"))
+            .unwrap();
+        let scope = SuppressionScope {
+            user: Some("SVC_SCAN".into()),
+            host: Some(a),
+            ..SuppressionScope::default()
+        };
+        let rule = Suppression::new(scope, "authorised scanner", "analyst", 1).unwrap();
+        rule_id = core.console.add_suppression(rule).unwrap();
+    }
+
+    // `vigil alerts` (offline, straight from the store).
+    let ids: Vec<u64> = vigil(data, &["alerts", "--json", "--since", "3650d"])
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, vec![real], "vigil alerts");
+
+    let (core, _) = Core::open(data, system_clock()).unwrap();
+    let core = Arc::new(core);
+    let reader = Arc::new(StoreReader::new(core.clone()));
+    // Host counts of the read API (the hosts list and the host page use them).
+    assert_eq!(
+        reader.host(a).unwrap().open_alerts,
+        1,
+        "host a's open alerts"
+    );
+    assert_eq!(
+        reader.host(b).unwrap().open_alerts,
+        1,
+        "host b's open alerts"
+    );
+    // The stored alert is still retrievable, with its suppression named.
+    let kept = reader.alert(scanner).unwrap();
+    assert_eq!(kept.suppressed_by, Some(rule_id));
+    let all = reader
+        .alerts(&AlertFilter {
+            include_suppressed: true,
+            ..AlertFilter::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 2, "on request, suppressed alerts are listed too");
+
+    // The console's pages, rendered over the same store.
+    let state = ConsoleState::new(reader.clone(), core.console.clone());
+    let admin = vigil_testkit::render_bench::bench_admin();
+    let list = alerts::list_page(&state, &admin, &Default::default())
+        .unwrap()
+        .0;
+    assert!(
+        list.contains("Stolen key hop") && !list.contains("Scanner sweep hop"),
+        "alert list"
+    );
+    assert!(
+        list.contains("1 open alerts hidden by suppressions"),
+        "alert list says so"
+    );
+    let shown = alerts::list_page(
+        &state,
+        &admin,
+        &alerts::AlertsQuery {
+            suppressed: "1".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .0;
+    assert!(shown.contains("Scanner sweep hop"), "shown on request");
+    let front = overview::page(&state, &admin).unwrap().0;
+    assert!(
+        front.contains("Stolen key hop") && !front.contains("Scanner sweep hop"),
+        "overview"
+    );
+    let page = host::page(&state, &admin, a, &Default::default())
+        .unwrap()
+        .0;
+    assert!(
+        page.contains("Stolen key hop") && !page.contains("Scanner sweep hop"),
+        "host page"
+    );
+    let detail = alerts::detail_page(&state, &admin, scanner, &Default::default())
+        .unwrap()
+        .0;
+    assert!(
+        detail.contains(&format!("suppression #{rule_id}")),
+        "the alert names its suppression"
+    );
 }

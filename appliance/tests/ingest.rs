@@ -5,16 +5,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vigil_appliance::registry::{CLOSE_NO_CERT, CLOSE_REVOKED};
-use vigil_testkit::sim_sensor::{
-    client_endpoint, enroll, realistic_events, Credentials, SimConn, DEFAULT_IDLE,
-};
 use vigil_appliance::{Appliance, ServeConfig};
 use vigil_proto::control::Ack;
 use vigil_proto::frame::{encode_frame, FrameKind};
 use vigil_proto::query::{EventFilter, SensorState};
 use vigil_proto::{ControlMessage, EventKind, HostId};
+use vigil_testkit::sim_sensor::{
+    client_endpoint, enroll, realistic_events, Credentials, SimConn, DEFAULT_IDLE,
+};
 
 const T0: u64 = 1_700_000_000_000_000_000;
+
+#[path = "support/certs.rs"]
+mod certs;
+#[path = "support/hostile.rs"]
+mod hostile;
 
 struct Lab {
     app: Appliance,
@@ -360,7 +365,9 @@ async fn wrong_and_revoked_certificates_are_refused_while_others_keep_streaming(
         .unwrap();
     let foreign = Credentials {
         host: a.host,
-        cert_der: other_pki.sign_client_csr(csr.der(), a.host).unwrap(),
+        cert_der: other_pki
+            .sign_client_csr(csr.der(), a.host, std::time::SystemTime::now())
+            .unwrap(),
         key_der: key.serialize_der(),
         ca_der: ca.clone(),
     };
@@ -462,6 +469,7 @@ async fn alerts_and_edges_round_trip_through_the_read_api() {
     let alert = AlertRecord {
         ports: Vec::new(),
         processes: Vec::new(),
+        suppressed_by: None,
         id,
         created_ns: T0,
         severity: Severity::High,
@@ -543,6 +551,81 @@ async fn metrics_need_the_bearer_token_and_healthz_answers() {
     lab.app.shutdown().await;
 }
 
+/// The console's security headers are on every HTTPS response, the
+/// appliance's own `/healthz` and `/metrics` (even refused) included.
+#[tokio::test]
+async fn security_headers_cover_metrics_and_healthz_too() {
+    let lab = lab().await;
+    let (addr, ca) = (lab.app.https_addr, lab.app.ca_der());
+    let token = lab.app.core().metrics_token().unwrap();
+    for (path, bearer) in [
+        ("/healthz", None),
+        ("/metrics", None),
+        ("/metrics", Some(token.as_str())),
+        ("/login", None),
+    ] {
+        let res = https_get(addr, &ca, path, bearer).await;
+        let what = format!("{path} ({})", res.lines().next().unwrap_or_default());
+        assert_eq!(
+            header(&res, "content-security-policy"),
+            Some(vigil_web_ui::security::CSP),
+            "{what}"
+        );
+        assert_eq!(
+            header(&res, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
+        assert_eq!(header(&res, "x-frame-options"), Some("DENY"), "{what}");
+        assert_eq!(
+            header(&res, "referrer-policy"),
+            Some("no-referrer"),
+            "{what}"
+        );
+        assert!(
+            header(&res, "strict-transport-security").is_some_and(|v| v.starts_with("max-age=")),
+            "{what}"
+        );
+        assert_eq!(header(&res, "cache-control"), Some("no-store"), "{what}");
+    }
+    lab.app.shutdown().await;
+}
+
+/// A token revoked in the console (or with `vigil token revoke`) enrolls
+/// nothing more; other tokens keep working.
+#[tokio::test]
+async fn revoked_enrollment_tokens_are_refused() {
+    use vigil_web_ui::ConsoleStore;
+    let lab = lab().await;
+    let (addr, ca) = (lab.app.quic_addr, lab.app.ca_der());
+    let console = lab.app.core().console.clone();
+    let doomed = console
+        .create_enrollment_token("doomed", 600_000_000_000, 5, T0)
+        .unwrap();
+    let kept = console
+        .create_enrollment_token("kept", 600_000_000_000, 5, T0)
+        .unwrap();
+    enroll(&lab.ep, addr, &ca, &doomed.secret, "before")
+        .await
+        .unwrap()
+        .expect("valid before revocation");
+    assert!(console.revoke_enrollment_token(doomed.info.id, T0).unwrap());
+    let refused = enroll(&lab.ep, addr, &ca, &doomed.secret, "after")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code, "token_revoked");
+    assert_eq!(lab.counter("enroll_refused{reason=\"token_revoked\"}"), 1);
+    enroll(&lab.ep, addr, &ca, &kept.secret, "other")
+        .await
+        .unwrap()
+        .expect("another token still enrolls");
+    let listed = console.enrollment_tokens().unwrap();
+    let revoked: Vec<_> = listed.iter().map(|t| (t.id, t.revoked)).collect();
+    assert_eq!(revoked, [(kept.info.id, false), (doomed.info.id, true)]);
+    lab.app.shutdown().await;
+}
+
 /// One raw HTTP/1.1 exchange over TLS, pinned to the appliance CA; the whole
 /// response (status line, headers, body).
 async fn https_raw(addr: std::net::SocketAddr, ca: &[u8], req: &str) -> String {
@@ -605,11 +688,32 @@ fn header<'a>(res: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// The console's session cookie.
+const SESSION: &str = "__Host-vigil_session";
+/// The login form's double-submit cookie.
+const LOGIN_CSRF: &str = "__Host-vigil_login_csrf";
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// POST a form (already encoded) with a session cookie.
+async fn console_post(app: &Appliance, path: &str, cookie: &str, body: &str) -> String {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: vigil-appliance\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    https_raw(app.https_addr, &app.ca_der(), &req).await
+}
+
 /// GET /login, then POST it with the form's CSRF token; the POST's response.
 async fn console_login(app: &Appliance, user: &str, password: &str) -> String {
     let form = console_get(app, "/login", None).await;
     assert!(form.starts_with("HTTP/1.1 200"), "{form}");
-    let (csrf_cookie, _) = cookie_pair(&form, "vigil_login_csrf").expect("login CSRF cookie");
+    let (csrf_cookie, _) = cookie_pair(&form, LOGIN_CSRF).expect("login CSRF cookie");
     let csrf = csrf_cookie.split_once('=').unwrap().1.to_owned();
     assert!(
         form.contains(&csrf),
@@ -668,6 +772,18 @@ async fn console_logs_in_with_the_first_start_password_across_restarts() {
         .admin_password
         .clone()
         .expect("first start creates the admin password");
+    // The password is in a 0600 file in the private data directory.
+    let file = app
+        .first_start
+        .admin_password_file
+        .clone()
+        .expect("first start writes the password file");
+    assert_eq!(file, dir.path().join("first-admin-password"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+    assert_eq!(mode(&file), 0o600);
+    for d in ["", "keys", "run", "db"] {
+        assert_eq!(mode(&dir.path().join(d)), 0o700, "DATA/{d}");
+    }
 
     // No session: every page sends the browser to the login form.
     let anon = console_get(&app, "/", None).await;
@@ -677,9 +793,9 @@ async fn console_logs_in_with_the_first_start_password_across_restarts() {
     // Wrong password: the form again, 401, no session cookie.
     let wrong = console_login(&app, "admin", "not-the-password-at-all").await;
     assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
-    assert!(cookie_pair(&wrong, "vigil_session").is_none(), "{wrong}");
+    assert!(cookie_pair(&wrong, SESSION).is_none(), "{wrong}");
 
-    // The printed password logs into the console as admin.
+    // The generated password logs into the console as admin.
     let ok = console_login(&app, "admin", &password).await;
     assert!(ok.starts_with("HTTP/1.1 303"), "{ok}");
     assert_eq!(
@@ -687,10 +803,35 @@ async fn console_logs_in_with_the_first_start_password_across_restarts() {
         Some("/account"),
         "the generated password must be changed first"
     );
-    let (session, set) = cookie_pair(&ok, "vigil_session").expect("session cookie");
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+    let (session, set) = cookie_pair(&ok, SESSION).expect("session cookie");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(set.contains(attr), "{set} lacks {attr}");
     }
+    // Until it is changed, every page leads to the change-password form.
+    let hosts = console_get(&app, "/hosts", Some(&session)).await;
+    assert!(hosts.starts_with("HTTP/1.1 303"), "{hosts}");
+    assert_eq!(header(&hosts, "location"), Some("/account"));
+    let account = console_get(&app, "/account", Some(&session)).await;
+    assert!(account.starts_with("HTTP/1.1 200"), "{account}");
+    let csrf = account
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("CSRF field")
+        .to_owned();
+    let new_password = "admin-chose-this-password";
+    let changed = console_post(
+        &app,
+        "/account",
+        &session,
+        &format!("current={password}&new={new_password}&confirm={new_password}&csrf={csrf}"),
+    )
+    .await;
+    assert!(changed.starts_with("HTTP/1.1 303"), "{changed}");
+    assert!(
+        !file.exists(),
+        "the password file goes once the password changed"
+    );
     let hosts = console_get(&app, "/hosts", Some(&session)).await;
     assert!(hosts.starts_with("HTTP/1.1 200"), "{hosts}");
     assert!(hosts.contains("<h1>Hosts</h1>"), "{hosts}");
@@ -700,27 +841,41 @@ async fn console_logs_in_with_the_first_start_password_across_restarts() {
     app.shutdown().await;
 
     // Same data directory: users and sessions come back from RocksDB, and
-    // the password is not generated (or shown) again.
+    // no password is generated (or written) again.
     let app = start().await;
     assert!(app.first_start.admin_password.is_none());
+    assert!(app.first_start.admin_password_file.is_none());
+    assert!(!file.exists());
     let hosts = console_get(&app, "/hosts", Some(&session)).await;
     assert!(
         hosts.starts_with("HTTP/1.1 200"),
         "old session survives: {hosts}"
     );
-    let again = console_login(&app, "admin", &password).await;
+    let old = console_login(&app, "admin", &password).await;
+    assert!(old.starts_with("HTTP/1.1 401"), "{old}");
+    let again = console_login(&app, "admin", new_password).await;
     assert!(again.starts_with("HTTP/1.1 303"), "{again}");
-    let (session2, _) = cookie_pair(&again, "vigil_session").expect("session cookie");
+    assert_eq!(header(&again, "location"), Some("/"));
+    let (session2, _) = cookie_pair(&again, SESSION).expect("session cookie");
     assert_ne!(session2, session);
     let hosts = console_get(&app, "/hosts", Some(&session2)).await;
     assert!(hosts.contains("<h1>Hosts</h1>"), "{hosts}");
-    // Both logins and the failure are in one intact audit chain.
+    // Logins, failures and the password change are in one intact audit chain.
     let entries = app.core().console.audit_entries().unwrap();
     let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["login.failed", "login", "login"]);
+    assert_eq!(
+        actions,
+        [
+            "login.failed",
+            "login",
+            "user.password",
+            "login.failed",
+            "login"
+        ]
+    );
     assert_eq!(
         vigil_web_ui::audit::verify(&entries),
-        vigil_web_ui::audit::ChainStatus::Intact { entries: 3 }
+        vigil_web_ui::audit::ChainStatus::Intact { entries: 5 }
     );
     app.shutdown().await;
 }

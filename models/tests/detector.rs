@@ -176,7 +176,11 @@ fn suppression_preview_counts_then_hides() {
     assert!(hidden.is_empty());
     assert_eq!(d.suppressed_total(), 1);
     let kept = d.take_hidden();
-    assert_eq!(kept.len(), 1, "a hidden alert is handed over for storage, not lost");
+    assert_eq!(
+        kept.len(),
+        1,
+        "a hidden alert is handed over for storage, not lost"
+    );
     assert!(d.take_hidden().is_empty());
     assert!(d.remove_suppression(id));
     let shown = d.observe(&login(2, 11, 20 * 7200 * S, "svc_scan", 6));

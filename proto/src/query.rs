@@ -37,6 +37,12 @@ pub struct HostSummary {
     pub lost_total: u64,
     pub isolated: bool,
     pub open_alerts: u32,
+    /// What this host's sensor did that the appliance refused or
+    /// quarantined, and identity claims another host owns (one line each,
+    /// e.g. "2 events quarantined: future_timestamp"); empty when it
+    /// behaves.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Which events to return. All set fields must match

@@ -78,12 +78,30 @@ impl ConsoleStore for MemoryConsoleStore {
         self.lock()?.sessions.retain(|_, s| s.user != user);
         Ok(())
     }
+    fn touch_session(&self, id: &str, expires_ns: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()?
+            .sessions
+            .get_mut(id)
+            .map(|s| s.expires_ns = expires_ns)
+            .is_some())
+    }
     fn login_attempts(&self, key: &str) -> Result<LoginAttempts, StoreError> {
         Ok(self.lock()?.attempts.get(key).copied().unwrap_or_default())
     }
     fn put_login_attempts(&self, key: &str, attempts: LoginAttempts) -> Result<(), StoreError> {
         self.lock()?.attempts.insert(key.to_string(), attempts);
         Ok(())
+    }
+    fn update_login_attempts(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(LoginAttempts) -> LoginAttempts,
+    ) -> Result<LoginAttempts, StoreError> {
+        let mut g = self.lock()?;
+        let next = update(g.attempts.get(key).copied().unwrap_or_default());
+        g.attempts.insert(key.to_string(), next);
+        Ok(next)
     }
     fn triage(&self, alert_id: u64) -> Result<Option<Triage>, StoreError> {
         Ok(self.lock()?.triage.get(&alert_id).cloned())
@@ -157,5 +175,16 @@ impl ConsoleStore for MemoryConsoleStore {
             info,
             secret: format!("vgl_{}", hex::encode(secret)),
         })
+    }
+    fn revoke_enrollment_token(&self, id: u64, _now_ns: u64) -> Result<bool, StoreError> {
+        let mut g = self.lock()?;
+        let t = g
+            .tokens
+            .iter_mut()
+            .find(|t| t.id == id)
+            .ok_or_else(|| StoreError::NotFound(format!("enrollment token {id}")))?;
+        let newly = !t.revoked;
+        t.revoked = true;
+        Ok(newly)
     }
 }

@@ -49,6 +49,7 @@ pub fn host(id: u64, name: &str, os: &str, last: u8, now: u64) -> HostSummary {
         lost_total: 0,
         isolated: false,
         open_alerts: 0,
+        warnings: Vec::new(),
     }
 }
 

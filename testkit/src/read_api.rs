@@ -183,6 +183,7 @@ impl MemoryReadApi {
                 lost_total: h.dropped_total,
                 isolated: h.isolated,
                 open_alerts: 0,
+                warnings: Vec::new(),
             });
         }
         let mut next = 0u64;

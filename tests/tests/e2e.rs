@@ -8,6 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use vigil_appliance::ingest::rules::IngestRules;
 use vigil_appliance::{Appliance, ServeConfig};
 use vigil_proto::query::{AlertFilter, EventFilter, ReadApi};
 use vigil_proto::{AuthMethod, Event, EventKind, HostId, LoginService, Payload};
@@ -21,8 +22,23 @@ struct Watched {
 }
 
 async fn start_appliance(dir: &Path) -> Appliance {
+    start_appliance_with(dir, IngestRules::default()).await
+}
+
+/// Ingest rules for replayed data sets: their events are dated by the data
+/// set (years ago, or ahead of the wall clock at a speed-up), an import the
+/// operator allows explicitly; live sensors keep the default bounds.
+fn replay_import() -> IngestRules {
+    IngestRules {
+        max_future_ns: u64::MAX,
+        accept_historical: true,
+    }
+}
+
+async fn start_appliance_with(dir: &Path, rules: IngestRules) -> Appliance {
     let mut cfg = ServeConfig::new(dir).loopback();
     cfg.admin_socket = false;
+    cfg.ingest_rules = rules;
     // A fresh lab has no history: alert from the first event (cold start).
     let pipeline = cfg.pipeline.as_mut().expect("detection is on by default");
     pipeline.detector.learning_period_ns = 0;
@@ -386,8 +402,30 @@ async fn console_closes_incident(
             .click()
             .await
             .map_err(|e| e.to_string())?;
-        // A first-start password must be changed; the console says so but
-        // still lets the admin look around.
+        // A first-start password must be changed before anything else:
+        // the console sends the admin to the change-password form.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let new_password = "e2e-admin-chose-this-one";
+        for (field, value) in [
+            ("current", password.as_str()),
+            ("new", new_password),
+            ("confirm", new_password),
+        ] {
+            c.find(Locator::Css(&format!("input[name={field}]")))
+                .await
+                .map_err(|e| format!("change-password form: {e}"))?
+                .send_keys(value)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        c.find(Locator::XPath(
+            "//button[normalize-space()='Change password']",
+        ))
+        .await
+        .map_err(|e| e.to_string())?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         c.goto(&format!("{base}/alerts/{incident}"))
             .await
@@ -473,6 +511,7 @@ async fn replayed_synthetic_enterprise_is_stored_once_and_its_campaign_detected(
     let tmp = tempfile::tempdir().unwrap();
     let mut cfg = ServeConfig::new(tmp.path().join("appliance")).loopback();
     cfg.admin_socket = false;
+    cfg.ingest_rules = replay_import();
     // Partial batches leave every 50 ms, so a hop minutes after the previous
     // one (a second at this speed-up) is scored in a later round.
     cfg.sensor_config.batch_max_ms = 50;
@@ -685,7 +724,7 @@ async fn otrf_captures_replayed_over_quic_alert_their_labelled_hop() {
         let (src, dst) = (named(&label.sources), named(&label.targets));
 
         let tmp = tempfile::tempdir().unwrap();
-        let app = start_appliance(&tmp.path().join("appliance")).await;
+        let app = start_appliance_with(&tmp.path().join("appliance"), replay_import()).await;
         let items = otrf_source(&[dir.join("host").join(file)]).expect("capture reads");
         let hosts = items
             .iter()

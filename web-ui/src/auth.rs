@@ -13,12 +13,23 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
-/// Session cookie name.
-pub const SESSION_COOKIE: &str = "vigil_session";
-/// Cookie carrying the login form's CSRF token (double submit; no session yet).
-pub const LOGIN_CSRF_COOKIE: &str = "vigil_login_csrf";
+/// Session cookie name. The `__Host-` prefix makes browsers refuse it
+/// unless it is `Secure`, has `Path=/` and no `Domain`, so no sibling host
+/// or plain-HTTP page can plant or shadow it.
+pub const SESSION_COOKIE: &str = "__Host-vigil_session";
+/// Cookie carrying the login form's CSRF token (double submit; no session
+/// yet). `__Host-` like the session cookie, hence `Path=/`.
+pub const LOGIN_CSRF_COOKIE: &str = "__Host-vigil_login_csrf";
 /// Absolute session lifetime.
 pub const SESSION_TTL_NS: u64 = 8 * 3600 * 1_000_000_000;
+/// Default idle timeout: a session unused this long is refused.
+pub const DEFAULT_IDLE_TIMEOUT_NS: u64 = 30 * 60 * 1_000_000_000;
+/// A session's idle deadline is written at most this often (a store write
+/// per request would be wasted work), so it ends between the idle timeout
+/// minus this and the idle timeout after its last use.
+pub const TOUCH_EVERY_NS: u64 = 60 * 1_000_000_000;
+/// Name of the account created at first start.
+pub const FIRST_ADMIN: &str = "admin";
 /// Failures allowed inside [`FAILURE_WINDOW_NS`] before the account locks.
 pub const MAX_FAILURES: u32 = 5;
 /// Window over which failures are counted.
@@ -82,9 +93,10 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         })
 }
 
-/// `Set-Cookie` value with every protection the console needs.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age_s: u64) -> String {
-    format!("{name}={value}; Path={path}; Max-Age={max_age_s}; HttpOnly; Secure; SameSite=Strict")
+/// `Set-Cookie` value with every protection the console needs (`Path=/`,
+/// `Secure` and no `Domain`, as the `__Host-` prefix requires).
+pub fn set_cookie(name: &str, value: &str, max_age_s: u64) -> String {
+    format!("{name}={value}; Path=/; Max-Age={max_age_s}; HttpOnly; Secure; SameSite=Strict")
 }
 
 /// Result of a login attempt.
@@ -110,15 +122,45 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password("not-a-real-password-0").unwrap_or_default())
 }
 
-/// Check credentials under the lockout policy and open a session on success.
+/// The failure record after one more failure at `now_ns`: a new window
+/// when the old one is over, a lock at [`MAX_FAILURES`].
+fn next_failure(a: LoginAttempts, now_ns: u64) -> LoginAttempts {
+    if a.locked_until_ns > now_ns {
+        // Another request locked the account meanwhile; keep that lock.
+        return a;
+    }
+    let mut a = if now_ns.saturating_sub(a.window_start_ns) > FAILURE_WINDOW_NS {
+        LoginAttempts {
+            failures: 0,
+            window_start_ns: now_ns,
+            locked_until_ns: 0,
+        }
+    } else {
+        a
+    };
+    a.failures += 1;
+    if a.failures >= MAX_FAILURES {
+        a = LoginAttempts {
+            failures: 0,
+            window_start_ns: now_ns,
+            locked_until_ns: now_ns + LOCKOUT_NS,
+        };
+    }
+    a
+}
+
+/// Check credentials under the lockout policy and open a session on success
+/// (idle deadline `idle_ns` from now). Runs Argon2: call it through
+/// [`crate::throttle::Argon2Pool::run`], never on an async worker.
 pub fn login(
     store: &dyn ConsoleStore,
     name: &str,
     password: &str,
     now_ns: u64,
+    idle_ns: u64,
 ) -> Result<LoginOutcome, UiError> {
     let key = lockout_key(name);
-    let mut attempts = store.login_attempts(&key)?;
+    let attempts = store.login_attempts(&key)?;
     if attempts.locked_until_ns > now_ns {
         return Ok(LoginOutcome::Locked {
             until_ns: attempts.locked_until_ns,
@@ -141,32 +183,20 @@ pub fn login(
                 user: user.name.clone(),
                 csrf: random_token(),
                 created_ns: now_ns,
-                expires_ns: now_ns + SESSION_TTL_NS,
+                expires_ns: now_ns + idle_ns.min(SESSION_TTL_NS),
             })?;
             Ok(LoginOutcome::Success { token, user })
         }
         _ => {
-            if now_ns.saturating_sub(attempts.window_start_ns) > FAILURE_WINDOW_NS {
-                attempts = LoginAttempts {
-                    failures: 0,
-                    window_start_ns: now_ns,
-                    locked_until_ns: 0,
-                };
+            // Read-modify-write in the store: concurrent failures all count.
+            let after = store.update_login_attempts(&key, &mut |a| next_failure(a, now_ns))?;
+            if after.locked_until_ns > now_ns {
+                Ok(LoginOutcome::Locked {
+                    until_ns: after.locked_until_ns,
+                })
+            } else {
+                Ok(LoginOutcome::Invalid)
             }
-            attempts.failures += 1;
-            if attempts.failures >= MAX_FAILURES {
-                attempts = LoginAttempts {
-                    failures: 0,
-                    window_start_ns: now_ns,
-                    locked_until_ns: now_ns + LOCKOUT_NS,
-                };
-                store.put_login_attempts(&key, attempts)?;
-                return Ok(LoginOutcome::Locked {
-                    until_ns: attempts.locked_until_ns,
-                });
-            }
-            store.put_login_attempts(&key, attempts)?;
-            Ok(LoginOutcome::Invalid)
         }
     }
 }
@@ -179,7 +209,7 @@ pub fn bootstrap_admin(store: &dyn ConsoleStore, now_ns: u64) -> Result<Option<S
     }
     let password = random_token()[..20].to_string();
     store.put_user(User {
-        name: "admin".into(),
+        name: FIRST_ADMIN.into(),
         role: Role::Admin,
         password_hash: hash_password(&password)?,
         created_ns: now_ns,
@@ -212,7 +242,10 @@ impl Authed {
     }
 }
 
-/// The session behind a request's cookie, if valid at `now_ns`.
+/// The session behind a request's cookie, if valid at `now_ns`: before its
+/// idle deadline and within its absolute lifetime. A use slides the idle
+/// deadline to `now_ns` plus the console's idle timeout (written at most
+/// every [`TOUCH_EVERY_NS`]).
 pub fn resolve_session(
     state: &ConsoleState,
     headers: &HeaderMap,
@@ -221,17 +254,28 @@ pub fn resolve_session(
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    let Some(session) = state.store.session(&token_id(&token))? else {
+    let Some(mut session) = state.store.session(&token_id(&token))? else {
         return Ok(None);
     };
-    if session.expires_ns <= now_ns {
+    let end_of_life = session.created_ns.saturating_add(SESSION_TTL_NS);
+    if session.expires_ns <= now_ns || end_of_life <= now_ns {
         state.store.delete_session(&session.id)?;
         return Ok(None);
     }
-    match state.store.user(&session.user)? {
-        Some(user) if !user.disabled => Ok(Some(Authed { user, session })),
-        _ => Ok(None),
+    let user = match state.store.user(&session.user)? {
+        Some(user) if !user.disabled => user,
+        _ => return Ok(None),
+    };
+    let deadline = now_ns
+        .saturating_add(state.idle_timeout_ns)
+        .min(end_of_life);
+    if deadline.abs_diff(session.expires_ns) >= TOUCH_EVERY_NS {
+        if !state.store.touch_session(&session.id, deadline)? {
+            return Ok(None); // logged out meanwhile
+        }
+        session.expires_ns = deadline;
     }
+    Ok(Some(Authed { user, session }))
 }
 
 impl FromRequestParts<ConsoleState> for Authed {

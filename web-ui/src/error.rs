@@ -28,6 +28,9 @@ pub enum UiError {
     /// The blocking render task panicked or was cancelled.
     #[error("render task failed")]
     Task,
+    /// Too many password checks are already queued; try again shortly.
+    #[error("busy")]
+    Busy,
 }
 
 impl From<QueryError> for UiError {
@@ -63,6 +66,15 @@ impl IntoResponse for UiError {
                 error_page(StatusCode::NOT_FOUND, &format!("Not found: {what}"))
             }
             UiError::BadRequest(why) => error_page(StatusCode::BAD_REQUEST, &why),
+            UiError::Busy => {
+                let mut res = error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many sign-ins at once. Try again in a few seconds.",
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                res
+            }
             other => {
                 tracing::error!(error = %other, "console request failed");
                 error_page(

@@ -14,6 +14,7 @@ pub mod pages;
 pub mod security;
 pub mod store;
 pub mod svg;
+pub mod throttle;
 pub mod time;
 pub mod urlenc;
 
@@ -36,6 +37,13 @@ pub struct ConsoleState {
     pub store: Arc<dyn ConsoleStore>,
     /// Time source (system clock by default; fixed in tests).
     pub clock: Clock,
+    /// A session unused this long is refused (default 30 minutes).
+    pub idle_timeout_ns: u64,
+    /// Argon2 concurrency cap and per-address login backoff.
+    pub login_guard: Arc<throttle::LoginGuard>,
+    /// File holding the first admin's generated password; deleted once
+    /// that account has chosen its own.
+    pub first_password_file: Option<Arc<std::path::Path>>,
 }
 
 impl ConsoleState {
@@ -45,7 +53,22 @@ impl ConsoleState {
             read,
             store,
             clock: Arc::new(system_now_ns),
+            idle_timeout_ns: auth::DEFAULT_IDLE_TIMEOUT_NS,
+            login_guard: Arc::default(),
+            first_password_file: None,
         }
+    }
+
+    /// Replace the idle timeout (at least one minute).
+    pub fn with_idle_timeout(mut self, idle: std::time::Duration) -> Self {
+        self.idle_timeout_ns = (idle.as_nanos() as u64).max(auth::TOUCH_EVERY_NS);
+        self
+    }
+
+    /// Delete `path` once the first admin has changed the generated password.
+    pub fn with_first_password_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.first_password_file = Some(Arc::from(path.into()));
+        self
     }
 
     /// Replace the clock (tests, replays).
@@ -86,8 +109,8 @@ pub fn system_now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// All console routes, with CSRF checking on every POST and security headers
-/// on every response. Mount at `/` of the appliance's HTTPS listener.
+/// All console routes, with CSRF checking on every POST, the first-login
+/// password change enforced, and security headers on every response. Mount at `/` of the appliance's HTTPS listener.
 pub fn router(state: ConsoleState) -> Router {
     use pages::*;
     Router::new()
@@ -120,10 +143,15 @@ pub fn router(state: ConsoleState) -> Router {
             get(admin::settings_page).post(admin::settings_save),
         )
         .route("/settings/tokens", post(admin::token_create))
+        .route("/settings/tokens/{id}/revoke", post(admin::token_revoke))
         .fallback(layout::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::csrf_guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::password_change_gate,
         ))
         .layer(axum::middleware::map_response(security::security_headers))
         .with_state(state)

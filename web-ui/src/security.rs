@@ -1,5 +1,7 @@
-//! Security middleware: CSRF check on every state-changing request and the
-//! security headers on every response.
+//! Security middleware: CSRF check on every state-changing request, the
+//! forced first-login password change, and the security headers on every
+//! response (the appliance also wraps its whole HTTPS router, `/metrics`
+//! and `/healthz` included, in [`security_headers`]).
 
 use crate::auth::{cookie, ct_eq, resolve_session, LOGIN_CSRF_COOKIE};
 use crate::error::UiError;
@@ -91,5 +93,28 @@ pub async fn csrf_guard(State(state): State<ConsoleState>, req: Request, next: N
             UiError::Forbidden("Missing or invalid CSRF token. Reload the page and try again.")
                 .into_response()
         }
+    }
+}
+
+/// Paths a user who must change their password may still reach.
+const PASSWORD_CHANGE_PATHS: [&str; 4] = ["/account", "/logout", "/login", "/static/console.css"];
+
+/// Sends a user whose password must change (the generated first-admin
+/// password, an admin reset) to `/account` for every other page or action,
+/// until they have changed it.
+pub async fn password_change_gate(
+    State(state): State<ConsoleState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if PASSWORD_CHANGE_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match resolve_session(&state, req.headers(), state.now()) {
+        Ok(Some(a)) if a.user.must_change_password => {
+            (StatusCode::SEE_OTHER, [(header::LOCATION, "/account")]).into_response()
+        }
+        // Anonymous or fine: the handler decides (login redirect, errors).
+        _ => next.run(req).await,
     }
 }

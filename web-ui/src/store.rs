@@ -3,12 +3,12 @@
 //! The appliance implements [`ConsoleStore`] over RocksDB; tests and the demo
 //! use `vigil_testkit::MemoryConsoleStore`. Every method is a plain,
 //! synchronous, short operation. All policy (lockout thresholds, session
-//! lifetime, chain hashing, suppression matching) lives in this crate, so an
+//! lifetime, chain hashing) lives in this crate (suppression matching is
+//! `vigil_proto::suppress`, shared with the appliance), so an
 //! implementation only stores and returns records.
 
 use serde::{Deserialize, Serialize};
-use vigil_proto::event::HostId;
-use vigil_proto::query::{AlertRecord, TriageState};
+use vigil_proto::query::TriageState;
 
 /// What a console user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,7 +65,10 @@ pub struct Session {
     /// Synchronizer token that every POST of this session must carry.
     pub csrf: String,
     pub created_ns: u64,
-    /// Absolute expiry; the session is refused at or after it.
+    /// The session is refused at or after this time. It is the idle
+    /// deadline: each use slides it forward (see
+    /// [`crate::auth::resolve_session`]), never past `created_ns` plus
+    /// [`crate::auth::SESSION_TTL_NS`], the absolute lifetime.
     pub expires_ns: u64,
 }
 
@@ -90,57 +93,9 @@ pub struct Triage {
     pub updated_by: String,
 }
 
-/// A rule that hides future (and, in the preview, past) matching alerts.
-/// Unset fields match anything; at least one field is always set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Suppression {
-    /// Assigned by the store on insert.
-    pub id: u64,
-    /// Alert title to match exactly.
-    pub title: Option<String>,
-    /// Host that must be in the alert's path.
-    pub host: Option<HostId>,
-    /// User that must be among the alert's users.
-    pub user: Option<String>,
-    /// Host that must be on the path before its last hop (the side the
-    /// movement came from).
-    #[serde(default)]
-    pub peer: Option<HostId>,
-    /// Port the alert must name.
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// Process basename the alert must name (case-insensitive).
-    #[serde(default)]
-    pub process: Option<String>,
-    pub reason: String,
-    pub created_by: String,
-    pub created_ns: u64,
-    /// Alert the rule was made from.
-    pub source_alert: Option<u64>,
-}
-
-impl Suppression {
-    /// Whether this rule hides `alert`.
-    pub fn matches(&self, alert: &AlertRecord) -> bool {
-        let title_ok = self.title.as_ref().is_none_or(|t| *t == alert.title);
-        let host_ok = self.host.is_none_or(|h| alert.path.contains(&h));
-        let user_ok = self.user.as_ref().is_none_or(|u| alert.users.contains(u));
-        let upstream = &alert.path[..alert.path.len().saturating_sub(1)];
-        let peer_ok = self.peer.is_none_or(|p| upstream.contains(&p));
-        let port_ok = self.port.is_none_or(|p| alert.ports.contains(&p));
-        let process_ok = self
-            .process
-            .as_ref()
-            .is_none_or(|p| alert.processes.iter().any(|x| x.eq_ignore_ascii_case(p)));
-        let any_set = self.title.is_some()
-            || self.host.is_some()
-            || self.user.is_some()
-            || self.peer.is_some()
-            || self.port.is_some()
-            || self.process.is_some();
-        any_set && title_ok && host_ok && user_ok && peer_ok && port_ok && process_ok
-    }
-}
+/// Suppressions: the one rule of the whole product (what a scope hides,
+/// what "host" and "peer" mean, expiry) lives in `vigil_proto::suppress`.
+pub use vigil_proto::suppress::{Suppression, SuppressionScope};
 
 /// A named hunt query, stored as the query string of `/hunt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,12 +211,23 @@ pub trait ConsoleStore: Send + Sync {
     fn delete_session(&self, id: &str) -> Result<(), StoreError>;
     /// Remove every session of `user` (password change, disable).
     fn delete_user_sessions(&self, user: &str) -> Result<(), StoreError>;
+    /// Set the `expires_ns` of session `id` if it still exists; `false` if it
+    /// does not. Atomic with respect to the deletes above, so a request
+    /// racing a logout never brings the session back.
+    fn touch_session(&self, id: &str, expires_ns: u64) -> Result<bool, StoreError>;
 
     // --- login rate limiting
     /// Failed-login record for `key` (default when none).
     fn login_attempts(&self, key: &str) -> Result<LoginAttempts, StoreError>;
     /// Replace the record for `key`.
     fn put_login_attempts(&self, key: &str, attempts: LoginAttempts) -> Result<(), StoreError>;
+    /// Read-modify-write the record for `key` atomically (no concurrent
+    /// failure is lost) and return what was stored.
+    fn update_login_attempts(
+        &self,
+        key: &str,
+        update: &mut dyn FnMut(LoginAttempts) -> LoginAttempts,
+    ) -> Result<LoginAttempts, StoreError>;
 
     // --- triage
     /// The console's triage of an alert, if anyone touched it.
@@ -305,4 +271,7 @@ pub trait ConsoleStore: Send + Sync {
         max_uses: u32,
         now_ns: u64,
     ) -> Result<NewEnrollmentToken, StoreError>;
+    /// Revoke token `id` so it enrolls nothing more: `Ok(true)` if it was
+    /// revoked now, `Ok(false)` if it already was, `NotFound` if unknown.
+    fn revoke_enrollment_token(&self, id: u64, now_ns: u64) -> Result<bool, StoreError>;
 }

@@ -38,7 +38,7 @@ fn session(store: &MemoryConsoleStore, user: &str, now: u64) -> Client {
         })
         .unwrap();
     Client {
-        cookie: format!("vigil_session={token}"),
+        cookie: format!("__Host-vigil_session={token}"),
         csrf,
     }
 }
@@ -105,7 +105,7 @@ async fn login_sets_hardened_cookie_and_requires_csrf() {
         .split(';')
         .next()
         .unwrap()
-        .trim_start_matches("vigil_login_csrf=")
+        .trim_start_matches("__Host-vigil_login_csrf=")
         .to_string();
     assert!(
         html.contains(&format!("value=\"{token}\"")),
@@ -114,7 +114,7 @@ async fn login_sets_hardened_cookie_and_requires_csrf() {
     let (admin, _, pw) = DEMO_USERS[0];
     let form = format!("username={admin}&password={pw}");
     // No token, wrong token, no cookie: all refused before the password is checked.
-    let cookie = format!("vigil_login_csrf={token}");
+    let cookie = format!("__Host-vigil_login_csrf={token}");
     for (c, f) in [
         (&cookie, form.clone()),
         (&cookie, format!("{form}&csrf=nope")),
@@ -139,7 +139,7 @@ async fn login_sets_hardened_cookie_and_requires_csrf() {
         .collect();
     let s = cookies
         .iter()
-        .find(|c| c.starts_with("vigil_session="))
+        .find(|c| c.starts_with("__Host-vigil_session="))
         .expect("session cookie");
     for flag in [
         "HttpOnly",
@@ -174,7 +174,7 @@ async fn login_sets_hardened_cookie_and_requires_csrf() {
 #[tokio::test]
 async fn login_locks_after_repeated_failures() {
     let (app, _, _) = demo();
-    let cookie = "vigil_login_csrf=t0k3n";
+    let cookie = "__Host-vigil_login_csrf=t0k3n";
     let bad = "csrf=t0k3n&username=ana&password=wrong";
     for _ in 0..4 {
         let (res, html) = send(&app, post("/login", cookie, bad)).await;
@@ -675,7 +675,10 @@ async fn triage_suppression_and_audit_chain() {
     assert_eq!(location(&res), "/alerts/105?msg=suppressed");
     let rules = store.suppressions().unwrap();
     assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].title.as_deref(), Some("Rare binary executed"));
+    assert_eq!(
+        rules[0].scope.title.as_deref(),
+        Some("Rare binary executed")
+    );
 
     let actions: Vec<String> = store
         .audit_entries()
@@ -911,6 +914,352 @@ async fn change_password_and_logout() {
     );
 }
 
+/// All `Set-Cookie` values of a response.
+fn set_cookies(res: &Response<Body>) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// A `__Host-` cookie must be `Secure`, have `Path=/` and no `Domain`, or
+/// browsers drop it.
+fn assert_host_cookie(set: &str, name: &str) {
+    assert!(set.starts_with(&format!("{name}=")), "{set}");
+    assert!(name.starts_with("__Host-"), "{name}");
+    let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
+    assert!(attrs.contains(&"Path=/"), "{set}");
+    assert!(attrs.contains(&"Secure"), "{set}");
+    assert!(
+        !attrs
+            .iter()
+            .any(|a| a.to_ascii_lowercase().starts_with("domain")),
+        "{set}"
+    );
+}
+
+/// A request as if it came from `ip` (the appliance's listener supplies
+/// `ConnectInfo`; `oneshot` does not).
+fn from_ip(mut req: Request<Body>, ip: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = format!("{ip}:40000").parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(addr));
+    req
+}
+
+/// The demo console with a clock the test moves.
+fn demo_with_clock() -> (
+    Router,
+    Arc<MemoryConsoleStore>,
+    ConsoleState,
+    Arc<AtomicU64>,
+) {
+    let (state, store) = demo_state(NOW).unwrap();
+    let clock = Arc::new(AtomicU64::new(NOW));
+    let c = clock.clone();
+    let state = state.with_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    (router(state.clone()), store, state, clock)
+}
+
+#[tokio::test]
+async fn session_and_login_csrf_cookies_carry_the_host_prefix() {
+    let (app, _, _) = demo();
+    let (res, _) = send(&app, get("/login", None)).await;
+    let set = set_cookies(&res);
+    assert_eq!(set.len(), 1, "{set:?}");
+    assert_host_cookie(&set[0], "__Host-vigil_login_csrf");
+    let token = set[0].split(';').next().unwrap().split_once('=').unwrap().1;
+    let cookie = format!("__Host-vigil_login_csrf={token}");
+    let (admin, _, pw) = DEMO_USERS[0];
+    let form = format!("username={admin}&password={pw}&csrf={token}");
+    let (res, _) = send(&app, post("/login", &cookie, &form)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set = set_cookies(&res);
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("__Host-vigil_session="))
+        .expect("session cookie");
+    assert_host_cookie(session, "__Host-vigil_session");
+    let cleared = set
+        .iter()
+        .find(|c| c.starts_with("__Host-vigil_login_csrf="))
+        .expect("login CSRF cookie cleared");
+    assert_host_cookie(cleared, "__Host-vigil_login_csrf");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    // The old, unprefixed name is not honoured.
+    let value = session
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1;
+    let old = Client {
+        cookie: format!("vigil_session={value}"),
+        csrf: String::new(),
+    };
+    assert_eq!(
+        location(&send(&app, get("/", Some(&old))).await.0),
+        "/login"
+    );
+}
+
+#[tokio::test]
+async fn a_source_address_backs_off_after_repeated_failures() {
+    let (app, store, _, clock) = demo_with_clock();
+    let cookie = "__Host-vigil_login_csrf=t0k3n";
+    let attempt = |user: &str, pw: &str, ip: &str| {
+        from_ip(
+            post(
+                "/login",
+                cookie,
+                &format!("csrf=t0k3n&username={user}&password={pw}"),
+            ),
+            ip,
+        )
+    };
+    // Each failure names another user, so no account locks: only the
+    // source address is what the backoff counts.
+    for (i, user) in ["u1", "u2", "u3", "u4"].into_iter().enumerate() {
+        let (res, _) = send(&app, attempt(user, "wrong", "10.9.8.7")).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "failure {i}");
+    }
+    let (viewer, _, viewer_pw) = DEMO_USERS[2];
+    let (res, html) = send(&app, attempt(viewer, viewer_pw, "10.9.8.7")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    assert!(html.contains("from your address"), "{html}");
+    assert!(store
+        .audit_entries()
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "login.throttled" && e.target == "source:10.9.8.7"));
+    // Another address is not affected, and no account was locked.
+    let (res, _) = send(&app, attempt(viewer, viewer_pw, "10.9.8.8")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    // The wait doubles with each further failure: 1 s after the 4th...
+    clock.fetch_add(1_000_000_001, Ordering::SeqCst);
+    let (res, _) = send(&app, attempt("u5", "wrong", "10.9.8.7")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // ...2 s after the 5th: 1.5 s later it still waits.
+    clock.fetch_add(1_500_000_000, Ordering::SeqCst);
+    let (res, _) = send(&app, attempt(viewer, viewer_pw, "10.9.8.7")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.fetch_add(600_000_000, Ordering::SeqCst);
+    let (res, _) = send(&app, attempt(viewer, viewer_pw, "10.9.8.7")).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "after the wait");
+}
+
+#[tokio::test]
+async fn idle_sessions_end_and_use_keeps_them_alive() {
+    let (app, store, _, clock) = demo_with_clock();
+    let c = session(&store, "ana", NOW);
+    let minute = 60_000_000_000;
+    // Used every 20 minutes: alive well past the 30 minute idle timeout.
+    for step in 0..4u64 {
+        clock.store(NOW + step * 20 * minute, Ordering::SeqCst);
+        let (res, _) = send(&app, get("/", Some(&c))).await;
+        assert_eq!(res.status(), StatusCode::OK, "after {} min", step * 20);
+    }
+    // 31 minutes without a request: gone, and it stays gone.
+    clock.store(NOW + 60 * minute + 31 * minute, Ordering::SeqCst);
+    let (res, _) = send(&app, get("/", Some(&c))).await;
+    assert_eq!(location(&res), "/login");
+    clock.store(NOW + 60 * minute + 32 * minute, Ordering::SeqCst);
+    assert_eq!(location(&send(&app, get("/", Some(&c))).await.0), "/login");
+
+    // The timeout is a setting.
+    let (state, store) = demo_state(NOW).unwrap();
+    let c2 = clock.clone();
+    let state = state
+        .with_clock(Arc::new(move || c2.load(Ordering::SeqCst)))
+        .with_idle_timeout(std::time::Duration::from_secs(5 * 60));
+    let app = router(state);
+    clock.store(NOW, Ordering::SeqCst);
+    let c = session(&store, "ana", NOW);
+    assert_eq!(
+        send(&app, get("/", Some(&c))).await.0.status(),
+        StatusCode::OK
+    );
+    clock.store(NOW + 6 * minute, Ordering::SeqCst);
+    assert_eq!(location(&send(&app, get("/", Some(&c))).await.0), "/login");
+}
+
+#[tokio::test]
+async fn a_generated_password_must_be_changed_before_anything_else() {
+    let (state, store) = demo_state(NOW).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("first-admin-password");
+    std::fs::write(&file, "generated\n").unwrap();
+    let app = router(state.with_first_password_file(&file));
+    let (admin, _, pw) = DEMO_USERS[0];
+    let mut user = store.user(admin).unwrap().unwrap();
+    user.must_change_password = true;
+    store.put_user(user).unwrap();
+    let c = session(&store, admin, NOW);
+    for path in [
+        "/",
+        "/alerts",
+        "/alerts/101",
+        "/settings",
+        "/users",
+        "/hunt.csv",
+    ] {
+        let (res, _) = send(&app, get(path, Some(&c))).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(location(&res), "/account", "{path}");
+    }
+    let (res, _) = send(
+        &app,
+        post(
+            "/alerts/101/triage",
+            &c.cookie,
+            &format!("action=ack&csrf={}", c.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(location(&res), "/account");
+    assert!(store.triage(101).unwrap().is_none(), "no action taken");
+    let (res, html) = send(&app, get("/account", Some(&c))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(html.contains("Change password"));
+    let (res, _) = send(
+        &app,
+        post(
+            "/account",
+            &c.cookie,
+            &format!(
+                "current={pw}&new=my-own-admin-password&confirm=my-own-admin-password&csrf={}",
+                c.csrf
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(location(&res), "/account?msg=password");
+    assert!(!store.user(admin).unwrap().unwrap().must_change_password);
+    assert!(!file.exists(), "the generated password's file is gone");
+    let (res, _) = send(&app, get("/", Some(&c))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admin_revokes_enrollment_tokens_with_csrf_and_audit() {
+    let (app, store, _) = demo();
+    let admin = session(&store, "admin", NOW);
+    let analyst = session(&store, "ana", NOW);
+    let (res, _) = send(
+        &app,
+        post(
+            "/settings/tokens",
+            &admin.cookie,
+            &format!("label=dc-3&ttl_hours=24&max_uses=5&csrf={}", admin.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, page) = send(&app, get("/settings", Some(&admin))).await;
+    assert!(
+        page.contains("action=\"/settings/tokens/1/revoke\""),
+        "{page}"
+    );
+    let (_, page) = send(&app, get("/settings", Some(&analyst))).await;
+    assert!(!page.contains("/revoke"), "only admins see the button");
+    let (res, _) = send(&app, post("/settings/tokens/1/revoke", &admin.cookie, "")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no CSRF token");
+    let (res, _) = send(
+        &app,
+        post(
+            "/settings/tokens/1/revoke",
+            &analyst.cookie,
+            &format!("csrf={}", analyst.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "analysts may not");
+    assert!(!store.enrollment_tokens().unwrap()[0].revoked);
+    let (res, _) = send(
+        &app,
+        post(
+            "/settings/tokens/1/revoke",
+            &admin.cookie,
+            &format!("csrf={}", admin.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(location(&res), "/settings?msg=revoked");
+    assert!(store.enrollment_tokens().unwrap()[0].revoked);
+    assert!(store
+        .audit_entries()
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "enrollment.token_revoke" && e.target == "token:1"));
+    let (_, page) = send(&app, get("/settings?msg=revoked", Some(&admin))).await;
+    assert!(page.contains("revoked") && !page.contains("/settings/tokens/1/revoke"));
+    let (res, _) = send(
+        &app,
+        post(
+            "/settings/tokens/9/revoke",
+            &admin.cookie,
+            &format!("csrf={}", admin.csrf),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// A login in flight hashes on the blocking pool: on a single-threaded
+/// runtime another page is served while it runs.
+#[tokio::test(flavor = "current_thread")]
+async fn argon2_runs_on_the_blocking_pool() {
+    let (app, _, state) = demo();
+    let login = tokio::spawn(app.clone().oneshot(post(
+        "/login",
+        "__Host-vigil_login_csrf=t0k3n",
+        "csrf=t0k3n&username=ana&password=wrong",
+    )));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state.login_guard.argon2.peak_in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline && !login.is_finished(),
+            "the password was not checked through the Argon2 pool"
+        );
+        tokio::time::sleep(std::time::Duration::from_micros(200)).await;
+    }
+    let (res, _) = send(&app, get("/login", None)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!login.is_finished(), "a page was served while Argon2 ran");
+    let res = login.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// However many logins arrive at once, at most two Argon2 runs happen at a
+/// time (each takes 19 MiB and a core).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_hash_under_a_cap() {
+    let (app, _, state) = demo();
+    let logins: Vec<_> = (0..6)
+        .map(|i| {
+            tokio::spawn(app.clone().oneshot(post(
+                "/login",
+                "__Host-vigil_login_csrf=t0k3n",
+                &format!("csrf=t0k3n&username=user{i}&password=wrong"),
+            )))
+        })
+        .collect();
+    for l in logins {
+        assert_eq!(l.await.unwrap().unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    let peak = state.login_guard.argon2.peak_in_flight();
+    assert!(
+        (1..=vigil_web_ui::throttle::ARGON2_PERMITS).contains(&peak),
+        "peak {peak}"
+    );
+}
+
 /// Login lockout and first-admin bootstrap against the in-memory console
 /// store (unit tests of `auth` until the store moved to `vigil-testkit`).
 mod auth_store {
@@ -938,21 +1287,21 @@ mod auth_store {
         let t0 = 1_000_000_000_000;
         for i in 0..4 {
             assert!(matches!(
-                login(&s, "bob", "nope", t0 + i).unwrap(),
+                login(&s, "bob", "nope", t0 + i, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
                 LoginOutcome::Invalid
             ));
         }
         assert!(matches!(
-            login(&s, "bob", "nope", t0 + 5).unwrap(),
+            login(&s, "bob", "nope", t0 + 5, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
             LoginOutcome::Locked { .. }
         ));
         assert!(matches!(
-            login(&s, "bob", "bob-password-1", t0 + 6).unwrap(),
+            login(&s, "bob", "bob-password-1", t0 + 6, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
             LoginOutcome::Locked { .. }
         ));
         let later = t0 + LOCKOUT_NS + 10;
         assert!(matches!(
-            login(&s, "bob", "bob-password-1", later).unwrap(),
+            login(&s, "bob", "bob-password-1", later, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
             LoginOutcome::Success { .. }
         ));
     }
@@ -962,12 +1311,54 @@ mod auth_store {
         let s = store_with("bob", "bob-password-1");
         for i in 0..4 {
             assert!(matches!(
-                login(&s, "eve", "x", i).unwrap(),
+                login(&s, "eve", "x", i, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
                 LoginOutcome::Invalid
             ));
         }
         assert!(matches!(
-            login(&s, "eve", "x", 5).unwrap(),
+            login(&s, "eve", "x", 5, DEFAULT_IDLE_TIMEOUT_NS).unwrap(),
+            LoginOutcome::Locked { .. }
+        ));
+    }
+
+    /// Five wrong passwords at once (each verification is slow, so all read
+    /// the record before any writes it) still lock the account: the failure
+    /// count is a read-modify-write in the store, not a lost update.
+    #[test]
+    fn concurrent_failures_all_count_towards_the_lockout() {
+        let s = std::sync::Arc::new(store_with("bob", "bob-password-1"));
+        let t0 = 1_000_000_000_000;
+        let threads: Vec<_> = (0..MAX_FAILURES)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    login(
+                        s.as_ref(),
+                        "bob",
+                        "nope",
+                        t0 + u64::from(i),
+                        DEFAULT_IDLE_TIMEOUT_NS,
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, LoginOutcome::Locked { .. })),
+            "{outcomes:?}"
+        );
+        assert!(matches!(
+            login(
+                s.as_ref(),
+                "bob",
+                "bob-password-1",
+                t0 + 10,
+                DEFAULT_IDLE_TIMEOUT_NS
+            )
+            .unwrap(),
             LoginOutcome::Locked { .. }
         ));
     }

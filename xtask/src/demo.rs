@@ -86,7 +86,7 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     let https_port = free_port()?;
     let appliance = start_appliance(&vigil, &data, quic_port, https_port)?;
     children.0.push(("appliance".into(), appliance));
-    let admin_password = read_admin_password(&mut children.0[0].1)?;
+    let admin_password = read_admin_password(&mut children.0[0].1, &data)?;
     wait_for_port(quic_port, https_port)?;
 
     let enrollment = create_token(&vigil, &data, lab_hosts)?;
@@ -225,7 +225,10 @@ fn print_banner(data: &Path, https_port: u16, admin_password: &str) {
     println!();
     println!("  Vigil demo is running");
     println!("  console     : https://127.0.0.1:{https_port}/  (signed by the appliance CA: {}/keys/ca.crt)", data.display());
-    println!("  first admin : admin / {admin_password}");
+    println!(
+        "  first admin : admin / {admin_password}  (from {}; the console asks for a new one at first login)",
+        data.join("first-admin-password").display()
+    );
     println!(
         "  metrics     : https://127.0.0.1:{https_port}/metrics (bearer token in {})",
         data.join("metrics.token").display()
@@ -374,8 +377,9 @@ fn write_sensor_config(data: &Path, state: &Path, quic_port: u16) -> Result<Path
     Ok(path)
 }
 
-/// The appliance prints the first admin password once on its first start.
-fn read_admin_password(child: &mut Child) -> Result<String> {
+/// On its first start the appliance writes the first admin password to a
+/// 0600 file and prints only that file's path; read the password from there.
+fn read_admin_password(child: &mut Child, data: &Path) -> Result<String> {
     let stdout = child.stdout.take().ok_or("appliance stdout not captured")?;
     let mut reader = BufReader::new(stdout);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -383,26 +387,23 @@ fn read_admin_password(child: &mut Child) -> Result<String> {
     while Instant::now() < deadline {
         line.clear();
         if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-            return Err("appliance exited before printing the admin password".into());
+            return Err("appliance exited before saying where the admin password is".into());
         }
         print!("  appliance: {line}");
-        if line.contains("one-time password") {
-            let pw = line
-                .rsplit(": ")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+        if line.contains("one-time password is in") {
             // Keep draining the pipe so the appliance never blocks on stdout.
             std::thread::spawn(move || {
                 for l in reader.lines().map_while(|l| l.ok()) {
                     println!("  appliance: {l}");
                 }
             });
-            return Ok(pw);
+            let file = data.join("first-admin-password");
+            let pw = std::fs::read_to_string(&file)
+                .map_err(|e| format!("read {}: {e}", file.display()))?;
+            return Ok(pw.trim().to_string());
         }
     }
-    Err("appliance did not print the first admin password".into())
+    Err("appliance did not say where the first admin password is".into())
 }
 
 fn wait_for_port(_quic: u16, https: u16) -> Result<()> {

@@ -22,65 +22,11 @@ pub fn seq_index_value(ts_ns: u64) -> Vec<u8> {
     super::encode(&ts_ns)
 }
 
-/// Whether an event passes the non-key parts of a filter.
+/// Whether an event passes a filter: the one rule, `EventFilter::matches`
+/// in `proto` (host and time are checked there too; the store's keys
+/// already bound them, so checking again costs nothing and changes nothing).
 pub fn matches(ev: &Event, f: &EventFilter) -> bool {
-    if !f.kinds.is_empty() && !f.kinds.contains(&ev.kind()) {
-        return false;
-    }
-    if let Some(user) = &f.user {
-        let hit = match &ev.payload {
-            Payload::Login(l) | Payload::Logout(l) | Payload::AuthFailure(l) => {
-                &l.user == user || l.from_user.as_ref() == Some(user)
-            }
-            Payload::ProcessStart(p) => p.user.as_ref() == Some(user),
-            _ => false,
-        };
-        if !hit {
-            return false;
-        }
-    }
-    if let Some(peer) = f.peer {
-        let hit = match &ev.payload {
-            Payload::NetConnect(n) | Payload::NetAccept(n) => n.remote.ip() == peer,
-            Payload::Login(l) | Payload::Logout(l) | Payload::AuthFailure(l) => {
-                l.src_addr == Some(peer)
-            }
-            _ => false,
-        };
-        if !hit {
-            return false;
-        }
-    }
-    if let Some(port) = f.port {
-        let hit = match &ev.payload {
-            Payload::NetConnect(n) | Payload::NetAccept(n) => {
-                n.remote.port() == port || n.local.port() == port
-            }
-            _ => false,
-        };
-        if !hit {
-            return false;
-        }
-    }
-    if let Some(needle) = &f.process {
-        let hit = match &ev.payload {
-            Payload::ProcessStart(p) => {
-                p.exe
-                    .as_deref()
-                    .is_some_and(|e| e.contains(needle.as_str()))
-                    || p.argv.iter().any(|a| a.contains(needle.as_str()))
-            }
-            Payload::ProcessExit(p) => p
-                .exe
-                .as_deref()
-                .is_some_and(|e| e.contains(needle.as_str())),
-            _ => false,
-        };
-        if !hit {
-            return false;
-        }
-    }
-    true
+    f.matches(ev)
 }
 
 /// The kind of a stored payload from its first byte, without decoding it:
@@ -455,6 +401,11 @@ mod tests {
                 command_id: 1,
                 ok: true,
                 message: String::new(),
+            }),
+            Payload::Tamper(vigil_proto::TamperRecord {
+                source: "auth_log".into(),
+                reason: "sshd_line_not_from_sshd".into(),
+                detail: String::new(),
             }),
         ]
     }

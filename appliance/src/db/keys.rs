@@ -53,6 +53,8 @@ pub mod host_tag {
     pub const COUNTS: u8 = 2;
     /// Health history, followed by a big-endian timestamp.
     pub const HEALTH: u8 = 3;
+    /// Identity claims of the host's sensor that another host owns.
+    pub const CONFLICTS: u8 = 4;
 }
 
 /// `hosts` key for one of a host's records.

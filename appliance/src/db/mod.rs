@@ -3,8 +3,13 @@
 //! names); keys are big-endian (see [`keys`]).
 
 pub mod events;
+#[cfg(test)]
+mod golden;
 pub mod keys;
+pub mod quarantine;
+pub mod records;
 pub mod seqset;
+pub mod suppressions;
 
 use crate::store::{Cf, Direction, Store, StoreError, Visit, WriteBatch};
 use keys::{host_key, host_tag};
@@ -451,6 +456,35 @@ impl Db {
     /// The retention policy in force.
     pub fn retention(&self) -> Result<RetentionPolicy, StoreError> {
         Ok(self.get(Cf::Meta, META_RETENTION)?.unwrap_or_default())
+    }
+
+    /// Record the identity claims of `host` that another host owns (an
+    /// empty list clears them).
+    pub fn put_identity_conflicts(
+        &self,
+        host: HostId,
+        conflicts: &[crate::identity::Conflict],
+    ) -> Result<(), StoreError> {
+        let key = host_key(host, host_tag::CONFLICTS);
+        if conflicts.is_empty() {
+            if self.store().get(Cf::Hosts, &key)?.is_none() {
+                return Ok(());
+            }
+            let mut wb = WriteBatch::default();
+            wb.delete(Cf::Hosts, key.to_vec());
+            return self.store().write(wb, false);
+        }
+        self.put(Cf::Hosts, &key, &conflicts.to_vec(), false)
+    }
+
+    /// The identity claims of `host` that another host owns.
+    pub fn identity_conflicts(
+        &self,
+        host: HostId,
+    ) -> Result<Vec<crate::identity::Conflict>, StoreError> {
+        Ok(self
+            .get(Cf::Hosts, &host_key(host, host_tag::CONFLICTS))?
+            .unwrap_or_default())
     }
 
     /// Set the retention policy.

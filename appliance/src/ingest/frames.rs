@@ -39,6 +39,9 @@ impl FrameReadError {
     }
 }
 
+/// Most bytes taken from the stream per read.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Read one frame of `kind`; returns its payload.
 pub async fn read_frame(
     recv: &mut RecvStream,
@@ -74,16 +77,23 @@ async fn read_frame_inner(
     if header.kind != kind {
         return Err(FrameReadError::UnexpectedKind(header.kind));
     }
-    let mut payload = vec![0u8; header.len];
-    recv.read_exact(&mut payload).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(got) => {
-            FrameReadError::Proto(ProtoError::TruncatedPayload {
-                declared: header.len,
-                have: got,
-            })
+    // The buffer grows as bytes arrive: a peer that announces 16 MiB and
+    // sends nothing costs us nothing (this runs before the peer is known
+    // on enrollment connections).
+    let mut payload = Vec::with_capacity(header.len.min(READ_CHUNK));
+    while payload.len() < header.len {
+        let want = (header.len - payload.len()).min(READ_CHUNK);
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(FrameReadError::Proto(ProtoError::TruncatedPayload {
+                    declared: header.len,
+                    have: payload.len(),
+                }))
+            }
+            Err(e) => return Err(FrameReadError::Stream(e.to_string())),
         }
-        quinn::ReadExactError::ReadError(e) => FrameReadError::Stream(e.to_string()),
-    })?;
+    }
     Ok(payload)
 }
 

@@ -2,17 +2,20 @@
 //!
 //! Ingest connection: the host id comes from the client certificate's CN.
 //! The first bidirectional stream is the control stream (`Hello` →
-//! `Welcome`, then heartbeats and command results; commands go the other
-//! way). Every further bidirectional stream carries exactly one batch
-//! frame, answered with `Ack` after the synced write, or `Refused`.
+//! `Welcome`, then heartbeats, command results and certificate renewals;
+//! commands and renewed certificates go the other way). Every further
+//! bidirectional stream carries exactly one batch frame, answered with
+//! `Ack` after the synced write, or `Refused`.
 
 use super::frames::{read_control, read_frame, write_control, FrameReadError};
+use super::limits::{IngestLimits, LimitsConfig};
 use super::writer::{EncodedEvent, IngestQueue};
 use crate::core::Core;
 use crate::db::events::payload_value;
 use crate::internal_events::{
-    ConnectionClosed, ConnectionOpened, EnrollmentRefused, FrameRejected, HandshakeRejected,
-    HeartbeatReceived, InternalEvent, SensorEnrolled,
+    CertificateRenewed, ConnectionClosed, ConnectionOpened, EnrollmentRefused, FrameRejected,
+    HandshakeRejected, HeartbeatReceived, HostThrottled, IdentityConflicted, InternalEvent,
+    RenewalRefused, SensorEnrolled,
 };
 use crate::pki::host_from_cert;
 use crate::registry::{
@@ -24,12 +27,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use vigil_proto::control::{Refusal, Welcome};
+use vigil_proto::control::{Refusal, RenewRequest, Welcome};
 use vigil_proto::frame::FrameKind;
 use vigil_proto::{decode_batch, Command, ControlMessage, HostId, Payload, PROTOCOL_VERSION};
 
 /// How long a peer may take to send a whole frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an unauthenticated enrollment peer may take to ask: a request
+/// is one small frame, and a slot held by a silent peer is one a real
+/// sensor cannot use.
+pub const ENROLL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most batch streams one connection may have open at once (QUIC back-pressure).
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Pending commands per connected host.
@@ -69,8 +76,10 @@ impl QuicThread {
         listen: SocketAddr,
         core: Arc<Core>,
         queue: IngestQueue,
+        limits: LimitsConfig,
         shutdown: Shutdown,
     ) -> std::io::Result<QuicThread> {
+        let limits = Arc::new(IngestLimits::new(limits));
         let (bound_tx, bound_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("vigil-quic".into())
@@ -98,7 +107,7 @@ impl QuicThread {
                             return;
                         }
                     };
-                    run(endpoint.clone(), core, queue, shutdown).await;
+                    run(endpoint.clone(), core, queue, limits, shutdown).await;
                     let _ =
                         tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
                 });
@@ -122,6 +131,7 @@ pub async fn run(
     endpoint: quinn::Endpoint,
     core: Arc<Core>,
     queue: IngestQueue,
+    limits: Arc<IngestLimits>,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -132,10 +142,24 @@ pub async fn run(
                 None => break,
             },
         };
+        // Before any certificate is checked: a flood of handshakes is
+        // refused at the cap, not queued.
+        let Some(slot) = limits.try_handshake() else {
+            HandshakeRejected {
+                reason: "handshakes_busy",
+                detail: "too many handshakes in progress",
+            }
+            .emit(&core.metrics);
+            incoming.refuse();
+            continue;
+        };
         let (core, queue, shutdown) = (core.clone(), queue.clone(), shutdown.clone());
+        let limits = limits.clone();
         tokio::spawn(async move {
-            match incoming.await {
-                Ok(conn) => handle_connection(conn, core, queue, shutdown).await,
+            let connecting = incoming.await;
+            drop(slot);
+            match connecting {
+                Ok(conn) => handle_connection(conn, core, queue, limits, shutdown).await,
                 Err(e) => tracing::debug!(error = %e, "handshake failed"),
             }
         });
@@ -163,12 +187,25 @@ async fn handle_connection(
     conn: Connection,
     core: Arc<Core>,
     queue: IngestQueue,
+    limits: Arc<IngestLimits>,
     shutdown: Shutdown,
 ) {
     match alpn(&conn).as_deref() {
-        Some(p) if p == vigil_proto::ALPN_ENROLL => handle_enroll(conn, core).await,
+        Some(p) if p == vigil_proto::ALPN_ENROLL => {
+            // Enrollment is unauthenticated until the token is checked.
+            let Some(_slot) = limits.try_enrollment(conn.remote_address().ip()) else {
+                HandshakeRejected {
+                    reason: "enrollments_busy",
+                    detail: "too many enrollment connections",
+                }
+                .emit(&core.metrics);
+                conn.close(CLOSE_PROTOCOL.into(), b"enrollment busy, retry later");
+                return;
+            };
+            handle_enroll(conn, core).await
+        }
         Some(p) if p == vigil_proto::ALPN_INGEST => {
-            handle_ingest(conn, core, queue, shutdown).await
+            handle_ingest(conn, core, queue, limits, shutdown).await
         }
         _ => {
             HandshakeRejected {
@@ -198,11 +235,11 @@ async fn refuse_and_close(conn: &Connection, send: &mut SendStream, code: &str, 
 }
 
 async fn handle_enroll(conn: Connection, core: Arc<Core>) {
-    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(FRAME_TIMEOUT, conn.accept_bi()).await
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(ENROLL_TIMEOUT, conn.accept_bi()).await
     else {
         return;
     };
-    let reply = match read_control(&mut recv, FRAME_TIMEOUT).await {
+    let reply = match read_control(&mut recv, ENROLL_TIMEOUT).await {
         Ok(ControlMessage::Enroll(req)) => {
             let now = (core.clock)();
             let peer = Some(conn.remote_address().ip());
@@ -268,6 +305,7 @@ async fn handle_ingest(
     conn: Connection,
     core: Arc<Core>,
     queue: IngestQueue,
+    limits: Arc<IngestLimits>,
     mut shutdown: Shutdown,
 ) {
     let Some(host) = peer_host(&conn) else {
@@ -323,7 +361,14 @@ async fn handle_ingest(
                 shutdown.clone(),
             ));
         } else {
-            tokio::spawn(batch_stream(host, send, recv, core.clone(), queue.clone()));
+            tokio::spawn(batch_stream(
+                host,
+                send,
+                recv,
+                core.clone(),
+                queue.clone(),
+                limits.clone(),
+            ));
         }
     };
     core.registry.disconnected(host, conn_id);
@@ -369,11 +414,16 @@ async fn control_stream(
     }
     let config = core.sensor_config.clone();
     let now = (core.clock)();
-    if let Err(e) = core
+    match core
         .registry
         .on_hello(host, &hello, config.heartbeat_ms, now)
     {
-        tracing::warn!(host = %host, error = %e, "registry update failed");
+        Ok(conflicts) => {
+            for c in conflicts {
+                IdentityConflicted { conflict: &c }.emit(&core.metrics);
+            }
+        }
+        Err(e) => tracing::warn!(host = %host, error = %e, "registry update failed"),
     }
     let stored_up_to = core
         .db
@@ -391,7 +441,11 @@ async fn control_stream(
     }
     let (tx, rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
     core.registry.attach_commands(host, conn_id, tx);
-    let writer = tokio::spawn(command_writer(send, rx, shutdown.clone()));
+    // Answers to the sensor's own requests (renewal) share the send half
+    // with commands, so they go through the writer too.
+    let (reply_tx, reply_rx) = mpsc::channel::<ControlMessage>(1);
+    let writer = tokio::spawn(command_writer(send, rx, reply_rx, shutdown.clone()));
+    let mut renewed = false;
     loop {
         let msg = tokio::select! {
             _ = shutdown.wait() => break,
@@ -406,6 +460,13 @@ async fn control_stream(
             }
             Ok(ControlMessage::CommandResult(r)) => {
                 tracing::info!(host = %host, command = r.id, ok = r.ok, message = %r.message, "command result");
+            }
+            Ok(ControlMessage::Renew(req)) => {
+                let reply = renew_reply(&conn, host, &req, &core, renewed);
+                renewed |= matches!(reply, ControlMessage::Renewed(_));
+                if reply_tx.send(reply).await.is_err() {
+                    break;
+                }
             }
             Ok(_) => {
                 FrameRejected {
@@ -431,20 +492,74 @@ async fn control_stream(
     writer.abort();
 }
 
+/// Answer a sensor's `Renew` (see [`crate::pki::Pki::renew_client`]): a new
+/// certificate for the host id of this connection's certificate, at most
+/// once per connection, dated by the wall clock (which the TLS verifier
+/// checks it against). Counted either way.
+fn renew_reply(
+    conn: &Connection,
+    host: HostId,
+    req: &RenewRequest,
+    core: &Core,
+    already_renewed: bool,
+) -> ControlMessage {
+    let result = match peer_cert(conn) {
+        _ if already_renewed => Err((
+            "renew_repeated",
+            "already renewed on this connection; reconnect with the new certificate".to_owned(),
+        )),
+        None => Err(("renew_bad_certificate", "no client certificate".to_owned())),
+        Some(current) => core
+            .pki
+            .renew_client(&current, &req.csr_der, host, std::time::SystemTime::now())
+            .map_err(|e| (e.code(), e.to_string())),
+    };
+    match result {
+        Ok(resp) => {
+            CertificateRenewed {
+                host,
+                not_after_ns: resp.not_after_ns,
+            }
+            .emit(&core.metrics);
+            ControlMessage::Renewed(resp)
+        }
+        Err((code, message)) => {
+            RenewalRefused {
+                host,
+                code,
+                detail: &message,
+            }
+            .emit(&core.metrics);
+            ControlMessage::Refused(Refusal {
+                code: code.to_owned(),
+                message,
+            })
+        }
+    }
+}
+
+/// The client certificate (DER) the peer authenticated with.
+fn peer_cert(conn: &Connection) -> Option<Vec<u8>> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    Some(certs.first()?.to_vec())
+}
+
 async fn command_writer(
     mut send: SendStream,
     mut rx: mpsc::Receiver<Command>,
+    mut replies: mpsc::Receiver<ControlMessage>,
     mut shutdown: Shutdown,
 ) {
     loop {
-        let cmd = tokio::select! {
+        let msg = tokio::select! {
             _ = shutdown.wait() => break,
-            c = rx.recv() => match c { Some(c) => c, None => break },
+            c = rx.recv() => match c { Some(c) => ControlMessage::Command(c), None => break },
+            Some(r) = replies.recv() => r,
         };
-        if write_control(&mut send, &ControlMessage::Command(cmd))
-            .await
-            .is_err()
-        {
+        if write_control(&mut send, &msg).await.is_err() {
             break;
         }
     }
@@ -456,6 +571,7 @@ async fn batch_stream(
     mut recv: RecvStream,
     core: Arc<Core>,
     queue: IngestQueue,
+    limits: Arc<IngestLimits>,
 ) {
     let reject = |reason: &str, detail: &str| {
         FrameRejected {
@@ -479,43 +595,29 @@ async fn batch_stream(
         }
     };
     let wire_bytes = payload.len() as u64 + vigil_proto::frame::HEADER_LEN as u64;
-    let batch = match decode_batch(&payload) {
-        Ok(b) => b,
+    let Some(permit) = limits.decode_permit().await else {
+        return;
+    };
+    let decoded = tokio::task::spawn_blocking(move || decode_and_encode(host, &payload)).await;
+    drop(permit);
+    let events = match decoded {
+        Ok(Ok(events)) => events,
+        Ok(Err((reason, detail))) => {
+            reject(reason, &detail);
+            refuse_stream(&mut send, reason, &detail).await;
+            return;
+        }
         Err(e) => {
-            reject(e.reason(), &e.to_string());
-            refuse_stream(&mut send, e.reason(), &e.to_string()).await;
+            reject("decode_task", &e.to_string());
+            refuse_stream(&mut send, "decode_task", "batch decoding failed").await;
             return;
         }
     };
-    drop(payload);
-    if batch.events.is_empty() {
-        reject("empty_batch", "batch holds no events");
-        refuse_stream(&mut send, "empty_batch", "batch holds no events").await;
-        return;
+    let wait = limits.throttle(host, events.len() as u64, (core.clock)());
+    if !wait.is_zero() {
+        HostThrottled { host, wait }.emit(&core.metrics);
+        tokio::time::sleep(wait).await;
     }
-    if let Some(bad) = batch.events.iter().find(|e| e.header.host != host) {
-        let detail = format!(
-            "event for host {} on the connection of {host}",
-            bad.header.host
-        );
-        reject("wrong_host", &detail);
-        refuse_stream(&mut send, "wrong_host", &detail).await;
-        return;
-    }
-    let events: Vec<EncodedEvent> = batch
-        .events
-        .iter()
-        .map(|e| EncodedEvent {
-            seq: e.header.seq,
-            ts_ns: e.header.ts_ns,
-            value: payload_value(&e.payload),
-            loss: match &e.payload {
-                Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
-                _ => None,
-            },
-        })
-        .collect();
-    drop(batch);
     match queue.submit(host, events, wire_bytes).await {
         Ok(ack) => {
             core.registry.touch(host, (core.clock)());
@@ -528,4 +630,38 @@ async fn batch_stream(
         }
         Err(e) => refuse_stream(&mut send, "store_unavailable", &e.to_string()).await,
     }
+}
+
+/// Decode a batch payload and re-encode each event for storage (on the
+/// blocking pool). Errors are (reason label, detail).
+fn decode_and_encode(
+    host: HostId,
+    payload: &[u8],
+) -> Result<Vec<EncodedEvent>, (&'static str, String)> {
+    let batch = decode_batch(payload).map_err(|e| (e.reason(), e.to_string()))?;
+    if batch.events.is_empty() {
+        return Err(("empty_batch", "batch holds no events".into()));
+    }
+    if let Some(bad) = batch.events.iter().find(|e| e.header.host != host) {
+        return Err((
+            "wrong_host",
+            format!(
+                "event for host {} on the connection of {host}",
+                bad.header.host
+            ),
+        ));
+    }
+    Ok(batch
+        .events
+        .iter()
+        .map(|e| EncodedEvent {
+            seq: e.header.seq,
+            ts_ns: e.header.ts_ns,
+            value: payload_value(&e.payload),
+            loss: match &e.payload {
+                Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
+                _ => None,
+            },
+        })
+        .collect())
 }

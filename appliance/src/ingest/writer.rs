@@ -8,11 +8,15 @@
 //! A full queue makes `submit` wait, which stops reading streams, which
 //! lets QUIC flow control push back on the sensors.
 
+use super::rules::{loss_is_valid, IngestRules};
+use crate::core::{system_clock, Clock};
 use crate::db::keys::{event_key, host_key, host_tag, seq_key};
+use crate::db::quarantine::{self, QuarantineReason, QuarantineRecord};
 use crate::db::seqset::SeqSet;
 use crate::db::{encode, events::seq_index_value, Db, HostCounts};
 use crate::internal_events::{
-    BatchStored, GroupCommitted, InternalEvent, LossReported, WriteFailed,
+    BatchStored, EventQuarantined, GroupCommitted, InternalEvent, LossReported, WriteFailed,
+    WriterRestarted,
 };
 use crate::metrics::Metrics;
 use crate::store::{Cf, StoreError, WriteBatch};
@@ -84,32 +88,86 @@ impl IngestQueue {
     }
 }
 
-/// Start the writer thread. It ends when every [`IngestQueue`] clone is dropped.
+/// Start the writer thread with the default [`IngestRules`] and the wall
+/// clock. It ends when every [`IngestQueue`] clone is dropped.
 pub fn spawn_writer(
     db: Db,
     metrics: Arc<Metrics>,
     queue_batches: usize,
 ) -> std::io::Result<(IngestQueue, std::thread::JoinHandle<()>)> {
+    spawn_writer_with(
+        db,
+        metrics,
+        queue_batches,
+        IngestRules::default(),
+        system_clock(),
+    )
+}
+
+/// Start the writer thread with explicit rules and clock.
+pub fn spawn_writer_with(
+    db: Db,
+    metrics: Arc<Metrics>,
+    queue_batches: usize,
+    rules: IngestRules,
+    clock: Clock,
+) -> std::io::Result<(IngestQueue, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue_batches.max(1));
     let handle = std::thread::Builder::new()
         .name("vigil-writer".into())
-        .spawn(move || Writer::new(db, metrics).run(rx))?;
+        .spawn(move || Writer::new(db, metrics, rules, clock).run(rx))?;
     Ok((IngestQueue { tx }, handle))
 }
+
+/// How often the writer re-reads the retention age bound it checks
+/// timestamps against.
+const POLICY_REFRESH_NS: u64 = 1_000_000_000;
 
 struct Writer {
     db: Db,
     metrics: Arc<Metrics>,
     hosts: HashMap<HostId, (SeqSet, HostCounts)>,
+    rules: IngestRules,
+    clock: Clock,
+    /// (read at, retention max_age_days).
+    age_bound: (u64, u32),
 }
 
 impl Writer {
-    fn new(db: Db, metrics: Arc<Metrics>) -> Self {
+    fn new(db: Db, metrics: Arc<Metrics>, rules: IngestRules, clock: Clock) -> Self {
         Writer {
             db,
             metrics,
             hosts: HashMap::new(),
+            rules,
+            clock,
+            age_bound: (0, 0),
         }
+    }
+
+    /// The retention age bound, re-read at most once a second.
+    fn max_age_days(&mut self, now_ns: u64) -> u32 {
+        if self.age_bound.0 == 0 || now_ns.saturating_sub(self.age_bound.0) >= POLICY_REFRESH_NS {
+            if let Ok(p) = self.db.retention() {
+                self.age_bound = (now_ns.max(1), p.max_age_days);
+            }
+        }
+        self.age_bound.1
+    }
+
+    /// Why `ev` must go to quarantine instead of `events`, if it must.
+    fn quarantine_reason(
+        &self,
+        ev: &EncodedEvent,
+        now_ns: u64,
+        max_age_days: u32,
+    ) -> Option<QuarantineReason> {
+        if let Some((from, to, count)) = ev.loss {
+            if !loss_is_valid(from, to, count) {
+                return Some(QuarantineReason::InvalidLoss);
+            }
+        }
+        self.rules.check_time(ev.ts_ns, now_ns, max_age_days)
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<PendingBatch>) {
@@ -125,7 +183,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            // Supervised: a panic in one commit (a bug, or a store that
+            // fails in a way we did not foresee) must not stop ingest for
+            // every sensor. Nothing of that group was acknowledged (acks
+            // go out only after the synced write), its batches are refused
+            // so their sensors resend, and the cached per-host state is
+            // dropped and re-read from the store.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(group)));
+            if outcome.is_err() {
+                self.hosts.clear();
+                WriterRestarted.emit(&self.metrics);
+            }
         }
         tracing::debug!("writer stopped");
     }
@@ -145,7 +214,10 @@ impl Writer {
         let mut replies = Vec::with_capacity(group.len());
         let mut stored = Vec::with_capacity(group.len());
         let mut losses = Vec::new();
+        let mut quarantined = Vec::new();
         let mut events_in_group = 0;
+        let now_ns = (self.clock)();
+        let max_age_days = self.max_age_days(now_ns);
         for batch in group {
             let (set, counts) = match work.entry(batch.host) {
                 Entry::Occupied(o) => o.into_mut(),
@@ -165,6 +237,20 @@ impl Writer {
                     dups += 1;
                     continue;
                 }
+                if let Some(reason) = self.quarantine_reason(&ev, now_ns, max_age_days) {
+                    let rec = QuarantineRecord {
+                        reason,
+                        ts_ns: ev.ts_ns,
+                        payload: ev.value,
+                    };
+                    quarantine::put(&mut wb, batch.host, ev.seq, &rec);
+                    quarantined.push(EventQuarantined {
+                        host: batch.host,
+                        seq: ev.seq,
+                        reason,
+                    });
+                    continue;
+                }
                 new += 1;
                 wb.put(
                     Cf::Events,
@@ -178,8 +264,8 @@ impl Writer {
                 );
                 if let Some((from, to, count)) = ev.loss {
                     set.insert_range(from, to);
-                    counts.lost_total += count;
-                    counts.loss_records += 1;
+                    counts.lost_total = counts.lost_total.saturating_add(count);
+                    counts.loss_records = counts.loss_records.saturating_add(1);
                     losses.push(LossReported {
                         host: batch.host,
                         from_seq: from,
@@ -188,8 +274,8 @@ impl Writer {
                     });
                 }
             }
-            counts.events_total += new;
-            counts.duplicates_total += dups;
+            counts.events_total = counts.events_total.saturating_add(new);
+            counts.duplicates_total = counts.duplicates_total.saturating_add(dups);
             events_in_group += new as usize;
             let ack = Ack {
                 first_seq,
@@ -214,45 +300,87 @@ impl Writer {
             wb.put(Cf::Hosts, host_key(*host, host_tag::COUNTS), encode(counts));
         }
         let started = Instant::now();
-        match self.db.store().write(wb, true) {
-            Ok(()) => {
-                GroupCommitted {
-                    batches: replies.len(),
-                    events: events_in_group,
-                    latency: started.elapsed(),
-                }
-                .emit(&self.metrics);
-                self.db.mark_written(work.keys().copied());
-                self.hosts.extend(work);
-                for s in stored {
-                    s.emit(&self.metrics);
-                }
-                for l in losses {
-                    l.emit(&self.metrics);
-                }
-                for (reply, ack) in replies {
-                    let _ = reply.send(Ok(ack));
-                }
-            }
-            Err(e) => {
-                let text = e.to_string();
-                WriteFailed {
-                    batches: replies.len(),
-                    error: &text,
-                }
-                .emit(&self.metrics);
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(WriteError::Store(text.clone())));
-                }
-            }
+        let written = self.db.store().write(wb, true);
+        let outcome = Outcome {
+            events: events_in_group,
+            stored,
+            losses,
+            quarantined,
+            replies,
+        };
+        match written {
+            Ok(()) => self.acknowledge(outcome, work, started),
+            Err(e) => self.refuse(outcome, &e.to_string()),
         }
     }
+
+    /// The group is durable: count it, remember the hosts' state, ack.
+    fn acknowledge(
+        &mut self,
+        o: Outcome,
+        work: HashMap<HostId, (SeqSet, HostCounts)>,
+        started: Instant,
+    ) {
+        GroupCommitted {
+            batches: o.replies.len(),
+            events: o.events,
+            latency: started.elapsed(),
+        }
+        .emit(&self.metrics);
+        self.db.mark_written(work.keys().copied());
+        self.hosts.extend(work);
+        for s in o.stored {
+            s.emit(&self.metrics);
+        }
+        for l in o.losses {
+            l.emit(&self.metrics);
+        }
+        for q in o.quarantined {
+            q.emit(&self.metrics);
+        }
+        for (reply, ack) in o.replies {
+            let _ = reply.send(Ok(ack));
+        }
+    }
+
+    /// The write failed: nothing was acknowledged, every batch is refused.
+    fn refuse(&self, o: Outcome, error: &str) {
+        WriteFailed {
+            batches: o.replies.len(),
+            error,
+        }
+        .emit(&self.metrics);
+        for (reply, _) in o.replies {
+            let _ = reply.send(Err(WriteError::Store(error.to_owned())));
+        }
+    }
+}
+
+/// What one group commit will report once the write is done.
+struct Outcome {
+    events: usize,
+    stored: Vec<BatchStored>,
+    losses: Vec<LossReported>,
+    quarantined: Vec<EventQuarantined>,
+    replies: Vec<(oneshot::Sender<Result<Ack, WriteError>>, Ack)>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
+
+    /// The writer with a fixed clock just after the test events' times.
+    fn writer(db: &Db, metrics: &Arc<Metrics>) -> (IngestQueue, std::thread::JoinHandle<()>) {
+        spawn_writer_with(
+            db.clone(),
+            metrics.clone(),
+            4,
+            IngestRules::default(),
+            Arc::new(|| 10_000),
+        )
+        .unwrap()
+    }
 
     fn ev(seq: u64) -> EncodedEvent {
         EncodedEvent {
@@ -267,7 +395,7 @@ mod tests {
     async fn resent_batches_are_stored_once_and_counted_as_duplicates() {
         let db = Db::new(Arc::new(MemoryStore::new()));
         let metrics = Arc::new(Metrics::default());
-        let (q, handle) = spawn_writer(db.clone(), metrics.clone(), 4).unwrap();
+        let (q, handle) = writer(&db, &metrics);
         let host = HostId(7);
         let a = q
             .submit(host, (1..=10).map(ev).collect(), 100)
@@ -291,7 +419,7 @@ mod tests {
     async fn loss_records_are_counted_and_close_the_gap() {
         let db = Db::new(Arc::new(MemoryStore::new()));
         let metrics = Arc::new(Metrics::default());
-        let (q, handle) = spawn_writer(db.clone(), metrics.clone(), 4).unwrap();
+        let (q, handle) = writer(&db, &metrics);
         let host = HostId(9);
         let mut loss = ev(11);
         loss.loss = Some((1, 10, 10));
@@ -302,5 +430,161 @@ mod tests {
         assert_eq!((counts.lost_total, counts.loss_records), (10, 1));
         assert_eq!(db.seqset(host).unwrap().contiguous_from_one(), 12);
         assert_eq!(metrics.snapshot().events_lost, 10);
+    }
+
+    /// A hostile sensor's impossible claims are acknowledged (its spool
+    /// drains) but kept out of `events` and out of every counter, with the
+    /// reason; two huge loss records cannot overflow anything.
+    #[tokio::test]
+    async fn impossible_timestamps_and_losses_go_to_quarantine() {
+        let db = Db::new(Arc::new(MemoryStore::new()));
+        db.put_retention(&crate::db::RetentionPolicy {
+            max_age_days: 1,
+            max_bytes: 0,
+        })
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let day = 86_400 * 1_000_000_000u64;
+        let now = 100 * day;
+        let (q, handle) = spawn_writer_with(
+            db.clone(),
+            metrics.clone(),
+            4,
+            IngestRules::default(),
+            Arc::new(move || now),
+        )
+        .unwrap();
+        let host = HostId(3);
+        let at = |seq: u64, ts_ns: u64| EncodedEvent { ts_ns, ..ev(seq) };
+        let mut huge1 = at(4, now);
+        huge1.loss = Some((100, 50, u64::MAX));
+        // Two valid but huge losses (their own seqs outside the ranges):
+        // together they would overflow the counter.
+        let mut huge2 = at(5, now);
+        huge2.loss = Some((10, u64::MAX, u64::MAX - 10));
+        let mut huge3 = at(6, now);
+        huge3.loss = Some((10, u64::MAX, u64::MAX - 10));
+        let ack = q
+            .submit(
+                host,
+                vec![
+                    at(1, now),
+                    at(2, u64::MAX - 1),
+                    at(3, 1),
+                    huge1,
+                    huge2,
+                    huge3,
+                ],
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (ack.first_seq, ack.last_seq),
+            (1, 6),
+            "everything acknowledged"
+        );
+        drop(q);
+        handle.join().unwrap();
+        assert_eq!(
+            db.count_events(host).unwrap(),
+            3,
+            "the good event and two loss records"
+        );
+        let reasons: Vec<(u64, &str)> = db
+            .quarantined(host, 10)
+            .unwrap()
+            .iter()
+            .map(|(seq, r)| (*seq, r.reason.label()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, "future_timestamp"),
+                (3, "past_timestamp"),
+                (4, "invalid_loss")
+            ]
+        );
+        assert_eq!(
+            db.host_counts(host).unwrap().lost_total,
+            u64::MAX,
+            "saturated"
+        );
+        let snap = metrics.snapshot();
+        assert_eq!(snap.quarantined.get("future_timestamp"), Some(&1));
+        assert_eq!(snap.events_lost, u64::MAX);
+    }
+
+    /// A store whose first write panics, to exercise the supervisor.
+    struct PanicOnce {
+        inner: MemoryStore,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl crate::store::Store for PanicOnce {
+        fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(cf, key)
+        }
+        fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("injected writer failure");
+            }
+            self.inner.write(batch, sync)
+        }
+        fn scan(
+            &self,
+            cf: Cf,
+            from: &[u8],
+            to: Option<&[u8]>,
+            dir: crate::store::Direction,
+            visit: &mut dyn FnMut(&[u8], &[u8]) -> crate::store::Visit,
+        ) -> Result<(), StoreError> {
+            self.inner.scan(cf, from, to, dir, visit)
+        }
+        fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+            self.inner.delete_range(cf, from, to)
+        }
+        fn compact(
+            &self,
+            cf: Cf,
+            from: Option<&[u8]>,
+            to: Option<&[u8]>,
+        ) -> Result<(), StoreError> {
+            self.inner.compact(cf, from, to)
+        }
+        fn size_bytes(&self, cf: Cf) -> u64 {
+            self.inner.size_bytes(cf)
+        }
+        fn approx_range_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64 {
+            self.inner.approx_range_bytes(cf, from, to)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_commit_refuses_its_batches_and_the_writer_carries_on() {
+        let db = Db::new(Arc::new(PanicOnce {
+            inner: MemoryStore::new(),
+            armed: true.into(),
+        }));
+        let metrics = Arc::new(Metrics::default());
+        let (q, handle) = writer(&db, &metrics);
+        let host = HostId(5);
+        let first = q.submit(host, (1..=3).map(ev).collect(), 10).await;
+        assert!(first.is_err(), "the failed group must not be acknowledged");
+        let again = q.submit(host, (1..=3).map(ev).collect(), 10).await.unwrap();
+        assert_eq!(
+            (again.first_seq, again.last_seq, again.duplicates),
+            (1, 3, 0)
+        );
+        drop(q);
+        handle.join().unwrap();
+        assert_eq!(db.count_events(host).unwrap(), 3);
+        assert_eq!(
+            metrics.snapshot().rejected_frames.get("writer_restarted"),
+            Some(&1)
+        );
     }
 }

@@ -112,6 +112,18 @@ impl Store for MemoryStore {
         })
     }
 
+    fn approx_range_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let tables = self.tables.read().expect("memory store lock");
+        tables.get(&cf).map_or(0, |t| {
+            t.range(from.to_vec()..to.to_vec())
+                .map(|(k, v)| (k.len() + v.len()) as u64)
+                .sum()
+        })
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }

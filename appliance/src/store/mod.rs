@@ -40,11 +40,15 @@ pub enum Cf {
     Enrollment,
     /// Small appliance-wide settings (retention policy, id counters).
     Meta,
+    /// (host u64, seq u64) → an acknowledged event kept out of `events`
+    /// because it broke an ingest rule (timestamp out of bounds, invalid
+    /// loss record), with the reason. Never read by detection or retention.
+    Quarantine,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Events,
         Cf::SeqIndex,
         Cf::Hosts,
@@ -59,6 +63,7 @@ impl Cf {
         Cf::Sessions,
         Cf::Enrollment,
         Cf::Meta,
+        Cf::Quarantine,
     ];
 
     /// The column family's on-disk name.
@@ -78,6 +83,7 @@ impl Cf {
             Cf::Sessions => "sessions",
             Cf::Enrollment => "enrollment",
             Cf::Meta => "meta",
+            Cf::Quarantine => "quarantine",
         }
     }
 }
@@ -163,6 +169,10 @@ pub trait Store: Send + Sync + 'static {
     fn compact(&self, cf: Cf, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<(), StoreError>;
     /// Bytes the column family occupies on disk (SST files, plus memtables).
     fn size_bytes(&self, cf: Cf) -> u64;
+    /// Approximate bytes the keys in `[from, to)` of `cf` occupy (SST files;
+    /// call [`Store::flush`] first to include recent writes). Used to give
+    /// each host its own share of the byte bound.
+    fn approx_range_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64;
     /// Bytes of all column families, including the WAL where known.
     fn total_bytes(&self) -> u64 {
         Cf::ALL.iter().map(|cf| self.size_bytes(*cf)).sum()

@@ -163,6 +163,20 @@ impl Store for RocksStore {
         prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
     }
 
+    fn approx_range_bytes(&self, cf: Cf, from: &[u8], to: &[u8]) -> u64 {
+        if to <= from {
+            return 0;
+        }
+        let Ok(handle) = self.handle(cf) else {
+            return 0;
+        };
+        self.db
+            .get_approximate_sizes_cf(handle, &[rocksdb::Range::new(from, to)])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         for cf in Cf::ALL {
             self.db.flush_cf(self.handle(cf)?).map_err(engine_err)?;

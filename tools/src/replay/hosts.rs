@@ -122,10 +122,20 @@ async fn load_or_enroll(
             dir: params.state_dir,
         }),
         Err(EnrollError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            let id = vigil_sensor::enroll(&params)
-                .await
-                .map_err(|source| ReplayError::Enroll { name, source })?;
-            Ok((id, false))
+            // The appliance caps unauthenticated enrollment connections per
+            // source address; many data-set hosts enroll from this one
+            // machine, so a busy answer means wait and try again.
+            let mut wait = std::time::Duration::from_millis(50);
+            loop {
+                match vigil_sensor::enroll(&params).await {
+                    Ok(id) => return Ok((id, false)),
+                    Err(e) if e.to_string().contains("enrollment busy") && wait.as_secs() < 10 => {
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                    Err(source) => return Err(ReplayError::Enroll { name, source }),
+                }
+            }
         }
         Err(source) => Err(ReplayError::Enroll { name, source }),
     }

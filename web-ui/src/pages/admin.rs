@@ -3,7 +3,7 @@
 use super::layout::{render, Nav};
 use super::*;
 use crate::audit::{verify, ChainStatus};
-use crate::auth::{hash_password, verify_password, MIN_PASSWORD_LEN};
+use crate::auth::{hash_password, verify_password, FIRST_ADMIN, MIN_PASSWORD_LEN};
 use crate::store::{Role, Settings, User};
 use crate::time::format_ts;
 use axum::extract::{Form, Path, Query, State};
@@ -178,10 +178,16 @@ pub async fn users_create(
     if state.store.user(&name)?.is_some() {
         return Err(UiError::BadRequest("That user already exists.".into()));
     }
+    let password = f.password;
+    let password_hash = state
+        .login_guard
+        .argon2
+        .run(move || hash_password(&password))
+        .await??;
     state.store.put_user(User {
         name: name.clone(),
         role,
-        password_hash: hash_password(&f.password)?,
+        password_hash,
         created_ns: state.now(),
         must_change_password: true,
         disabled: false,
@@ -276,9 +282,6 @@ pub async fn account_password(
     auth: Authed,
     Form(f): Form<PasswordForm>,
 ) -> Result<Redirect, UiError> {
-    if !verify_password(&f.current, &auth.user.password_hash) {
-        return Err(UiError::BadRequest("The current password is wrong.".into()));
-    }
     if f.new != f.confirm {
         return Err(UiError::BadRequest("The new passwords differ.".into()));
     }
@@ -287,8 +290,21 @@ pub async fn account_password(
             "Pick a new password of at least {MIN_PASSWORD_LEN} characters."
         )));
     }
+    let phc = auth.user.password_hash.clone();
+    let (current, new) = (f.current, f.new);
+    // Both Argon2 runs on the blocking pool, under the same cap as logins.
+    let new_hash = state
+        .login_guard
+        .argon2
+        .run(move || {
+            verify_password(&current, &phc)
+                .then(|| hash_password(&new))
+                .transpose()
+        })
+        .await??
+        .ok_or_else(|| UiError::BadRequest("The current password is wrong.".into()))?;
     let mut user = auth.user.clone();
-    user.password_hash = hash_password(&f.new)?;
+    user.password_hash = new_hash;
     user.must_change_password = false;
     state.store.put_user(user)?;
     // Other sessions of this user end; this one stays.
@@ -300,7 +316,26 @@ pub async fn account_password(
         &format!("user:{}", auth.user.name),
         "",
     )?;
+    if auth.user.name == FIRST_ADMIN {
+        remove_first_password_file(&state);
+    }
     Ok(Redirect::to("/account?msg=password"))
+}
+
+/// The generated password is no longer valid: its file goes.
+fn remove_first_password_file(state: &ConsoleState) {
+    let Some(path) = &state.first_password_file else {
+        return;
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "first admin password changed; file removed")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove the first admin password file")
+        }
+    }
 }
 
 /// `GET /settings`: everyone reads, admins edit.
@@ -336,6 +371,15 @@ pub fn settings_view(
             } else {
                 "valid"
             };
+            let revoke = (admin && !t.revoked).then(|| {
+                let action = format!("/settings/tokens/{}/revoke", t.id);
+                view! {
+                    <form method="post" action=action class="row">
+                        {csrf_field(auth)}
+                        <button type="submit">"Revoke"</button>
+                    </form>
+                }
+            });
             view! {
                 <tr>
                     <td class="num">{t.id}</td>
@@ -344,6 +388,7 @@ pub fn settings_view(
                     <td class="mono">{format_ts(t.expires_ns)}</td>
                     <td class="num">{format!("{} / {}", t.uses, t.max_uses)}</td>
                     <td>{status}</td>
+                    <td>{revoke}</td>
                 </tr>
             }
         })
@@ -376,7 +421,7 @@ pub fn settings_view(
             <section class="panel">
                 <h2>"Enrollment tokens"</h2>
                 <table class="dense">
-                    <thead><tr><th>"#"</th><th>"Label"</th><th>"Created"</th><th>"Expires"</th><th>"Uses"</th><th>"Status"</th></tr></thead>
+                    <thead><tr><th>"#"</th><th>"Label"</th><th>"Created"</th><th>"Expires"</th><th>"Uses"</th><th>"Status"</th><th></th></tr></thead>
                     <tbody>{tokens}</tbody>
                 </table>
                 {admin.then(|| view! {
@@ -483,4 +528,28 @@ pub async fn token_create(
     )?;
     // Rendered directly (not redirected) so the secret never appears in a URL.
     settings_view(&state, &auth, None, Some(t.secret))
+}
+
+/// `POST /settings/tokens/{id}/revoke` (admin): the token enrolls nothing more.
+pub async fn token_revoke(
+    State(state): State<ConsoleState>,
+    auth: Authed,
+    Path(id): Path<u64>,
+) -> Result<Redirect, UiError> {
+    auth.require(Role::Admin)?;
+    let newly = match state.store.revoke_enrollment_token(id, state.now()) {
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return Err(UiError::NotFound(format!("enrollment token {id}")))
+        }
+        other => other?,
+    };
+    if newly {
+        state.audit(
+            &auth.user.name,
+            "enrollment.token_revoke",
+            &format!("token:{id}"),
+            "",
+        )?;
+    }
+    Ok(Redirect::to("/settings?msg=revoked"))
 }

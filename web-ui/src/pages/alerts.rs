@@ -2,7 +2,7 @@
 
 use super::layout::{render, Nav};
 use super::*;
-use crate::store::{Role, Suppression};
+use crate::store::Role;
 use crate::svg::{path_graph, usage_bar, Node};
 use crate::time::{ago, format_ts};
 use crate::urlenc;
@@ -48,11 +48,6 @@ pub struct AlertsQuery {
     pub page: usize,
 }
 
-/// Whether any rule hides this alert.
-pub fn suppressed_by<'a>(rules: &'a [Suppression], a: &AlertRecord) -> Option<&'a Suppression> {
-    rules.iter().find(|r| r.matches(a))
-}
-
 /// Render the alert list.
 pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageResult {
     let now = state.now();
@@ -64,7 +59,6 @@ pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageRe
     ]
     .into_iter()
     .find(|s| severity_name(*s) == q.sev);
-    let rules = state.store.suppressions()?;
     let names = hostnames(state)?;
     let view_mode = if q.view.is_empty() {
         "open"
@@ -73,12 +67,12 @@ pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageRe
     };
     let mut hidden = 0usize;
     let mut shown = Vec::new();
-    for a in state.read.alerts(&AlertFilter {
+    let filter = AlertFilter {
         min_severity: min_sev,
         limit: SCAN_LIMIT,
         ..Default::default()
-    })? {
-        let a = with_triage(state, a)?;
+    };
+    for a in seen_alerts(state, &filter, true)? {
         let keep = match view_mode {
             "closed" => !is_open(&a.state),
             "all" => true,
@@ -87,7 +81,7 @@ pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageRe
         if !keep {
             continue;
         }
-        if is_open(&a.state) && q.suppressed != "1" && suppressed_by(&rules, &a).is_some() {
+        if a.is_hidden() && q.suppressed != "1" {
             hidden += 1;
             continue;
         }
@@ -197,11 +191,12 @@ fn triage_panel(
         .iter()
         .map(|u| view! { <option value=u.clone()>{format!("user {u}")}</option> })
         .collect_view();
+    // The host an alert is about: the last of its path (see
+    // `vigil_proto::suppress`).
     let suppress_hosts = a
         .path
-        .iter()
-        .map(|h| view! { <option value=h.to_string()>{format!("host {}", name_of(names, *h))}</option> })
-        .collect_view();
+        .last()
+        .map(|h| view! { <option value=h.to_string()>{format!("about host {}", name_of(names, *h))}</option> });
     // The side the movement came from: every host on the path but the last.
     let suppress_peers = a.path[..a.path.len().saturating_sub(1)]
         .iter()
@@ -364,7 +359,8 @@ pub struct AlertQuery {
 /// Render one alert or incident.
 pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery) -> PageResult {
     let now = state.now();
-    let a = with_triage(state, state.read.alert(id)?)?;
+    let mut a = with_triage(state, state.read.alert(id)?)?;
+    vigil_proto::suppress::mark(&mut a, &state.store.suppressions()?, now);
     let names = hostnames(state)?;
     let kind = if a.path.len() > 1 {
         "Incident"
@@ -416,6 +412,7 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
         None
     };
     let parent = a.incident_id.map(|i| view! { <p>"Part of " <a href=format!("/alerts/{i}")>{format!("incident #{i}")}</a></p> });
+    let suppressed = a.suppressed_by.map(|r| view! { <p class="muted suppressed-by">{format!("Hidden from alert lists and counts by suppression #{r}.")}</p> });
     let path_view = path_section(state, &a, &names)?;
     let panel = triage_panel(state, auth, &a, &names)?;
     let body = view! {
@@ -424,6 +421,7 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
             {severity_badge(a.severity)}
             <h1>{a.title.clone()}</h1>
             <span class="muted">{format!("{kind} #{}", a.id)}</span>
+            {suppressed}
         </div>
         <section class="panel">
             <dl class="facts cols">

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use vigil_proto::event::{EventKind, ProcessStart};
-use vigil_proto::query::{AlertFilter, EventFilter, HostModelSummary};
+use vigil_proto::query::{AlertFilter, AlertRecord, EventFilter, HostModelSummary, HostSummary};
 
 const HOUR: u64 = 3600 * 1_000_000_000;
 /// Most events read for the detail sections.
@@ -172,25 +172,13 @@ fn table(head: &'static [&'static str], rows: AnyView, empty: bool) -> AnyView {
         .into_any()
 }
 
-/// Render one host.
-pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> PageResult {
-    let now = state.now();
-    let h = state.read.host(id)?;
-    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 30);
-    let since = now.saturating_sub(hours * HOUR);
-    // The newest events of the window (a busy host has more than a page),
-    // put back in time order for the process tree and the lists below.
-    let mut recent = state
-        .read
-        .events(&EventFilter {
-            host: Some(id),
-            since_ns: Some(since),
-            limit: EVENT_LIMIT,
-            newest_first: true,
-            ..Default::default()
-        })?
-        .events;
-    recent.reverse();
+/// The last 48 h of outbound connections and distinct peers per hour, with
+/// the hour labels the charts put under them.
+fn baseline_series(
+    state: &ConsoleState,
+    id: HostId,
+    now: u64,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<String>), UiError> {
     let flows = state
         .read
         .events(&EventFilter {
@@ -206,23 +194,15 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
     let labels: Vec<String> = (0..48)
         .map(|i| format_ts(now - (48 - i) * HOUR)[11..16].to_string())
         .collect();
-    let alerts = state.read.alerts(&AlertFilter {
-        host: Some(id),
-        limit: 50,
-        ..Default::default()
-    })?;
+    Ok((conns, peers, labels))
+}
 
-    let mut timeline: Vec<&Event> = recent.iter().collect();
-    timeline.reverse();
-    let procs: Vec<&ProcessStart> = recent
-        .iter()
-        .filter_map(|e| match &e.payload {
-            Payload::ProcessStart(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+/// Outbound and inbound connections of the window, one row per
+/// direction, peer · program and port, with a count and the last time
+/// seen; `true` with them when there are none.
+fn connections(recent: &[Event], now: u64) -> (AnyView, bool) {
     let mut conn_agg: BTreeMap<(bool, String, String), (u64, u64)> = BTreeMap::new();
-    for e in &recent {
+    for e in recent {
         if let Payload::NetConnect(f) | Payload::NetAccept(f) = &e.payload {
             let inbound = matches!(e.payload, Payload::NetAccept(_));
             let key = if inbound {
@@ -260,22 +240,12 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
         })
         .collect_view()
         .into_any();
-    let logins: Vec<&Event> = timeline
-        .iter()
-        .copied()
-        .filter(|e| {
-            matches!(
-                e.kind(),
-                EventKind::Login | EventKind::Logout | EventKind::AuthFailure
-            )
-        })
-        .collect();
-    let files: Vec<&Event> = timeline
-        .iter()
-        .copied()
-        .filter(|e| e.kind() == EventKind::FileChange)
-        .collect();
-    let alert_rows = alerts
+    (conn_rows, conn_agg.is_empty())
+}
+
+/// The host's alerts with the analyst's triage, one row each.
+fn alert_rows(state: &ConsoleState, alerts: &[AlertRecord], now: u64) -> Result<AnyView, UiError> {
+    Ok(alerts
         .iter()
         .map(|a| with_triage(state, a.clone()))
         .collect::<Result<Vec<_>, _>>()?
@@ -291,32 +261,46 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
             }
         })
         .collect_view()
-        .into_any();
-    let window_links = [1u64, 6, 24, 48, 168]
+        .into_any())
+}
+
+/// Chips choosing the look-back window, the current one highlighted.
+fn window_links(id: HostId, hours: u64) -> AnyView {
+    [1u64, 6, 24, 48, 168]
         .into_iter()
         .map(|w| {
             let class = if w == hours { "chip active" } else { "chip" };
             view! { <a class=class href=format!("/hosts/{id}?hours={w}")>{format!("{w} h")}</a> }
         })
-        .collect_view();
+        .collect_view()
+        .into_any()
+}
+
+/// The host's identity, sensor and counts.
+/// What this host's sensor sent that the appliance refused, quarantined or
+/// throttled, and identity claims another host owns (nothing when none).
+fn warnings_panel(h: &HostSummary) -> Option<AnyView> {
+    (!h.warnings.is_empty()).then(|| {
+        let items = h.warnings.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view();
+        view! {
+            <section class="panel sensor-warnings">
+                <h2>"Sensor broke ingest rules"</h2>
+                <p class="muted">"Only this host's own data was affected; the rest of the fleet is unaffected."</p>
+                <ul>{items}</ul>
+            </section>
+        }
+        .into_any()
+    })
+}
+
+fn facts_panel(h: &HostSummary, now: u64) -> AnyView {
     let addrs = h
         .addrs
         .iter()
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let truncated = (recent.len() >= EVENT_LIMIT).then(|| {
-        view! { <p class="muted">{format!("Showing the newest {EVENT_LIMIT} events of the window; narrow it or use Hunt.")}</p> }
-    });
-    let model_view = baseline_model(state.read.host_model(h.id)?, now);
-    let body = view! {
-        <div class="titlebar">
-            <h1>{h.hostname.clone()}</h1>
-            {sensor_badge(h.state)}
-            {h.isolated.then(|| view! { <span class="badge sev-high">"isolated"</span> })}
-            <span class="spacer"></span>
-            <a class="button" href=format!("/hunt?host={}", h.id)>"Hunt on this host"</a>
-        </div>
+    view! {
         <section class="panel">
             <dl class="facts cols">
                 <dt>"Host id"</dt><dd class="mono">{h.id.to_string()}</dd>
@@ -329,6 +313,81 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
                 <dt>"Open alerts"</dt><dd>{h.open_alerts}</dd>
             </dl>
         </section>
+    }
+    .into_any()
+}
+
+/// Render one host.
+pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> PageResult {
+    let now = state.now();
+    let h = state.read.host(id)?;
+    let hours = q.hours.unwrap_or(24).clamp(1, 24 * 30);
+    let since = now.saturating_sub(hours * HOUR);
+    // The newest events of the window (a busy host has more than a page),
+    // put back in time order for the process tree and the lists below.
+    let mut recent = state
+        .read
+        .events(&EventFilter {
+            host: Some(id),
+            since_ns: Some(since),
+            limit: EVENT_LIMIT,
+            newest_first: true,
+            ..Default::default()
+        })?
+        .events;
+    recent.reverse();
+    let (conns, peers, labels) = baseline_series(state, id, now)?;
+    let alerts = seen_alerts(
+        state,
+        &AlertFilter {
+            host: Some(id),
+            limit: 50,
+            ..Default::default()
+        },
+        false,
+    )?;
+
+    let mut timeline: Vec<&Event> = recent.iter().collect();
+    timeline.reverse();
+    let procs: Vec<&ProcessStart> = recent
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ProcessStart(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let (conn_rows, no_conns) = connections(&recent, now);
+    let logins: Vec<&Event> = timeline
+        .iter()
+        .copied()
+        .filter(|e| {
+            matches!(
+                e.kind(),
+                EventKind::Login | EventKind::Logout | EventKind::AuthFailure
+            )
+        })
+        .collect();
+    let files: Vec<&Event> = timeline
+        .iter()
+        .copied()
+        .filter(|e| e.kind() == EventKind::FileChange)
+        .collect();
+    let alert_rows = alert_rows(state, &alerts, now)?;
+    let window_links = window_links(id, hours);
+    let truncated = (recent.len() >= EVENT_LIMIT).then(|| {
+        view! { <p class="muted">{format!("Showing the newest {EVENT_LIMIT} events of the window; narrow it or use Hunt.")}</p> }
+    });
+    let model_view = baseline_model(state.read.host_model(h.id)?, now);
+    let body = view! {
+        <div class="titlebar">
+            <h1>{h.hostname.clone()}</h1>
+            {sensor_badge(h.state)}
+            {h.isolated.then(|| view! { <span class="badge sev-high">"isolated"</span> })}
+            <span class="spacer"></span>
+            <a class="button" href=format!("/hunt?host={}", h.id)>"Hunt on this host"</a>
+        </div>
+        {warnings_panel(&h)}
+        {facts_panel(&h, now)}
         <section class="panel">
             <h2>"Baseline status"</h2>
             {model_view}
@@ -351,7 +410,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
             </section>
             <section class="panel">
                 <h2>"Connections"</h2>
-                {table(&["Direction", "Peer · program", "Port", "Count", "Last"], conn_rows, conn_agg.is_empty())}
+                {table(&["Direction", "Peer · program", "Port", "Count", "Last"], conn_rows, no_conns)}
             </section>
         </div>
         <div class="grid2">

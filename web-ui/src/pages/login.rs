@@ -4,6 +4,7 @@ use crate::auth::{
     self, cookie, set_cookie, Authed, LoginOutcome, LOGIN_CSRF_COOKIE, SESSION_COOKIE,
 };
 use crate::error::UiError;
+use crate::throttle::ClientIp;
 use crate::time::format_ts;
 use crate::ConsoleState;
 use axum::extract::{Form, State};
@@ -28,7 +29,7 @@ fn login_page(csrf: &str, error: Option<String>, status: StatusCode) -> Response
         </section>
     };
     let html = super::layout::bare("Sign in", body.into_any());
-    let set = set_cookie(LOGIN_CSRF_COOKIE, csrf, "/login", 3600);
+    let set = set_cookie(LOGIN_CSRF_COOKIE, csrf, 3600);
     (
         status,
         [(header::SET_COOKIE, set)],
@@ -55,16 +56,62 @@ pub struct LoginForm {
     pub password: String,
 }
 
-/// `POST /login` (CSRF already checked by the middleware).
+/// `POST /login` (CSRF already checked by the middleware). A client address
+/// that failed repeatedly waits first; the password is checked on the
+/// blocking pool under the Argon2 cap.
 pub async fn submit(
     State(state): State<ConsoleState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, UiError> {
     let now = state.now();
     let csrf = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_else(auth::random_token);
     let name: String = f.username.trim().chars().take(64).collect();
-    match auth::login(state.store.as_ref(), &name, &f.password, now)? {
+    let sources = &state.login_guard.sources;
+    if let Some(until_ns) = ip.and_then(|ip| sources.blocked_until(ip, now)) {
+        let from = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        state.audit(&name, "login.throttled", &format!("source:{from}"), "")?;
+        let msg = format!(
+            "Too many failed sign-ins from your address. Try again after {}.",
+            format_ts(until_ns)
+        );
+        return Ok(login_page(&csrf, Some(msg), StatusCode::TOO_MANY_REQUESTS));
+    }
+    let (store, idle) = (state.store.clone(), state.idle_timeout_ns);
+    let (user_name, password) = (name.clone(), f.password);
+    let outcome = match state
+        .login_guard
+        .argon2
+        .run(move || auth::login(store.as_ref(), &user_name, &password, now, idle))
+        .await
+    {
+        Err(UiError::Busy) => {
+            let msg = "Too many sign-ins at once. Try again in a few seconds.".to_string();
+            return Ok(login_page(
+                &csrf,
+                Some(msg),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ));
+        }
+        other => other??,
+    };
+    match &outcome {
+        LoginOutcome::Success { .. } => ip.into_iter().for_each(|ip| sources.success(ip)),
+        _ => ip.into_iter().for_each(|ip| {
+            sources.failure(ip, now);
+        }),
+    }
+    login_response(&state, &csrf, &name, outcome)
+}
+
+fn login_response(
+    state: &ConsoleState,
+    csrf: &str,
+    name: &str,
+    outcome: LoginOutcome,
+) -> Result<Response, UiError> {
+    match outcome {
         LoginOutcome::Success { token, user } => {
             state.audit(&user.name, "login", &format!("user:{}", user.name), "")?;
             let to = if user.must_change_password {
@@ -72,13 +119,8 @@ pub async fn submit(
             } else {
                 "/"
             };
-            let session = set_cookie(
-                SESSION_COOKIE,
-                &token,
-                "/",
-                auth::SESSION_TTL_NS / 1_000_000_000,
-            );
-            let clear = set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0);
+            let session = set_cookie(SESSION_COOKIE, &token, auth::SESSION_TTL_NS / 1_000_000_000);
+            let clear = set_cookie(LOGIN_CSRF_COOKIE, "", 0);
             let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
             res.headers_mut().append(
                 header::SET_COOKIE,
@@ -92,20 +134,20 @@ pub async fn submit(
         }
         LoginOutcome::Invalid => {
             state.audit(
-                &name,
+                name,
                 "login.failed",
                 &format!("user:{name}"),
                 "wrong user name or password",
             )?;
             Ok(login_page(
-                &csrf,
+                csrf,
                 Some("Wrong user name or password.".into()),
                 StatusCode::UNAUTHORIZED,
             ))
         }
         LoginOutcome::Locked { until_ns } => {
             state.audit(
-                &name,
+                name,
                 "login.locked",
                 &format!("user:{name}"),
                 "too many failures",
@@ -114,7 +156,7 @@ pub async fn submit(
                 "Too many failed attempts. Try again after {}.",
                 format_ts(until_ns)
             );
-            Ok(login_page(&csrf, Some(msg), StatusCode::TOO_MANY_REQUESTS))
+            Ok(login_page(csrf, Some(msg), StatusCode::TOO_MANY_REQUESTS))
         }
     }
 }
@@ -128,7 +170,7 @@ pub async fn logout(State(state): State<ConsoleState>, auth: Authed) -> Result<R
         &format!("user:{}", auth.user.name),
         "",
     )?;
-    let clear = set_cookie(SESSION_COOKIE, "", "/", 0);
+    let clear = set_cookie(SESSION_COOKIE, "", 0);
     Ok((
         StatusCode::SEE_OTHER,
         [

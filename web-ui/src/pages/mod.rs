@@ -19,7 +19,7 @@ use crate::ConsoleState;
 use leptos::prelude::*;
 use std::collections::HashMap;
 use vigil_proto::event::{Event, HostId, Payload};
-use vigil_proto::query::{AlertRecord, SensorState, Severity, TriageState};
+use vigil_proto::query::{AlertFilter, AlertRecord, SensorState, Severity, TriageState};
 
 /// Result of a page render.
 pub type PageResult = Result<axum::response::Html<String>, UiError>;
@@ -125,6 +125,34 @@ pub fn with_triage(state: &ConsoleState, mut alert: AlertRecord) -> Result<Alert
     Ok(alert)
 }
 
+/// Alerts as the console shows them: the analyst's triage applied, each
+/// marked with the suppression that hides it (the one rule,
+/// `vigil_proto::suppress`), hidden ones (open and suppressed) left out
+/// unless `include_hidden`. The alert list, the overview's counts and the
+/// host page all read through here, so they agree with each other and with
+/// the appliance's own readers (`vigil alerts`, host counts).
+pub fn seen_alerts(
+    state: &ConsoleState,
+    filter: &AlertFilter,
+    include_hidden: bool,
+) -> Result<Vec<AlertRecord>, UiError> {
+    let rules = state.store.suppressions()?;
+    let now = state.now();
+    let mut out = Vec::new();
+    let filter = AlertFilter {
+        include_suppressed: true,
+        ..filter.clone()
+    };
+    for a in state.read.alerts(&filter)? {
+        let mut a = with_triage(state, a)?;
+        vigil_proto::suppress::mark(&mut a, &rules, now);
+        if include_hidden || !a.is_hidden() {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
 /// `31.0 MiB`, `18.4 GB` style sizes (binary units).
 pub fn bytes(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -208,6 +236,7 @@ pub fn describe(e: &Event) -> String {
             if r.ok { "ok" } else { "failed" },
             r.message
         ),
+        Payload::Tamper(t) => format!("forged {} input ({}): {}", t.source, t.reason, t.detail),
     }
 }
 
@@ -245,6 +274,7 @@ pub fn flash(code: Option<&str>) -> Option<AnyView> {
         "saved" => "Saved.",
         "password" => "Password changed.",
         "user" => "User saved.",
+        "revoked" => "Enrollment token revoked: it enrolls no more sensors.",
         _ => return None,
     };
     Some(view! { <div class="flash ok">{text}</div> }.into_any())

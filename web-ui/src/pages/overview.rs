@@ -5,7 +5,7 @@ use super::*;
 use crate::svg::usage_bar;
 use crate::time::ago;
 use axum::extract::State;
-use vigil_proto::query::AlertFilter;
+use vigil_proto::query::{AlertFilter, HostSummary};
 
 /// Render the overview.
 pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
@@ -17,19 +17,18 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
     for h in &hosts {
         by_state[h.state as usize] += 1;
     }
-    let alerts: Vec<AlertRecord> = state
-        .read
-        .alerts(&AlertFilter {
+    let alerts: Vec<AlertRecord> = seen_alerts(
+        state,
+        &AlertFilter {
             open_only: true,
             limit: 5000,
             ..Default::default()
-        })?
-        .into_iter()
-        .map(|a| with_triage(state, a))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter(|a| is_open(&a.state))
-        .collect();
+        },
+        false,
+    )?
+    .into_iter()
+    .filter(|a| is_open(&a.state))
+    .collect();
     let mut by_sev = [0u64; 4];
     let mut incidents = 0;
     for a in &alerts {
@@ -58,46 +57,13 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
             }
         })
         .collect_view();
-    let mut attention: Vec<_> = hosts
-        .iter()
-        .filter(|h| h.state != SensorState::Online || h.lost_total > 0)
-        .collect();
-    attention.sort_by_key(|h| h.last_seen_ns);
-    let attention_rows = attention
-        .iter()
-        .take(8)
-        .map(|h| {
-            view! {
-                <tr>
-                    <td><a href=format!("/hosts/{}", h.id)>{h.hostname.clone()}</a></td>
-                    <td>{sensor_badge(h.state)}</td>
-                    <td class="num">{ago(now, h.last_seen_ns)}</td>
-                    <td class="num">{count(h.lost_total)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
+    let attention_rows = attention_rows(&hosts, now);
     let counters = stats
         .counters
         .iter()
         .map(|(k, v)| view! { <tr><td class="mono">{k.clone()}</td><td class="num">{count(*v)}</td></tr> })
         .collect_view();
-    let sev_cards = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-    ]
-    .into_iter()
-    .map(|s| {
-        view! {
-            <a class=format!("kpi sev-{}", severity_name(s)) href="/alerts">
-                <span class="v">{by_sev[s as usize]}</span>
-                <span class="k">{severity_name(s)}</span>
-            </a>
-        }
-    })
-    .collect_view();
+    let sev_cards = severity_cards(&by_sev);
     let loss_class = if stats.lost_total > 0 {
         "kpi warn"
     } else {
@@ -168,6 +134,51 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
         </div>
     };
     Ok(render("Overview", Nav::Overview, auth, body.into_any()))
+}
+
+/// Hosts whose sensor is not online or lost events, oldest first.
+fn attention_rows(hosts: &[HostSummary], now: u64) -> AnyView {
+    let mut attention: Vec<_> = hosts
+        .iter()
+        .filter(|h| h.state != SensorState::Online || h.lost_total > 0)
+        .collect();
+    attention.sort_by_key(|h| h.last_seen_ns);
+    attention
+        .iter()
+        .take(8)
+        .map(|h| {
+            view! {
+                <tr>
+                    <td><a href=format!("/hosts/{}", h.id)>{h.hostname.clone()}</a></td>
+                    <td>{sensor_badge(h.state)}</td>
+                    <td class="num">{ago(now, h.last_seen_ns)}</td>
+                    <td class="num">{count(h.lost_total)}</td>
+                </tr>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+/// One tile per severity with its count of open alerts.
+fn severity_cards(by_sev: &[u64; 4]) -> AnyView {
+    [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ]
+    .into_iter()
+    .map(|s| {
+        view! {
+            <a class=format!("kpi sev-{}", severity_name(s)) href="/alerts">
+                <span class="v">{by_sev[s as usize]}</span>
+                <span class="k">{severity_name(s)}</span>
+            </a>
+        }
+    })
+    .collect_view()
+    .into_any()
 }
 
 /// `GET /`.

@@ -2,7 +2,7 @@
 
 use super::layout::{render, Nav};
 use super::*;
-use crate::store::{Role, Suppression, Triage};
+use crate::store::{Role, Suppression, SuppressionScope, Triage};
 use crate::time::ago;
 use axum::extract::{Form, Path, Query, State};
 use axum::response::Redirect;
@@ -135,9 +135,9 @@ pub fn rule_from(
             .host
             .parse()
             .map_err(|_| UiError::BadRequest("Bad host id.".into()))?;
-        if !alert.path.contains(&h) {
+        if alert.path.last() != Some(&h) {
             return Err(UiError::BadRequest(
-                "The host must be one of the alert's hosts.".into(),
+                "The host must be the one the alert is about (the last of its path).".into(),
             ));
         }
         Some(h)
@@ -209,15 +209,18 @@ pub fn rule_from(
     }
     Ok(Suppression {
         id: 0,
-        title,
-        host,
-        user,
-        peer,
-        port,
-        process,
+        scope: SuppressionScope {
+            title,
+            host,
+            user,
+            peer,
+            port,
+            process,
+        },
         reason,
         created_by: auth.user.name.clone(),
         created_ns: now,
+        expires_ns: None,
         source_alert: Some(alert.id),
     })
 }
@@ -235,17 +238,18 @@ pub fn preview(
             ..Default::default()
         })?
         .into_iter()
-        .filter(|a| a.id != except && rule.matches(a))
+        .filter(|a| a.id != except && rule.scope.matches(&a.scope_view()))
         .collect())
 }
 
 fn describe_rule(r: &Suppression, names: &HashMap<HostId, String>) -> String {
+    let r = &r.scope;
     let mut parts = Vec::new();
     if let Some(t) = &r.title {
         parts.push(format!("title is “{t}”"));
     }
     if let Some(h) = r.host {
-        parts.push(format!("host {} is involved", name_of(names, h)));
+        parts.push(format!("the alert is about host {}", name_of(names, h)));
     }
     if let Some(u) = &r.user {
         parts.push(format!("user {u} is involved"));

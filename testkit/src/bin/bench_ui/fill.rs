@@ -1,6 +1,6 @@
 //! Filling a bench store through the real write path: host records and
 //! health samples through [`Db`], events through the ingest writer
-//! ([`spawn_writer`]: dedupe, seq sets, per-host counters, one
+//! ([`spawn_writer_with`]: dedupe, seq sets, per-host counters, one
 //! group-committed write of up to 200,000 events). That writer syncs the WAL
 //! once per group; the fill does not need the durability (an interrupted
 //! fill has no manifest and is rebuilt) and at that group size the syncs
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vigil_appliance::db::events::payload_value;
 use vigil_appliance::db::{HealthSample, HostRecord};
-use vigil_appliance::ingest::writer::{spawn_writer, EncodedEvent};
+use vigil_appliance::ingest::writer::{spawn_writer_with, EncodedEvent};
 use vigil_appliance::metrics::Metrics;
 use vigil_appliance::store::Cf;
 use vigil_appliance::{Core, Db};
@@ -188,7 +188,19 @@ fn write_events(db: &Db, fleet: &Fleet, started: Instant) -> Result<(u64, f64)> 
         .build()?;
     let events_started = Instant::now();
     let stored: u64 = rt.block_on(async {
-        let (queue, writer) = spawn_writer(db.clone(), Arc::new(Metrics::default()), 64)?;
+        // Events are dated around the bench's fixed NOW: an explicit
+        // historical import, so none is quarantined by the time bounds.
+        let rules = vigil_appliance::ingest::rules::IngestRules {
+            max_future_ns: u64::MAX,
+            accept_historical: true,
+        };
+        let (queue, writer) = spawn_writer_with(
+            db.clone(),
+            Arc::new(Metrics::default()),
+            64,
+            rules,
+            Arc::new(|| NOW),
+        )?;
         let mut set = tokio::task::JoinSet::new();
         let mut done = 0u64;
         let mut jobs = jobs.into_iter();

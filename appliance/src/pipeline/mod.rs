@@ -8,17 +8,17 @@
 //! together, atomically, in the `models` column family. Events after the
 //! saved cursor are re-read on restart, never skipped.
 
-use crate::console::{saved_settings, triage_of, VERDICT};
 use crate::core::{Clock, Core};
-use crate::db::{decode, encode, Db};
+use crate::db::records::{PipelineState, QueuedVerdict};
+use crate::db::Db;
 use crate::metrics::Metrics;
+pub use crate::model_board::ModelBoard;
 use crate::shutdown::Shutdown;
-use crate::store::{Cf, StoreError, WriteBatch};
-use serde::{Deserialize, Serialize};
+use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use vigil_models::{Alert, AlertKind, Detector, DetectorConfig, ModelError, ModelStatus, Verdict};
@@ -26,7 +26,6 @@ use vigil_proto::query::{AlertRecord, TriageState};
 use vigil_proto::{Event, HostId, LoginService, Payload};
 
 /// Key of the saved pipeline state in the `models` column family.
-const STATE_KEY: &[u8] = b"pipeline/state";
 /// Most events read in one round, over all hosts (bounds memory under a
 /// backlog; a round that hits it is followed at once by the next).
 const EVENTS_PER_ROUND: usize = 200_000;
@@ -37,6 +36,9 @@ const REGISTER_RETRY_NS: u64 = 2_000_000_000;
 const FULL_SCAN_EVERY_NS: u64 = 60_000_000_000;
 /// Per-host share of a round, whatever the fleet size.
 const MIN_PER_HOST: usize = 50;
+/// A host with a backlog holds the others' time-ordered scoring back only
+/// while its events are this recent (well over a chain's hop spacing).
+const MAX_HOLD_BACK_NS: u64 = 10 * 60 * 1_000_000_000;
 const MAX_PER_HOST: usize = 20_000;
 
 /// A pipeline failure.
@@ -66,13 +68,6 @@ impl Default for PipelineConfig {
             save_every: Duration::from_secs(30),
         }
     }
-}
-
-/// What is saved: the detector and how far it has read each host.
-#[derive(Serialize, Deserialize)]
-struct SavedState {
-    detector: Vec<u8>,
-    cursors: BTreeMap<u64, u64>,
 }
 
 /// The detector plus its read position in the store.
@@ -112,10 +107,23 @@ impl Pipeline {
     /// A saved state keeps its own detector settings except the learning
     /// period, which follows the configuration.
     pub fn open(db: Db, cfg: &PipelineConfig, now_ns: u64) -> Result<Pipeline, PipelineError> {
-        let (det, cursors) = match db.store().get(Cf::Models, STATE_KEY)? {
-            Some(bytes) => {
-                let saved: SavedState = decode(Cf::Models, &bytes)?;
-                (Detector::restore(&saved.detector)?, saved.cursors)
+        let (det, cursors) = match db.pipeline_state()? {
+            Some(saved) => {
+                match Detector::restore(&saved.detector) {
+                    Ok(det) => (det, saved.cursors),
+                    // Saved by another version of the detector: rebuild the
+                    // baselines from the stored events (cursors from zero)
+                    // rather than refuse to detect.
+                    Err(ModelError::SnapshotVersion { found, expected }) => {
+                        tracing::warn!(
+                            found,
+                            expected,
+                            "detector state from another format: rebuilding from stored events"
+                        );
+                        (Detector::new(cfg.detector.clone()), BTreeMap::new())
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             None => (Detector::new(cfg.detector.clone()), BTreeMap::new()),
         };
@@ -161,6 +169,11 @@ impl Pipeline {
     /// event after each cursor, close windows, write alerts and edges.
     pub fn round(&mut self, now_ns: u64) -> Result<Round, PipelineError> {
         self.apply_settings()?;
+        // The analysts' suppressions (saved in the console) hide alerts in
+        // the detector too, so hidden hops never spend the alert budget.
+        if self.det.set_suppressions(self.db.suppressions()?) {
+            tracing::info!("suppressions from the console applied to detection");
+        }
         self.apply_verdicts()?;
         let mut round = Round::default();
         self.pending.extend(self.db.take_written());
@@ -199,9 +212,15 @@ impl Pipeline {
             if events.len() == share {
                 // More is waiting: nothing later than this host's last event
                 // may be scored this round, or it would overtake the rest.
+                // Unless the host is far behind the clock (a sensor back
+                // from days offline, or one lying about time): its old
+                // events are scored as they come, out of step with the
+                // others, so they never hold back anyone else.
                 round.backlog = true;
                 if let Some(last) = events.last() {
-                    watermark = watermark.min(last.header.ts_ns);
+                    if last.header.ts_ns >= now_ns.saturating_sub(MAX_HOLD_BACK_NS) {
+                        watermark = watermark.min(last.header.ts_ns);
+                    }
                 }
             }
             streams.push(events);
@@ -227,6 +246,11 @@ impl Pipeline {
         }
         let alerts = self.det.tick(now_ns);
         round.alerts += self.write_alerts(&alerts, now_ns)?;
+        // Alerts a suppression hid are stored too: readers leave them out
+        // of every view (the same rule marks them), an auditor can still
+        // ask for them.
+        let hidden = self.det.take_hidden();
+        self.write_alerts(&hidden, now_ns)?;
         self.metrics
             .detection_events
             .fetch_add(round.events as u64, Ordering::Relaxed);
@@ -238,16 +262,12 @@ impl Pipeline {
 
     /// Save the detector and the cursors in one write.
     pub fn save(&mut self, now_ns: u64) -> Result<(), PipelineError> {
-        let state = SavedState {
+        let state = PipelineState {
             detector: self.det.snapshot()?,
             cursors: self.cursors.clone(),
         };
-        let mut wb = WriteBatch::default();
-        wb.put(Cf::Models, STATE_KEY.to_vec(), encode(&state));
-        for key in &self.verdicts_done {
-            wb.delete(Cf::Models, key.clone());
-        }
-        self.db.store().write(wb, true)?;
+        let applied: Vec<Vec<u8>> = self.verdicts_done.iter().cloned().collect();
+        self.db.save_pipeline_state(&state, &applied)?;
         self.verdicts_done.clear();
         self.last_save_ns = now_ns;
         Ok(())
@@ -256,15 +276,16 @@ impl Pipeline {
     /// The learning period and alert budget an admin saved in the console
     /// win over the command line (they are the operator's latest word).
     fn apply_settings(&mut self) -> Result<(), PipelineError> {
-        let Some(settings) = saved_settings(&self.db)? else {
+        let Some(tuning) = self.db.detection_tuning()? else {
             return Ok(());
         };
-        let learning_ns = u64::from(settings.learning_period_days) * 86_400 * 1_000_000_000;
-        let budget = f64::from(settings.alert_budget_per_day);
-        if self.det.set_tuning(learning_ns, budget) {
+        if self
+            .det
+            .set_tuning(tuning.learning_period_ns, tuning.alert_budget_per_day)
+        {
             tracing::info!(
-                learning_period_days = settings.learning_period_days,
-                alert_budget_per_day = settings.alert_budget_per_day,
+                learning_period_ns = tuning.learning_period_ns,
+                alert_budget_per_day = tuning.alert_budget_per_day,
                 "detection settings from the console applied"
             );
         }
@@ -273,19 +294,19 @@ impl Pipeline {
 
     /// Analysts' closing verdicts: a true positive is left out of the next
     /// training (its hour on every host of its path, its hops out of the
-    /// graph). False positives are already handled by suppressions.
+    /// graph). A false positive changes nothing here: what keeps it from
+    /// coming back is a suppression, which the detector applies (and which
+    /// keeps such hops out of the alert budget).
     fn apply_verdicts(&mut self) -> Result<(), PipelineError> {
-        let queued = self.db.records_with_prefix::<TriageState>(
-            Cf::Models,
-            VERDICT,
-            crate::store::Direction::Forward,
-            0,
-        )?;
-        for (key, state) in queued {
-            if self.verdicts_done.contains(&key) || key.len() != VERDICT.len() + 8 {
+        for QueuedVerdict {
+            key,
+            alert_id,
+            state,
+        } in self.db.queued_verdicts()?
+        {
+            if self.verdicts_done.contains(&key) {
                 continue;
             }
-            let alert_id = crate::db::keys::be64(&key[VERDICT.len()..]);
             let verdict = match state {
                 TriageState::ClosedTruePositive => Verdict::TruePositive,
                 _ => Verdict::FalsePositive,
@@ -333,16 +354,21 @@ impl Pipeline {
         // retried next round.
         let generation = self.db.identity_generation();
         let mut new_host = false;
-        for rec in self.db.host_records()? {
-            let entry = (rec.hostname.clone(), rec.addrs.clone());
-            match self.registered.get(&rec.id) {
+        // Only claims no earlier host owns reach the detector's address
+        // and name maps (`crate::identity`): a sensor cannot take over
+        // another host's identity in detection.
+        let (accepted, _) = crate::identity::resolve(&self.db.host_records()?);
+        let mut accepted: Vec<_> = accepted.into_iter().collect();
+        accepted.sort_by_key(|(h, _)| *h);
+        for (host, acc) in accepted {
+            let entry = (acc.hostname.clone(), acc.addrs.clone());
+            match self.registered.get(&host.0) {
                 Some(known) if *known == entry => continue,
                 Some(_) => {}
                 None => new_host = true,
             }
-            self.det
-                .register_host(HostId(rec.id), &rec.hostname, &rec.addrs);
-            self.registered.insert(rec.id, entry);
+            self.det.register_host(host, &acc.hostname, &acc.addrs);
+            self.registered.insert(host.0, entry);
         }
         self.registered_generation = Some(generation);
         Ok(new_host)
@@ -380,7 +406,7 @@ impl Pipeline {
     fn write_alerts(&self, alerts: &[Alert], now_ns: u64) -> Result<usize, PipelineError> {
         for alert in alerts {
             let mut rec: AlertRecord = alert.to_record();
-            if let Some(triage) = triage_of(&self.db, rec.id)? {
+            if let Some(triage) = self.db.triage_of(rec.id)? {
                 rec.state = triage.state;
                 rec.assignee = triage.assignee;
             } else if let Some(old) = self.db.alert(rec.id)? {
@@ -428,11 +454,8 @@ fn merge_by_time(streams: &[Vec<Event>], watermark: u64) -> Vec<&Event> {
 /// Model status from the pipeline's last saved state (works with or
 /// without a running server).
 pub fn saved_model_status(db: &Db) -> Result<Vec<ModelStatus>, PipelineError> {
-    match db.store().get(Cf::Models, STATE_KEY)? {
-        Some(bytes) => {
-            let saved: SavedState = decode(Cf::Models, &bytes)?;
-            Ok(Detector::restore(&saved.detector)?.model_status())
-        }
+    match db.pipeline_state()? {
+        Some(saved) => Ok(Detector::restore(&saved.detector)?.model_status()),
         None => Ok(Vec::new()),
     }
 }
@@ -446,54 +469,6 @@ fn service_port(service: &LoginService) -> u16 {
         LoginService::WinRm => 5985,
         LoginService::Wmi => 135,
         _ => 0,
-    }
-}
-
-/// The pipeline's latest per-host model status, shared with the console
-/// and the CLI (refreshed every few seconds, not every round: computing it
-/// hashes every model).
-#[derive(Debug, Default)]
-pub struct ModelBoard {
-    inner: Mutex<BoardInner>,
-}
-
-#[derive(Debug, Default)]
-struct BoardInner {
-    hosts: BTreeMap<HostId, ModelStatus>,
-    learning_period_ns: u64,
-    /// The tuning in force, once the pipeline has published:
-    /// (learning period ns, alert budget per day).
-    tuning: Option<(u64, f64)>,
-}
-
-impl ModelBoard {
-    /// Replace the board with the pipeline's current view.
-    pub fn publish(&self, status: Vec<ModelStatus>, learning_period_ns: u64, budget: f64) {
-        let mut g = self.inner.lock().expect("model board lock");
-        g.hosts = status.into_iter().map(|m| (m.host, m)).collect();
-        g.learning_period_ns = learning_period_ns;
-        g.tuning = Some((learning_period_ns, budget));
-    }
-
-    /// The detector's learning period (ns) and alert budget in force, once
-    /// the pipeline runs (what the console's settings page shows until an
-    /// admin saves its own).
-    pub fn tuning(&self) -> Option<(u64, f64)> {
-        self.inner.lock().expect("model board lock").tuning
-    }
-
-    /// Every host's status, host order.
-    pub fn all(&self) -> Vec<ModelStatus> {
-        let g = self.inner.lock().expect("model board lock");
-        g.hosts.values().cloned().collect()
-    }
-
-    /// One host's status, with the learning period in force.
-    pub fn host(&self, host: HostId) -> Option<(ModelStatus, u64)> {
-        let g = self.inner.lock().expect("model board lock");
-        g.hosts
-            .get(&host)
-            .map(|m| (m.clone(), g.learning_period_ns))
     }
 }
 
@@ -570,324 +545,4 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::HostRecord;
-    use crate::store::memory::MemoryStore;
-    use std::net::{Ipv4Addr, SocketAddr};
-    use vigil_proto::{AuthMethod, EventHeader, LoginInfo, NetFlow, Transport};
-
-    const S: u64 = 1_000_000_000;
-
-    fn host(db: &Db, id: u64, name: &str, ip: [u8; 4]) {
-        db.put_host_record(
-            &HostRecord {
-                id,
-                hostname: name.into(),
-                addrs: vec![IpAddr::V4(Ipv4Addr::from(ip))],
-                ..HostRecord::default()
-            },
-            true,
-        )
-        .unwrap();
-    }
-
-    fn store_events(db: &Db, events: &[Event]) {
-        store_events_unnoticed(db, events);
-        // What the ingest writer does after its write.
-        db.mark_written(events.iter().map(|e| e.header.host));
-    }
-
-    /// Written behind the pipeline's back (no writer notice).
-    fn store_events_unnoticed(db: &Db, events: &[Event]) {
-        let mut wb = WriteBatch::default();
-        for e in events {
-            wb.put(
-                Cf::Events,
-                crate::db::keys::event_key(e.header.host, e.header.ts_ns, e.header.seq).to_vec(),
-                crate::db::events::payload_value(&e.payload),
-            );
-            wb.put(
-                Cf::SeqIndex,
-                crate::db::keys::seq_key(e.header.host, e.header.seq).to_vec(),
-                crate::db::events::seq_index_value(e.header.ts_ns),
-            );
-        }
-        db.store().write(wb, true).unwrap();
-    }
-
-    fn ssh_hop(dst: u64, seq: u64, ts: u64, from: [u8; 4]) -> Event {
-        Event {
-            header: EventHeader {
-                host: HostId(dst),
-                seq,
-                ts_ns: ts,
-            },
-            payload: Payload::Login(LoginInfo {
-                user: "root".into(),
-                method: AuthMethod::PublicKey,
-                service: LoginService::Ssh,
-                src_addr: Some(IpAddr::V4(Ipv4Addr::from(from))),
-                src_port: Some(40000),
-                src_host: None,
-                from_user: None,
-                pid: Some(1),
-            }),
-        }
-    }
-
-    fn connect(src: u64, seq: u64, ts: u64, to: [u8; 4]) -> Event {
-        Event {
-            header: EventHeader {
-                host: HostId(src),
-                seq,
-                ts_ns: ts,
-            },
-            payload: Payload::NetConnect(NetFlow {
-                transport: Transport::Tcp,
-                local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, src as u8)), 40000),
-                remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(to)), 22),
-                pid: Some(7),
-                exe: Some("/usr/bin/ssh".into()),
-                repeat: 1,
-            }),
-        }
-    }
-
-    fn cold_start() -> PipelineConfig {
-        PipelineConfig {
-            detector: DetectorConfig {
-                learning_period_ns: 0,
-                ..DetectorConfig::default()
-            },
-            poll: Duration::from_millis(10),
-            save_every: Duration::from_secs(3600),
-        }
-    }
-
-    /// A → B then B → C: the pipeline turns stored events into one incident
-    /// over the path, with graph edges, and resumes after a restart without
-    /// re-reading what it already scored.
-    #[test]
-    fn stored_chain_becomes_incident_and_cursor_survives_restart() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 1, "a", [10, 0, 0, 1]);
-        host(&db, 2, "b", [10, 0, 0, 2]);
-        host(&db, 3, "c", [10, 0, 0, 3]);
-        let t0 = 1_700_000_000 * S;
-        store_events(
-            &db,
-            &[
-                connect(1, 1, t0, [10, 0, 0, 2]),
-                ssh_hop(2, 1, t0 + S, [10, 0, 0, 1]),
-                connect(2, 2, t0 + 60 * S, [10, 0, 0, 3]),
-                ssh_hop(3, 1, t0 + 61 * S, [10, 0, 0, 2]),
-            ],
-        );
-        let cfg = cold_start();
-        let mut p = Pipeline::open(db.clone(), &cfg, t0).unwrap();
-        let r = p.round(t0 + 62 * S).unwrap();
-        assert_eq!(r.events, 4);
-        let alerts = db.alerts(&Default::default()).unwrap();
-        let incident = alerts
-            .iter()
-            .find(|a| a.path == vec![HostId(1), HostId(2), HostId(3)])
-            .unwrap_or_else(|| panic!("no A→B→C incident in {alerts:#?}"));
-        assert!(incident.techniques.iter().any(|t| t.starts_with("T1021")));
-        let edges = db.edges(0).unwrap();
-        assert!(edges
-            .iter()
-            .any(|e| e.src == HostId(1) && e.dst == HostId(2) && e.port == 22));
-        assert!(edges
-            .iter()
-            .any(|e| e.src == HostId(2) && e.dst == HostId(3) && e.port == 22));
-
-        p.save(t0 + 62 * S).unwrap();
-        let mut again = Pipeline::open(db.clone(), &cfg, t0 + 63 * S).unwrap();
-        assert_eq!(
-            again.round(t0 + 63 * S).unwrap().events,
-            0,
-            "scored events re-read"
-        );
-        store_events(&db, &[ssh_hop(3, 2, t0 + 70 * S, [10, 0, 0, 1])]);
-        assert_eq!(again.round(t0 + 71 * S).unwrap().events, 1);
-    }
-
-    /// The analyst's triage survives the incident being re-emitted.
-    #[test]
-    fn re_emitted_alert_keeps_triage() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 1, "a", [10, 0, 0, 1]);
-        host(&db, 2, "b", [10, 0, 0, 2]);
-        let t0 = 1_700_000_000 * S;
-        store_events(&db, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
-        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
-        p.round(t0 + S).unwrap();
-        let mut alerts = db.alerts(&Default::default()).unwrap();
-        assert!(
-            !alerts.is_empty(),
-            "a first-ever admin hop alerts on a cold start"
-        );
-        let mut first = alerts.remove(0);
-        first.state = vigil_proto::query::TriageState::Investigating;
-        first.assignee = Some("ana".into());
-        db.put_alert(&first).unwrap();
-        let alert = Alert::clone(p.det.history().find(|a| a.id == first.id).unwrap());
-        p.write_alerts(&[alert], t0 + 2 * S).unwrap();
-        let stored = db.alert(first.id).unwrap().unwrap();
-        assert_eq!(stored.state, vigil_proto::query::TriageState::Investigating);
-        assert_eq!(stored.assignee.as_deref(), Some("ana"));
-    }
-
-    /// A true-positive verdict queued by the console reaches the detector
-    /// once, is counted, and leaves the queue with the next save; saved
-    /// console settings replace the command line's tuning; alert latency
-    /// is measured from the event's time.
-    #[test]
-    fn verdicts_settings_and_latency_reach_the_detector() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 1, "a", [10, 0, 0, 1]);
-        host(&db, 2, "b", [10, 0, 0, 2]);
-        let t0 = 1_700_000_000 * S;
-        store_events(&db, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
-        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
-        p.round(t0 + 2 * S).unwrap();
-        let alert = db.alerts(&Default::default()).unwrap().remove(0);
-        let lat = &p.metrics().alert_latency.0;
-        assert_eq!(lat.snapshot().2, 1, "one alert latency observed");
-        assert_eq!(lat.quantile_upper_us(0.99), Some(2_000_000));
-
-        let mut wb = WriteBatch::default();
-        let key = [VERDICT, &alert.id.to_be_bytes()[..]].concat();
-        wb.put(
-            Cf::Models,
-            key.clone(),
-            encode(&TriageState::ClosedTruePositive),
-        );
-        db.store().write(wb, true).unwrap();
-        p.round(t0 + 3 * S).unwrap();
-        p.round(t0 + 4 * S).unwrap();
-        assert_eq!(p.metrics().verdicts_applied.load(Ordering::Relaxed), 1);
-        assert!(
-            db.store().get(Cf::Models, &key).unwrap().is_some(),
-            "kept until saved"
-        );
-        p.save(t0 + 5 * S).unwrap();
-        assert!(
-            db.store().get(Cf::Models, &key).unwrap().is_none(),
-            "dequeued with the save"
-        );
-
-        let settings = vigil_web_ui::store::Settings {
-            learning_period_days: 3,
-            alert_budget_per_day: 7,
-            ..Default::default()
-        };
-        db.put_record(Cf::Meta, b"console/settings", &settings)
-            .unwrap();
-        p.round(t0 + 6 * S).unwrap();
-        assert_eq!(p.det.config().learning_period_ns, 3 * 86_400 * S);
-        assert_eq!(p.det.config().alert_budget_per_day, 7.0);
-    }
-
-    /// Hosts are read in id order, but a chain is scored in time order:
-    /// here the first hop lands on the higher host id and the second on a
-    /// lower one, and they still chain into one incident.
-    #[test]
-    fn chain_across_hosts_is_scored_in_time_order_not_host_order() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 3, "a", [10, 0, 0, 3]);
-        host(&db, 2, "b", [10, 0, 0, 2]);
-        host(&db, 1, "c", [10, 0, 0, 1]);
-        let t0 = 1_700_000_000 * S;
-        store_events(
-            &db,
-            &[
-                ssh_hop(2, 1, t0, [10, 0, 0, 3]),
-                ssh_hop(1, 1, t0 + 60 * S, [10, 0, 0, 2]),
-            ],
-        );
-        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
-        let r = p.round(t0 + 61 * S).unwrap();
-        assert_eq!(r.events, 2);
-        assert!(!r.backlog);
-        let alerts = db.alerts(&Default::default()).unwrap();
-        assert!(
-            alerts
-                .iter()
-                .any(|a| a.path == vec![HostId(3), HostId(2), HostId(1)]),
-            "no a → b → c incident in {alerts:#?}"
-        );
-    }
-
-    /// The merge keeps each host's own order and stops every stream at the
-    /// watermark, so no cursor passes an unscored event.
-    #[test]
-    fn merge_respects_stream_order_and_watermark() {
-        let ev = |host: u64, seq: u64, ts: u64| connect(host, seq, ts, [10, 0, 0, 9]);
-        let streams = vec![
-            vec![ev(1, 1, 10), ev(1, 2, 30), ev(1, 3, 50)],
-            vec![ev(2, 1, 20), ev(2, 2, 15), ev(2, 3, 40)],
-        ];
-        let order: Vec<(u64, u64)> = merge_by_time(&streams, 40)
-            .iter()
-            .map(|e| (e.header.host.0, e.header.seq))
-            .collect();
-        assert_eq!(order, vec![(1, 1), (2, 1), (2, 2), (1, 2), (2, 3)]);
-    }
-
-    /// An idle fleet costs a round nothing: only hosts with new events (or
-    /// unscored ones left over) are read after the first round.
-    #[test]
-    fn rounds_read_only_hosts_with_new_events() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 1, "a", [10, 0, 0, 1]);
-        host(&db, 2, "b", [10, 0, 0, 2]);
-        let t0 = 1_700_000_000 * S;
-        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
-        p.round(t0).unwrap();
-        // Written behind the pipeline's back (no notice): not read until
-        // the periodic full pass.
-        store_events_unnoticed(&db, &[connect(1, 1, t0 + S, [10, 0, 0, 2])]);
-        assert_eq!(p.round(t0 + 2 * S).unwrap().events, 0);
-        // With the writer's notice it is read at once.
-        store_events(&db, &[connect(2, 1, t0 + 3 * S, [10, 0, 0, 1])]);
-        assert_eq!(p.round(t0 + 4 * S).unwrap().events, 1);
-        // The full pass finds the unnoticed one.
-        assert_eq!(p.round(t0 + 61 * S).unwrap().events, 1);
-        // A new host's first events, noticed before the host is registered,
-        // are read as soon as it is (not at the next full pass).
-        store_events(&db, &[connect(3, 1, t0 + 62 * S, [10, 0, 0, 1])]);
-        assert_eq!(p.round(t0 + 62 * S).unwrap().events, 0);
-        host(&db, 3, "c", [10, 0, 0, 3]);
-        assert_eq!(p.round(t0 + 65 * S).unwrap().events, 1);
-    }
-
-    #[test]
-    fn host_records_are_reread_on_identity_change_not_every_round() {
-        let db = Db::new(Arc::new(MemoryStore::default()));
-        host(&db, 1, "a", [10, 0, 0, 1]);
-        let t0 = 1_700_000_000 * S;
-        let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
-        p.round(t0).unwrap();
-        let first_read = p.last_register_ns;
-        // A renamed host without a notice: idle rounds do not read the
-        // records (the health history shares their column family).
-        host(&db, 1, "a-renamed", [10, 0, 0, 9]);
-        p.round(t0 + 5 * S).unwrap();
-        assert_eq!(p.last_register_ns, first_read);
-        assert_eq!(p.registered[&1].0, "a");
-        // The registry's notice (a hello with a new name or address, an
-        // enrollment) makes the next round read them.
-        db.note_identity_change();
-        p.round(t0 + 6 * S).unwrap();
-        assert_eq!(p.registered[&1].0, "a-renamed");
-        assert_eq!(p.det.host_by_addr([10, 0, 0, 9].into()), Some(HostId(1)));
-        // And the periodic safety net, without any notice.
-        host(&db, 1, "a-again", [10, 0, 0, 9]);
-        p.round(t0 + 30 * S).unwrap();
-        assert_eq!(p.registered[&1].0, "a-renamed");
-        p.round(t0 + 67 * S).unwrap();
-        assert_eq!(p.registered[&1].0, "a-again");
-    }
-}
+mod tests;
