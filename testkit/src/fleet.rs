@@ -357,10 +357,10 @@ fn plan_host(rng: &mut StdRng, cfg: &FleetConfig, i: usize, id: HostId, tier: Ti
             ENVS[rng.gen_range(0..ENVS.len())],
             i
         ),
-        Tier::Normal if i % 5 == 0 => {
+        Tier::Normal if i.is_multiple_of(5) => {
             format!("{}-{}-{:03}", ROLES[i % ROLES.len()], ENVS[i % 3], i)
         }
-        Tier::Normal if i % 3 == 0 => format!("lt-{person}{i}"),
+        Tier::Normal if i.is_multiple_of(3) => format!("lt-{person}{i}"),
         Tier::Normal => format!("ws-{}-{:04}", DEPTS[i % DEPTS.len()], i),
     };
     let addrs = plan_addrs(rng, i, tier);

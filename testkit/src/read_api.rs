@@ -140,7 +140,7 @@ impl ReadApi for MemoryReadApi {
 }
 
 /// Seed of [`scaled_read_api`]'s fleet.
-const SCALED_SEED: u64 = 0x5ca1_ed;
+const SCALED_SEED: u64 = 0x005c_a1ed;
 
 /// The bench's fleet in memory: `hosts` hosts (at least 10) with about
 /// `events_per_host` events each on average (busy servers far more, as in

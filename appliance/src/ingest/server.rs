@@ -11,7 +11,6 @@ use super::frames::{read_control, read_frame, write_control, FrameReadError};
 use super::limits::{IngestLimits, LimitsConfig};
 use super::writer::{EncodedEvent, IngestQueue};
 use crate::core::Core;
-use crate::db::events::payload_value;
 use crate::internal_events::{
     CertificateRenewed, ConnectionClosed, ConnectionOpened, EnrollmentRefused, FrameRejected,
     HandshakeRejected, HeartbeatReceived, HostThrottled, IdentityConflicted, InternalEvent,
@@ -29,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use vigil_proto::control::{Refusal, RenewRequest, Welcome};
 use vigil_proto::frame::FrameKind;
-use vigil_proto::{decode_batch, Command, ControlMessage, HostId, Payload, PROTOCOL_VERSION};
+use vigil_proto::{decode_batch, Command, ControlMessage, HostId, PROTOCOL_VERSION};
 
 /// How long a peer may take to send a whole frame.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
@@ -651,17 +650,5 @@ fn decode_and_encode(
             ),
         ));
     }
-    Ok(batch
-        .events
-        .iter()
-        .map(|e| EncodedEvent {
-            seq: e.header.seq,
-            ts_ns: e.header.ts_ns,
-            value: payload_value(&e.payload),
-            loss: match &e.payload {
-                Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
-                _ => None,
-            },
-        })
-        .collect())
+    Ok(batch.events.iter().map(EncodedEvent::from_event).collect())
 }

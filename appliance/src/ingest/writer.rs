@@ -42,6 +42,21 @@ pub struct EncodedEvent {
     pub loss: Option<(u64, u64, u64)>,
 }
 
+impl EncodedEvent {
+    /// An event as a connection task hands it to the writer.
+    pub fn from_event(e: &vigil_proto::Event) -> Self {
+        EncodedEvent {
+            seq: e.header.seq,
+            ts_ns: e.header.ts_ns,
+            value: crate::db::events::payload_value(&e.payload),
+            loss: match &e.payload {
+                vigil_proto::Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Why a batch could not be stored.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {

@@ -129,7 +129,9 @@ async fn load_or_enroll(
             loop {
                 match vigil_sensor::enroll(&params).await {
                     Ok(id) => return Ok((id, false)),
-                    Err(e) if e.to_string().contains("enrollment busy") && wait.as_secs() < 10 => {
+                    Err(e)
+                        if format!("{e:?}").contains("enrollment busy") && wait.as_secs() < 10 =>
+                    {
                         tokio::time::sleep(wait).await;
                         wait *= 2;
                     }

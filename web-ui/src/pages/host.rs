@@ -172,13 +172,12 @@ fn table(head: &'static [&'static str], rows: AnyView, empty: bool) -> AnyView {
         .into_any()
 }
 
+/// Connections per hour, distinct peers per hour, and the hour labels.
+type BaselineSeries = (Vec<f64>, Vec<f64>, Vec<String>);
+
 /// The last 48 h of outbound connections and distinct peers per hour, with
 /// the hour labels the charts put under them.
-fn baseline_series(
-    state: &ConsoleState,
-    id: HostId,
-    now: u64,
-) -> Result<(Vec<f64>, Vec<f64>, Vec<String>), UiError> {
+fn baseline_series(state: &ConsoleState, id: HostId, now: u64) -> Result<BaselineSeries, UiError> {
     let flows = state
         .read
         .events(&EventFilter {

@@ -17,13 +17,12 @@ use rand::{Rng, SeedableRng};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Instant;
-use vigil_appliance::db::events::payload_value;
 use vigil_appliance::db::{HealthSample, HostRecord};
 use vigil_appliance::ingest::writer::{spawn_writer_with, EncodedEvent};
 use vigil_appliance::metrics::Metrics;
 use vigil_appliance::store::Cf;
 use vigil_appliance::{Core, Db};
-use vigil_proto::event::{Event, Payload};
+use vigil_proto::event::Event;
 use vigil_proto::query::TriageState;
 use vigil_testkit::fleet::{Fleet, FleetHost, HEARTBEAT_MS};
 use vigil_web_ui::store::{ConsoleStore, Triage};
@@ -152,15 +151,7 @@ fn host_record(h: &FleetHost) -> HostRecord {
 
 /// An event encoded as a connection task hands it to the writer.
 fn encode(e: &Event) -> EncodedEvent {
-    EncodedEvent {
-        seq: e.header.seq,
-        ts_ns: e.header.ts_ns,
-        value: payload_value(&e.payload),
-        loss: match &e.payload {
-            Payload::Loss(l) => Some((l.from_seq, l.to_seq, l.count)),
-            _ => None,
-        },
-    }
+    EncodedEvent::from_event(e)
 }
 
 /// Every host's events through the ingest writer, host by host in id order
