@@ -154,7 +154,17 @@ impl Registry {
         // A claim of another host's address is refused (kept out of the
         // record) and recorded; a name is kept for display, and the
         // pipeline resolves who owns it (see `crate::identity`).
-        let conflicts = identity::conflicts_of(&self.all(), host, &hello.hostname, &hello.addrs);
+        // Most hellos repeat what the record already says (a reconnect):
+        // nothing to check, and no scan of every host on the QUIC thread
+        // when a whole fleet reconnects after a restart.
+        let unchanged = self
+            .get(host)
+            .is_some_and(|r| r.hostname == hello.hostname && r.addrs == hello.addrs);
+        let conflicts = if unchanged {
+            Vec::new()
+        } else {
+            identity::conflicts_of(&self.all(), host, &hello.hostname, &hello.addrs)
+        };
         let refused: Vec<IpAddr> = conflicts
             .iter()
             .filter_map(|c| match c.claim {
@@ -178,7 +188,9 @@ impl Registry {
             r.heartbeat_ms = heartbeat_ms;
             r.last_seen_ns = now_ns;
         })?;
-        self.db.put_identity_conflicts(host, &conflicts)?;
+        if !unchanged {
+            self.db.put_identity_conflicts(host, &conflicts)?;
+        }
         if renamed {
             self.db.note_identity_change();
         }
