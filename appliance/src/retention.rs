@@ -107,6 +107,9 @@ pub fn apply(db: &Db, policy: &RetentionPolicy, now_ns: u64) -> Result<Retention
             }
         }
     }
+    // Quarantined events are bounded per host too (a sensor that dates
+    // everything in the future must not fill the disk through them).
+    db.trim_quarantine(crate::db::quarantine::MAX_PER_HOST)?;
     let run = RetentionRun {
         ran_ns: now_ns,
         cutoff_ns: cutoff,
@@ -372,5 +375,36 @@ mod tests {
                 proptest::prop_assert!(ts[first_kept..].iter().all(|(_, s)| kept.contains(s)));
             }
         }
+    }
+
+    #[test]
+    fn quarantine_is_trimmed_per_host_to_its_newest_records() {
+        use crate::db::quarantine::{put, QuarantineReason, QuarantineRecord};
+        let db = Db::new(Arc::new(MemoryStore::new()));
+        let mut wb = WriteBatch::default();
+        for (host, n) in [(HostId(1), 30u64), (HostId(2), 5)] {
+            for seq in 1..=n {
+                let rec = QuarantineRecord {
+                    reason: QuarantineReason::FutureTimestamp,
+                    ts_ns: u64::MAX,
+                    payload: vec![],
+                };
+                put(&mut wb, host, seq, &rec);
+            }
+        }
+        db.store().write(wb, false).unwrap();
+        assert_eq!(db.trim_quarantine(10).unwrap(), 20);
+        let kept: Vec<u64> = db
+            .quarantined(HostId(1), 100)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(kept, (21..=30).collect::<Vec<_>>(), "the newest are kept");
+        assert_eq!(
+            db.quarantined(HostId(2), 100).unwrap().len(),
+            5,
+            "another host untouched"
+        );
     }
 }

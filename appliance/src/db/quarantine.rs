@@ -46,7 +46,59 @@ pub fn put(wb: &mut WriteBatch, host: HostId, seq: u64, rec: &QuarantineRecord) 
     wb.put(Cf::Quarantine, seq_key(host, seq), encode(rec));
 }
 
+/// Most quarantined events kept per host: enough to show an operator what
+/// a sensor sent, never a way for one sensor to fill the disk (its newest
+/// records are kept).
+pub const MAX_PER_HOST: usize = 10_000;
+
 impl Db {
+    /// Trim every host's quarantine to its newest [`MAX_PER_HOST`] records
+    /// (by seq); returns how many were deleted.
+    pub fn trim_quarantine(&self, max_per_host: usize) -> Result<u64, StoreError> {
+        // Counts first (small: one number per host), then a range delete up
+        // to each over-full host's first kept key.
+        let mut counts: std::collections::BTreeMap<u64, usize> = Default::default();
+        self.store().scan(
+            Cf::Quarantine,
+            &[],
+            None,
+            Direction::Forward,
+            &mut |k, _| {
+                if let Some(h) = k.get(..8).and_then(|b| b.try_into().ok()) {
+                    *counts.entry(u64::from_be_bytes(h)).or_default() += 1;
+                }
+                Visit::Continue
+            },
+        )?;
+        let mut deleted = 0u64;
+        for (&h, &n) in counts.iter().filter(|(_, &n)| n > max_per_host) {
+            let host = HostId(h);
+            let skip = n - max_per_host;
+            let mut first_kept = None;
+            let mut seen = 0usize;
+            self.store().scan(
+                Cf::Quarantine,
+                &host_prefix(host),
+                Some(&host_end(host)),
+                Direction::Forward,
+                &mut |k, _| {
+                    if seen == skip {
+                        first_kept = Some(k.to_vec());
+                        return Visit::Stop;
+                    }
+                    seen += 1;
+                    Visit::Continue
+                },
+            )?;
+            if let Some(cut) = first_kept {
+                self.store()
+                    .delete_range(Cf::Quarantine, &host_prefix(host), &cut)?;
+                deleted += skip as u64;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// A host's quarantined events, by seq (at most `limit`).
     pub fn quarantined(
         &self,
