@@ -182,10 +182,9 @@ fn preview_counts_past_alerts_in_scope() {
     assert_eq!(preview(&SuppressionScope::default(), views()), 0);
 }
 
-#[test]
-fn alert_records_expose_their_scope_view() {
-    let a = incident();
-    let record = AlertRecord {
+/// An open `AlertRecord` with the scope fields of `a`.
+fn record_of(a: &Alert) -> AlertRecord {
+    AlertRecord {
         id: 1,
         created_ns: 0,
         severity: crate::query::Severity::High,
@@ -204,33 +203,20 @@ fn alert_records_expose_their_scope_view() {
         ports: a.ports.clone(),
         processes: a.processes.clone(),
         suppressed_by: None,
-    };
+    }
+}
+
+#[test]
+fn alert_records_expose_their_scope_view() {
+    let a = incident();
+    let record = record_of(&a);
     assert_eq!(record.scope_view(), a.view());
 }
 
 #[test]
 fn mark_names_the_first_active_rule_and_hidden_means_open() {
     let a = incident();
-    let mut record = AlertRecord {
-        id: 1,
-        created_ns: 0,
-        severity: crate::query::Severity::High,
-        score: 1.0,
-        title: a.title.into(),
-        path: a.path.clone(),
-        users: a.users.clone(),
-        techniques: vec![],
-        summary: String::new(),
-        deviations: vec![],
-        evidence: vec![],
-        state: crate::query::TriageState::New,
-        assignee: None,
-        incident_id: None,
-        model_version: None,
-        ports: a.ports.clone(),
-        processes: a.processes.clone(),
-        suppressed_by: None,
-    };
+    let mut record = record_of(&a);
     let user = a.users[0].clone();
     let rule = |id: u64, expires_ns: Option<u64>| Suppression {
         id,
