@@ -73,6 +73,12 @@ pub enum NoteError {
     },
 }
 
+/// The origin (and key name) of an appliance's audit log:
+/// `vigil-audit/<appliance-id>`.
+pub fn audit_origin(appliance_id: &str) -> String {
+    format!("vigil-audit/{appliance_id}")
+}
+
 /// The signed-note key id of an Ed25519 key under `name`.
 pub fn key_id(name: &str, key: &VerifyingKey) -> u32 {
     let mut h = Sha256::new();

@@ -26,7 +26,7 @@ pub mod statement;
 pub mod verify;
 
 pub use bundle::{write_bundle, AuditEvidence, BundleError, BundleFile, BundleWriter};
-pub use checkpoint::{Checkpoint, NoteError};
+pub use checkpoint::{audit_origin, Checkpoint, NoteError};
 pub use dsse::{fingerprint, Envelope};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use merkle::{Frontier, Hash, LeafHashes, MemoryLeaves, MerkleError};

@@ -16,6 +16,7 @@ use vigil_evidence::merkle::{consistency_proof, inclusion_proof, root_at};
 use vigil_evidence::statement::*;
 use vigil_evidence::*;
 
+/// The origin `audit_origin("appliance-1")` gives.
 const ORIGIN: &str = "vigil-audit/appliance-1";
 /// Index of the export's own entry; the checkpoint covers a few more.
 const EXPORT_INDEX: usize = 10;
@@ -178,6 +179,7 @@ fn verify(bundle: &[u8]) -> VerifyReport {
 #[test]
 fn clean_bundle_verifies() {
     let (bundle, _) = build(&key(1));
+    assert_eq!(audit_origin("appliance-1"), ORIGIN);
     let report = verify(&bundle);
     assert!(report.ok(), "{report}");
     for name in [

@@ -10,11 +10,13 @@ mod log;
 
 use std::fmt;
 
+use serde::Serialize;
+
 pub use bundle::{verify_bundle, MAX_ARCHIVE_ENTRIES, MAX_AUDIT_FILE_BYTES, MAX_META_FILE_BYTES};
 pub use log::{prove_extends, verify_audit_log};
 
 /// One check and its outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// What was checked: `archive`, `envelope`, `signature`, `key`,
     /// `file <path>`, `manifest`, `SHA256SUMS`, `checkpoint`, `inclusion`,
@@ -27,7 +29,7 @@ pub struct Check {
 }
 
 /// The outcome of a verification: every check made, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     /// The checks, in the order they ran.
     pub checks: Vec<Check>,
