@@ -146,6 +146,7 @@ impl Appliance {
 
         let (queue, writer) = writer::spawn_writer_with(
             core.db.clone(),
+            core.notices.clone(),
             core.metrics.clone(),
             cfg.ingest_queue_batches,
             cfg.ingest_rules,

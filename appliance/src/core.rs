@@ -13,6 +13,7 @@ use crate::console::RocksConsoleStore;
 use crate::db::Db;
 use crate::enroll::Enrollment;
 use crate::metrics::Metrics;
+use crate::notices::DetectionNotices;
 use crate::pki::{write_private, Pki, PkiError};
 use crate::registry::Registry;
 use crate::store::rocks::RocksStore;
@@ -72,6 +73,8 @@ pub struct Core {
     pub db: Db,
     pub pki: Arc<Pki>,
     pub registry: Arc<Registry>,
+    /// What ingest and the registry tell the detection pipeline.
+    pub notices: DetectionNotices,
     pub enrollment: Enrollment,
     /// What the web console writes (users, sessions, audit, …).
     pub console: Arc<RocksConsoleStore>,
@@ -131,7 +134,8 @@ impl Core {
             admin_password,
             ca_created,
         };
-        let registry = Arc::new(Registry::load(db.clone())?);
+        let notices = DetectionNotices::default();
+        let registry = Arc::new(Registry::load(db.clone(), notices.clone())?);
         let enrollment = Enrollment::new(db.clone(), pki.clone(), registry.clone());
         Ok((
             Core {
@@ -139,6 +143,7 @@ impl Core {
                 db,
                 pki,
                 registry,
+                notices,
                 enrollment,
                 console,
                 metrics: Arc::new(Metrics::default()),

@@ -27,6 +27,7 @@
 //!
 //! Modules, in the order an event passes them: [`tls`] and [`pki`]
 //! (who may connect), [`enroll`], [`ingest`], [`db`] over [`store`],
+//! [`notices`] (what ingest tells the detection [`pipeline`]),
 //! [`retention`], [`read`] ([`ReadApi`](vigil_proto::query::ReadApi)),
 //! [`metrics`] and [`internal_events`], [`https`], [`admin`] (the CLI's
 //! channel to a running server).
@@ -44,6 +45,7 @@ pub mod ingest;
 pub mod internal_events;
 pub mod metrics;
 pub mod model_board;
+pub mod notices;
 pub mod pipeline;
 pub mod pki;
 pub mod read;

@@ -5,6 +5,7 @@
 
 use crate::db::{Db, HealthSample, HostRecord};
 use crate::identity;
+use crate::notices::DetectionNotices;
 use crate::store::StoreError;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -48,6 +49,7 @@ struct Live {
 /// The registry.
 pub struct Registry {
     db: Db,
+    notices: DetectionNotices,
     hosts: Mutex<HashMap<HostId, HostRecord>>,
     last_sample: Mutex<HashMap<HostId, u64>>,
     revoked: RevokedSet,
@@ -56,7 +58,7 @@ pub struct Registry {
 
 impl Registry {
     /// Load every host record from the store.
-    pub fn load(db: Db) -> Result<Self, StoreError> {
+    pub fn load(db: Db, notices: DetectionNotices) -> Result<Self, StoreError> {
         let records = db.host_records()?;
         let revoked = records
             .iter()
@@ -65,6 +67,7 @@ impl Registry {
             .collect();
         Ok(Registry {
             db,
+            notices,
             hosts: Mutex::new(records.into_iter().map(|r| (HostId(r.id), r)).collect()),
             last_sample: Mutex::new(HashMap::new()),
             revoked: Arc::new(RwLock::new(revoked)),
@@ -111,7 +114,7 @@ impl Registry {
             .lock()
             .expect("hosts lock")
             .insert(HostId(rec.id), rec);
-        self.db.note_identity_change();
+        self.notices.note_identity_change();
     }
 
     fn update(
@@ -192,7 +195,7 @@ impl Registry {
             self.db.put_identity_conflicts(host, &conflicts)?;
         }
         if renamed {
-            self.db.note_identity_change();
+            self.notices.note_identity_change();
         }
         Ok(conflicts)
     }
@@ -342,24 +345,25 @@ mod tests {
     #[test]
     fn identity_changes_are_noted_and_heartbeat_fields_are_not() {
         let db = Db::new(Arc::new(MemoryStore::default()));
-        let reg = Registry::load(db.clone()).unwrap();
-        let g0 = db.identity_generation();
+        let notices = DetectionNotices::default();
+        let reg = Registry::load(db.clone(), notices.clone()).unwrap();
+        let g0 = notices.identity_generation();
         reg.insert_enrolled(HostRecord {
             id: 7,
             hostname: "h".into(),
             ..HostRecord::default()
         });
-        let g1 = db.identity_generation();
+        let g1 = notices.identity_generation();
         assert_ne!(g1, g0, "enrollment is an identity change");
         reg.on_hello(HostId(7), &hello("h", [10, 0, 0, 7]), 10_000, 1)
             .unwrap();
-        let g2 = db.identity_generation();
+        let g2 = notices.identity_generation();
         assert_ne!(g2, g1, "a new address is an identity change");
         reg.on_hello(HostId(7), &hello("h", [10, 0, 0, 7]), 10_000, 2)
             .unwrap();
-        assert_eq!(db.identity_generation(), g2, "a reconnect is not");
+        assert_eq!(notices.identity_generation(), g2, "a reconnect is not");
         reg.on_hello(HostId(7), &hello("h2", [10, 0, 0, 7]), 10_000, 3)
             .unwrap();
-        assert_ne!(db.identity_generation(), g2, "a rename is");
+        assert_ne!(notices.identity_generation(), g2, "a rename is");
     }
 }

@@ -125,13 +125,6 @@ pub fn decode<T: DeserializeOwned>(cf: Cf, bytes: &[u8]) -> Result<T, StoreError
 pub struct Db {
     store: Arc<dyn Store>,
     id_lock: Arc<Mutex<()>>,
-    /// Hosts whose events were written since the detection pipeline last
-    /// looked (so an idle fleet costs it nothing per round).
-    written: Arc<Mutex<std::collections::BTreeSet<u64>>>,
-    /// Bumped whenever a host's identity (name, addresses) may have changed,
-    /// so the pipeline re-reads host records only then, not on a timer:
-    /// the `hosts` family also holds every host's health history.
-    identity_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Db {
@@ -140,32 +133,7 @@ impl Db {
         Db {
             store,
             id_lock: Arc::new(Mutex::new(())),
-            written: Arc::default(),
-            identity_generation: Arc::default(),
         }
-    }
-
-    /// Note that `hosts` have new events (called after the write is durable).
-    pub fn mark_written(&self, hosts: impl IntoIterator<Item = HostId>) {
-        let mut w = self.written.lock().expect("written-hosts lock");
-        w.extend(hosts.into_iter().map(|h| h.0));
-    }
-
-    /// The hosts with new events since the last call.
-    pub fn take_written(&self) -> std::collections::BTreeSet<u64> {
-        std::mem::take(&mut *self.written.lock().expect("written-hosts lock"))
-    }
-
-    /// Note that some host's name or addresses may have changed.
-    pub fn note_identity_change(&self) {
-        self.identity_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Changes with every [`Db::note_identity_change`].
-    pub fn identity_generation(&self) -> u64 {
-        self.identity_generation
-            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The underlying engine.

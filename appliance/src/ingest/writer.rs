@@ -19,6 +19,7 @@ use crate::internal_events::{
     WriterRestarted,
 };
 use crate::metrics::Metrics;
+use crate::notices::DetectionNotices;
 use crate::store::{Cf, StoreError, WriteBatch};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -107,11 +108,13 @@ impl IngestQueue {
 /// clock. It ends when every [`IngestQueue`] clone is dropped.
 pub fn spawn_writer(
     db: Db,
+    notices: DetectionNotices,
     metrics: Arc<Metrics>,
     queue_batches: usize,
 ) -> std::io::Result<(IngestQueue, std::thread::JoinHandle<()>)> {
     spawn_writer_with(
         db,
+        notices,
         metrics,
         queue_batches,
         IngestRules::default(),
@@ -122,6 +125,7 @@ pub fn spawn_writer(
 /// Start the writer thread with explicit rules and clock.
 pub fn spawn_writer_with(
     db: Db,
+    notices: DetectionNotices,
     metrics: Arc<Metrics>,
     queue_batches: usize,
     rules: IngestRules,
@@ -130,7 +134,7 @@ pub fn spawn_writer_with(
     let (tx, rx) = mpsc::channel(queue_batches.max(1));
     let handle = std::thread::Builder::new()
         .name("vigil-writer".into())
-        .spawn(move || Writer::new(db, metrics, rules, clock).run(rx))?;
+        .spawn(move || Writer::new(db, notices, metrics, rules, clock).run(rx))?;
     Ok((IngestQueue { tx }, handle))
 }
 
@@ -140,6 +144,8 @@ const POLICY_REFRESH_NS: u64 = 1_000_000_000;
 
 struct Writer {
     db: Db,
+    /// Tells the detection pipeline which hosts have new events.
+    notices: DetectionNotices,
     metrics: Arc<Metrics>,
     hosts: HashMap<HostId, (SeqSet, HostCounts)>,
     rules: IngestRules,
@@ -149,9 +155,16 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(db: Db, metrics: Arc<Metrics>, rules: IngestRules, clock: Clock) -> Self {
+    fn new(
+        db: Db,
+        notices: DetectionNotices,
+        metrics: Arc<Metrics>,
+        rules: IngestRules,
+        clock: Clock,
+    ) -> Self {
         Writer {
             db,
+            notices,
             metrics,
             hosts: HashMap::new(),
             rules,
@@ -342,7 +355,7 @@ impl Writer {
             latency: started.elapsed(),
         }
         .emit(&self.metrics);
-        self.db.mark_written(work.keys().copied());
+        self.notices.mark_written(work.keys().copied());
         self.hosts.extend(work);
         for s in o.stored {
             s.emit(&self.metrics);
@@ -389,6 +402,7 @@ mod tests {
     fn writer(db: &Db, metrics: &Arc<Metrics>) -> (IngestQueue, std::thread::JoinHandle<()>) {
         spawn_writer_with(
             db.clone(),
+            DetectionNotices::default(),
             metrics.clone(),
             4,
             IngestRules::default(),
@@ -463,6 +477,7 @@ mod tests {
         let now = 100 * day;
         let (q, handle) = spawn_writer_with(
             db.clone(),
+            DetectionNotices::default(),
             metrics.clone(),
             4,
             IngestRules::default(),

@@ -13,6 +13,7 @@ use crate::db::records::{PipelineState, QueuedVerdict};
 use crate::db::Db;
 use crate::metrics::Metrics;
 pub use crate::model_board::ModelBoard;
+use crate::notices::DetectionNotices;
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +74,8 @@ impl Default for PipelineConfig {
 /// The detector plus its read position in the store.
 pub struct Pipeline {
     db: Db,
+    /// Which hosts ingest wrote and whether identities changed.
+    notices: DetectionNotices,
     det: Detector,
     cursors: BTreeMap<u64, u64>,
     registered: BTreeMap<u64, (String, Vec<IpAddr>)>,
@@ -106,7 +109,12 @@ impl Pipeline {
     /// Resume from the saved state, or start fresh with `cfg.detector`.
     /// A saved state keeps its own detector settings except the learning
     /// period, which follows the configuration.
-    pub fn open(db: Db, cfg: &PipelineConfig, now_ns: u64) -> Result<Pipeline, PipelineError> {
+    pub fn open(
+        db: Db,
+        notices: DetectionNotices,
+        cfg: &PipelineConfig,
+        now_ns: u64,
+    ) -> Result<Pipeline, PipelineError> {
         let (det, cursors) = match db.pipeline_state()? {
             Some(saved) => {
                 match Detector::restore(&saved.detector) {
@@ -129,6 +137,7 @@ impl Pipeline {
         };
         Ok(Pipeline {
             db,
+            notices,
             det,
             cursors,
             registered: BTreeMap::new(),
@@ -176,7 +185,7 @@ impl Pipeline {
         }
         self.apply_verdicts()?;
         let mut round = Round::default();
-        self.pending.extend(self.db.take_written());
+        self.pending.extend(self.notices.take_written());
         if self.register_due(now_ns)
             && self.register_hosts(now_ns)?
             && self.det.config().learning_period_ns == 0
@@ -340,7 +349,7 @@ impl Pipeline {
             .pending
             .iter()
             .any(|h| !self.registered.contains_key(h));
-        self.registered_generation != Some(self.db.identity_generation())
+        self.registered_generation != Some(self.notices.identity_generation())
             || (waiting && since >= REGISTER_RETRY_NS)
             || since >= FULL_SCAN_EVERY_NS
     }
@@ -352,7 +361,7 @@ impl Pipeline {
         // Read before the scan, so a change noted during it triggers
         // another; kept only once the scan succeeded, so a failed one is
         // retried next round.
-        let generation = self.db.identity_generation();
+        let generation = self.notices.identity_generation();
         let mut new_host = false;
         // Only claims no earlier host owns reach the detector's address
         // and name maps (`crate::identity`): a sensor cannot take over
@@ -481,7 +490,7 @@ const BOARD_BUSY_EVERY: Duration = Duration::from_secs(1);
 /// `save_every` and once more on the way out.
 pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
     let clock: Clock = core.clock.clone();
-    let mut pipeline = match Pipeline::open(core.db.clone(), &cfg, clock()) {
+    let mut pipeline = match Pipeline::open(core.db.clone(), core.notices.clone(), &cfg, clock()) {
         Ok(p) => p.with_metrics(core.metrics.clone()),
         Err(e) => {
             tracing::error!(error = %e, "detection pipeline cannot start");

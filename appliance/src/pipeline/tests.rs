@@ -24,10 +24,10 @@ fn host(db: &Db, id: u64, name: &str, ip: [u8; 4]) {
     .unwrap();
 }
 
-fn store_events(db: &Db, events: &[Event]) {
+fn store_events(db: &Db, notices: &DetectionNotices, events: &[Event]) {
     store_events_unnoticed(db, events);
     // What the ingest writer does after its write.
-    db.mark_written(events.iter().map(|e| e.header.host));
+    notices.mark_written(events.iter().map(|e| e.header.host));
 }
 
 /// Written behind the pipeline's back (no writer notice).
@@ -103,12 +103,14 @@ fn cold_start() -> PipelineConfig {
 #[test]
 fn stored_chain_becomes_incident_and_cursor_survives_restart() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "a", [10, 0, 0, 1]);
     host(&db, 2, "b", [10, 0, 0, 2]);
     host(&db, 3, "c", [10, 0, 0, 3]);
     let t0 = 1_700_000_000 * S;
     store_events(
         &db,
+        &notices,
         &[
             connect(1, 1, t0, [10, 0, 0, 2]),
             ssh_hop(2, 1, t0 + S, [10, 0, 0, 1]),
@@ -117,7 +119,7 @@ fn stored_chain_becomes_incident_and_cursor_survives_restart() {
         ],
     );
     let cfg = cold_start();
-    let mut p = Pipeline::open(db.clone(), &cfg, t0).unwrap();
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cfg, t0).unwrap();
     let r = p.round(t0 + 62 * S).unwrap();
     assert_eq!(r.events, 4);
     let alerts = db.alerts(&Default::default()).unwrap();
@@ -135,13 +137,13 @@ fn stored_chain_becomes_incident_and_cursor_survives_restart() {
         .any(|e| e.src == HostId(2) && e.dst == HostId(3) && e.port == 22));
 
     p.save(t0 + 62 * S).unwrap();
-    let mut again = Pipeline::open(db.clone(), &cfg, t0 + 63 * S).unwrap();
+    let mut again = Pipeline::open(db.clone(), notices.clone(), &cfg, t0 + 63 * S).unwrap();
     assert_eq!(
         again.round(t0 + 63 * S).unwrap().events,
         0,
         "scored events re-read"
     );
-    store_events(&db, &[ssh_hop(3, 2, t0 + 70 * S, [10, 0, 0, 1])]);
+    store_events(&db, &notices, &[ssh_hop(3, 2, t0 + 70 * S, [10, 0, 0, 1])]);
     assert_eq!(again.round(t0 + 71 * S).unwrap().events, 1);
 }
 
@@ -149,11 +151,12 @@ fn stored_chain_becomes_incident_and_cursor_survives_restart() {
 #[test]
 fn re_emitted_alert_keeps_triage() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "a", [10, 0, 0, 1]);
     host(&db, 2, "b", [10, 0, 0, 2]);
     let t0 = 1_700_000_000 * S;
-    store_events(&db, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
-    let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+    store_events(&db, &notices, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), t0).unwrap();
     p.round(t0 + S).unwrap();
     let mut alerts = db.alerts(&Default::default()).unwrap();
     assert!(
@@ -178,11 +181,12 @@ fn re_emitted_alert_keeps_triage() {
 #[test]
 fn verdicts_settings_and_latency_reach_the_detector() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "a", [10, 0, 0, 1]);
     host(&db, 2, "b", [10, 0, 0, 2]);
     let t0 = 1_700_000_000 * S;
-    store_events(&db, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
-    let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+    store_events(&db, &notices, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), t0).unwrap();
     p.round(t0 + 2 * S).unwrap();
     let alert = db.alerts(&Default::default()).unwrap().remove(0);
     let lat = &p.metrics().alert_latency.0;
@@ -228,18 +232,20 @@ fn verdicts_settings_and_latency_reach_the_detector() {
 #[test]
 fn chain_across_hosts_is_scored_in_time_order_not_host_order() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 3, "a", [10, 0, 0, 3]);
     host(&db, 2, "b", [10, 0, 0, 2]);
     host(&db, 1, "c", [10, 0, 0, 1]);
     let t0 = 1_700_000_000 * S;
     store_events(
         &db,
+        &notices,
         &[
             ssh_hop(2, 1, t0, [10, 0, 0, 3]),
             ssh_hop(1, 1, t0 + 60 * S, [10, 0, 0, 2]),
         ],
     );
-    let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), t0).unwrap();
     let r = p.round(t0 + 61 * S).unwrap();
     assert_eq!(r.events, 2);
     assert!(!r.backlog);
@@ -273,23 +279,24 @@ fn merge_respects_stream_order_and_watermark() {
 #[test]
 fn rounds_read_only_hosts_with_new_events() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "a", [10, 0, 0, 1]);
     host(&db, 2, "b", [10, 0, 0, 2]);
     let t0 = 1_700_000_000 * S;
-    let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), t0).unwrap();
     p.round(t0).unwrap();
     // Written behind the pipeline's back (no notice): not read until
     // the periodic full pass.
     store_events_unnoticed(&db, &[connect(1, 1, t0 + S, [10, 0, 0, 2])]);
     assert_eq!(p.round(t0 + 2 * S).unwrap().events, 0);
     // With the writer's notice it is read at once.
-    store_events(&db, &[connect(2, 1, t0 + 3 * S, [10, 0, 0, 1])]);
+    store_events(&db, &notices, &[connect(2, 1, t0 + 3 * S, [10, 0, 0, 1])]);
     assert_eq!(p.round(t0 + 4 * S).unwrap().events, 1);
     // The full pass finds the unnoticed one.
     assert_eq!(p.round(t0 + 61 * S).unwrap().events, 1);
     // A new host's first events, noticed before the host is registered,
     // are read as soon as it is (not at the next full pass).
-    store_events(&db, &[connect(3, 1, t0 + 62 * S, [10, 0, 0, 1])]);
+    store_events(&db, &notices, &[connect(3, 1, t0 + 62 * S, [10, 0, 0, 1])]);
     assert_eq!(p.round(t0 + 62 * S).unwrap().events, 0);
     host(&db, 3, "c", [10, 0, 0, 3]);
     assert_eq!(p.round(t0 + 65 * S).unwrap().events, 1);
@@ -298,9 +305,10 @@ fn rounds_read_only_hosts_with_new_events() {
 #[test]
 fn host_records_are_reread_on_identity_change_not_every_round() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "a", [10, 0, 0, 1]);
     let t0 = 1_700_000_000 * S;
-    let mut p = Pipeline::open(db.clone(), &cold_start(), t0).unwrap();
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), t0).unwrap();
     p.round(t0).unwrap();
     let first_read = p.last_register_ns;
     // A renamed host without a notice: idle rounds do not read the
@@ -311,7 +319,7 @@ fn host_records_are_reread_on_identity_change_not_every_round() {
     assert_eq!(p.registered[&1].0, "a");
     // The registry's notice (a hello with a new name or address, an
     // enrollment) makes the next round read them.
-    db.note_identity_change();
+    notices.note_identity_change();
     p.round(t0 + 6 * S).unwrap();
     assert_eq!(p.registered[&1].0, "a-renamed");
     assert_eq!(p.det.host_by_addr([10, 0, 0, 9].into()), Some(HostId(1)));
@@ -328,6 +336,7 @@ fn host_records_are_reread_on_identity_change_not_every_round() {
 #[test]
 fn an_old_backlog_on_one_host_does_not_hold_back_the_others() {
     let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
     host(&db, 1, "late", [10, 0, 0, 1]);
     host(&db, 2, "live", [10, 0, 0, 2]);
     let now = 1_700_000_000 * S;
@@ -335,9 +344,9 @@ fn an_old_backlog_on_one_host_does_not_hold_back_the_others() {
     let backlog: Vec<Event> = (1..=3 * MAX_PER_HOST as u64)
         .map(|i| connect(1, i, week_ago + i * S, [10, 0, 0, 9]))
         .collect();
-    store_events(&db, &backlog);
-    store_events(&db, &[connect(2, 1, now - S, [10, 0, 0, 1])]);
-    let mut p = Pipeline::open(db.clone(), &cold_start(), now).unwrap();
+    store_events(&db, &notices, &backlog);
+    store_events(&db, &notices, &[connect(2, 1, now - S, [10, 0, 0, 1])]);
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &cold_start(), now).unwrap();
     p.round(now).unwrap();
     assert_eq!(
         p.cursors.get(&2).copied(),

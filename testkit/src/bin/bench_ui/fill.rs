@@ -20,6 +20,7 @@ use std::time::Instant;
 use vigil_appliance::db::{HealthSample, HostRecord};
 use vigil_appliance::ingest::writer::{spawn_writer_with, EncodedEvent};
 use vigil_appliance::metrics::Metrics;
+use vigil_appliance::notices::DetectionNotices;
 use vigil_appliance::store::Cf;
 use vigil_appliance::{Core, Db};
 use vigil_proto::event::Event;
@@ -187,6 +188,7 @@ fn write_events(db: &Db, fleet: &Fleet, started: Instant) -> Result<(u64, f64)> 
         };
         let (queue, writer) = spawn_writer_with(
             db.clone(),
+            DetectionNotices::default(),
             Arc::new(Metrics::default()),
             64,
             rules,
