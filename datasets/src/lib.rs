@@ -5,6 +5,7 @@
 //! Pure data: no detector, no sensor, no network. The evaluation and the
 //! replay that use these data sets are the `vigil-tools` crate.
 
+pub mod enterprise;
 pub mod evtx_file;
 pub mod host_ids;
 pub mod lanl;
