@@ -15,6 +15,10 @@ pub enum AlertKind {
     /// Anomalous hops chained across hosts: one lateral-movement incident.
     /// Re-emitted with the same id when the chain grows (upsert).
     Incident,
+    /// Failed logons from one source against many accounts or hosts, or
+    /// for one user from many sources (T1110.003); the path starts at the
+    /// source.
+    Spray,
 }
 
 /// One alert with everything needed to explain it.

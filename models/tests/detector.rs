@@ -139,8 +139,11 @@ fn snapshot_restores_identical_behaviour() {
 
 #[test]
 fn suppression_preview_counts_then_hides() {
+    // Hops two hours apart that must not chain: a one-hour chain window
+    // (the default spans days, and 3 → 4 then 4 → 1 would be an incident).
     let mut d = fleet(DetectorConfig {
         learning_period_ns: 0,
+        chain_window_ns: 3600 * S,
         ..Default::default()
     });
     d.train(0);
@@ -299,6 +302,274 @@ fn host_state_stays_under_64_kib_under_heavy_novelty() {
     }
     let bytes = d.host_state_bytes(HostId(5));
     assert!(bytes < 64 * 1024, "host state {bytes} bytes");
+}
+
+// ---- Scoring that generalizes (issue #14, session 5) ----
+
+fn ev(host: u64, seq: u64, ts: u64, payload: Payload) -> Event {
+    Event {
+        header: EventHeader {
+            host: HostId(host),
+            seq,
+            ts_ns: ts,
+        },
+        payload,
+    }
+}
+
+/// A logon (or failure) on `host` from `src`, over SSH with a password.
+fn ssh(host: u64, seq: u64, ts: u64, user: &str, src: Option<IpAddr>, fail: bool) -> Event {
+    let info = LoginInfo {
+        user: user.into(),
+        method: AuthMethod::Password,
+        service: LoginService::Ssh,
+        src_addr: src,
+        src_port: None,
+        src_host: None,
+        from_user: None,
+        pid: None,
+    };
+    let payload = if fail {
+        Payload::AuthFailure(info)
+    } else {
+        Payload::Login(info)
+    };
+    ev(host, seq, ts, payload)
+}
+
+fn cold_fleet() -> Detector {
+    let mut d = fleet(DetectorConfig {
+        learning_period_ns: 0,
+        ..Default::default()
+    });
+    d.train(0);
+    d
+}
+
+fn features(a: &vigil_models::Alert) -> Vec<&str> {
+    a.deviations.iter().map(|d| d.feature.as_str()).collect()
+}
+
+#[test]
+fn local_logons_after_an_inbound_hop_score_below_any_first_time_hop() {
+    let mut d = cold_fleet();
+    // an anomalous hop into host 5 first: its local logons must not chain
+    let inbound = d.observe_scored(&login(5, 1, 1000 * S, "mallory", 6));
+    assert!(!inbound.alerts.is_empty());
+    let mut worst_local = 0f64;
+    for i in 0..36u64 {
+        let ts = 1000 * S + (i + 1) * 600 * S;
+        let o = d.observe_scored(&ssh(5, 2 + i, ts, &format!("svc{}", i % 3), None, false));
+        assert!(o.alerts.is_empty(), "a local logon alerted: {:?}", o.alerts);
+        worst_local = worst_local.max(o.score.unwrap());
+    }
+    let hop = d.observe_scored(&login(2, 1, 30_000 * S, "alice", 1));
+    assert!(
+        worst_local < hop.score.unwrap(),
+        "local {worst_local} vs first-time hop {:?}",
+        hop.score
+    );
+}
+
+#[test]
+fn an_unregistered_public_or_cgnat_source_is_a_remote_hop() {
+    for addr in ["100.64.3.4", "203.0.113.9"] {
+        let mut d = cold_fleet();
+        let src: IpAddr = addr.parse().unwrap();
+        let o = d.observe_scored(&ssh(5, 1, 100 * S, "root", Some(src), false));
+        let hop = o
+            .alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::Hop)
+            .unwrap_or_else(|| panic!("{addr}: no hop alert: {o:?}"));
+        assert_eq!(hop.path_names[0], addr);
+        assert_eq!(hop.path[1], HostId(5));
+    }
+}
+
+#[test]
+fn connections_do_not_whiten_the_first_logon_over_an_edge() {
+    let mut d = cold_fleet();
+    for i in 0..50u64 {
+        let flow = Payload::NetAccept(NetFlow {
+            transport: Transport::Tcp,
+            local: SocketAddr::new(ip(5), 445),
+            remote: SocketAddr::new(ip(6), 50000),
+            pid: None,
+            exe: None,
+            repeat: 1,
+        });
+        d.observe(&ev(5, i + 1, i * 60 * S, flow));
+    }
+    let a = d.observe(&login(5, 100, 4000 * S, "mallory", 6));
+    let hop = a.iter().find(|a| a.kind == AlertKind::Hop).expect("hop");
+    let dev = hop
+        .deviations
+        .iter()
+        .find(|d| d.feature == "new_logon_edge")
+        .expect("edge novelty in the explanation");
+    assert!(dev.sentence.contains("host-6"), "{}", dev.sentence);
+}
+
+#[test]
+fn a_password_spray_is_named_with_its_source_and_boosts_the_success() {
+    let mut d = cold_fleet();
+    let users = ["admin", "test", "root", "carol", "svc_backup"];
+    let mut seq = 0;
+    let mut sprays = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for dst in 1..=3u64 {
+            seq += 1;
+            let ts = 100 * S + (i as u64 * 3 + dst) * 5 * S;
+            let o = d.observe_scored(&ssh(dst, seq, ts, u, Some(ip(6)), true));
+            assert!(o.score.is_some());
+            sprays.extend(o.alerts);
+        }
+    }
+    let spray: Vec<_> = sprays
+        .iter()
+        .filter(|a| a.kind == AlertKind::Spray)
+        .collect();
+    assert_eq!(spray.len(), 1, "one alert per spray: {sprays:?}");
+    assert_eq!(spray[0].techniques, vec!["T1110.003".to_string()]);
+    assert_eq!(spray[0].path[0], HostId(6));
+    assert!(spray[0].summary.contains("host-6"), "{}", spray[0].summary);
+    // the success that follows is boosted, not whitened by the failures
+    let after = d.observe_scored(&ssh(2, 100, 300 * S, "carol", Some(ip(6)), false));
+    let mut fresh = cold_fleet();
+    let alone = fresh.observe_scored(&ssh(2, 1, 300 * S, "carol", Some(ip(6)), false));
+    assert!(after.score.unwrap() > alone.score.unwrap() + 5.0);
+    let hop = after
+        .alerts
+        .iter()
+        .find(|a| a.kind == AlertKind::Hop)
+        .expect("hop");
+    assert!(features(hop).contains(&"after_spray"), "{hop:?}");
+}
+
+#[test]
+fn fan_out_to_new_hosts_is_a_signal_with_a_sentence() {
+    let mut d = cold_fleet();
+    let mut last = None;
+    for (i, dst) in [2u64, 3, 4, 5].iter().enumerate() {
+        let ts = 100 * S + i as u64 * 600 * S;
+        let o = d.observe_scored(&login(*dst, 1, ts, "alice", 1));
+        last = o.alerts.into_iter().find(|a| a.kind == AlertKind::Hop);
+    }
+    let hop = last.expect("hop alert");
+    let fan = hop
+        .deviations
+        .iter()
+        .find(|d| d.feature == "fan_out")
+        .expect("fan-out");
+    assert_eq!(fan.sentence, "host-1 reached 4 new hosts in 30 min");
+}
+
+#[test]
+fn a_slow_chain_over_a_day_still_becomes_one_incident() {
+    let mut d = cold_fleet();
+    d.observe(&login(5, 1, 100 * S, "mallory", 6));
+    let a = d.observe(&login(4, 1, 100 * S + 20 * 3600 * S, "mallory", 5));
+    let inc = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Incident)
+        .expect("incident across 20 hours");
+    assert_eq!(inc.path, vec![HostId(6), HostId(5), HostId(4)]);
+    let hop = a.iter().find(|a| a.kind == AlertKind::Hop).expect("hop");
+    let chained = hop
+        .deviations
+        .iter()
+        .find(|d| d.feature == "chained_hop")
+        .expect("chain bonus");
+    assert!(chained.score < 2.0, "decayed: {}", chained.score);
+    assert!(
+        chained.sentence.contains("20 h before"),
+        "{}",
+        chained.sentence
+    );
+}
+
+#[test]
+fn routine_outbound_logons_of_the_landing_host_stay_out_of_the_incident() {
+    let mut d = cold_fleet();
+    let mut seq = 0;
+    // host 5 backs up hosts 1-3 as `backup` every hour: routine
+    for h in 0..24u64 {
+        for dst in 1..=3u64 {
+            seq += 1;
+            d.observe(&login(dst, seq, h * 3600 * S + dst * S, "backup", 5));
+        }
+    }
+    d.observe(&login(5, 1, 24 * 3600 * S + 10 * S, "mallory", 6));
+    for dst in 1..=3u64 {
+        seq += 1;
+        let o = d.observe_scored(&login(dst, seq, 24 * 3600 * S + 600 * S, "backup", 5));
+        assert!(o.alerts.is_empty(), "routine joined: {:?}", o.alerts);
+        assert!(o.score.unwrap() < 3.0, "routine chained: {:?}", o.score);
+    }
+}
+
+#[test]
+fn a_session_trace_goes_to_the_logon_that_started_it_not_the_latest_connection() {
+    let mut d = fleet(DetectorConfig {
+        learning_period_ns: 0,
+        cold_start_hop_threshold: 60.0,
+        spawn_bonus: 50.0,
+        ..Default::default()
+    });
+    d.train(0);
+    // the real logon: host 2 → host 5 as root (below threshold alone)
+    d.observe(&ssh(5, 1, 100 * S, "root", Some(ip(2)), false));
+    // host 3 merely connects to host 5's sshd afterwards
+    let flow = Payload::NetAccept(NetFlow {
+        transport: Transport::Tcp,
+        local: SocketAddr::new(ip(5), 22),
+        remote: SocketAddr::new(ip(3), 50000),
+        pid: None,
+        exe: None,
+        repeat: 1,
+    });
+    d.observe(&ev(5, 2, 101 * S, flow));
+    let spawn = Payload::ProcessStart(ProcessStart {
+        exe: Some("/bin/bash".into()),
+        parent_exe: Some("/usr/sbin/sshd".into()),
+        user: Some("root".into()),
+        ..Default::default()
+    });
+    let a = d.observe(&ev(5, 3, 102 * S, spawn));
+    let hop = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Hop)
+        .expect("hop alert");
+    assert_eq!(hop.path, vec![HostId(2), HostId(5)]);
+    assert!(a.iter().all(|x| !x.path.contains(&HostId(3))), "{a:?}");
+}
+
+#[test]
+fn a_known_edge_at_a_never_seen_hour_scores_higher() {
+    let mut d = cold_fleet();
+    for day in 0..12u64 {
+        d.observe(&login(5, day + 1, day * DAY + 10 * 3600 * S, "user1", 1));
+    }
+    let usual = d
+        .observe_scored(&login(5, 20, 12 * DAY + 10 * 3600 * S, "user1", 1))
+        .score
+        .unwrap();
+    let night = d
+        .observe_scored(&login(5, 21, 13 * DAY + 3 * 3600 * S, "user1", 1))
+        .score
+        .unwrap();
+    assert!(night >= usual + 1.4, "usual {usual} night {night}");
+}
+
+#[test]
+fn a_snapshot_of_another_format_is_refused_as_such() {
+    let mut bytes = postcard::to_allocvec(&2u32).unwrap();
+    bytes.extend_from_slice(&[0xff; 40]);
+    match Detector::restore(&bytes) {
+        Err(vigil_models::ModelError::SnapshotVersion { found: 2, .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }
 
 fn arb_event() -> impl Strategy<Value = Event> {

@@ -56,6 +56,7 @@ impl Detector {
         }
         self.hops
             .iter()
+            .chain(self.chain_heads.iter())
             .filter(|h| {
                 h.alert_id == Some(a.id)
                     || (a.kind == AlertKind::Incident && h.incident_id == Some(a.id))

@@ -4,7 +4,8 @@
 //! trace linking and chaining, and alert when their score passes the
 //! destination's threshold.
 
-use super::{Detector, HopRecord, HostPhase};
+use super::logons::Signal;
+use super::{Detector, HopRecord, HopRef, HostPhase};
 use crate::alert::{push_unique, severity_for, Alert, AlertKind};
 use crate::classify::is_admin_port;
 use crate::features::Facts;
@@ -14,6 +15,10 @@ use vigil_proto::HostId;
 
 /// Most hop scores kept per host for threshold calibration.
 const HOP_SAMPLES: usize = 256;
+/// Most anomalous hops kept for chaining beyond the recent-hop window.
+const MAX_CHAIN_HEADS: usize = 1024;
+/// Most incidents kept open.
+const MAX_INCIDENTS: usize = 1024;
 
 /// One observed hop before scoring.
 pub(super) struct HopObs {
@@ -23,11 +28,36 @@ pub(super) struct HopObs {
     pub(super) port: Option<u16>,
     pub(super) technique: Option<&'static str>,
     pub(super) alertable: bool,
+    /// A failed logon: scored, never learned, never a hop alert.
+    pub(super) failure: bool,
+}
+
+/// What scoring made of one hop, handed to [`Detector::record_hop`].
+struct ScoredHop {
+    keys: HopKeys,
+    rarity: HopRarity,
+    score: f64,
+    chain_bonus: f64,
+    chain_age_ns: Option<u64>,
+    signals: Vec<Signal>,
+    novel: bool,
+}
+
+/// A local event's score: its rarity squashed into [0, 1), below any hop.
+fn local_score(base: f64) -> f64 {
+    base / (base + 5.0)
 }
 
 impl Detector {
     /// Scores, learns and maybe alerts one hop. Returns (score, new edge,
     /// new triple, alerts).
+    ///
+    /// A local event (source = destination) is squashed below one nat and
+    /// never chained: a host's own logons must not outrank any hop. A
+    /// remote hop scores its graph rarity, the logon signals
+    /// ([`Detector::logon_signals`]) and, when the hop is itself novel, a
+    /// decaying share of the anomalous hop that reached its source. A failed
+    /// logon is scored but never teaches the graph or the calibration.
     pub(super) fn hop(
         &mut self,
         obs: HopObs,
@@ -43,16 +73,37 @@ impl Detector {
             port: obs.port,
         };
         let rarity = self.graph.rarity(&keys, self.cfg.prior_mass);
-        let chain = self.chain_predecessor(obs.src, obs.dst, ts);
-        let chain_bonus = chain
-            .map(|i| self.cfg.chain_weight * self.hops[i].score.min(20.0))
-            .unwrap_or(0.0);
-        let base = rarity.score();
-        let score = base + chain_bonus;
-        if learn {
-            self.graph.observe(&keys);
-        }
         let remote = obs.src != obs.dst;
+        let base = rarity.score();
+        let signals = if remote && obs.user.is_some() {
+            self.logon_signals(obs.src, obs.dst, rarity.new_triple, obs.failure, ts)
+        } else {
+            Vec::new()
+        };
+        // Baseline-normal hops (known edge, known user on it) neither take
+        // nor pass on a chain: a landing host's routine outbound traffic
+        // must not join the attacker's path.
+        let novel = remote
+            && (rarity.new_edge
+                || rarity.new_triple
+                || signals.iter().any(|s| s.0 == "new_logon_edge"));
+        let chain = if novel {
+            self.chain_predecessor(obs.src, obs.dst, ts)
+        } else {
+            None
+        };
+        let chain_bonus = chain.map(|p| self.chain_bonus(p, ts)).unwrap_or(0.0);
+        let score = if remote {
+            base + chain_bonus + signals.iter().map(|s| s.2).sum::<f64>()
+        } else {
+            local_score(base)
+        };
+        if learn && !obs.failure {
+            self.graph.observe(&keys);
+            if remote && obs.user.is_some() {
+                self.logons.learn(obs.src, obs.dst, ts);
+            }
+        }
         facts.peer = remote.then(|| {
             key(&format!(
                 "p:{}",
@@ -67,7 +118,7 @@ impl Detector {
         facts.admin_port = remote && obs.port.is_some_and(is_admin_port);
         let new_edge = rarity.new_edge;
         let new_triple = rarity.new_triple;
-        if !remote || !learn {
+        if !remote || !learn || obs.failure {
             return (score, new_edge, new_triple, Vec::new());
         }
         if let Some(st) = self.hosts.get_mut(&obs.dst) {
@@ -78,7 +129,16 @@ impl Detector {
             st.hop_scores.push_back((ts, score as f32));
         }
         let alerts = if obs.alertable {
-            self.record_hop(obs, keys, rarity, score, chain_bonus, ts, ev_id)
+            let scored = ScoredHop {
+                keys,
+                rarity,
+                score,
+                chain_bonus,
+                chain_age_ns: chain.map(|p| ts.saturating_sub(self.hop_at(p).first_ns)),
+                signals,
+                novel,
+            };
+            self.record_hop(obs, scored, ts, ev_id)
         } else {
             Vec::new()
         };
@@ -125,6 +185,12 @@ impl Detector {
         };
         let g = self.hop_base;
         self.hop_base += 1;
+        if h.chain_head && h.first_ns.saturating_add(self.cfg.chain_window_ns) >= self.last_ns {
+            if self.chain_heads.len() >= MAX_CHAIN_HEADS {
+                self.chain_heads.pop_front();
+            }
+            self.chain_heads.push_back(h.clone());
+        }
         if let Some(v) = self.by_dst.get_mut(&h.dst) {
             v.retain(|x| *x > g);
             if v.is_empty() {
@@ -136,14 +202,10 @@ impl Detector {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn record_hop(
         &mut self,
         obs: HopObs,
-        keys: HopKeys,
-        rarity: HopRarity,
-        score: f64,
-        chain_bonus: f64,
+        sh: ScoredHop,
         ts: u64,
         ev_id: (HostId, u64),
     ) -> Vec<Alert> {
@@ -162,15 +224,19 @@ impl Detector {
                 && h.last_ns >= dedupe_from
                 && (h.user == obs.user || h.user.is_none() || obs.user.is_none())
         });
+        let mut new_technique = false;
         let idx = match existing {
             Some(i) => {
                 let h = &mut self.hops[i];
+                new_technique = obs
+                    .technique
+                    .is_some_and(|t| !h.techniques.iter().any(|x| x == t));
                 h.last_ns = ts;
                 if h.evidence.len() < 16 {
                     h.evidence.push(ev_id);
                 }
-                if h.keys.len() < 8 && !h.keys.contains(&keys) {
-                    h.keys.push(keys);
+                if h.keys.len() < 8 && !h.keys.contains(&sh.keys) {
+                    h.keys.push(sh.keys);
                 }
                 if let Some(p) = obs.port {
                     push_unique(&mut h.ports, p);
@@ -181,12 +247,17 @@ impl Detector {
                 if h.user.is_none() && obs.user.is_some() {
                     h.user = obs.user.clone();
                 }
+                h.novel |= sh.novel;
                 // A logon after a connection (or the reverse) is the same
-                // move; keep the stronger reading of it.
-                if score > h.score {
-                    h.score = score;
-                    h.rarity = rarity;
-                    h.chain_bonus = chain_bonus;
+                // move; keep the stronger reading of it (traces already
+                // added stay added).
+                let traced: f64 = h.boosts.iter().map(|b| b.2).sum();
+                if sh.score + traced > h.score {
+                    h.score = sh.score + traced;
+                    h.rarity = sh.rarity;
+                    h.chain_bonus = sh.chain_bonus;
+                    h.chain_age_ns = sh.chain_age_ns;
+                    h.signals = sh.signals;
                 }
                 i
             }
@@ -196,11 +267,11 @@ impl Detector {
                     dst: obs.dst,
                     user: obs.user.clone(),
                     ports: obs.port.into_iter().collect(),
-                    keys: vec![keys],
+                    keys: vec![sh.keys],
                     first_ns: ts,
                     last_ns: ts,
-                    score,
-                    rarity,
+                    score: sh.score,
+                    rarity: sh.rarity,
                     techniques: obs
                         .technique
                         .map(|t| vec![t.to_string()])
@@ -209,19 +280,35 @@ impl Detector {
                     evidence: vec![ev_id],
                     alert_id: None,
                     incident_id: None,
-                    chain_bonus,
+                    chain_bonus: sh.chain_bonus,
                     boosts: Vec::new(),
+                    signals: sh.signals,
+                    chain_age_ns: sh.chain_age_ns,
+                    novel: sh.novel,
+                    chain_head: false,
                 });
                 self.apply_pending(idx, ts);
                 idx
             }
         };
-        self.maybe_alert_hop(idx, ts)
+        let mut alerts = self.maybe_alert_hop(idx, ts);
+        // An alerted hop seen again with another technique (a logon, then
+        // SMB on the same pair) is re-emitted under its id, like a growing
+        // incident, so the alert names every technique of the move.
+        if new_technique && !alerts.iter().any(|a| a.kind == AlertKind::Hop) {
+            let h = &self.hops[idx];
+            if let (Some(id), Some(thr)) = (h.alert_id, self.hop_threshold(h.dst)) {
+                alerts.insert(0, self.hop_alert(idx, id, thr, ts));
+            }
+        }
+        alerts
     }
 
-    /// Forgets hops and incidents older than twice the chain/dedupe window.
+    /// Forgets recent hops past twice the dedupe window (anomalous ones
+    /// move to the chain heads for the whole chain window) and incidents
+    /// past twice the chain window.
     pub(super) fn prune_hops(&mut self, ts: u64) {
-        let keep = self.cfg.chain_window_ns.max(self.cfg.hop_dedupe_ns) * 2;
+        let keep = self.cfg.hop_dedupe_ns * 2;
         while self
             .hops
             .front()
@@ -232,12 +319,37 @@ impl Detector {
         while self.hops.len() > 4096 {
             self.pop_hop();
         }
+        let window = self.cfg.chain_window_ns;
+        while self
+            .chain_heads
+            .front()
+            .is_some_and(|h| h.first_ns.saturating_add(window) < ts)
+        {
+            self.chain_heads.pop_front();
+        }
         while self
             .incidents
             .front()
-            .is_some_and(|i| i.last_ns.saturating_add(keep) < ts)
+            .is_some_and(|i| i.last_ns.saturating_add(window.saturating_mul(2)) < ts)
+            || self.incidents.len() > MAX_INCIDENTS
         {
             self.incidents.pop_front();
+        }
+    }
+
+    /// The hop a reference points to.
+    pub(super) fn hop_at(&self, r: HopRef) -> &HopRecord {
+        match r {
+            HopRef::Recent(i) => &self.hops[i],
+            HopRef::Kept(i) => &self.chain_heads[i],
+        }
+    }
+
+    /// The hop a reference points to, mutably.
+    pub(super) fn hop_at_mut(&mut self, r: HopRef) -> &mut HopRecord {
+        match r {
+            HopRef::Recent(i) => &mut self.hops[i],
+            HopRef::Kept(i) => &mut self.chain_heads[i],
         }
     }
 
@@ -250,7 +362,10 @@ impl Detector {
         };
         let mut alerts = Vec::new();
         if score >= self.cfg.chain_factor * thr {
-            alerts.extend(self.correlate(idx, ts));
+            self.hops[idx].chain_head = true;
+            if self.hops[idx].novel {
+                alerts.extend(self.correlate(idx, ts));
+            }
         }
         if score >= thr && self.hops[idx].alert_id.is_none() {
             let id = self.alloc_id();
@@ -261,7 +376,7 @@ impl Detector {
     }
 
     /// The hop alert with its explanation (rarity parts, traces, chain bonus).
-    fn hop_alert(&self, idx: usize, id: u64, thr: f64, ts: u64) -> Alert {
+    pub(super) fn hop_alert(&self, idx: usize, id: u64, thr: f64, ts: u64) -> Alert {
         let h = &self.hops[idx];
         let (src_name, dst_name) = (self.registry.name(h.src), self.registry.name(h.dst));
         let mut deviations: Vec<FeatureDeviation> = h
@@ -294,7 +409,19 @@ impl Detector {
                 observed: 1.0,
                 baseline: 0.0,
                 score: h.chain_bonus,
-                sentence: format!("{src_name} had itself just been reached by an anomalous hop"),
+                sentence: format!(
+                    "{src_name} had itself been reached by an anomalous hop {} before",
+                    human_span(h.chain_age_ns.unwrap_or(0))
+                ),
+            });
+        }
+        for (feature, sentence, bonus) in &h.signals {
+            deviations.push(FeatureDeviation {
+                feature: feature.clone(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: *bonus,
+                sentence: sentence.clone(),
             });
         }
         deviations.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -339,6 +466,17 @@ impl Detector {
             Some(m) => Some(m.version_tag()),
             None => Some("fleet".into()),
         }
+    }
+}
+
+/// A span for a sentence: seconds, minutes, hours or days.
+pub(super) fn human_span(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7_199 => format!("{} min", s / 60),
+        7_200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
     }
 }
 

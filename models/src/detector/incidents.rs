@@ -2,32 +2,49 @@
 //! within the chain window joins (or opens) that hop's incident; each growth
 //! of an incident re-emits it as an incident alert.
 
-use super::{Detector, Incident};
+use super::hops::human_span;
+use super::{Detector, HopRef, Incident};
 use crate::alert::{push_unique, severity_for, Alert, AlertKind};
 use vigil_proto::query::{FeatureDeviation, Severity};
 use vigil_proto::HostId;
 
+/// Half-life of a chain bonus: a hop a day after the one that reached its
+/// source still chains, with a sixteenth of the bonus it had at once.
+const CHAIN_HALF_LIFE_NS: u64 = 6 * 3_600_000_000_000;
+
 impl Detector {
-    /// The strongest recent hop X → `src` (not from `dst`) inside the chain
-    /// window that scored at least `chain_factor × threshold`.
-    pub(super) fn chain_predecessor(&self, src: HostId, dst: HostId, ts: u64) -> Option<usize> {
+    /// The strongest (after decay) anomalous hop X → `src` (not from `dst`)
+    /// inside the chain window that scored at least `chain_factor ×
+    /// threshold`, among recent hops and the kept chain heads.
+    pub(super) fn chain_predecessor(&self, src: HostId, dst: HostId, ts: u64) -> Option<HopRef> {
         let from = ts.saturating_sub(self.cfg.chain_window_ns);
-        let mut best: Option<usize> = None;
-        for i in self.positions_into(src) {
-            let h = &self.hops[i];
+        let recent = self.positions_into(src).into_iter().map(HopRef::Recent);
+        let kept = (0..self.chain_heads.len())
+            .filter(|i| self.chain_heads[*i].dst == src)
+            .map(HopRef::Kept);
+        let mut best: Option<(HopRef, f64)> = None;
+        for r in recent.chain(kept) {
+            let h = self.hop_at(r);
             if h.dst != src || h.src == dst || h.first_ns < from || h.first_ns > ts {
                 continue;
             }
             let thr = self
                 .hop_threshold(h.dst)
                 .unwrap_or(self.cfg.cold_start_hop_threshold);
-            if h.score >= self.cfg.chain_factor * thr
-                && best.is_none_or(|b| self.hops[b].score < h.score)
-            {
-                best = Some(i);
+            let weight = self.chain_bonus(r, ts);
+            if h.score >= self.cfg.chain_factor * thr && best.is_none_or(|(_, w)| w < weight) {
+                best = Some((r, weight));
             }
         }
-        best
+        best.map(|(r, _)| r)
+    }
+
+    /// The chain bonus a hop at `ts` takes from predecessor `r`: a share of
+    /// its score, halved every [`CHAIN_HALF_LIFE_NS`] since it happened.
+    pub(super) fn chain_bonus(&self, r: HopRef, ts: u64) -> f64 {
+        let h = self.hop_at(r);
+        let age = ts.saturating_sub(h.first_ns) as f64 / CHAIN_HALF_LIFE_NS as f64;
+        self.cfg.chain_weight * h.score.min(20.0) * 0.5f64.powf(age)
     }
 
     /// Chains hop `idx` (S → D) onto an anomalous X → S hop, if any.
@@ -40,19 +57,21 @@ impl Detector {
         let Some(pred) = self.chain_predecessor(src, dst, first) else {
             return Vec::new();
         };
-        if pred == idx {
+        if pred == HopRef::Recent(idx) {
             return Vec::new();
         }
-        let inc_pos = self.hops[pred]
+        let inc_pos = self
+            .hop_at(pred)
             .incident_id
             .and_then(|iid| self.incidents.iter().position(|i| i.id == iid));
         let inc_pos = match inc_pos {
             Some(p) => p,
             None => {
                 let id = self.alloc_id();
-                let p = &self.hops[pred];
+                let p = self.hop_at(pred);
                 self.incidents.push_back(Incident {
                     id,
+                    first_ns: p.first_ns,
                     path: vec![p.src, p.dst],
                     users: p.user.iter().cloned().collect(),
                     ports: p.ports.clone(),
@@ -62,7 +81,7 @@ impl Detector {
                     hop_scores: vec![p.score],
                     last_ns: p.last_ns,
                 });
-                self.hops[pred].incident_id = Some(id);
+                self.hop_at_mut(pred).incident_id = Some(id);
                 self.incidents.len() - 1
             }
         };
@@ -112,9 +131,9 @@ impl Detector {
             baseline: 1.0,
             score,
             sentence: format!(
-                "{} anomalous hops chained within {} min: {}",
+                "{} anomalous hops chained over {}: {}",
                 inc.hop_scores.len(),
-                self.cfg.chain_window_ns / 60_000_000_000,
+                human_span(inc.last_ns.saturating_sub(inc.first_ns)),
                 names.join(" → ")
             ),
         }];

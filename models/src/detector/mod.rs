@@ -27,6 +27,7 @@
 mod feedback;
 mod hops;
 mod incidents;
+mod logons;
 mod observe;
 mod traces;
 mod training;
@@ -49,8 +50,9 @@ use vigil_proto::HostId;
 const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 const NS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
 /// Snapshot format version (2: suppressions are `vigil_proto::suppress`
-/// rules, and suppressed hops are kept out of budget calibration).
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// rules, and suppressed hops are kept out of budget calibration; 3: logon
+/// memory, chain heads, hop signals — session 5 scoring).
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Tunables. Defaults are the values frozen on the generator's dev seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,7 +61,8 @@ pub struct DetectorConfig {
     pub learning_period_ns: u64,
     /// How often models are retrained (tick triggers it).
     pub retrain_interval_ns: u64,
-    /// A → B then B → C within this window chains into one incident.
+    /// A → B then B → C within this window chains into one incident (the
+    /// chain bonus decays with a 6-hour half-life inside it).
     pub chain_window_ns: u64,
     /// The same (src, dst, user) hop alerts at most once per this span.
     pub hop_dedupe_ns: u64,
@@ -84,7 +87,7 @@ impl Default for DetectorConfig {
         DetectorConfig {
             learning_period_ns: 7 * NS_PER_DAY,
             retrain_interval_ns: NS_PER_DAY,
-            chain_window_ns: NS_PER_HOUR,
+            chain_window_ns: 3 * NS_PER_DAY,
             hop_dedupe_ns: NS_PER_HOUR,
             alert_budget_per_day: 20.0,
             min_hop_threshold: 6.0,
@@ -163,6 +166,24 @@ struct HopRecord {
     /// Remote-session traces already added to the score: (technique,
     /// process or trace, bonus).
     boosts: Vec<(String, String, f64)>,
+    /// Logon signals in the score: (feature, sentence, nats).
+    signals: Vec<logons::Signal>,
+    /// Age of the chained predecessor when the bonus was taken, ns.
+    chain_age_ns: Option<u64>,
+    /// Not baseline-normal (new edge, new user on it): may join a chain.
+    novel: bool,
+    /// Scored at least `chain_factor × threshold`: later hops out of its
+    /// destination chain onto it (kept in `chain_heads` once it leaves
+    /// the recent hops).
+    chain_head: bool,
+}
+
+/// Where a hop used for chaining lives: among the recent hops or among the
+/// chain heads kept for the whole chain window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HopRef {
+    Recent(usize),
+    Kept(usize),
 }
 
 /// A remote-session trace (spawn, key write) seen before its hop arrived
@@ -181,6 +202,7 @@ struct PendingTrace {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Incident {
     id: u64,
+    first_ns: u64,
     path: Vec<HostId>,
     users: Vec<String>,
     ports: Vec<u16>,
@@ -252,6 +274,10 @@ pub struct Detector {
     by_dst: HashMap<HostId, Vec<u64>>,
     by_pair: HashMap<(HostId, HostId), u64>,
     pending: VecDeque<PendingTrace>,
+    /// Anomalous hops past the recent window, kept for the chain window.
+    chain_heads: VecDeque<HopRecord>,
+    /// Successful-logon edges, fan-out and failures (see `logons`).
+    logons: logons::LogonMemory,
     incidents: VecDeque<Incident>,
     history: VecDeque<Alert>,
     history_keys: VecDeque<(u64, Vec<HopKeys>)>,
@@ -291,6 +317,8 @@ impl Detector {
             by_dst: HashMap::new(),
             by_pair: HashMap::new(),
             pending: VecDeque::new(),
+            chain_heads: VecDeque::new(),
+            logons: logons::LogonMemory::default(),
             incidents: VecDeque::new(),
             history: VecDeque::new(),
             history_keys: VecDeque::new(),
@@ -378,16 +406,21 @@ impl Detector {
         .map_err(|e| ModelError::Encode(e.to_string()))
     }
 
-    /// Restores a detector from [`Detector::snapshot`] bytes.
+    /// Restores a detector from [`Detector::snapshot`] bytes. The format
+    /// number is read first, so a snapshot of another format is refused as
+    /// [`ModelError::SnapshotVersion`] (the appliance then relearns) even
+    /// when its body no longer decodes.
     pub fn restore(bytes: &[u8]) -> Result<Self, ModelError> {
-        let s: Snapshot =
-            postcard::from_bytes(bytes).map_err(|e| ModelError::Decode(e.to_string()))?;
-        if s.format != SNAPSHOT_FORMAT {
+        let (format, _) = postcard::take_from_bytes::<u32>(bytes)
+            .map_err(|e| ModelError::Decode(e.to_string()))?;
+        if format != SNAPSHOT_FORMAT {
             return Err(ModelError::SnapshotVersion {
-                found: s.format,
+                found: format,
                 expected: SNAPSHOT_FORMAT,
             });
         }
+        let s: Snapshot =
+            postcard::from_bytes(bytes).map_err(|e| ModelError::Decode(e.to_string()))?;
         Ok(s.detector)
     }
 

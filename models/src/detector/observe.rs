@@ -23,8 +23,10 @@ const MAX_PAIRS: usize = 1024;
 impl Detector {
     /// The host behind a peer address, else behind a workstation name;
     /// `None` when that is `me` itself or when there is neither a usable
-    /// address (loopback, unspecified, external and unknown) nor a name.
-    /// Unknown internal addresses and unknown names become unmanaged hosts.
+    /// address (loopback, unspecified) nor a name. An unknown address —
+    /// internal, public or CGNAT alike — is the address `sshd` or Windows
+    /// logged, so it wins over a name and becomes an unmanaged host: a
+    /// logon from it is a hop from an unknown host, never a local logon.
     fn resolve_peer(
         &mut self,
         me: HostId,
@@ -36,9 +38,7 @@ impl Detector {
                 if let Some(h) = self.registry.by_addr(ip) {
                     return (h != me).then_some(h);
                 }
-                if is_internal(ip) {
-                    return Some(self.registry.unmanaged(&ip.to_string(), Some(ip)));
-                }
+                return Some(self.registry.unmanaged(&ip.to_string(), Some(ip)));
             }
         }
         let name = name.map(str::trim).filter(|n| !n.is_empty() && *n != "-")?;
@@ -80,16 +80,18 @@ impl Detector {
             Payload::ProcessStart(p) => {
                 let child = p.exe.as_deref().map(basename).unwrap_or_default();
                 let parent = p.parent_exe.as_deref().map(basename).unwrap_or_default();
-                if let Some(u) = &p.user {
-                    facts.user = Some(key(&format!("u:{}", normalise_user(u))));
+                let user = p.user.as_deref().map(normalise_user);
+                if let Some(u) = &user {
+                    facts.user = Some(key(&format!("u:{u}")));
                 }
+                let proc = (parent.as_str(), child.as_str(), user.as_deref());
                 out.alerts
-                    .extend(self.process(host, ts, ev_id, &parent, &child, &mut facts));
+                    .extend(self.process(host, ts, ev_id, proc, &mut facts));
             }
             Payload::FileChange(f) if is_authorized_keys(&f.path) => {
                 facts.new_parent_child = false;
                 out.alerts
-                    .extend(self.link_to_hop(host, ts, ev_id, "T1098.004", None, 2.0));
+                    .extend(self.link_to_hop(host, ts, ev_id, "T1098.004", None, None, 2.0));
             }
             _ => {}
         }
@@ -130,8 +132,12 @@ impl Detector {
             port: service_port(&l.service),
             technique: remote_logon_technique(l),
             alertable: peer.is_some() && !failure && !logout,
+            failure,
         };
-        let (score, new_edge, new_triple, alerts) = self.hop(obs, ts, ev_id, !logout, facts);
+        let (score, new_edge, new_triple, mut alerts) = self.hop(obs, ts, ev_id, !logout, facts);
+        if failure {
+            alerts.extend(self.note_failure(peer, host, &normalise_user(&l.user), ts, ev_id));
+        }
         facts.new_triple = new_triple && peer.is_some() && !logout;
         (score, new_edge, alerts)
     }
@@ -173,6 +179,7 @@ impl Detector {
             port: Some(port),
             technique: Some(port_technique(port)),
             alertable: true,
+            failure: false,
         };
         let mut tmp = Facts::default();
         let (_, _, _, alerts) = self.hop(obs, ts, ev_id, true, &mut tmp);
@@ -200,8 +207,7 @@ impl Detector {
         host: HostId,
         ts: u64,
         ev_id: (HostId, u64),
-        parent: &str,
-        child: &str,
+        (parent, child, user): (&str, &str, Option<&str>),
         facts: &mut Facts,
     ) -> Vec<Alert> {
         if child.is_empty() {
@@ -232,7 +238,7 @@ impl Detector {
         };
         facts.remote_spawned = true;
         let bonus = self.cfg.spawn_bonus;
-        self.link_to_hop(host, ts, ev_id, t, Some(child.to_string()), bonus)
+        self.link_to_hop(host, ts, ev_id, t, Some(child.to_string()), user, bonus)
     }
 
     /// Advances time: closes windows that ended, retrains when due.
