@@ -2,14 +2,19 @@
 //! the appliance's `vigil eval` execs it, so both honour exactly the same
 //! contracts).
 
+use crate::eval::enterprise::{self as ent, EnterpriseOptions};
 use crate::eval::json_summary;
 use crate::eval::lanl::{eval_lanl, write_synth_as_lanl, LanlOptions};
 use crate::eval::otrf::{judge, read_labels, run_capture, CaptureResult};
+use crate::eval::report::{self, report_dir};
 use crate::eval::synth::{mean, run_seed};
 use crate::eval::table;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use vigil_datasets::enterprise::{
+    Style, HELD_OUT_SEEDS, HELD_OUT_STYLES, TUNING_SEEDS, TUNING_STYLES,
+};
 use vigil_datasets::synth::SynthConfig;
 use vigil_models::DetectorConfig;
 
@@ -70,6 +75,55 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The independent enterprise generator (LANL format), one run per
+    /// seed through the `lanl` path, reported by operating point beside
+    /// the first-time and user-aware rules.
+    Enterprise {
+        /// Seeds, comma-separated (default 1,2,3; with --holdout 101,102,103).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+        /// Hosts present from the start.
+        #[arg(long, default_value_t = 60)]
+        hosts: usize,
+        /// Days generated.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Days 1..=N train the detector; campaigns start after them.
+        #[arg(long, default_value_t = 3)]
+        train_days: u32,
+        /// Campaign styles, comma-separated (default: the tuning styles;
+        /// with --holdout the held-out ones).
+        #[arg(long, value_delimiter = ',')]
+        styles: Option<Vec<String>>,
+        /// The held-out set: held-out styles and seeds 101,102,103.
+        #[arg(long)]
+        holdout: bool,
+        /// Campaigns per style.
+        #[arg(long, default_value_t = 2)]
+        campaigns: usize,
+        /// Also generate and use flows.txt.
+        #[arg(long)]
+        flows: bool,
+        /// Keep the data sets and scores here (seed-N/); default a temp dir
+        /// that is removed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print a JSON summary as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The `enterprise` report for an existing `lanl` run: DIR holds
+    /// auth.txt, redteam.txt (and campaigns.tsv if any), CSV its scores.
+    Report {
+        /// Folder of the LANL-format data set.
+        dir: PathBuf,
+        /// The scores CSV `vigil eval lanl` wrote for it.
+        #[arg(long)]
+        scores: PathBuf,
+        /// Print a JSON summary as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// The synthetic enterprise generator, one run per seed.
     Synth {
         /// Seeds, comma-separated.
@@ -116,11 +170,122 @@ where
             scores,
             json,
         } => lanl(dir, train_days, scores, json),
+        Cmd::Enterprise {
+            seeds,
+            hosts,
+            days,
+            train_days,
+            styles,
+            holdout,
+            campaigns,
+            flows,
+            out,
+            json,
+        } => {
+            let styles = parse_styles(styles, holdout)?;
+            let seeds = seeds.unwrap_or_else(|| {
+                if holdout {
+                    HELD_OUT_SEEDS.to_vec()
+                } else {
+                    TUNING_SEEDS.to_vec()
+                }
+            });
+            let opts = EnterpriseOptions {
+                hosts,
+                days,
+                train_days,
+                styles,
+                campaigns_per_style: campaigns,
+                flows,
+                detector: DetectorConfig::default(),
+            };
+            enterprise(&opts, &seeds, out.as_deref(), holdout, json)
+        }
+        Cmd::Report { dir, scores, json } => {
+            let r = report_dir(&dir, &scores).with_context(|| {
+                format!("reporting {} with {}", dir.display(), scores.display())
+            })?;
+            println!(
+                "{} events scored over {:.1} days on {} hosts ({} attack context lines left out)",
+                r.scored, r.days, r.hosts, r.excluded
+            );
+            let all = [r];
+            print!("{}", report::table(&all));
+            if json {
+                println!("{}", report::json(&all));
+            }
+            Ok(())
+        }
         Cmd::Synth { seeds, days, json } => {
             synth(&seeds, days, json);
             Ok(())
         }
     }
+}
+
+fn parse_styles(names: Option<Vec<String>>, holdout: bool) -> Result<Vec<Style>> {
+    let Some(names) = names else {
+        return Ok(if holdout {
+            HELD_OUT_STYLES.to_vec()
+        } else {
+            TUNING_STYLES.to_vec()
+        });
+    };
+    names
+        .iter()
+        .map(|n| {
+            Style::parse(n).with_context(|| {
+                let known: Vec<&str> = Style::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown style {n:?}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn enterprise(
+    opts: &EnterpriseOptions,
+    seeds: &[u64],
+    out: Option<&std::path::Path>,
+    holdout: bool,
+    json: bool,
+) -> Result<()> {
+    let names: Vec<&str> = opts.styles.iter().map(|s| s.name()).collect();
+    println!(
+        "independent enterprise: {} hosts, {} days, training days 1..={}, styles [{}], {} campaign(s) per style, seeds {:?}",
+        opts.hosts, opts.days, opts.train_days, names.join(", "), opts.campaigns_per_style, seeds
+    );
+    let mut reports = Vec::new();
+    for &seed in seeds {
+        let started = std::time::Instant::now();
+        let dir = ent::seed_dir(out, seed);
+        let run = ent::run_seed(opts, seed, &dir)
+            .with_context(|| format!("seed {seed} in {}", dir.display()));
+        if out.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let run = run?;
+        println!(
+            "seed {seed}: {} auth lines, {} hosts, {} campaigns, {} red-team events; scored {} events ({} context lines left out) in {:.1}s",
+            run.written.auth_lines,
+            run.written.hosts,
+            run.written.campaigns,
+            run.written.redteam_lines,
+            run.report.scored,
+            run.report.excluded,
+            started.elapsed().as_secs_f64()
+        );
+        reports.push(run.report);
+    }
+    println!("mean over {} seed(s):", reports.len());
+    print!("{}", report::table(&reports));
+    if json {
+        let mut j = report::json(&reports);
+        j["seeds"] = serde_json::json!(seeds);
+        j["styles"] = serde_json::json!(names);
+        j["holdout"] = serde_json::json!(holdout);
+        println!("{j}");
+    }
+    Ok(())
 }
 
 fn write_lanl(dir: &std::path::Path, seed: u64, days: u32, workstations: usize) -> Result<()> {

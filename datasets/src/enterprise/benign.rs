@@ -309,8 +309,11 @@ impl Ctx<'_, '_> {
             user.hosts[0]
         };
         let jitter: f64 = self.rng.gen_range(-0.7..0.7);
-        let mut t =
-            Fleet::at_local(d, user.site, user.start_hour + jitter).max(user.appears as i64);
+        // a new hire's first day starts when their machine appears
+        let mut t = Fleet::at_local(d, user.site, user.start_hour + jitter);
+        if user.appears > 0 {
+            t = t.max(user.appears as i64);
+        }
         let hours = if weekend {
             self.rng.gen_range(1..3)
         } else {

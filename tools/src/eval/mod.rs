@@ -163,6 +163,8 @@ pub fn json_summary(c: &Comparison) -> serde_json::Value {
     serde_json::json!({"vigil": m(&c.vigil), "baseline": m(&c.baseline)})
 }
 
+pub mod enterprise;
 pub mod lanl;
 pub mod otrf;
+pub mod report;
 pub mod synth;
