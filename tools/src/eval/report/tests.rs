@@ -74,12 +74,14 @@ fn hand_computed_report() {
     assert!(close(f.metrics.tpr_at_fpr_1pct, 0.0));
     assert!(close(f.fp_per_day_per_1k_hosts_at_80_recall, 400.0));
     assert_eq!(f.recall_at_fpr_1pct.get("y"), Some(&0.0));
-    // user-aware: 2 for {x+, y+, 14-} (new user on a source), 1 for 13-
-    // (known user, new destination), 0 for 11- and 86500-
-    // AP = 2/3; AUC = (2·½ + 2 + 2 + 2)/8 = 7/8; 1 FP / 2 days × 200 = 100
+    // user-aware = 2·new edge + new (user, src, dst) + new (user, src):
+    // 4 for {14-, y+}, 3 for 13- (known user, new destination), 2 for x+
+    // (known edge, new user on it), 0 for 11- and 86500-.
+    // AP = ½·½ + ½·2/4 = ½; AUC = (½ + 1 + 2 + 2)/8 = 0.6875; at 80 %
+    // recall 2 FP / 2 days × 200 = 200
     let u = &r.methods[2];
-    assert!(close(u.metrics.ap, 2.0 / 3.0) && close(u.metrics.roc_auc, 0.875));
-    assert!(close(u.fp_per_day_per_1k_hosts_at_80_recall, 100.0));
+    assert!(close(u.metrics.ap, 0.5) && close(u.metrics.roc_auc, 0.6875));
+    assert!(close(u.fp_per_day_per_1k_hosts_at_80_recall, 200.0));
     // the same figures as models::eval on the same items
     let items: [[(f64, bool); 6]; 3] = [
         [
@@ -101,10 +103,10 @@ fn hand_computed_report() {
         [
             (0.0, false),
             (2.0, true),
-            (1.0, false),
-            (2.0, false),
+            (3.0, false),
+            (4.0, false),
             (0.0, false),
-            (2.0, true),
+            (4.0, true),
         ],
     ];
     for (m, it) in r.methods.iter().zip(items) {
