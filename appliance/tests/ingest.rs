@@ -447,10 +447,13 @@ async fn heartbeats_update_the_registry_and_commands_reach_the_sensor() {
 
     let cmd = vigil_proto::Command {
         id: 9,
+        host: creds.host,
         operator: "alice".into(),
         reason: "test".into(),
-        issued_ns: T0,
+        created_ns: T0,
+        expires_ns: T0 + 60_000_000_000,
         action: vigil_proto::CommandAction::ListProcesses,
+        signature: Vec::new(),
     };
     lab.app.send_command(creds.host, cmd.clone()).unwrap();
     match c.next_control(Duration::from_secs(5)).await.unwrap() {

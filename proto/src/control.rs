@@ -1,8 +1,9 @@
 //! Control-stream and enrollment messages.
 //!
-//! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`, `Renew`.
-//! Appliance → sensor: `Welcome`, `Ack`, `Command`, `Enrolled`, `Refused`,
-//! `Renewed`.
+//! Sensor → appliance: `Hello`, `Heartbeat`, `CommandResult`, `Enroll`, `Renew`
+//! (and `UnsignedResult`, the answer to a legacy unsigned command).
+//! Appliance → sensor: `Welcome`, `Ack`, `Command` (signed, see
+//! [`crate::command`]), `Enrolled`/`EnrolledV2`, `Refused`, `Renewed`.
 //!
 //! Sensors and appliances of different builds talk to each other in postcard,
 //! which writes fields in declaration order and enum variants by index:
@@ -10,6 +11,7 @@
 //! a struct field changes the format too (postcard has no field defaults).
 
 use crate::bounded::{decode_exact, DecodeLimits};
+use crate::command::{Command, CommandAction, CommandResult};
 use crate::error::ProtoError;
 use crate::event::{HostId, SensorHealth};
 use crate::frame::{encode_frame, FrameKind};
@@ -30,10 +32,12 @@ pub enum ControlMessage {
     Heartbeat(Heartbeat),
     /// A batch (its seq range) is durably stored.
     Ack(Ack),
-    /// A response action to carry out.
-    Command(Command),
-    /// How a response action went.
-    CommandResult(CommandResult),
+    /// The pre-signing form of a response command (index 4). Sensors of
+    /// this build never execute it: they answer `UnsignedResult` with the
+    /// `unsigned` refusal, so an older appliance learns why.
+    UnsignedCommand(UnsignedCommand),
+    /// The pre-signing form of a command's outcome (index 5).
+    UnsignedResult(UnsignedResult),
     /// A sensor asks for a client certificate.
     Enroll(EnrollRequest),
     /// Enrollment succeeded.
@@ -46,6 +50,15 @@ pub enum ControlMessage {
     Renew(RenewRequest),
     /// The renewed client certificate.
     Renewed(RenewResponse),
+    /// A signed response command to carry out (see [`crate::command`]).
+    Command(Command),
+    /// The sensor's receipt for a `Command`: done, failed or refused, with
+    /// the proof of its effect.
+    CommandResult(CommandResult),
+    /// Enrollment succeeded; also carries the appliance's command key.
+    /// An appliance sends it to sensors that enrolled over
+    /// [`crate::ALPN_ENROLL_V2`]; `Enrolled` stays for older sensors.
+    EnrolledV2(EnrollResponseV2),
 }
 
 impl ControlMessage {
@@ -148,44 +161,34 @@ pub struct Ack {
     pub duplicates: u32,
 }
 
-/// A response action with its provenance.
+/// A response command as sent before commands were signed (the payload of
+/// [`ControlMessage::UnsignedCommand`]). Kept so its bytes still decode;
+/// sensors refuse it as `unsigned`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command {
+pub struct UnsignedCommand {
+    /// Command id.
     pub id: u64,
-    /// Operator who issued it (for the audit log and the host's timeline).
+    /// Operator who issued it.
     pub operator: String,
+    /// Why.
     pub reason: String,
+    /// When it was issued, ns since the Unix epoch.
     pub issued_ns: u64,
+    /// What to do.
     pub action: CommandAction,
 }
 
-/// What the sensor should do.
-///
-/// Never reorder, only append; pinned by `tests/golden.rs`.
+/// A command's outcome as answered before receipts existed (the payload of
+/// [`ControlMessage::UnsignedResult`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CommandAction {
-    /// Cut the host off from everything but these addresses (the appliance).
-    Isolate {
-        allow: Vec<IpAddr>,
-        expires_ns: Option<u64>,
-    },
-    /// Undo `Isolate`.
-    Release,
-    /// Kill a process.
-    Kill { pid: u32 },
-    /// Hash and upload a file, at most `max_bytes`.
-    CollectFile { path: String, max_bytes: u64 },
-    /// Report the process list.
-    ListProcesses,
-}
-
-/// How a command went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandResult {
+pub struct UnsignedResult {
+    /// Command id.
     pub id: u64,
+    /// Whether it was carried out.
     pub ok: bool,
+    /// What happened.
     pub message: String,
-    /// Attached output (process list, file bytes), bounded by the frame cap.
+    /// Attached output.
     pub data: Vec<u8>,
 }
 
@@ -206,6 +209,24 @@ pub struct EnrollResponse {
     pub host: HostId,
     pub cert_der: Vec<u8>,
     pub ca_der: Vec<u8>,
+}
+
+/// Enrollment result with the appliance's command key: what
+/// [`EnrollResponse`] carries plus the Ed25519 public key whose signatures
+/// the sensor accepts on [`Command`]s. A new message rather than a new
+/// field, because postcard is positional: an older sensor would misread an
+/// `EnrollResponse` with an extra field, while an unknown variant is a clean
+/// decode error it reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponseV2 {
+    /// The host id bound to the certificate.
+    pub host: HostId,
+    /// Client certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The appliance CA to pin, DER.
+    pub ca_der: Vec<u8>,
+    /// The appliance's command public key (Ed25519, 32 bytes).
+    pub command_key: [u8; 32],
 }
 
 /// Why the appliance refused.

@@ -10,6 +10,7 @@
 //!   with a cap on the decompressed size (no zstd bombs).
 //! - [`control`]: control-stream messages (hello, config, heartbeat, ack,
 //!   command, command result, enrollment), postcard-encoded.
+//! - [`command`]: signed response commands, their signing bytes and receipts.
 //! - [`event`]: the event model — a common header plus a typed payload.
 //!
 //! Rules both the appliance and the console apply live here, once:
@@ -20,6 +21,7 @@
 pub mod batch;
 mod bounded;
 pub mod close;
+pub mod command;
 pub mod control;
 pub mod error;
 pub mod event;
@@ -30,9 +32,13 @@ pub mod query;
 pub mod suppress;
 
 pub use batch::{decode_batch, decode_batch_postcard, encode_batch, Batch};
+pub use command::{
+    CollectReceipt, Command, CommandAction, CommandResult, CommandState, IsolationReceipt,
+    KillReceipt, Receipt, RefusalReason,
+};
 pub use control::{
-    decode_control, renewal_due, Command, CommandAction, CommandResult, ControlMessage,
-    EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, SensorConfig,
+    decode_control, renewal_due, ControlMessage, EnrollRequest, EnrollResponse, EnrollResponseV2,
+    RenewRequest, RenewResponse, SensorConfig, UnsignedCommand, UnsignedResult,
 };
 pub use error::ProtoError;
 pub use event::*;
@@ -47,6 +53,12 @@ pub const ALPN_INGEST: &[u8] = b"vigil/1";
 /// ALPN for the enrollment connection (server-authenticated TLS only: the
 /// sensor has no client certificate yet and proves itself with a token).
 pub const ALPN_ENROLL: &[u8] = b"vigil-enroll/1";
+
+/// ALPN for enrollment answered with `ControlMessage::EnrolledV2` (which
+/// carries the appliance's command key). A sensor offers it before
+/// [`ALPN_ENROLL`]; the appliance answers in the form the negotiated ALPN
+/// names, so neither side ever reads a message it does not know.
+pub const ALPN_ENROLL_V2: &[u8] = b"vigil-enroll/2";
 
 /// Hard limits applied by every decoder before it allocates.
 pub mod limits {

@@ -323,8 +323,8 @@ fn control_messages() -> Vec<(&'static str, ControlMessage, &'static str)> {
             "0301c80103",
         ),
         (
-            "Command",
-            ControlMessage::Command(Command {
+            "UnsignedCommand",
+            ControlMessage::UnsignedCommand(UnsignedCommand {
                 id: 5,
                 operator: "admin".into(),
                 reason: "ir".into(),
@@ -337,8 +337,8 @@ fn control_messages() -> Vec<(&'static str, ControlMessage, &'static str)> {
             "04050561646d696e026972e8070001000a0000fe01d00f",
         ),
         (
-            "CommandResult",
-            ControlMessage::CommandResult(CommandResult {
+            "UnsignedResult",
+            ControlMessage::UnsignedResult(UnsignedResult {
                 id: 5,
                 ok: false,
                 message: "no".into(),
@@ -389,7 +389,162 @@ fn control_messages() -> Vec<(&'static str, ControlMessage, &'static str)> {
             }),
             "0a01308080a8b1e39fe7cb17",
         ),
+        ("Command", ControlMessage::Command(signed_command()), "0b05070561646d696e026972e807d00f0901000a0000fe01dc0b0140eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
+        (
+            "CommandResult",
+            ControlMessage::CommandResult(CommandResult {
+                id: 5,
+                state: CommandState::Refused(RefusalReason::Expired),
+                message: "no".into(),
+                receipt: Receipt::None,
+                data: vec![1],
+            }),
+            "0c050203026e6f000101",
+        ),
+        (
+            "EnrolledV2",
+            ControlMessage::EnrolledV2(EnrollResponseV2 {
+                host: HostId(7),
+                cert_der: vec![0x30],
+                ca_der: vec![0x31],
+                command_key: [0xab; 32],
+            }),
+            "0d0701300131abababababababababababababababababababababababababababababababab",
+        ),
     ]
+}
+
+/// One fixed signed command: its encoding and its signing bytes are pinned.
+fn signed_command() -> Command {
+    Command {
+        id: 5,
+        host: HostId(7),
+        operator: "admin".into(),
+        reason: "ir".into(),
+        created_ns: 1000,
+        expires_ns: 2000,
+        action: CommandAction::IsolateHost {
+            allow: vec![v4(10, 0, 0, 254)],
+            expires_ns: Some(1500),
+            allow_dhcp_nd: true,
+        },
+        signature: vec![0xee; 64],
+    }
+}
+
+/// The bytes the appliance signs and the sensor verifies: a change here
+/// invalidates every command in flight, so it is a new domain version.
+#[test]
+fn command_signing_bytes_are_pinned() {
+    let got = hex(&signed_command().signing_bytes());
+    assert!(got.starts_with(&hex(b"vigil-command-v1\0")));
+    assert_eq!(
+        got,
+        "766967696c2d636f6d6d616e642d76310005070561646d696e026972e807d00f0901000a0000fe01dc0b01"
+    );
+}
+
+#[test]
+fn every_receipt_has_pinned_bytes() {
+    let sha = [0x11; 32];
+    assert_rows(vec![
+        row("Receipt::None", &Receipt::None, "00"),
+        row(
+            "Receipt::Isolation",
+            &Receipt::Isolation(IsolationReceipt {
+                ruleset_sha256: sha,
+                allowed: vec![v4(10, 0, 0, 1)],
+                until_ns: Some(9),
+                self_check_ok: true,
+                self_check: "ok".into(),
+            }),
+            "01111111111111111111111111111111111111111111111111111111111111111101000a000001010901026f6b",
+        ),
+        row(
+            "Receipt::Released",
+            &Receipt::Released { was_isolated: true },
+            "0201",
+        ),
+        row(
+            "Receipt::Kill",
+            &Receipt::Kill(KillReceipt {
+                pid: 42,
+                exe: "/x".into(),
+                start_time_ticks: 77,
+                signal: 9,
+                exited: true,
+            }),
+            "032a022f784d1201",
+        ),
+        row(
+            "Receipt::Collect",
+            &Receipt::Collect(CollectReceipt {
+                size: 3,
+                sha256: sha,
+                sent: 3,
+            }),
+            "0403111111111111111111111111111111111111111111111111111111111111111103",
+        ),
+        row(
+            "Receipt::Listing",
+            &Receipt::Listing {
+                total: 2,
+                listed: 1,
+            },
+            "050201",
+        ),
+        row(
+            "Receipt::KeyRemoved",
+            &Receipt::KeyRemoved {
+                path: "/k".into(),
+                line: "l".into(),
+            },
+            "06022f6b016c",
+        ),
+        row(
+            "Receipt::AccountDisabled",
+            &Receipt::AccountDisabled {
+                user: "u".into(),
+                changes: vec!["c".into()],
+            },
+            "070175010163",
+        ),
+        row(
+            "Receipt::PeerBlocked",
+            &Receipt::PeerBlocked {
+                addr: v4(10, 0, 0, 9),
+                ruleset_sha256: sha,
+            },
+            "08000a0000091111111111111111111111111111111111111111111111111111111111111111",
+        ),
+        row("CommandState::Done", &CommandState::Done, "00"),
+        row("CommandState::Failed", &CommandState::Failed, "01"),
+    ]);
+}
+
+#[test]
+fn every_refusal_reason_has_pinned_bytes_and_code() {
+    let all = [
+        (RefusalReason::Unsigned, "unsigned"),
+        (RefusalReason::BadSignature, "bad_signature"),
+        (RefusalReason::WrongHost, "wrong_host"),
+        (RefusalReason::Expired, "expired"),
+        (RefusalReason::Replayed, "replayed"),
+        (RefusalReason::RefusedByPolicy, "refused_by_policy"),
+        (RefusalReason::NoCommandKey, "no_command_key"),
+        (RefusalReason::Unsupported, "unsupported"),
+        (RefusalReason::ExpiryTooFar, "expiry_too_far"),
+        (RefusalReason::TargetMismatch, "target_mismatch"),
+        (RefusalReason::UnsafeTarget, "unsafe_target"),
+    ];
+    for (i, (reason, code)) in all.iter().enumerate() {
+        assert_eq!(reason.code(), *code);
+        assert_eq!(
+            postcard::to_allocvec(reason).unwrap(),
+            vec![i as u8],
+            "{code}"
+        );
+    }
 }
 
 #[test]
@@ -431,6 +586,48 @@ fn every_command_action_has_pinned_bytes() {
             "CommandAction::ListProcesses",
             &CommandAction::ListProcesses,
             "04",
+        ),
+        row(
+            "CommandAction::ListConnections",
+            &CommandAction::ListConnections,
+            "05",
+        ),
+        row(
+            "CommandAction::RemoveAuthorizedKey",
+            &CommandAction::RemoveAuthorizedKey {
+                user: "u".into(),
+                line_sha256: [0x22; 32],
+            },
+            "0601752222222222222222222222222222222222222222222222222222222222222222",
+        ),
+        row(
+            "CommandAction::DisableAccount",
+            &CommandAction::DisableAccount { user: "u".into() },
+            "070175",
+        ),
+        row(
+            "CommandAction::BlockPeer",
+            &CommandAction::BlockPeer {
+                addr: v4(10, 0, 0, 9),
+            },
+            "08000a000009",
+        ),
+        row(
+            "CommandAction::IsolateHost",
+            &CommandAction::IsolateHost {
+                allow: vec![],
+                expires_ns: None,
+                allow_dhcp_nd: true,
+            },
+            "09000001",
+        ),
+        row(
+            "CommandAction::KillProcess",
+            &CommandAction::KillProcess {
+                pid: 9,
+                start_time_ticks: 300,
+            },
+            "0a09ac02",
         ),
     ]);
 }

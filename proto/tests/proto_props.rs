@@ -263,6 +263,30 @@ fn command_action() -> impl Strategy<Value = CommandAction> {
         (text(), any::<u64>())
             .prop_map(|(path, max_bytes)| CommandAction::CollectFile { path, max_bytes }),
         Just(CommandAction::ListProcesses),
+        Just(CommandAction::ListConnections),
+        (text(), any::<[u8; 32]>()).prop_map(|(user, line_sha256)| {
+            CommandAction::RemoveAuthorizedKey { user, line_sha256 }
+        }),
+        text().prop_map(|user| CommandAction::DisableAccount { user }),
+        ip().prop_map(|addr| CommandAction::BlockPeer { addr }),
+        (
+            proptest::collection::vec(ip(), 0..3),
+            proptest::option::of(any::<u64>()),
+            any::<bool>()
+        )
+            .prop_map(
+                |(allow, expires_ns, allow_dhcp_nd)| CommandAction::IsolateHost {
+                    allow,
+                    expires_ns,
+                    allow_dhcp_nd
+                }
+            ),
+        (any::<u32>(), any::<u64>()).prop_map(|(pid, start_time_ticks)| {
+            CommandAction::KillProcess {
+                pid,
+                start_time_ticks,
+            }
+        }),
     ]
 }
 
@@ -313,16 +337,18 @@ fn control() -> impl Strategy<Value = ControlMessage> {
             })
         }),
         (any::<u64>(), text(), text(), any::<u64>(), command_action()).prop_map(
-            |(id, operator, reason, issued_ns, action)| ControlMessage::Command(Command {
-                id,
-                operator,
-                reason,
-                issued_ns,
-                action,
-            })
+            |(id, operator, reason, issued_ns, action)| ControlMessage::UnsignedCommand(
+                UnsignedCommand {
+                    id,
+                    operator,
+                    reason,
+                    issued_ns,
+                    action,
+                }
+            )
         ),
         (any::<u64>(), any::<bool>(), text(), bytes()).prop_map(|(id, ok, message, data)| {
-            ControlMessage::CommandResult(CommandResult {
+            ControlMessage::UnsignedResult(UnsignedResult {
                 id,
                 ok,
                 message,
@@ -354,6 +380,49 @@ fn control() -> impl Strategy<Value = ControlMessage> {
                 not_after_ns,
             })
         }),
+        (
+            (any::<u64>(), any::<u64>(), text(), text()),
+            (any::<u64>(), any::<u64>(), command_action(), bytes())
+        )
+            .prop_map(
+                |((id, h, operator, reason), (created_ns, expires_ns, action, signature))| {
+                    ControlMessage::Command(Command {
+                        id,
+                        host: HostId(h),
+                        operator,
+                        reason,
+                        created_ns,
+                        expires_ns,
+                        action,
+                        signature,
+                    })
+                }
+            ),
+        (any::<u64>(), text(), bytes(), any::<[u8; 32]>()).prop_map(
+            |(id, message, data, sha256)| {
+                ControlMessage::CommandResult(CommandResult {
+                    id,
+                    state: CommandState::Refused(RefusalReason::Replayed),
+                    message,
+                    receipt: Receipt::Collect(CollectReceipt {
+                        size: 1,
+                        sha256,
+                        sent: 1,
+                    }),
+                    data,
+                })
+            }
+        ),
+        (any::<u64>(), bytes(), bytes(), any::<[u8; 32]>()).prop_map(
+            |(h, cert_der, ca_der, command_key)| {
+                ControlMessage::EnrolledV2(EnrollResponseV2 {
+                    host: HostId(h),
+                    cert_der,
+                    ca_der,
+                    command_key,
+                })
+            }
+        ),
     ]
 }
 
@@ -720,7 +789,7 @@ fn control_messages_are_bounded_while_decoding() {
     );
 
     let result = |message: String| {
-        ControlMessage::CommandResult(CommandResult {
+        ControlMessage::UnsignedResult(UnsignedResult {
             id: 1,
             ok: true,
             message,

@@ -29,6 +29,9 @@
 //! auth_log = "/var/log/auth.log"
 //! files = true
 //! file_paths = ["/etc/passwd"]        # default: the persistence paths
+//!
+//! [response]
+//! refuse = ["collect"]               # isolate, kill, collect, list, accounts, block
 //! ```
 
 use serde::Deserialize;
@@ -84,6 +87,14 @@ struct RawConfig {
     budget: RawBudget,
     #[serde(default)]
     collectors: RawCollectors,
+    #[serde(default)]
+    response: RawResponse,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    refuse: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -155,6 +166,8 @@ pub struct Config {
     pub collectors: CollectorsConfig,
     /// Network namespace to watch as this host (`--netns`), if any.
     pub netns: Option<String>,
+    /// Classes of response actions this sensor refuses (`response.refuse`).
+    pub refuse: Vec<crate::response::ActionClass>,
 }
 
 /// Collector switches and parameters.
@@ -239,6 +252,7 @@ impl Config {
             cpu_budget_pct: 1.0,
             collectors: CollectorsConfig::default(),
             netns: None,
+            refuse: Vec::new(),
         }
     }
 
@@ -279,6 +293,13 @@ impl Config {
             }
         }
         apply_collectors(raw.collectors, &mut cfg, &mut problems);
+        for (i, name) in raw.response.refuse.unwrap_or_default().iter().enumerate() {
+            match name.parse() {
+                Ok(class) if !cfg.refuse.contains(&class) => cfg.refuse.push(class),
+                Ok(_) => {}
+                Err(e) => problems.add(format!("response.refuse[{i}]"), e),
+            }
+        }
         if problems.0.is_empty() {
             Ok(cfg)
         } else {
@@ -491,8 +512,12 @@ mod tests {
             network_poll_ms = 250
             auth_log = "/tmp/auth.log"
             file_paths = ["/etc/passwd"]
+            [response]
+            refuse = ["collect", "accounts"]
         "#;
         let c = Config::from_toml(text).unwrap();
+        use crate::response::ActionClass;
+        assert_eq!(c.refuse, vec![ActionClass::Collect, ActionClass::Accounts]);
         assert_eq!(c.spool_max_age, Duration::from_secs(7200));
         assert_eq!(c.batch_max_events, 10);
         assert_eq!(c.collectors.network_poll, Duration::from_millis(250));
@@ -502,6 +527,18 @@ mod tests {
             c.collectors.file_paths,
             Some(vec![PathBuf::from("/etc/passwd")])
         );
+    }
+
+    #[test]
+    fn an_unknown_response_class_is_reported_with_its_key() {
+        let text = "appliance = \"a:1\"\n[response]\nrefuse = [\"kill\", \"nuke\"]\n";
+        match Config::from_toml(text) {
+            Err(ConfigError::Invalid(p)) => {
+                assert_eq!(p.len(), 1);
+                assert_eq!(p[0].key, "response.refuse[1]");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -172,8 +172,16 @@ pub async fn enroll(params: &EnrollParams) -> Result<Identity, EnrollError> {
     let answer = wire::read_control(&mut recv).await?;
     conn.close(0u32.into(), b"enrolled");
     endpoint.wait_idle().await;
-    let resp = match answer {
-        ControlMessage::Enrolled(r) => r,
+    let (resp, command_key) = match answer {
+        ControlMessage::Enrolled(r) => (r, None),
+        ControlMessage::EnrolledV2(r) => (
+            vigil_proto::EnrollResponse {
+                host: r.host,
+                cert_der: r.cert_der,
+                ca_der: r.ca_der,
+            },
+            Some(r.command_key),
+        ),
         ControlMessage::Refused(r) => {
             return Err(EnrollError::Refused {
                 code: r.code,
@@ -193,8 +201,35 @@ pub async fn enroll(params: &EnrollParams) -> Result<Identity, EnrollError> {
         stored_in: Some(params.state_dir.clone()),
     };
     identity.save(&params.state_dir)?;
+    pin_response_keys(&params.state_dir, command_key.as_ref(), &params.appliance).await?;
     tracing::info!(host = %identity.host, dir = %params.state_dir.display(), "enrolled");
     Ok(identity)
+}
+
+/// Store what response commands are checked against: the appliance's
+/// command key (absent from an older appliance: commands are then refused
+/// as `no_command_key`) and every address of the appliance, resolved now
+/// and never again, for isolation rules.
+async fn pin_response_keys(
+    dir: &Path,
+    command_key: Option<&[u8; 32]>,
+    appliance: &str,
+) -> Result<(), EnrollError> {
+    let store = |e: crate::response::ResponseError| EnrollError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    match command_key {
+        Some(k) => crate::response::store_command_key(dir, k).map_err(store)?,
+        None => {
+            tracing::warn!("the appliance sent no command key; response commands will be refused")
+        }
+    }
+    let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host(appliance)
+        .await
+        .map(|a| a.map(|s| s.ip()).collect())
+        .unwrap_or_default();
+    crate::response::pin_appliance(dir, &addrs).map_err(store)
 }
 
 /// A fresh P-256 key and a CSR for it (DER). The appliance replaces the
@@ -298,7 +333,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), EnrollError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), EnrollError> {
     let err = |source| EnrollError::Io {
         path: path.to_path_buf(),
         source,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, watch, Notify};
-use vigil_proto::{Command, CommandResult};
+use vigil_proto::{Command, CommandResult, HostId};
 
 use crate::collect::{self, now_ns, CollectorCtx, Observed, Sink};
 use crate::config::Config;
@@ -34,6 +34,9 @@ pub enum SensorError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The response executor's state could not be loaded.
+    #[error(transparent)]
+    Response(#[from] crate::response::ResponseError),
     /// A collector could not be set up.
     #[error("collector {name}: {message}")]
     Collector {
@@ -123,15 +126,10 @@ impl Sensor {
                 health.snapshot(bytes, dropped)
             })
         };
-        let commands = commands.unwrap_or_else(|| {
-            let ctx = crate::response::ResponseCtx {
-                appliance: config.appliance.clone(),
-                netns: config.netns.clone(),
-            };
-            Arc::new(move |cmd: Command| -> CommandResult {
-                crate::response::execute(&cmd, &ctx, now_ns())
-            })
-        });
+        let commands = match commands {
+            Some(c) => c,
+            None => start_responder(&config, identity.host, shutdown_rx.clone(), &mut tasks)?,
+        };
         let uplink = Uplink {
             settings: UplinkSettings {
                 appliance: config.appliance.clone(),
@@ -164,6 +162,49 @@ impl Sensor {
             health,
         })
     }
+}
+
+/// The response executor: re-installs the containment in force (a reboot
+/// lost it), and lifts isolations as they expire, checked every second.
+fn start_responder(
+    config: &Config,
+    host: HostId,
+    mut shutdown: watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<CommandFn, SensorError> {
+    let ctx = crate::response::ResponseCtx::new(
+        &config.appliance,
+        config.netns.clone(),
+        &config.state_dir,
+    );
+    let responder = Arc::new(crate::response::Responder::open(
+        ctx,
+        host,
+        config.refuse.clone(),
+    )?);
+    if let Err(e) = responder.restore(now_ns()) {
+        tracing::error!(error = %e, "response: cannot re-apply the containment in force");
+    }
+    if !config.refuse.is_empty() {
+        let names: Vec<&str> = config.refuse.iter().map(|c| c.name()).collect();
+        tracing::info!(refused = %names.join(", "), "response: action classes refused by policy");
+    }
+    let ticker = responder.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let r = ticker.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.tick(now_ns())).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }));
+    Ok(Arc::new(move |cmd: Command| -> CommandResult {
+        responder.handle(&cmd, now_ns())
+    }))
 }
 
 /// The collector threads a sensor runs.

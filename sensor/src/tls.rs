@@ -145,8 +145,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
     }
 }
 
-fn quic(mut tls: rustls::ClientConfig, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
-    tls.alpn_protocols = vec![alpn.to_vec()];
+fn quic(mut tls: rustls::ClientConfig, alpns: &[&[u8]]) -> Result<quinn::ClientConfig, TlsError> {
+    tls.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let q = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(q));
@@ -176,7 +176,10 @@ pub fn enroll_client_config(
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
-    Ok((quic(tls, vigil_proto::ALPN_ENROLL)?, mismatch))
+    // v2 first: an appliance that knows it answers with its command key
+    // (`EnrolledV2`); an older one picks v1 and answers `Enrolled`.
+    let alpns = [vigil_proto::ALPN_ENROLL_V2, vigil_proto::ALPN_ENROLL];
+    Ok((quic(tls, &alpns)?, mismatch))
 }
 
 /// Client config for ingest: mutual TLS with the enrolled certificate, the
@@ -201,7 +204,7 @@ pub fn ingest_client_config(
             ],
             key,
         )?;
-    quic(tls, vigil_proto::ALPN_INGEST)
+    quic(tls, &[vigil_proto::ALPN_INGEST])
 }
 
 /// A quinn client endpoint bound to the wildcard address of `peer`'s family.

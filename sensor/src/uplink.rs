@@ -21,7 +21,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use vigil_proto::control::{Ack, Heartbeat, Hello, RenewResponse, RENEW_REFUSAL_PREFIX};
 use vigil_proto::{
-    Batch, Command, CommandResult, ControlMessage, Event, Payload, ResponseResult, SensorHealth,
+    Batch, Command, CommandResult, CommandState, ControlMessage, Event, Payload, Receipt,
+    ResponseResult, SensorHealth,
 };
 
 use crate::enroll::{self, Identity};
@@ -410,9 +411,14 @@ impl Uplink {
                         running_cmds.spawn(async move {
                             let id = cmd.id;
                             tokio::task::spawn_blocking(move || exec(cmd)).await.unwrap_or_else(|e| CommandResult {
-                                id, ok: false, message: format!("executor failed: {e}"), data: Vec::new(),
+                                id, state: CommandState::Failed, message: format!("executor failed: {e}"),
+                                receipt: Receipt::None, data: Vec::new(),
                             })
                         });
+                    }
+                    ControlMessage::UnsignedCommand(cmd) => {
+                        let answer = crate::response::answer_unsigned(&cmd);
+                        wire::write_control(&mut ctl_send, &ControlMessage::UnsignedResult(answer)).await?;
                     }
                     ControlMessage::Renewed(resp) => {
                         if let Some(next) = self.on_renewed(renewal.take(), &resp) {
@@ -429,7 +435,7 @@ impl Uplink {
                 Some(done) = running_cmds.join_next(), if !running_cmds.is_empty() => {
                     let Ok(result) = done else { continue };
                     self.spool.lock().expect("spool lock").append(now_ns(), Payload::ResponseResult(ResponseResult {
-                        command_id: result.id, ok: result.ok, message: result.message.clone(),
+                        command_id: result.id, ok: result.state == CommandState::Done, message: result.message.clone(),
                     }))?;
                     self.appended.notify_one();
                     wire::write_control(&mut ctl_send, &ControlMessage::CommandResult(result)).await?;

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{free_udp_addr, TestCa, TestServer, GOOD_TOKEN, TEST_HOST};
-use vigil_proto::{Command, CommandAction, Payload, ProcessExit};
+use vigil_proto::{CommandAction, CommandState, Payload, ProcessExit, Receipt, RefusalReason};
 use vigil_sensor::enroll::EnrollError;
 use vigil_sensor::{enroll, Config, EnrollParams, Identity, Sensor};
 
@@ -276,29 +276,36 @@ async fn commands_are_executed_and_reported() {
         .await;
     let file = dir.path().join("evidence.txt");
     std::fs::write(&file, b"evidence").unwrap();
+    let collect = CommandAction::CollectFile {
+        path: file.display().to_string(),
+        max_bytes: 1024,
+    };
+    let mut tampered = common::signed(76, collect.clone());
+    tampered.reason = "changed in flight".into();
+    server.commands.send(tampered).await.unwrap();
     server
         .commands
-        .send(Command {
-            id: 77,
-            operator: "alice".into(),
-            reason: "triage".into(),
-            issued_ns: 0,
-            action: CommandAction::CollectFile {
-                path: file.display().to_string(),
-                max_bytes: 1024,
-            },
-        })
+        .send(common::signed(77, collect))
         .await
         .unwrap();
     server
-        .wait_for("command result", Duration::from_secs(10), |s| {
-            !s.results.is_empty()
+        .wait_for("command results", Duration::from_secs(10), |s| {
+            s.results.len() >= 2
         })
         .await;
-    let r = server.seen.lock().unwrap().results[0].clone();
-    assert_eq!(r.id, 77);
-    assert!(r.ok);
+    let results = server.seen.lock().unwrap().results.clone();
+    let refused = results.iter().find(|r| r.id == 76).unwrap();
+    assert_eq!(
+        refused.state,
+        CommandState::Refused(RefusalReason::BadSignature)
+    );
+    let r = results.iter().find(|r| r.id == 77).unwrap();
+    assert_eq!(r.state, CommandState::Done, "{}", r.message);
     assert_eq!(r.data, b"evidence");
+    match &r.receipt {
+        Receipt::Collect(c) => assert_eq!(c.size, 8),
+        other => panic!("{other:?}"),
+    }
     server
         .wait_for("ResponseResult event", Duration::from_secs(10), |s| {
             s.events.values().any(|e| {

@@ -458,7 +458,7 @@ async fn control_stream(
                 }
             }
             Ok(ControlMessage::CommandResult(r)) => {
-                tracing::info!(host = %host, command = r.id, ok = r.ok, message = %r.message, "command result");
+                tracing::info!(host = %host, command = r.id, state = ?r.state, message = %r.message, "command result");
             }
             Ok(ControlMessage::Renew(req)) => {
                 let reply = renew_reply(&conn, host, &req, &core, renewed);

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio::sync::mpsc;
-use vigil_proto::control::{Ack, EnrollResponse, Refusal, RenewResponse, Welcome};
+use vigil_proto::control::{Ack, EnrollResponseV2, Refusal, RenewResponse, Welcome};
 use vigil_proto::frame::HEADER_LEN;
 use vigil_proto::{
     decode_batch, Command, CommandResult, ControlMessage, Event, FrameHeader, FrameKind, HostId,
@@ -20,6 +20,32 @@ use vigil_proto::{
 
 pub const GOOD_TOKEN: &str = "good-token";
 pub const TEST_HOST: HostId = HostId(0x42);
+
+/// The test appliance's command key (handed out at enrollment).
+pub fn command_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x5a; 32])
+}
+
+/// `cmd` for `TEST_HOST`, valid for a minute from now, signed with [`command_key`].
+pub fn signed(id: u64, action: vigil_proto::CommandAction) -> Command {
+    use ed25519_dalek::Signer;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut c = Command {
+        id,
+        host: TEST_HOST,
+        operator: "alice".into(),
+        reason: "triage".into(),
+        created_ns: now,
+        expires_ns: now + 60_000_000_000,
+        action,
+        signature: Vec::new(),
+    };
+    c.signature = command_key().sign(&c.signing_bytes()).to_bytes().to_vec();
+    c
+}
 
 /// The test CA (kept across server restarts so a sensor's identity stays valid).
 #[derive(Clone)]
@@ -246,10 +272,11 @@ async fn handle(
         };
         seen.lock().unwrap().enroll_requests += 1;
         let answer = if req.token == GOOD_TOKEN {
-            ControlMessage::Enrolled(EnrollResponse {
+            ControlMessage::EnrolledV2(EnrollResponseV2 {
                 host: TEST_HOST,
                 cert_der: ca.sign_client(&req.csr_der, ca.enroll_validity)?,
                 ca_der: ca.der(),
+                command_key: command_key().verifying_key().to_bytes(),
             })
         } else {
             ControlMessage::Refused(Refusal {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
-use vigil_proto::{Command, CommandResult, HostId, SensorHealth};
+use vigil_proto::{Command, CommandResult, CommandState, HostId, Receipt, SensorHealth};
 use vigil_sensor::enroll::{EnrollError, EnrollParams, Identity};
 use vigil_sensor::spool::{Spool, SpoolOptions};
 use vigil_sensor::tls;
@@ -264,8 +264,9 @@ impl Dispatcher {
         };
         let commands: CommandFn = Arc::new(|cmd: Command| CommandResult {
             id: cmd.id,
-            ok: false,
+            state: CommandState::Failed,
             message: "replayed data-set host: no response executor".into(),
+            receipt: Receipt::None,
             data: Vec::new(),
         });
         let uplink = Uplink {
