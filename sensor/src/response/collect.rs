@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, RawFd};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::{fstat, Mode, SFlag};
@@ -29,13 +29,12 @@ pub enum CollectError {
 /// Hash all of `path` and return its first `max_bytes` (capped by
 /// [`MAX_COLLECT_BYTES`]).
 pub fn collect(path: &str, max_bytes: u64) -> Result<(CollectReceipt, Vec<u8>), CollectError> {
-    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-    let fd = match nix::fcntl::open(path, flags, Mode::empty()) {
+    let fd = match open_no_symlinks(path) {
         Ok(fd) => fd,
         Err(nix::errno::Errno::ELOOP) => {
             return Err(CollectError::Refused(
                 RefusalReason::UnsafeTarget,
-                format!("{path}: is a symlink; not followed"),
+                format!("{path}: a symlink in the path; not followed"),
             ))
         }
         Err(e) => return Err(CollectError::Failed(format!("{path}: {e}"))),
@@ -92,6 +91,37 @@ pub fn collect(path: &str, max_bytes: u64) -> Result<(CollectReceipt, Vec<u8>), 
     ))
 }
 
+/// Open read-only without following any symlink in the path: `openat2`
+/// with `RESOLVE_NO_SYMLINKS` (a symlinked directory on the way would
+/// otherwise lead elsewhere), or, on kernels before 5.6, `O_NOFOLLOW`,
+/// which checks the last component only. `O_NONBLOCK`: opening a FIFO
+/// must not wait for a writer.
+fn open_no_symlinks(path: &str) -> Result<RawFd, nix::errno::Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let c = std::ffi::CString::new(path).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags.bits() as u64;
+    how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a NUL-terminated path, a valid open_how and its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        return Ok(fd as RawFd);
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::ENOSYS => nix::fcntl::open(path, flags, Mode::empty()),
+        e => Err(e),
+    }
+}
+
 fn kind_name(kind: SFlag) -> &'static str {
     match kind {
         SFlag::S_IFIFO => "FIFO",
@@ -143,6 +173,10 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(refused(collect(link.to_str().unwrap(), 10)).contains("symlink"));
+        let linked_dir = dir.path().join("linked");
+        std::os::unix::fs::symlink(dir.path(), &linked_dir).unwrap();
+        let through = linked_dir.join("t");
+        assert!(refused(collect(through.to_str().unwrap(), 10)).contains("symlink"));
         assert!(refused(collect("/dev/zero", 10)).contains("character device"));
         assert!(refused(collect(dir.path().to_str().unwrap(), 10)).contains("directory"));
     }

@@ -259,7 +259,10 @@ impl Responder {
             return refused(r, format!("refused: {}", r.code()));
         }
         let class = ActionClass::of(&cmd.action);
-        if self.refuse.contains(&class) {
+        // Release only undoes: a sensor that refuses isolation now may still
+        // carry one from before the policy changed.
+        let undo = cmd.action == CommandAction::Release;
+        if self.refuse.contains(&class) && !undo {
             return refused(
                 RefusalReason::RefusedByPolicy,
                 format!(
