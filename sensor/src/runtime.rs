@@ -195,6 +195,9 @@ fn start_responder(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    if !ticker.expiry_due(now_ns()) {
+                        continue;
+                    }
                     let r = ticker.clone();
                     let _ = tokio::task::spawn_blocking(move || r.tick(now_ns())).await;
                 }

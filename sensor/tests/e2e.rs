@@ -647,6 +647,7 @@ fn isolate_and_release_in_a_namespace() {
         CommandState::Done
     );
     assert!(isolated_from_peers(&lab));
+    assert!(!r.expiry_due(now + s - 1) && r.expiry_due(now + s));
     r.tick(now + s - 1);
     assert!(isolated_from_peers(&lab), "not yet");
     r.tick(now + s);

@@ -440,6 +440,14 @@ impl Responder {
         isolate::restore(&self.ctx, &mut st, now_ns)
     }
 
+    /// Whether an isolation's expiry has passed (cheap: no I/O), so the
+    /// caller only goes to a blocking thread when [`Responder::tick`] has
+    /// work.
+    pub fn expiry_due(&self, now_ns: u64) -> bool {
+        let st = self.state.lock().expect("state lock");
+        st.next_expiry().is_some_and(|e| e <= now_ns)
+    }
+
     /// Lift isolations whose expiry passed (the sensor calls this every
     /// second); the host stays isolated while another is in force.
     pub fn tick(&self, now_ns: u64) {
