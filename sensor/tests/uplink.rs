@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{free_udp_addr, TestCa, TestServer, GOOD_TOKEN, TEST_HOST};
-use vigil_proto::{CommandAction, CommandState, Payload, ProcessExit, Receipt, RefusalReason};
+use vigil_proto::{
+    CommandAction, CommandState, ControlMessage, Payload, ProcessExit, Receipt, RefusalReason,
+    UnsignedCommand,
+};
 use vigil_sensor::enroll::EnrollError;
 use vigil_sensor::{enroll, Config, EnrollParams, Identity, Sensor};
 
@@ -282,10 +285,22 @@ async fn commands_are_executed_and_reported() {
     };
     let mut tampered = common::signed(76, collect.clone());
     tampered.reason = "changed in flight".into();
-    server.commands.send(tampered).await.unwrap();
+    let unsigned = UnsignedCommand {
+        id: 75,
+        operator: "old appliance".into(),
+        reason: "triage".into(),
+        issued_ns: 0,
+        action: collect.clone(),
+    };
+    for msg in [
+        ControlMessage::UnsignedCommand(unsigned),
+        ControlMessage::Command(tampered),
+    ] {
+        server.commands.send(msg).await.unwrap();
+    }
     server
         .commands
-        .send(common::signed(77, collect))
+        .send(ControlMessage::Command(common::signed(77, collect)))
         .await
         .unwrap();
     server
@@ -294,6 +309,12 @@ async fn commands_are_executed_and_reported() {
         })
         .await;
     let results = server.seen.lock().unwrap().results.clone();
+    let old = server.seen.lock().unwrap().unsigned_results.clone();
+    assert_eq!(old.len(), 1, "the unsigned command is answered, not run");
+    assert!(
+        !old[0].ok && old[0].message == "refused: unsigned",
+        "{old:?}"
+    );
     let refused = results.iter().find(|r| r.id == 76).unwrap();
     assert_eq!(
         refused.state,

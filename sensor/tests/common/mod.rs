@@ -127,6 +127,8 @@ pub struct Seen {
     pub hellos: Vec<vigil_proto::control::Hello>,
     pub heartbeats: Vec<SensorHealth>,
     pub results: Vec<CommandResult>,
+    /// Answers to commands in the pre-signing form.
+    pub unsigned_results: Vec<vigil_proto::UnsignedResult>,
     pub enroll_requests: u64,
     /// The client certificate of each ingest connection, in order.
     pub client_certs: Vec<Vec<u8>>,
@@ -142,7 +144,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub ca: TestCa,
     pub seen: Arc<Mutex<Seen>>,
-    pub commands: mpsc::Sender<Command>,
+    pub commands: mpsc::Sender<ControlMessage>,
     endpoint: quinn::Endpoint,
     task: tokio::task::JoinHandle<()>,
 }
@@ -257,7 +259,7 @@ async fn handle(
     conn: quinn::Connection,
     ca: TestCa,
     seen: Arc<Mutex<Seen>>,
-    cmd_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Command>>>,
+    cmd_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<ControlMessage>>>,
     config: SensorConfig,
 ) -> anyhow::Result<()> {
     let alpn = conn
@@ -329,6 +331,9 @@ async fn handle(
             match msg {
                 ControlMessage::Heartbeat(h) => seen_c.lock().unwrap().heartbeats.push(h.health),
                 ControlMessage::CommandResult(r) => seen_c.lock().unwrap().results.push(r),
+                ControlMessage::UnsignedResult(r) => {
+                    seen_c.lock().unwrap().unsigned_results.push(r)
+                }
                 ControlMessage::Renew(req) => {
                     let reply = renew_reply(&ca, &seen_c, &req.csr_der);
                     if reply_tx.send(reply).await.is_err() {
@@ -347,7 +352,7 @@ async fn handle(
             tokio::select! {
                 c = rx.recv() => {
                     let Some(c) = c else { return };
-                    let f = ControlMessage::Command(c).to_frame().unwrap();
+                    let f = c.to_frame().unwrap();
                     if ctl_send.write_all(&f).await.is_err() { return; }
                 }
                 Some(r) = reply_rx.recv() => {
