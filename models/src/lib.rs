@@ -36,6 +36,9 @@ pub mod classify;
 // Scoped suppressions made from false-positive verdicts.
 pub mod suppress;
 
+// Sigma rules for known techniques, evaluated per event.
+pub mod sigma;
+
 // Detection metrics as pure functions (average precision, ROC-AUC, …).
 pub mod eval;
 
