@@ -209,6 +209,17 @@ fn grammar_table() {
         // Keywords search every field.
         ("  kw:\n    - 'root@10.0.0'\n  condition: kw", &ssh, true),
         ("  kw:\n    - 'absent'\n  condition: kw", &ssh, false),
+        // `'|all':` keywords: every value somewhere in the event.
+        (
+            "  kw:\n    '|all':\n      - 'stricthost'\n      - 'ALICE'\n  condition: kw",
+            &ssh,
+            true,
+        ),
+        (
+            "  kw:\n    '|all':\n      - 'stricthost'\n      - 'absent'\n  condition: kw",
+            &ssh,
+            false,
+        ),
         // Conditions.
         (
             "  a:\n    User: alice\n  b:\n    User: bob\n  condition: a and not b",
@@ -635,4 +646,11 @@ fn deep_nesting_is_refused() {
             errors[0]
         );
     }
+}
+
+/// The appliance shares one rule set between its pipeline threads.
+#[test]
+fn rule_set_is_send_and_sync() {
+    fn shared<T: Send + Sync + Clone>() {}
+    shared::<RuleSet>();
 }

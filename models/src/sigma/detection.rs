@@ -33,7 +33,8 @@ enum Search {
 /// One `Field|modifiers: values` entry.
 #[derive(Debug, Clone)]
 struct Item {
-    field: Field,
+    /// `None` for a keyword entry (`'|all': [...]`), which any field satisfies.
+    field: Option<Field>,
     /// One entry per value written; each holds the alternatives that value
     /// expands to (several only under `windash`).
     values: Vec<Vec<Pattern>>,
@@ -41,13 +42,40 @@ struct Item {
 }
 
 impl Item {
-    fn matches(&self, view: &EventView<'_>) -> bool {
-        let value = view.get(self.field);
-        let one = |alts: &Vec<Pattern>| alts.iter().any(|p| p.matches(value));
+    fn matches(&self, view: &EventView<'_>, fields: &[Field]) -> bool {
+        let one = |alts: &Vec<Pattern>| match self.field {
+            Some(f) => {
+                let value = view.get(f);
+                alts.iter().any(|p| p.matches(value))
+            }
+            None => fields.iter().any(|&f| {
+                let value = view.get(f);
+                value.is_some() && alts.iter().any(|p| p.matches(value))
+            }),
+        };
         if self.all {
             self.values.iter().all(one)
         } else {
             self.values.iter().any(one)
+        }
+    }
+
+    /// Appends the fields that satisfied a matching item.
+    fn explain(&self, view: &EventView<'_>, fields: &[Field], out: &mut Matched) {
+        let candidates = match &self.field {
+            Some(f) => std::slice::from_ref(f),
+            None => fields,
+        };
+        for &f in candidates {
+            let Some(v) = view.get(f) else { continue };
+            let hit = self.field.is_some()
+                || self
+                    .values
+                    .iter()
+                    .any(|alts| alts.iter().any(|p| p.matches(Some(v))));
+            if hit {
+                out.push((f.name(), v.raw.clone()));
+            }
         }
     }
 }
@@ -156,15 +184,15 @@ impl Detection {
     ) -> bool {
         match &self.searches[i] {
             Search::Groups(groups) => {
-                let Some(group) = groups.iter().find(|g| g.iter().all(|it| it.matches(view)))
+                let Some(group) = groups
+                    .iter()
+                    .find(|g| g.iter().all(|it| it.matches(view, fields)))
                 else {
                     return false;
                 };
                 if record {
                     for item in group {
-                        if let Some(v) = view.get(item.field) {
-                            out.push((item.field.name(), v.raw.clone()));
-                        }
+                        item.explain(view, fields, out);
                     }
                 }
                 true
@@ -374,17 +402,25 @@ fn compile_item(key: &Node<'_>, value: &Node<'_>, source: &Source) -> Result<Ite
     let mut parts = key_text.split('|');
     let field_name = parts.next().unwrap_or_default();
     let mods: Vec<&str> = parts.collect();
-    let field = source.field(field_name).ok_or_else(|| {
-        at(
-            key,
-            format!(
-                "field `{field_name}` is not available for logsource {} (available: {})",
-                source.label,
-                source.field_names()
-            ),
-        )
-    })?;
-    let mods = parse_mods(key, &mods)?;
+    // An empty field name (`'|all':`) is a keyword search over every field.
+    let field = match field_name {
+        "" => None,
+        name => Some(source.field(name).ok_or_else(|| {
+            at(
+                key,
+                format!(
+                    "field `{name}` is not available for logsource {} (available: {})",
+                    source.label,
+                    source.field_names()
+                ),
+            )
+        })?),
+    };
+    let mut mods = parse_mods(key, &mods)?;
+    if field.is_none() && mods.anchor.is_none() {
+        // Keywords match anywhere in a value, as in a keyword list.
+        mods.anchor = Some(Anchor::Contains);
+    }
     if yaml::is_alias(value) {
         return Err(yaml::alias(value));
     }
