@@ -654,3 +654,20 @@ fn rule_set_is_send_and_sync() {
     fn shared<T: Send + Sync + Clone>() {}
     shared::<RuleSet>();
 }
+
+/// A refused condition points at the offending token, not only its line.
+#[test]
+fn condition_errors_point_at_the_token() {
+    let text = "title: t\nlogsource:\n  category: process_creation\ndetection:\n  s:\n    Image: x\n  condition: s | count() > 5\n";
+    let errors = RuleSet::from_str("agg.yml", text).unwrap_err();
+    assert_eq!(
+        (errors[0].line, errors[0].column),
+        (Some(7), Some(16)),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[0].to_string(),
+        "agg.yml:7:16: condition: unsupported feature: aggregation (`| count()`, `| min()` …) in the condition"
+    );
+}
