@@ -47,6 +47,12 @@ pub struct LabHost {
 pub struct Lab {
     pub hosts: Vec<LabHost>,
     switch: String,
+    /// Unique prefix of this lab's namespaces and links.
+    tag: String,
+    /// Third octet of the lab network 198.18.<subnet>.0/24.
+    subnet: u8,
+    /// Namespaces added after the hosts (e.g. [`Lab::add_split_appliance`]).
+    extra_netns: Vec<String>,
     dir: tempfile::TempDir,
     key: PathBuf,
 }
@@ -132,6 +138,9 @@ impl Lab {
         let mut lab = Lab {
             hosts: Vec::new(),
             switch: switch.clone(),
+            tag: tag.clone(),
+            subnet,
+            extra_netns: Vec::new(),
             dir,
             key: PathBuf::new(),
         };
@@ -278,6 +287,54 @@ impl Lab {
         )
     }
 
+    /// An appliance machine on two networks, as a rack appliance is
+    /// installed: its sensor-facing address on the lab network (reachable
+    /// from every lab host) and a management address on a separate network
+    /// that only an administrator's workstation namespace reaches.
+    pub fn add_split_appliance(&mut self) -> Result<SplitAppliance, LabError> {
+        let appliance = format!("{}ap", self.tag);
+        let admin = format!("{}ad", self.tag);
+        let sensor_addr = Ipv4Addr::new(198, 18, self.subnet, 250);
+        let management_addr = Ipv4Addr::new(10, 254, self.subnet, 1);
+        let admin_addr = Ipv4Addr::new(10, 254, self.subnet, 2);
+        for ns in [&appliance, &admin] {
+            ip(&["netns", "add", ns])?;
+            self.extra_netns.push(ns.clone());
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        // Lab side: a port on the lab's bridge, like a host's.
+        let (outer, inner) = (format!("{}pa", self.tag), format!("{}ea", self.tag));
+        ip(&[
+            "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+        ])?;
+        ip(&["link", "set", &outer, "netns", &self.switch])?;
+        ip(&["link", "set", &inner, "netns", &appliance])?;
+        ip(&["-n", &self.switch, "link", "set", &outer, "master", "br0"])?;
+        ip(&["-n", &self.switch, "link", "set", &outer, "up"])?;
+        ip(&["-n", &appliance, "link", "set", &inner, "name", "lab0"])?;
+        let lab_cidr = format!("{sensor_addr}/24");
+        ip(&["-n", &appliance, "addr", "add", &lab_cidr, "dev", "lab0"])?;
+        ip(&["-n", &appliance, "link", "set", "lab0", "up"])?;
+        // Management side: a point-to-point link to the admin workstation.
+        let (mgmt, ws) = (format!("{}ma", self.tag), format!("{}mw", self.tag));
+        ip(&["link", "add", &mgmt, "type", "veth", "peer", "name", &ws])?;
+        ip(&["link", "set", &mgmt, "netns", &appliance])?;
+        ip(&["link", "set", &ws, "netns", &admin])?;
+        for (ns, dev, addr) in [
+            (&appliance, &mgmt, management_addr),
+            (&admin, &ws, admin_addr),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(SplitAppliance {
+            netns: appliance,
+            sensor_addr,
+            management_addr,
+            admin_netns: admin,
+        })
+    }
+
     /// The lab's private folder (keys, configs, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -308,20 +365,42 @@ impl Drop for Lab {
             }
             // sshd daemonised children (sessions) die with their namespace's
             // processes killed here.
-            let _ = Command::new("ip")
-                .args(["netns", "pids", &host.netns])
-                .output()
-                .map(|o| {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill").args(["-9", pid]).status();
-                    }
-                });
+            kill_all_in(&host.netns);
             let _ = Command::new("ip")
                 .args(["netns", "del", &host.netns])
                 .status();
+        }
+        for ns in &self.extra_netns {
+            kill_all_in(ns);
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.switch])
             .status();
     }
+}
+
+/// Kill every process left in namespace `ns`.
+fn kill_all_in(ns: &str) {
+    let _ = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+}
+
+/// The namespaces and addresses of [`Lab::add_split_appliance`].
+#[derive(Debug, Clone)]
+pub struct SplitAppliance {
+    /// The appliance machine's namespace.
+    pub netns: String,
+    /// Its address on the lab network (where sensors reach it).
+    pub sensor_addr: Ipv4Addr,
+    /// Its address on the management network.
+    pub management_addr: Ipv4Addr,
+    /// An administrator's workstation on the management network.
+    pub admin_netns: String,
 }

@@ -15,6 +15,9 @@ use vigil_proto::{AuthMethod, Event, EventKind, HostId, LoginService, Payload};
 use vigil_sensor::{Config, EnrollParams, Sensor, SensorHandle};
 use vigil_tests::lab::{require_lab, Lab};
 
+#[path = "e2e/hostile_lab.rs"]
+mod hostile_lab;
+
 /// One lab host with its enrolled, running sensor.
 struct Watched {
     host: HostId,

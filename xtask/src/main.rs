@@ -29,6 +29,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "openssh-client",
     "nftables",
     "iproute2",
+    // The hostile-endpoint lab tests: a real syslog daemon, curl and ping
+    // from inside lab hosts.
+    "rsyslog",
+    "curl",
+    "iputils-ping",
 ];
 
 /// Debian packages the build alone needs (RocksDB's bindgen needs libclang).
