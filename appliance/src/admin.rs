@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +59,46 @@ pub enum AdminRequest {
     Alerts { filter: AlertFilter },
     /// Each host's detection model (from the pipeline's last saved state).
     Models,
+    /// Check every audit entry against every signed checkpoint.
+    AuditVerify,
+    /// The latest signed checkpoint covering the whole audit log.
+    AuditCheckpoint,
+    /// Prove the audit log extends the one `old` (a checkpoint note) saw.
+    AuditProveExtends { old: String },
+    /// Write an evidence bundle; `host` is an id or a name for host scope.
+    Export {
+        scope: ExportTarget,
+        exporter: String,
+    },
+}
+
+/// What `vigil export` names (hosts by id or name, resolved here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExportTarget {
+    Incident(u64),
+    Alert(u64),
+    Host {
+        host: String,
+        from_ns: u64,
+        to_ns: u64,
+    },
+}
+
+/// A verification's outcome, as the CLI prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verified {
+    pub ok: bool,
+    /// One line per check.
+    pub text: String,
+}
+
+impl From<&vigil_evidence::VerifyReport> for Verified {
+    fn from(r: &vigil_evidence::VerifyReport) -> Self {
+        Verified {
+            ok: r.ok(),
+            text: r.to_string(),
+        }
+    }
 }
 
 /// `vigil status` contents.
@@ -99,6 +139,23 @@ pub enum AdminResponse {
         host_names: BTreeMap<HostId, String>,
     },
     Models(Vec<vigil_models::ModelStatus>),
+    /// `vigil audit verify`.
+    AuditVerified(Verified),
+    /// A signed checkpoint note and the key that signed it (base64).
+    AuditCheckpoint {
+        note: String,
+        public_key: String,
+    },
+    /// `vigil audit prove-extends`.
+    AuditExtends {
+        extension: crate::audit_log::Extension,
+        verified: Verified,
+    },
+    /// An evidence bundle written to `path` (private, in `DATA/run`).
+    Exported {
+        path: std::path::PathBuf,
+        summary: crate::export::ExportSummary,
+    },
     Error(String),
 }
 
@@ -176,6 +233,28 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
                 Ok(AdminResponse::Alerts { alerts, host_names })
             })
             .map_err(|e| e.to_string()),
+        AdminRequest::AuditVerify => {
+            crate::audit_log::verify_stored(&core.db, &core.audit_signer.public_key())
+                .map(|r| AdminResponse::AuditVerified(Verified::from(&r)))
+                .map_err(|e| e.to_string())
+        }
+        AdminRequest::AuditCheckpoint => {
+            crate::audit_log::checkpoint_now(&core.db, &core.audit_signer, now)
+                .map(|note| AdminResponse::AuditCheckpoint {
+                    note,
+                    public_key: public_key_b64(core),
+                })
+                .map_err(|e| e.to_string())
+        }
+        AdminRequest::AuditProveExtends { old } => {
+            crate::audit_log::prove_extends(&core.db, &core.audit_signer, &old, now)
+                .map(|(extension, r)| AdminResponse::AuditExtends {
+                    extension,
+                    verified: Verified::from(&r),
+                })
+                .map_err(|e| e.to_string())
+        }
+        AdminRequest::Export { scope, exporter } => export(core, &reader, scope, &exporter, now),
         // The running pipeline's view when there is one, else the last save.
         AdminRequest::Models => match core.models.all() {
             live if !live.is_empty() => Ok(AdminResponse::Models(live)),
@@ -185,6 +264,64 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         },
     };
     result.unwrap_or_else(AdminResponse::Error)
+}
+
+fn public_key_b64(core: &Core) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(core.audit_signer.public_key().as_bytes())
+}
+
+/// Resolve a host given by id or name.
+fn resolve_host(reader: &StoreReader, host: &str) -> Result<HostId, String> {
+    if let Ok(id) = host.parse::<HostId>() {
+        return Ok(id);
+    }
+    let hosts = reader.hosts().map_err(|e| e.to_string())?;
+    let mut named = hosts.iter().filter(|h| h.hostname == host);
+    match (named.next(), named.next()) {
+        (Some(h), None) => Ok(h.id),
+        (Some(_), Some(_)) => Err(format!("{host:?} names several hosts; give the host id")),
+        (None, _) => Err(format!("no host {host:?}; see `vigil sensor list`")),
+    }
+}
+
+/// Write the bundle to a private file in `DATA/run` for the CLI to move.
+fn export(
+    core: &Arc<Core>,
+    reader: &StoreReader,
+    target: ExportTarget,
+    exporter: &str,
+    now: u64,
+) -> Result<AdminResponse, String> {
+    use crate::export::ExportScope;
+    let scope = match target {
+        ExportTarget::Incident(id) => ExportScope::Incident(id),
+        ExportTarget::Alert(id) => ExportScope::Alert(id),
+        ExportTarget::Host {
+            host,
+            from_ns,
+            to_ns,
+        } => ExportScope::Host {
+            host: resolve_host(reader, &host)?,
+            from_ns,
+            to_ns,
+        },
+    };
+    let path = core.data_dir.join("run").join(format!("export-{now}.tar"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let out = std::io::BufWriter::new(file);
+    match crate::export::export_bundle(core, &scope, exporter, now, out) {
+        Ok(summary) => Ok(AdminResponse::Exported { path, summary }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e.to_string())
+        }
+    }
 }
 
 /// A token the console and `vigil token list` show (label `cli`), so it

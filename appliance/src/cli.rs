@@ -227,6 +227,15 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         AdminResponse::Events(p) => Ok(format_events(&p)),
         AdminResponse::Alerts { alerts, host_names } => Ok(format_alerts(&alerts, &host_names)),
         AdminResponse::Models(m) => Ok(format_models(&m)),
+        AdminResponse::AuditVerified(v) => Ok(v.text),
+        AdminResponse::AuditCheckpoint { note, .. } => Ok(note),
+        AdminResponse::AuditExtends { verified, .. } => Ok(verified.text),
+        AdminResponse::Exported { path, summary } => Ok(format!(
+            "bundle at {} ({} alerts, {} events)\n",
+            path.display(),
+            summary.alerts,
+            summary.events
+        )),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }

@@ -55,6 +55,8 @@ pub struct RocksConsoleStore {
     /// Serialises audit appends, id allocation, login-failure updates and
     /// session touches against deletes.
     lock: Mutex<()>,
+    /// Signs the audit log's checkpoints (none in unit tests).
+    signer: Option<Arc<crate::audit_log::AuditSigner>>,
 }
 
 impl RocksConsoleStore {
@@ -65,7 +67,14 @@ impl RocksConsoleStore {
             pki,
             models: None,
             lock: Mutex::new(()),
+            signer: None,
         }
+    }
+
+    /// Sign audit checkpoints with `signer`.
+    pub fn with_audit_signer(mut self, signer: Arc<crate::audit_log::AuditSigner>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Show the detection pipeline's tuning until an admin saves settings.
@@ -249,7 +258,10 @@ impl ConsoleStore for RocksConsoleStore {
         let _g = self.lock()?;
         let last: Option<AuditEntry> = self.last(Cf::Audit, AUDIT)?;
         let entry = audit::seal(last.as_ref(), draft);
-        self.put(Cf::Audit, &id_key(AUDIT, entry.seq), &entry)?;
+        // The entry and its Merkle leaf in one synced write; a failure here
+        // fails the action the entry records.
+        crate::audit_log::append(&self.db, self.signer.as_deref(), &entry)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(entry)
     }
 

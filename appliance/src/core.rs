@@ -9,6 +9,7 @@
 //! - `management.json` — the management address the console binds (`vigil serve --management-address`)
 //! - `run/addresses.json`, `run/admin.sock` — while `vigil serve` runs
 
+use crate::audit_log::{AuditLogError, AuditSigner};
 use crate::console::RocksConsoleStore;
 use crate::db::Db;
 use crate::enroll::Enrollment;
@@ -57,6 +58,8 @@ pub enum CoreError {
     Console(#[from] vigil_web_ui::error::UiError),
     #[error("evidence key: {0}")]
     Key(String),
+    #[error(transparent)]
+    AuditLog(#[from] AuditLogError),
 }
 
 /// Name of the first admin account.
@@ -75,6 +78,8 @@ pub struct Core {
     pub registry: Arc<Registry>,
     /// What ingest and the registry tell the detection pipeline.
     pub notices: DetectionNotices,
+    /// Signs audit checkpoints and evidence bundles (`keys/evidence.key`).
+    pub audit_signer: Arc<AuditSigner>,
     pub enrollment: Enrollment,
     /// What the web console writes (users, sessions, audit, …).
     pub console: Arc<RocksConsoleStore>,
@@ -125,8 +130,16 @@ impl Core {
         let db = Db::new(store);
         let pki = Arc::new(pki);
         let models: Arc<crate::model_board::ModelBoard> = Arc::default();
-        let console =
-            Arc::new(RocksConsoleStore::new(db.clone(), pki.clone()).with_models(models.clone()));
+        let audit_signer = Arc::new(AuditSigner::load(
+            &keys.join("evidence.key"),
+            &pki.ca_fingerprint(),
+        )?);
+        crate::audit_log::catch_up(&db)?;
+        let console = Arc::new(
+            RocksConsoleStore::new(db.clone(), pki.clone())
+                .with_models(models.clone())
+                .with_audit_signer(audit_signer.clone()),
+        );
         // The console's own bootstrap, so the password in the file logs into it.
         let admin_password = vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?;
         let first = FirstStart {
@@ -144,6 +157,7 @@ impl Core {
                 pki,
                 registry,
                 notices,
+                audit_signer,
                 enrollment,
                 console,
                 metrics: Arc::new(Metrics::default()),

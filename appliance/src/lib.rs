@@ -34,11 +34,13 @@
 
 pub mod admin;
 pub mod appliance;
+pub mod audit_log;
 pub mod cli;
 pub mod console;
 pub mod core;
 pub mod db;
 pub mod enroll;
+pub mod export;
 pub mod https;
 pub mod identity;
 pub mod ingest;

@@ -11,6 +11,8 @@ use vigil_appliance::{cli, Appliance, ServeConfig};
 use vigil_proto::query::{AlertFilter, EventFilter};
 use vigil_proto::{EventKind, HostId};
 
+mod evidence_cli;
+
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Vigil EDR appliance")]
 struct Args {
@@ -115,6 +117,52 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The provable audit log: `vigil audit verify|checkpoint|prove-extends`.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Write a signed evidence bundle (an incident, an alert, or a host's
+    /// time range) that `vigil verify` checks offline.
+    Export {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// An incident id.
+        #[arg(long, group = "what")]
+        incident: Option<u64>,
+        /// An alert id.
+        #[arg(long, group = "what")]
+        alert: Option<u64>,
+        /// A host id or name (with --from and --to).
+        #[arg(long, group = "what", requires_all = ["from", "to"])]
+        host: Option<String>,
+        /// Start of the host's range (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        from: Option<std::time::SystemTime>,
+        /// End of the host's range (RFC 3339).
+        #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+        to: Option<std::time::SystemTime>,
+        /// The bundle to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Who exports (recorded in the audit log and the bundle); default
+        /// `cli:$SUDO_USER` or `cli:$USER`.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Check an evidence bundle offline: signature, every file's hash, the
+    /// audit proof. Exit 0 only when all hold.
+    Verify {
+        bundle: PathBuf,
+        /// The appliance's evidence public key (base64, as `vigil audit
+        /// checkpoint` prints it); without it the bundle's own key is used
+        /// and reported as not independently trusted.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print stored events.
     Events {
         #[arg(long, default_value = "/var/lib/vigil")]
@@ -155,6 +203,29 @@ enum TokenCmd {
         data: PathBuf,
         /// The token's id from `vigil token list`.
         id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check every audit entry against every signed checkpoint (exit 1 if not).
+    Verify {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+    },
+    /// Print a signed checkpoint of the whole log, for auditors to keep.
+    Checkpoint {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+    },
+    /// Prove the log extends the one an older checkpoint (a file) saw.
+    ProveExtends {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        old_checkpoint: PathBuf,
+        /// Print the new checkpoint, proof and report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -217,6 +288,21 @@ fn main() -> Result<()> {
         Cmd::Sensor {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
+        Cmd::Audit { cmd } => return evidence_cli::audit(cmd),
+        Cmd::Export {
+            data,
+            incident,
+            alert,
+            host,
+            from,
+            to,
+            output,
+            operator,
+        } => {
+            let scope = evidence_cli::export_target(incident, alert, host, from, to)?;
+            return evidence_cli::export(&data, scope, operator, &output);
+        }
+        Cmd::Verify { bundle, key, json } => return evidence_cli::verify(&bundle, key, json),
         Cmd::Eval { args } => return run_tool("eval", args),
         Cmd::Replay { args } => return run_tool("replay", args),
         Cmd::Alerts {

@@ -2,6 +2,7 @@
 //! keys and values are encoded. Values are postcard (compact, no field
 //! names); keys are big-endian (see [`keys`]).
 
+pub mod audit_log;
 pub mod events;
 #[cfg(test)]
 mod golden;

@@ -1,0 +1,323 @@
+//! Evidence bundles (issue #17): everything about an incident, an alert or
+//! a host's time range in one signed, deterministic archive that
+//! `vigil verify` checks offline ([`vigil_evidence`] does the formats).
+//!
+//! Content files, in the bundle's sorted order:
+//! - `alerts.json` — the alert(s) with their explanations, as stored
+//! - `audit.jsonl` — the audit entries about them (leaf data, as the
+//!   audit tree holds them)
+//! - `events.jsonl` — the raw events of the window, one JSON per line, in
+//!   time order per host (spooled to a private temp file, so memory stays
+//!   bounded whatever the window holds)
+//! - `hosts.json` — the hosts involved (name, addresses, OS, sensor)
+//! - `model.json` — the detector state in force and its SHA-256
+//!
+//! The export itself is an audit entry (`evidence.export`, the content
+//! digest as its detail), appended before the bundle is sealed; the
+//! bundle carries a checkpoint covering it and its inclusion proof.
+
+use crate::audit_log::{self, AuditLogError};
+use crate::core::Core;
+use crate::read::StoreReader;
+use sha2::{Digest, Sha256};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::sync::Arc;
+use thiserror::Error;
+use vigil_evidence::statement::{rfc3339_from_ns, CustodyEntry, ModelInfo, Scope, TimeRange};
+use vigil_evidence::{AuditEvidence, BundleWriter, ExportInfo};
+use vigil_proto::query::{AlertRecord, EventFilter, QueryError, ReadApi};
+use vigil_proto::HostId;
+use vigil_web_ui::store::{AuditDraft, ConsoleStore};
+
+/// Events before an alert's first evidence that a bundle includes.
+pub const LEAD_IN_NS: u64 = 3_600 * 1_000_000_000;
+/// Events after its last evidence (or creation).
+pub const TAIL_NS: u64 = 600 * 1_000_000_000;
+/// Events read per page while spooling.
+const PAGE: usize = 5_000;
+
+/// What to export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ExportScope {
+    /// An incident and the alerts it groups.
+    Incident(u64),
+    /// One alert.
+    Alert(u64),
+    /// One host over `[from_ns, to_ns]`.
+    Host {
+        host: HostId,
+        from_ns: u64,
+        to_ns: u64,
+    },
+}
+
+/// A failed export.
+#[derive(Debug, Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    #[error("audit log: {0}")]
+    Audit(#[from] AuditLogError),
+    #[error("audit entry: {0}")]
+    Console(#[from] vigil_web_ui::store::StoreError),
+    #[error("bundle: {0}")]
+    Bundle(#[from] vigil_evidence::BundleError),
+    #[error("spool: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Scope(String),
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExportSummary {
+    /// Raw events in the bundle.
+    pub events: u64,
+    /// Alerts in the bundle.
+    pub alerts: usize,
+    /// Digest of the content files, as recorded in the audit entry.
+    pub content_digest: String,
+    /// Seq of the export's audit entry.
+    pub audit_seq: u64,
+}
+
+/// The alerts, hosts and window an export covers.
+struct Selection {
+    scope: Scope,
+    alerts: Vec<AlertRecord>,
+    hosts: Vec<HostId>,
+    from_ns: u64,
+    to_ns: u64,
+    /// Audit targets that concern it (`alert:17`, host ids).
+    audit_targets: Vec<String>,
+}
+
+fn select(reader: &StoreReader, scope: &ExportScope) -> Result<Selection, ExportError> {
+    let alerts = match scope {
+        ExportScope::Incident(id) => {
+            let incident = reader.alert(*id)?;
+            if incident.incident_id.is_some_and(|i| i != *id) {
+                return Err(ExportError::Scope(format!(
+                    "alert {id} is not an incident (it belongs to incident {})",
+                    incident.incident_id.unwrap_or_default()
+                )));
+            }
+            let mut all = vec![incident];
+            let members = reader.alerts(&vigil_proto::query::AlertFilter {
+                include_suppressed: true,
+                limit: 100_000,
+                ..Default::default()
+            })?;
+            all.extend(
+                members
+                    .into_iter()
+                    .filter(|a| a.id != *id && a.incident_id == Some(*id)),
+            );
+            all
+        }
+        ExportScope::Alert(id) => vec![reader.alert(*id)?],
+        ExportScope::Host { .. } => Vec::new(),
+    };
+    if let ExportScope::Host {
+        host,
+        from_ns,
+        to_ns,
+    } = scope
+    {
+        if from_ns > to_ns {
+            return Err(ExportError::Scope("--from is after --to".into()));
+        }
+        reader.host(*host)?;
+        return Ok(Selection {
+            scope: Scope::Host {
+                host: host.to_string(),
+            },
+            alerts,
+            hosts: vec![*host],
+            from_ns: *from_ns,
+            to_ns: *to_ns,
+            audit_targets: vec![host.to_string()],
+        });
+    }
+    let mut hosts: Vec<HostId> = alerts.iter().flat_map(|a| a.path.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut first = u64::MAX;
+    let mut last = 0u64;
+    for a in &alerts {
+        last = last.max(a.created_ns);
+        for (h, seq) in &a.evidence {
+            if let Ok(e) = reader.event(*h, *seq) {
+                first = first.min(e.header.ts_ns);
+                last = last.max(e.header.ts_ns);
+            }
+        }
+    }
+    if first == u64::MAX {
+        first = alerts.iter().map(|a| a.created_ns).min().unwrap_or(0);
+    }
+    let id = alerts.first().map_or(0, |a| a.id);
+    let scope = match scope {
+        ExportScope::Incident(_) => Scope::Incident { id: id.to_string() },
+        _ => Scope::Alert { id: id.to_string() },
+    };
+    Ok(Selection {
+        scope,
+        audit_targets: alerts.iter().map(|a| format!("alert:{}", a.id)).collect(),
+        alerts,
+        hosts,
+        from_ns: first.saturating_sub(LEAD_IN_NS),
+        to_ns: last.saturating_add(TAIL_NS),
+    })
+}
+
+/// Spool the window's events of every host as JSON lines into a private
+/// temp file; returns it rewound, its length and the event count.
+fn spool_events(
+    reader: &StoreReader,
+    sel: &Selection,
+    dir: &std::path::Path,
+) -> Result<(std::fs::File, u64, u64), ExportError> {
+    let file = tempfile::tempfile_in(dir)?;
+    let mut out = BufWriter::new(file);
+    let mut count = 0u64;
+    for host in &sel.hosts {
+        let mut after = None;
+        loop {
+            let page = reader.events(&EventFilter {
+                host: Some(*host),
+                since_ns: Some(sel.from_ns),
+                until_ns: Some(sel.to_ns),
+                limit: PAGE,
+                after,
+                ..EventFilter::default()
+            })?;
+            for e in &page.events {
+                serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+            match page.next {
+                Some(next) if !page.events.is_empty() => after = Some(next),
+                _ => break,
+            }
+        }
+    }
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    let len = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok((file, len, count))
+}
+
+fn json(value: &impl serde::Serialize) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(value).expect("plain data serializes");
+    v.push(b'\n');
+    v
+}
+
+/// Export `scope` as `exporter` at `now_ns` into `out`.
+pub fn export_bundle(
+    core: &Arc<Core>,
+    scope: &ExportScope,
+    exporter: &str,
+    now_ns: u64,
+    out: impl Write,
+) -> Result<ExportSummary, ExportError> {
+    let reader = StoreReader::new(core.clone());
+    let sel = select(&reader, scope)?;
+    let run_dir = core.data_dir.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    let (events, events_len, event_count) = spool_events(&reader, &sel, &run_dir)?;
+    let hosts: Vec<_> = sel
+        .hosts
+        .iter()
+        .filter_map(|h| reader.host(*h).ok())
+        .collect();
+    let host_names: Vec<String> = hosts.iter().map(|h| h.hostname.clone()).collect();
+    let audit: Vec<u8> = core
+        .console
+        .audit_entries()?
+        .iter()
+        .filter(|e| {
+            sel.audit_targets
+                .iter()
+                .any(|t| e.target.contains(t.as_str()))
+        })
+        .flat_map(|e| {
+            let mut line = crate::db::audit_log::leaf_data(e);
+            line.push(b'\n');
+            line
+        })
+        .collect();
+    let model = match core.db.pipeline_state().map_err(AuditLogError::from)? {
+        Some(state) => ModelInfo {
+            version: format!(
+                "detector snapshot format {}",
+                vigil_models::detector::SNAPSHOT_FORMAT
+            ),
+            sha256: hex::encode(Sha256::digest(&state.detector)),
+        },
+        None => ModelInfo {
+            version: "no saved detector state".into(),
+            sha256: hex::encode(Sha256::digest([])),
+        },
+    };
+
+    let mut bundle = BundleWriter::new(out);
+    bundle.add_bytes("alerts.json", &json(&sel.alerts))?;
+    bundle.add_bytes("audit.jsonl", &audit)?;
+    bundle.add_file("events.jsonl", events_len, events)?;
+    bundle.add_bytes("hosts.json", &json(&hosts))?;
+    bundle.add_bytes("model.json", &json(&model))?;
+    let content_digest = bundle.content_digest();
+
+    let target = match scope {
+        ExportScope::Incident(id) => format!("incident:{id}"),
+        ExportScope::Alert(id) => format!("alert:{id}"),
+        ExportScope::Host { host, .. } => format!("host:{host}"),
+    };
+    let entry = core.console.append_audit(AuditDraft {
+        ts_ns: now_ns,
+        actor: exporter.to_string(),
+        action: "evidence.export".into(),
+        target,
+        detail: format!("content sha256 {content_digest}"),
+    })?;
+    let signer = &core.audit_signer;
+    let checkpoint = audit_log::checkpoint_now(&core.db, signer, now_ns)?;
+    let (cp, _) = vigil_evidence::Checkpoint::parse_unverified(&checkpoint)
+        .map_err(|e| AuditLogError::Checkpoint(e.to_string()))?;
+    let proof = audit_log::inclusion(&core.db, entry.seq, cp.size)?;
+    let export_time = rfc3339_from_ns(now_ns);
+    let info = ExportInfo {
+        scope: sel.scope.clone(),
+        hosts: host_names,
+        time_range: TimeRange {
+            from: rfc3339_from_ns(sel.from_ns),
+            to: rfc3339_from_ns(sel.to_ns),
+        },
+        exporter: exporter.to_string(),
+        export_time: export_time.clone(),
+        appliance_id: signer.appliance_id().to_string(),
+        custody: vec![CustodyEntry {
+            time: export_time,
+            actor: exporter.to_string(),
+            action: "exported".into(),
+            note: format!("audit entry {}", entry.seq),
+        }],
+        model,
+    };
+    let audit = AuditEvidence {
+        checkpoint,
+        entry: crate::db::audit_log::leaf_data(&entry),
+        entry_index: entry.seq - 1,
+        proof,
+    };
+    bundle.finish(signer.signing_key(), info, audit)?.flush()?;
+    Ok(ExportSummary {
+        events: event_count,
+        alerts: sel.alerts.len(),
+        content_digest,
+        audit_seq: entry.seq,
+    })
+}
