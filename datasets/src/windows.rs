@@ -11,6 +11,9 @@
 //! | Sysmon 1, Security 4688 | `ProcessStart` |
 //! | Sysmon 3, Security 5156 (WFP allowed connection) | `NetConnect` (outbound) / `NetAccept` (inbound) |
 //! | Security 4697, System 7045 (service installed) | `ProcessStart` of the service image under `services.exe` (the proto has no service payload; services.exe is what will start it) |
+//! | Security 4624 logon type 10, TerminalServices-RemoteConnectionManager 1149 | `Login` over `Rdp` (1149: `Param1` user, `Param3` source address) |
+//! | Security 5140 / 5145 on an admin share (`ADMIN$`, `C$`…) or on `IPC$\svcctl` | `Login` over `Smb` from `IpAddress` (the share was reached over an authenticated SMB session from there) |
+//! | Security 4698 / 4702 (scheduled task created / updated) by a user | `FileChange` of `C:\Windows\System32\Tasks\<TaskName>` (the file the Task Scheduler writes for it) |
 //!
 //! Machine and built-in accounts (`…$`, `ANONYMOUS LOGON`, `SYSTEM`,
 //! `LOCAL SERVICE`, `NETWORK SERVICE`, `DWM-*`, `UMFD-*`) are not turned
@@ -18,7 +21,10 @@
 
 use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
-use vigil_proto::{AuthMethod, LoginInfo, LoginService, NetFlow, Payload, ProcessStart, Transport};
+use vigil_proto::{
+    AuthMethod, FileChange, FileOp, LoginInfo, LoginService, NetFlow, Payload, ProcessStart,
+    Transport,
+};
 
 /// A flat record: field name → value.
 pub type Record = Map<String, Value>;
@@ -158,6 +164,9 @@ pub fn payload(r: &Record) -> Option<Payload> {
             _ => None,
         };
     }
+    if let Some(p) = remote_access(r, id) {
+        return Some(p);
+    }
     match id {
         4624 => {
             let t = int_field(r, "LogonType")?;
@@ -226,6 +235,69 @@ pub fn payload(r: &Record) -> Option<Payload> {
                     .map(str::to_string),
                 parent_exe: Some("C:\\Windows\\System32\\services.exe".into()),
                 ..Default::default()
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Remote-access records beyond logons: RDP authentication (1149), SMB
+/// admin-share and service-control-pipe access (5140/5145) and scheduled
+/// task changes by a user (4698/4702).
+fn remote_access(r: &Record, id: u64) -> Option<Payload> {
+    match id {
+        1149 if field(r, "Channel").is_some_and(|c| c.contains("RemoteConnectionManager")) => {
+            let user = field(r, "Param1")?;
+            Some(Payload::Login(LoginInfo {
+                user: user.to_string(),
+                method: AuthMethod::Other("rdp".into()),
+                service: LoginService::Rdp,
+                src_addr: field(r, "Param3").and_then(parse_ip),
+                src_port: None,
+                src_host: None,
+                from_user: None,
+                pid: None,
+            }))
+        }
+        5140 | 5145 if is_security(r) => {
+            let user = field(r, "SubjectUserName").filter(|u| !is_background_account(u))?;
+            let share = field(r, "ShareName")?
+                .rsplit('\\')
+                .next()?
+                .to_ascii_uppercase();
+            let target = field(r, "RelativeTargetName").unwrap_or("");
+            let admin =
+                share == "ADMIN$" || (share.len() == 2 && share.ends_with('$') && share != "IPC$");
+            let svcctl = share == "IPC$" && target.eq_ignore_ascii_case("svcctl");
+            let src = field(r, "IpAddress").and_then(parse_ip)?;
+            (admin || svcctl).then(|| {
+                Payload::Login(LoginInfo {
+                    user: user.to_string(),
+                    method: AuthMethod::Other(format!("smb-share:{share}")),
+                    service: LoginService::Smb,
+                    src_addr: Some(src),
+                    src_port: None,
+                    src_host: None,
+                    from_user: None,
+                    pid: None,
+                })
+            })
+        }
+        4698 | 4702 if is_security(r) => {
+            field(r, "SubjectUserName").filter(|u| !is_background_account(u))?;
+            let task = field(r, "TaskName")?.trim_start_matches('\\');
+            Some(Payload::FileChange(FileChange {
+                path: format!("C:\\Windows\\System32\\Tasks\\{task}"),
+                op: if id == 4698 {
+                    FileOp::Created
+                } else {
+                    FileOp::Modified
+                },
+                size: None,
+                mode: None,
+                uid: None,
+                sha256: None,
+                pid: None,
             }))
         }
         _ => None,
@@ -320,5 +392,46 @@ mod tests {
             Some("C:\\Windows\\System32\\services.exe")
         );
         assert_eq!(p.exe.as_deref(), Some("C:\\Windows\\System32\\cmd.exe"));
+    }
+
+    #[test]
+    fn maps_rdp_admin_shares_and_tasks() {
+        let rdp = rec(serde_json::json!({"Channel":
+            "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational",
+            "EventID":1149,"Param1":"admmig","Param2":"OFFSEC","Param3":"10.23.42.22"}));
+        let Some(Payload::Login(l)) = payload(&rdp) else {
+            panic!("1149")
+        };
+        assert_eq!(l.service, LoginService::Rdp);
+        assert_eq!(l.src_addr, Some("10.23.42.22".parse().unwrap()));
+        let share = |name: &str, target: &str, user: &str| {
+            payload(&rec(
+                serde_json::json!({"Channel":"Security","EventID":5145,
+                "SubjectUserName":user,"IpAddress":"10.23.123.11",
+                "ShareName":name,"RelativeTargetName":target}),
+            ))
+        };
+        let Some(Payload::Login(l)) = share("\\\\*\\ADMIN$", "PSEXESVC.exe", "admmig") else {
+            panic!("admin share")
+        };
+        assert_eq!(l.service, LoginService::Smb);
+        assert!(matches!(
+            share("\\\\*\\IPC$", "svcctl", "admmig"),
+            Some(Payload::Login(_))
+        ));
+        assert_eq!(share("\\\\*\\IPC$", "srvsvc", "admmig"), None);
+        assert_eq!(share("\\\\*\\C$", "x", "WS5$"), None);
+        assert_eq!(share("\\\\*\\SYSVOL", "gpt.ini", "admmig"), None);
+        let task = |user: &str| {
+            payload(&rec(
+                serde_json::json!({"Channel":"Security","EventID":4698,
+                "SubjectUserName":user,"TaskName":"\\Updater"}),
+            ))
+        };
+        let Some(Payload::FileChange(f)) = task("admmig") else {
+            panic!("4698")
+        };
+        assert_eq!(f.path, "C:\\Windows\\System32\\Tasks\\Updater");
+        assert_eq!(task("WORKSTATION6$"), None);
     }
 }

@@ -19,6 +19,9 @@ pub enum AlertKind {
     /// for one user from many sources (T1110.003); the path starts at the
     /// source.
     Spray,
+    /// A strong remote-execution trace (a shell under a service, WMI…) on
+    /// one host whose inbound hop was not seen; the path is that host.
+    Trace,
 }
 
 /// One alert with everything needed to explain it.

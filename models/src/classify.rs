@@ -1,6 +1,9 @@
-//! Static knowledge: admin ports, remote-session host processes, and which
-//! ATT&CK technique each lateral-movement trace points to.
+//! Static knowledge: admin ports and shells, and the lookups that name the
+//! ATT&CK technique a lateral-movement trace points to. Which evidence
+//! shows which technique is data: `data/techniques.toml`, read by
+//! [`crate::catalogue`].
 
+use crate::catalogue::catalogue;
 use vigil_proto::{AuthMethod, LoginService};
 
 /// Ports whose use between internal hosts is an admin action.
@@ -18,53 +21,6 @@ pub fn basename(path: &str) -> String {
         .unwrap_or(path)
         .trim()
         .to_ascii_lowercase()
-}
-
-/// Technique for a remote-session host process that spawned a child, if the
-/// parent is one.
-pub fn remote_parent_technique(parent: &str) -> Option<&'static str> {
-    match parent {
-        "wmiprvse.exe" | "scrcons.exe" => Some("T1047"),
-        "wsmprovhost.exe" | "winrshost.exe" => Some("T1021.006"),
-        "services.exe" | "psexesvc.exe" | "psexesvc" => Some("T1569.002"),
-        "sshd" | "sshd-session" => Some("T1021.004"),
-        "rdpclip.exe" | "tstheme.exe" => Some("T1021.001"),
-        "mmc.exe" | "dllhost.exe" => Some("T1021.003"),
-        _ => None,
-    }
-}
-
-/// Children a remote-session host process starts as routine (not counted).
-fn routine_child(parent: &str, child: &str) -> bool {
-    match parent {
-        "services.exe" => matches!(
-            child,
-            "svchost.exe"
-                | "msiexec.exe"
-                | "sppsvc.exe"
-                | "trustedinstaller.exe"
-                | "vssvc.exe"
-                | "wmiapsrv.exe"
-                | "taskhostw.exe"
-                | "searchindexer.exe"
-                | "msmpeng.exe"
-                | "nissrv.exe"
-                | "spoolsv.exe"
-                | "dllhost.exe"
-                | "mscorsvw.exe"
-                | "windowsazureguestagent.exe"
-                | "waappagent.exe"
-                | "sysmon.exe"
-                | "sysmon64.exe"
-                | "vds.exe"
-                | "alg.exe"
-                | "sdiagnhost.exe"
-        ),
-        "sshd" | "sshd-session" => matches!(child, "sshd" | "sshd-session" | "sftp-server"),
-        "wmiprvse.exe" => matches!(child, "wmiprvse.exe"),
-        "dllhost.exe" | "mmc.exe" => !is_shell(child),
-        _ => false,
-    }
 }
 
 /// Shells and script hosts.
@@ -88,17 +44,14 @@ pub fn is_shell(exe: &str) -> bool {
     )
 }
 
-/// If `parent → child` is a process spawned by a remote session, the
-/// technique it points to.
-pub fn remote_spawn(parent: &str, child: &str) -> Option<&'static str> {
-    // these hosts only start for a remote session: their start is the trace
-    match child {
-        "wsmprovhost.exe" | "winrshost.exe" => return Some("T1021.006"),
-        "psexesvc.exe" | "psexesvc" => return Some("T1569.002"),
-        _ => {}
-    }
-    let t = remote_parent_technique(parent)?;
-    (!routine_child(parent, child)).then_some(t)
+/// If `parent → child` (lower-case basenames; `argv` the child's command
+/// line) is a process spawned by a remote session, the technique it points
+/// to, from the catalogue: a process that only starts for a remote session
+/// (`child` evidence) first, then the children of remote-session parents.
+pub fn remote_spawn(parent: &str, child: &str, argv: &str) -> Option<&'static str> {
+    let cat = catalogue();
+    cat.child(child, &argv.to_ascii_lowercase())
+        .or_else(|| cat.spawn(parent, child, is_shell(child)))
 }
 
 /// Admin port a logon service implies.
@@ -113,31 +66,39 @@ pub fn service_port(service: &LoginService) -> Option<u16> {
     }
 }
 
-/// Technique implied by connecting to an admin port.
-pub fn port_technique(port: u16) -> &'static str {
-    match port {
-        22 => "T1021.004",
-        3389 => "T1021.001",
-        139 | 445 => "T1021.002",
-        5985 | 5986 => "T1021.006",
-        5900 => "T1021.005",
-        135 => "T1047",
-        _ => "T1021",
-    }
+/// Technique implied by connecting to an admin port, from the catalogue
+/// (none for RPC on 135: it carries DCOM, WMI, services and tasks alike).
+pub fn port_technique(port: u16) -> Option<&'static str> {
+    catalogue().port(port)
 }
 
-/// Technique implied by how a remote logon authenticated: NTLM network
-/// logons between workstations are how pass-the-hash looks.
+/// Technique implied by how a remote logon authenticated (NTLM network
+/// logons between workstations are how pass-the-hash looks).
 pub fn auth_technique(method: &AuthMethod) -> Option<&'static str> {
     match method {
-        AuthMethod::Ntlm => Some("T1550.002"),
+        AuthMethod::Ntlm => catalogue().auth("ntlm"),
+        AuthMethod::Kerberos => catalogue().auth("kerberos"),
         _ => None,
     }
 }
 
-/// Whether a file path is an SSH authorized-keys file (T1098.004).
-pub fn is_authorized_keys(path: &str) -> bool {
-    path.ends_with("/authorized_keys") || path.ends_with("/authorized_keys2")
+/// Technique implied by the service a logon came over.
+pub fn service_technique(service: &LoginService) -> Option<&'static str> {
+    let name = match service {
+        LoginService::Ssh => "ssh",
+        LoginService::Rdp => "rdp",
+        LoginService::Smb => "smb",
+        LoginService::WinRm => "winrm",
+        LoginService::Wmi => "wmi",
+        _ => return None,
+    };
+    catalogue().service(name)
+}
+
+/// Technique of a change to `path` that is a trace (an SSH
+/// `authorized_keys` file, a scheduled task's file…).
+pub fn file_technique(path: &str) -> Option<&'static str> {
+    catalogue().file(path)
 }
 
 #[cfg(test)]
@@ -147,16 +108,40 @@ mod tests {
     #[test]
     fn classifies_remote_spawns() {
         assert_eq!(
-            remote_spawn("wmiprvse.exe", "powershell.exe"),
+            remote_spawn("wmiprvse.exe", "powershell.exe", ""),
             Some("T1047")
         );
-        assert_eq!(remote_spawn("services.exe", "svchost.exe"), None);
-        assert_eq!(remote_spawn("services.exe", "cmd.exe"), Some("T1569.002"));
-        assert_eq!(remote_spawn("sshd", "bash"), Some("T1021.004"));
-        assert_eq!(remote_spawn("explorer.exe", "cmd.exe"), None);
+        assert_eq!(remote_spawn("services.exe", "svchost.exe", ""), None);
         assert_eq!(
-            remote_spawn("svchost.exe", "wsmprovhost.exe"),
+            remote_spawn("services.exe", "cmd.exe", ""),
+            Some("T1569.002")
+        );
+        assert_eq!(remote_spawn("sshd", "bash", ""), Some("T1021.004"));
+        assert_eq!(remote_spawn("explorer.exe", "cmd.exe", ""), None);
+        assert_eq!(
+            remote_spawn("svchost.exe", "wsmprovhost.exe", ""),
             Some("T1021.006")
+        );
+        // DCOM: MMC20.Application activated under DcomLaunch
+        assert_eq!(
+            remote_spawn(
+                "svchost.exe",
+                "mmc.exe",
+                "C:\\Windows\\system32\\mmc.exe -Embedding"
+            ),
+            Some("T1021.003")
+        );
+        assert_eq!(
+            remote_spawn("explorer.exe", "mmc.exe", "mmc.exe eventvwr.msc"),
+            None
+        );
+        assert_eq!(remote_spawn("sqlservr.exe", "cmd.exe", ""), Some("T1210"));
+        assert_eq!(port_technique(135), None);
+        assert_eq!(service_technique(&LoginService::Wmi), Some("T1047"));
+        assert_eq!(auth_technique(&AuthMethod::Ntlm), Some("T1550.002"));
+        assert_eq!(
+            file_technique("C:\\Windows\\System32\\Tasks\\Evil"),
+            Some("T1053.005")
         );
         assert_eq!(
             basename("C:\\Windows\\System32\\WmiPrvSE.exe"),

@@ -33,6 +33,9 @@ pub mod alert;
 // Static knowledge: admin ports, remote-session processes, ATT&CK techniques.
 pub mod classify;
 
+// The technique catalogue (data/techniques.toml): evidence → ATT&CK technique.
+pub mod catalogue;
+
 // Scoped suppressions made from false-positive verdicts.
 pub mod suppress;
 

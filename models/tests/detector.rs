@@ -650,3 +650,106 @@ proptest! {
         prop_assert_eq!(a.alerts, b.alerts);
     }
 }
+
+// ---- Technique catalogue (issue #14 item 3) ----
+
+fn win_proc(exe: &str, parent: &str, argv: &str) -> Payload {
+    Payload::ProcessStart(ProcessStart {
+        exe: Some(exe.into()),
+        parent_exe: Some(parent.into()),
+        argv: vec![argv.into()],
+        ..Default::default()
+    })
+}
+
+fn rpc_accept(host: u64, from: u64) -> Payload {
+    Payload::NetAccept(NetFlow {
+        transport: Transport::Tcp,
+        local: SocketAddr::new(ip(host), 135),
+        remote: SocketAddr::new(ip(from), 50000),
+        pid: None,
+        exe: None,
+        repeat: 1,
+    })
+}
+
+#[test]
+fn a_service_shell_with_no_seen_hop_alerts_alone_and_names_the_technique() {
+    let mut d = cold_fleet();
+    // 7045 as the adapter maps it, then services.exe → cmd.exe: no logon
+    let svc = r"C:\Windows\System32\services.exe";
+    d.observe(&ev(
+        5,
+        1,
+        100 * S,
+        win_proc(r"C:\Windows\System32\cmd.exe", svc, "%COMSPEC% /c x"),
+    ));
+    // within the minute the hop may still arrive: nothing yet
+    assert!(d.tick(150 * S).is_empty());
+    let a = d.tick(170 * S);
+    let t = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Trace)
+        .expect("trace alert");
+    assert_eq!(t.techniques, vec!["T1569.002".to_string()]);
+    assert_eq!(t.path, vec![HostId(5)]);
+    assert!(t.title.contains("source unseen"), "{}", t.title);
+    // a routine service child alone stays quiet
+    d.observe(&ev(
+        5,
+        2,
+        200 * S,
+        win_proc(r"C:\Windows\System32\svchost.exe", svc, ""),
+    ));
+    assert!(d.tick(400 * S).iter().all(|a| a.kind != AlertKind::Trace));
+}
+
+#[test]
+fn rpc_on_135_is_not_wmi_the_child_decides() {
+    let mut d = cold_fleet();
+    // 135 then MMC20.Application under DcomLaunch: DCOM, not WMI
+    let mut all = d.observe(&ev(5, 1, 100 * S, rpc_accept(5, 2)));
+    let mmc = win_proc(
+        r"C:\Windows\System32\mmc.exe",
+        r"C:\Windows\System32\svchost.exe",
+        r"C:\Windows\system32\mmc.exe -Embedding",
+    );
+    all.extend(d.observe(&ev(5, 2, 101 * S, mmc)));
+    all.extend(d.tick(400 * S));
+    let techniques: Vec<&String> = all.iter().flat_map(|a| &a.techniques).collect();
+    assert!(
+        techniques.iter().any(|t| *t == "T1021.003"),
+        "{techniques:?}"
+    );
+    assert!(techniques.iter().all(|t| *t != "T1047"), "{techniques:?}");
+    // 135 then WmiPrvSE → powershell: WMI
+    let mut d = cold_fleet();
+    let mut all = d.observe(&ev(5, 1, 100 * S, rpc_accept(5, 2)));
+    let wmi = win_proc(
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        r"C:\Windows\System32\wbem\WmiPrvSE.exe",
+        "powershell -enc x",
+    );
+    all.extend(d.observe(&ev(5, 2, 101 * S, wmi)));
+    let techniques: Vec<&String> = all.iter().flat_map(|a| &a.techniques).collect();
+    assert!(techniques.iter().any(|t| *t == "T1047"), "{techniques:?}");
+}
+
+#[test]
+fn a_scheduled_task_file_after_a_hop_names_t1053_005() {
+    let mut d = cold_fleet();
+    let first = d.observe(&login(5, 1, 100 * S, "admin", 2));
+    assert!(first.iter().any(|a| a.kind == AlertKind::Hop), "{first:?}");
+    let task = Payload::FileChange(vigil_proto::FileChange {
+        path: r"C:\Windows\System32\Tasks\Updater".into(),
+        op: vigil_proto::FileOp::Created,
+        size: None,
+        mode: None,
+        uid: None,
+        sha256: None,
+        pid: None,
+    });
+    let a = d.observe(&ev(5, 2, 101 * S, task));
+    let techniques: Vec<&String> = a.iter().flat_map(|a| &a.techniques).collect();
+    assert!(techniques.iter().any(|t| *t == "T1053.005"), "{a:?}");
+}

@@ -8,8 +8,8 @@ use super::hops::HopObs;
 use super::{Detector, HostPhase, HostState, Observed};
 use crate::alert::Alert;
 use crate::classify::{
-    auth_technique, basename, is_admin_port, is_authorized_keys, port_technique, remote_spawn,
-    service_port,
+    auth_technique, basename, file_technique, is_admin_port, port_technique, remote_spawn,
+    service_port, service_technique,
 };
 use crate::features::Facts;
 use crate::graph::{key, HopKeys};
@@ -84,14 +84,22 @@ impl Detector {
                 if let Some(u) = &user {
                     facts.user = Some(key(&format!("u:{u}")));
                 }
-                let proc = (parent.as_str(), child.as_str(), user.as_deref());
+                let argv = p.argv.join(" ");
+                let proc = (
+                    parent.as_str(),
+                    child.as_str(),
+                    argv.as_str(),
+                    user.as_deref(),
+                );
                 out.alerts
                     .extend(self.process(host, ts, ev_id, proc, &mut facts));
             }
-            Payload::FileChange(f) if is_authorized_keys(&f.path) => {
-                facts.new_parent_child = false;
-                out.alerts
-                    .extend(self.link_to_hop(host, ts, ev_id, "T1098.004", None, None, 2.0));
+            Payload::FileChange(f) => {
+                // an authorized_keys write, a scheduled task's file…
+                if let Some(t) = file_technique(&f.path) {
+                    out.alerts
+                        .extend(self.link_to_hop(host, ts, ev_id, t, None, None, 2.0));
+                }
             }
             _ => {}
         }
@@ -177,7 +185,7 @@ impl Detector {
             dst,
             user: None,
             port: Some(port),
-            technique: Some(port_technique(port)),
+            technique: port_technique(port),
             alertable: true,
             failure: false,
         };
@@ -207,7 +215,7 @@ impl Detector {
         host: HostId,
         ts: u64,
         ev_id: (HostId, u64),
-        (parent, child, user): (&str, &str, Option<&str>),
+        (parent, child, argv, user): (&str, &str, &str, Option<&str>),
         facts: &mut Facts,
     ) -> Vec<Alert> {
         if child.is_empty() {
@@ -233,7 +241,7 @@ impl Detector {
         }
         facts.rare_binary =
             fleet_hosts >= 10 && f64::from(*count) <= (f64::from(fleet_hosts) * 0.02).max(1.0);
-        let Some(t) = remote_spawn(parent, child) else {
+        let Some(t) = remote_spawn(parent, child, argv) else {
             return Vec::new();
         };
         facts.remote_spawned = true;
@@ -249,6 +257,7 @@ impl Detector {
         for h in hosts {
             alerts.extend(self.roll_windows(h, now_ns));
         }
+        alerts.extend(self.expire_pending(now_ns));
         match self.retrain_due(now_ns) {
             Some(true) => self.train(now_ns),
             Some(false) => self.train_hosts(now_ns, true),
@@ -265,7 +274,7 @@ pub fn normalise_user(u: &str) -> String {
     u.split('@').next().unwrap_or(u).trim().to_ascii_lowercase()
 }
 
-/// ATT&CK technique of a logon, from its method or else its service port.
+/// ATT&CK technique of a logon, from its method or else its service.
 fn remote_logon_technique(l: &LoginInfo) -> Option<&'static str> {
-    auth_technique(&l.method).or_else(|| service_port(&l.service).map(port_technique))
+    auth_technique(&l.method).or_else(|| service_technique(&l.service))
 }

@@ -1,11 +1,19 @@
 //! Remote-session traces: a process spawned by a remote-execution service or
 //! a write to `authorized_keys` right after a hop is evidence the hop was
 //! used. The trace adds its bonus (once per technique) to the latest hop into
-//! its host; a trace that arrives before its hop waits a minute for it.
+//! its host; a trace that arrives before its hop waits a minute for it. A
+//! strong trace whose hop never came (the other side is not monitored)
+//! alerts on its own, naming the technique from the catalogue.
 
 use super::{Detector, PendingTrace};
 use crate::alert::{push_unique, Alert, AlertKind};
+use crate::catalogue::catalogue;
+use crate::classify::is_shell;
+use vigil_proto::query::{FeatureDeviation, Severity};
 use vigil_proto::HostId;
+
+/// How long a trace waits for its hop, ns.
+const PENDING_WAIT_NS: u64 = 60_000_000_000;
 
 impl Detector {
     /// Attaches a remote-session trace on `host` to the inbound hop that
@@ -80,7 +88,7 @@ impl Detector {
         let process_note = match (&process, technique) {
             (Some(p), _) => p.clone(),
             (None, "T1098.004") => "a change to an SSH authorized_keys file".to_string(),
-            (None, t) => t.to_string(),
+            (None, t) => catalogue().label(t),
         };
         push_unique(&mut h.techniques, technique.to_string());
         if let Some(p) = process {
@@ -101,7 +109,7 @@ impl Detector {
     /// (at most a minute old).
     pub(super) fn apply_pending(&mut self, idx: usize, ts: u64) {
         let dst = self.hops[idx].dst;
-        let from = ts.saturating_sub(60_000_000_000);
+        let from = ts.saturating_sub(PENDING_WAIT_NS);
         let (mine, rest): (Vec<PendingTrace>, Vec<PendingTrace>) = self
             .pending
             .drain(..)
@@ -109,6 +117,66 @@ impl Detector {
         self.pending = rest.into();
         for p in mine {
             self.boost(idx, &p.technique, p.process, p.ev_id, p.bonus);
+        }
+    }
+
+    /// Ends the wait of traces whose hop did not come within a minute. A
+    /// strong one — a technique the catalogue lets stand `alone`, with a
+    /// shell under its parent or a process that only a remote session
+    /// starts — becomes an alert on its host with the source unknown.
+    pub(super) fn expire_pending(&mut self, now_ns: u64) -> Vec<Alert> {
+        let (expired, rest): (Vec<PendingTrace>, Vec<PendingTrace>) = self
+            .pending
+            .drain(..)
+            .partition(|p| p.ts.saturating_add(PENDING_WAIT_NS) < now_ns);
+        self.pending = rest.into();
+        let cat = catalogue();
+        expired
+            .into_iter()
+            .filter(|p| {
+                cat.alone(&p.technique)
+                    && p.process
+                        .as_deref()
+                        .is_some_and(|x| is_shell(x) || cat.is_child_evidence(x))
+            })
+            .map(|p| self.trace_alert(p))
+            .collect()
+    }
+
+    /// The alert for a strong trace with no seen hop.
+    fn trace_alert(&mut self, p: PendingTrace) -> Alert {
+        let id = self.alloc_id();
+        let name = self.registry.name(p.host);
+        let what = p.process.clone().unwrap_or_default();
+        let label = catalogue().label(&p.technique);
+        let sentence = format!(
+            "{name} ran {what} from a remote session ({label}) and no inbound hop was seen within a minute: the source is not monitored or not logged"
+        );
+        Alert {
+            id,
+            created_ns: p.ts,
+            kind: AlertKind::Trace,
+            severity: Severity::Medium,
+            score: p.bonus,
+            title: format!("Remote execution on {name}: {label}, source unseen"),
+            host: p.host,
+            path: vec![p.host],
+            path_names: vec![name],
+            users: Vec::new(),
+            processes: p.process.into_iter().collect(),
+            ports: Vec::new(),
+            techniques: vec![p.technique],
+            summary: sentence.clone(),
+            deviations: vec![FeatureDeviation {
+                feature: "remote_session_trace".into(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: p.bonus,
+                sentence,
+            }],
+            evidence: vec![p.ev_id],
+            incident_id: None,
+            model_version: self.model_tag(p.host),
         }
     }
 }
