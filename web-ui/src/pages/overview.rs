@@ -36,27 +36,7 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
         incidents += u64::from(a.path.len() > 1);
     }
     let names: HashMap<HostId, String> = hosts.iter().map(|h| (h.id, h.hostname.clone())).collect();
-    let latest = alerts
-        .iter()
-        .take(8)
-        .map(|a| {
-            let path = a
-                .path
-                .iter()
-                .map(|h| name_of(&names, *h))
-                .collect::<Vec<_>>()
-                .join(" → ");
-            view! {
-                <tr>
-                    <td>{severity_badge(a.severity)}</td>
-                    <td><a href=format!("/alerts/{}", a.id)>{a.title.clone()}</a></td>
-                    <td>{path}</td>
-                    <td>{triage_badge(&a.state)}</td>
-                    <td class="num">{ago(now, a.created_ns)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
+    let latest = latest_rows(&alerts, &names, now);
     let attention_rows = attention_rows(&hosts, now);
     let counters = stats
         .counters
@@ -137,6 +117,32 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
 }
 
 /// Hosts whose sensor is not online or lost events, oldest first.
+/// The newest open alerts as table rows.
+fn latest_rows(alerts: &[AlertRecord], names: &HashMap<HostId, String>, now: u64) -> AnyView {
+    alerts
+        .iter()
+        .take(8)
+        .map(|a| {
+            let path = a
+                .path
+                .iter()
+                .map(|h| name_of(names, *h))
+                .collect::<Vec<_>>()
+                .join(" → ");
+            view! {
+                <tr>
+                    <td>{severity_badge(a.severity)}</td>
+                    <td><a href=format!("/alerts/{}", a.id)>{a.title.clone()}</a></td>
+                    <td>{path}</td>
+                    <td>{triage_badge(&a.state)}</td>
+                    <td class="num">{ago(now, a.created_ns)}</td>
+                </tr>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
 fn attention_rows(hosts: &[HostSummary], now: u64) -> AnyView {
     let mut attention: Vec<_> = hosts
         .iter()
