@@ -65,6 +65,12 @@ pub enum AdminRequest {
     AuditCheckpoint,
     /// Prove the audit log extends the one `old` (a checkpoint note) saw.
     AuditProveExtends { old: String },
+    /// Add Sigma rules (file name, text) to `DATA/rules/sigma`; all or
+    /// none: one bad rule refuses the import.
+    ImportRules {
+        files: Vec<(String, String)>,
+        operator: String,
+    },
     /// Write an evidence bundle; `host` is an id or a name for host scope.
     Export {
         scope: ExportTarget,
@@ -150,6 +156,11 @@ pub enum AdminResponse {
     AuditExtends {
         extension: crate::audit_log::Extension,
         verified: Verified,
+    },
+    /// Sigma rules imported; `total` rules now run (shipped included).
+    RulesImported {
+        imported: usize,
+        total: usize,
     },
     /// An evidence bundle written to `path` (private, in `DATA/run`).
     Exported {
@@ -255,6 +266,7 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
                 .map_err(|e| e.to_string())
         }
         AdminRequest::Export { scope, exporter } => export(core, &reader, scope, &exporter, now),
+        AdminRequest::ImportRules { files, operator } => import_rules(core, files, &operator, now),
         // The running pipeline's view when there is one, else the last save.
         AdminRequest::Models => match core.models.all() {
             live if !live.is_empty() => Ok(AdminResponse::Models(live)),
@@ -283,6 +295,64 @@ fn resolve_host(reader: &StoreReader, host: &str) -> Result<HostId, String> {
         (Some(_), Some(_)) => Err(format!("{host:?} names several hosts; give the host id")),
         (None, _) => Err(format!("no host {host:?}; see `vigil sensor list`")),
     }
+}
+
+/// Validate `files` against the rules in force (shipped and imported:
+/// duplicate ids are refused too), then write them 0600 into the rules
+/// directory, record who did it, and tell the pipeline to reload.
+fn import_rules(
+    core: &Arc<Core>,
+    files: Vec<(String, String)>,
+    operator: &str,
+    now: u64,
+) -> Result<AdminResponse, String> {
+    use vigil_models::sigma::RuleSet;
+    let dir = core.data_dir.join(crate::pipeline::SIGMA_RULES_DIR);
+    let (mut set, _) = RuleSet::builtin_and_dir(&dir);
+    let mut problems = Vec::new();
+    for (name, text) in &files {
+        let plain = std::path::Path::new(name)
+            .file_name()
+            .is_some_and(|f| f == name.as_str())
+            && (name.ends_with(".yml") || name.ends_with(".yaml"));
+        if !plain {
+            problems.push(format!("{name}: not a plain .yml/.yaml file name"));
+            continue;
+        }
+        if dir.join(name).exists() {
+            problems.push(format!(
+                "{name}: a rule file of that name is already imported"
+            ));
+            continue;
+        }
+        if let Err(errors) = set.add_str(name, text) {
+            problems.extend(errors.iter().map(ToString::to_string));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!("import refused:\n{}", problems.join("\n")));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, text) in &files {
+        crate::pki::write_private(&dir.join(name), text.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    core.console
+        .append_audit(vigil_web_ui::store::AuditDraft {
+            ts_ns: now,
+            actor: operator.to_string(),
+            action: "rules.import".into(),
+            target: "sigma".into(),
+            detail: names.join(", "),
+        })
+        .map_err(|e| e.to_string())?;
+    core.notices.note_rules_change();
+    Ok(AdminResponse::RulesImported {
+        imported: files.len(),
+        total: set.len(),
+    })
 }
 
 /// Write the bundle to a private file in `DATA/run` for the CLI to move.

@@ -230,6 +230,9 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         AdminResponse::AuditVerified(v) => Ok(v.text),
         AdminResponse::AuditCheckpoint { note, .. } => Ok(note),
         AdminResponse::AuditExtends { verified, .. } => Ok(verified.text),
+        AdminResponse::RulesImported { imported, total } => Ok(format!(
+            "imported {imported} Sigma rules; {total} rules run (shipped included)\n"
+        )),
         AdminResponse::Exported { path, summary } => Ok(format!(
             "bundle at {} ({} alerts, {} events)\n",
             path.display(),

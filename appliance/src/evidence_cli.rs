@@ -2,7 +2,7 @@
 //! `vigil` binary): thin wrappers over [`vigil_appliance::audit_log`],
 //! [`vigil_appliance::export`] and [`vigil_evidence::verify_bundle`].
 
-use super::{print_first_password, AuditCmd};
+use super::{print_first_password, AuditCmd, RulesCmd};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -14,6 +14,55 @@ fn ns(t: SystemTime) -> Result<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .context("time before 1970")?;
     u64::try_from(d.as_nanos()).context("time too far in the future")
+}
+
+/// `cli:$SUDO_USER`, else `cli:$USER`: who runs the command.
+fn cli_operator() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// `vigil rules check|import`.
+pub fn rules(cmd: RulesCmd) -> Result<()> {
+    let dir = match &cmd {
+        RulesCmd::Check { dir } | RulesCmd::Import { dir, .. } => dir.clone(),
+    };
+    let set = match vigil_models::sigma::RuleSet::load_dir(&dir) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{} problem(s) in {}; nothing imported",
+                errors.len(),
+                dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let RulesCmd::Import { data, operator, .. } = cmd else {
+        println!("{} rules OK in {}", set.len(), dir.display());
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    for meta in set.rules() {
+        let path = Path::new(&meta.file);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("rule file name")?
+            .to_string();
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        files.push((name, text));
+    }
+    let operator = operator.unwrap_or_else(cli_operator);
+    let resp = run(&data, AdminRequest::ImportRules { files, operator })?;
+    print!("{}", cli::render(resp)?);
+    Ok(())
 }
 
 /// The scope named by `vigil export`'s flags (clap makes them exclusive).
@@ -53,12 +102,7 @@ pub fn export(
     operator: Option<String>,
     output: &Path,
 ) -> Result<()> {
-    let exporter = operator.unwrap_or_else(|| {
-        let user = std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .unwrap_or_else(|_| "unknown".into());
-        format!("cli:{user}")
-    });
+    let exporter = operator.unwrap_or_else(cli_operator);
     let AdminResponse::Exported { path, summary } =
         run(data, AdminRequest::Export { scope, exporter })?
     else {

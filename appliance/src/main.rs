@@ -163,6 +163,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sigma rules: `vigil rules check DIR`, `vigil rules import DIR`.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Print stored events.
     Events {
         #[arg(long, default_value = "/var/lib/vigil")]
@@ -203,6 +208,23 @@ enum TokenCmd {
         data: PathBuf,
         /// The token's id from `vigil token list`.
         id: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Check every rule under DIR (offline); exit 1 naming each bad
+    /// rule's file and line.
+    Check { dir: PathBuf },
+    /// Check, then add the rules under DIR (e.g. a USB stick) to the
+    /// appliance's rules directory; the detection pipeline reloads them.
+    Import {
+        dir: PathBuf,
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        /// Who imports (recorded in the audit log); default `cli:$USER`.
+        #[arg(long)]
+        operator: Option<String>,
     },
 }
 
@@ -289,6 +311,7 @@ fn main() -> Result<()> {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
         Cmd::Audit { cmd } => return evidence_cli::audit(cmd),
+        Cmd::Rules { cmd } => return evidence_cli::rules(cmd),
         Cmd::Export {
             data,
             incident,
@@ -361,23 +384,7 @@ fn main() -> Result<()> {
             since,
             kind,
             limit,
-        } => {
-            let kinds = kind
-                .iter()
-                .map(|k| {
-                    EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-            let filter = EventFilter {
-                host,
-                since_ns: Some(now.saturating_sub(since).as_nanos() as u64),
-                kinds,
-                limit,
-                ..EventFilter::default()
-            };
-            (data, AdminRequest::Events { filter })
-        }
+        } => (data, events_request(host, since, &kind, limit)?),
     };
     let (resp, pw) = cli::execute(&data, req)?;
     print_first_password(pw);
@@ -394,6 +401,28 @@ fn now_ns() -> u64 {
 
 /// Say where the first admin password is; the password itself is never
 /// printed (output ends up in logs).
+/// `vigil events`' flags as the read API's filter.
+fn events_request(
+    host: Option<HostId>,
+    since: Duration,
+    kind: &[String],
+    limit: usize,
+) -> Result<AdminRequest> {
+    let kinds = kind
+        .iter()
+        .map(|k| EventKind::from_name(k).with_context(|| format!("unknown event kind {k:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let filter = EventFilter {
+        host,
+        since_ns: Some(now.saturating_sub(since).as_nanos() as u64),
+        kinds,
+        limit,
+        ..EventFilter::default()
+    };
+    Ok(AdminRequest::Events { filter })
+}
+
 fn print_first_password(file: Option<PathBuf>) {
     if let Some(file) = file {
         eprintln!("{}", first_password_notice(&file));

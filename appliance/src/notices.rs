@@ -21,6 +21,8 @@ pub struct DetectionNotices {
     /// `hosts` family also holds every host's health history, so the
     /// pipeline re-reads it only then, not on every round.
     identity_generation: Arc<AtomicU64>,
+    /// Bumped when an operator changed the Sigma rules directory.
+    rules_generation: Arc<AtomicU64>,
 }
 
 impl DetectionNotices {
@@ -43,6 +45,16 @@ impl DetectionNotices {
     /// Changes with every [`DetectionNotices::note_identity_change`].
     pub fn identity_generation(&self) -> u64 {
         self.identity_generation.load(Ordering::Acquire)
+    }
+
+    /// Note that the Sigma rules directory changed (an import).
+    pub fn note_rules_change(&self) {
+        self.rules_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes with every [`DetectionNotices::note_rules_change`].
+    pub fn rules_generation(&self) -> u64 {
+        self.rules_generation.load(Ordering::Acquire)
     }
 }
 

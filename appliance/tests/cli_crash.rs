@@ -778,3 +778,83 @@ fn evidence_bundles_and_the_audit_log_verify_offline_and_name_tampering() {
     let (code, report, _) = vigil_status(&["audit", "verify", "--data", d]);
     assert_eq!(code, 1, "a rewritten audit entry verified: {report}");
 }
+
+/// `vigil rules check|import`: a malformed rule is refused with its file
+/// and line and nothing is imported; good rules land 0600 in the rules
+/// directory, once, and the import is an audit entry.
+#[test]
+fn sigma_rules_are_checked_and_imported_all_or_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let stick = dir.path().join("usb");
+    std::fs::create_dir_all(&stick).unwrap();
+    let good = "title: whoami run\nid: 3b1f0a9e-0000-4000-8000-000000000002\n\
+                logsource:\n  category: process_creation\n\
+                detection:\n  sel:\n    CommandLine|contains: whoami\n  condition: sel\n\
+                level: low\n";
+    std::fs::write(stick.join("good.yml"), good).unwrap();
+    std::fs::write(
+        stick.join("bad.yml"),
+        "title: counts\nid: 3b1f0a9e-0000-4000-8000-000000000003\n\
+         logsource:\n  category: process_creation\n\
+         detection:\n  sel:\n    Image: x\n  condition: sel | count() > 5\n",
+    )
+    .unwrap();
+    let (code, _, err) = vigil_status(&["rules", "check", stick.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("bad.yml:8"),
+        "the bad rule's file and line are not named: {err}"
+    );
+    let (code, _, err) = vigil_status(&["rules", "import", stick.to_str().unwrap(), "--data", d]);
+    assert_eq!(code, 1, "{err}");
+    let installed = data.join("rules/sigma");
+    assert!(
+        !installed.join("good.yml").exists(),
+        "a partial import happened"
+    );
+
+    std::fs::remove_file(stick.join("bad.yml")).unwrap();
+    let (code, out, err) = vigil_status(&["rules", "check", stick.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 rules OK"), "{out}");
+    let (code, out, err) = vigil_status(&[
+        "rules",
+        "import",
+        stick.to_str().unwrap(),
+        "--data",
+        d,
+        "--operator",
+        "alice",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 1 Sigma rules"), "{out}");
+    let mode = std::fs::metadata(installed.join("good.yml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (code, _, err) = vigil_status(&["rules", "import", stick.to_str().unwrap(), "--data", d]);
+    assert_eq!(code, 1, "a second import of the same file was accepted");
+    assert!(err.contains("already imported"), "{err}");
+    // The import is in the audit log, which still verifies.
+    let (code, report, _) = vigil_status(&["audit", "verify", "--data", d]);
+    assert_eq!(code, 0, "{report}");
+    let store = Arc::new(RocksStore::open(&data.join("db")).unwrap());
+    let entries: Vec<(Vec<u8>, vigil_web_ui::store::AuditEntry)> = Db::new(store)
+        .records_with_prefix(
+            vigil_appliance::store::Cf::Audit,
+            vigil_appliance::db::records::AUDIT,
+            vigil_appliance::store::Direction::Forward,
+            0,
+        )
+        .unwrap();
+    assert!(
+        entries.iter().any(|(_, e)| e.action == "rules.import"
+            && e.actor == "alice"
+            && e.detail == "good.yml"),
+        "no audit entry for the import"
+    );
+}

@@ -22,6 +22,8 @@ pub enum AlertKind {
     /// A strong remote-execution trace (a shell under a service, WMI…) on
     /// one host whose inbound hop was not seen; the path is that host.
     Trace,
+    /// A Sigma rule fired on one event of one host.
+    Sigma,
 }
 
 /// One alert with everything needed to explain it.

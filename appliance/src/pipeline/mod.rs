@@ -94,7 +94,13 @@ pub struct Pipeline {
     /// Verdict keys applied to the detector, deleted with the next save (so
     /// a crash before the save re-applies them instead of losing them).
     verdicts_done: BTreeSet<Vec<u8>>,
+    /// The operator's Sigma rules directory, and the rules generation the
+    /// detector's rules were loaded at.
+    sigma_dir: Option<(std::path::PathBuf, Option<u64>)>,
 }
+
+/// Where an operator's Sigma rules live, under the data directory.
+pub const SIGMA_RULES_DIR: &str = "rules/sigma";
 
 /// One round's outcome.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -149,7 +155,34 @@ impl Pipeline {
             pending: BTreeSet::new(),
             last_full_ns: None,
             verdicts_done: BTreeSet::new(),
+            sigma_dir: None,
         })
+    }
+
+    /// Run the shipped Sigma rules and those in `dir` (reloaded whenever
+    /// an import notes a change).
+    pub fn with_sigma_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.sigma_dir = Some((dir, None));
+        self
+    }
+
+    /// Load the Sigma rules if they changed since the last load; a bad rule
+    /// is logged with its file and line and left out, never silently.
+    fn reload_sigma(&mut self) {
+        let generation = self.notices.rules_generation();
+        let Some((dir, loaded)) = &mut self.sigma_dir else {
+            return;
+        };
+        if *loaded == Some(generation) {
+            return;
+        }
+        *loaded = Some(generation);
+        let (rules, errors) = vigil_models::sigma::RuleSet::builtin_and_dir(dir);
+        for e in &errors {
+            tracing::error!(rule = %e, "Sigma rule refused");
+        }
+        tracing::info!(rules = rules.len(), dir = %dir.display(), "Sigma rules loaded");
+        self.det.set_sigma_rules(rules);
     }
 
     /// Read every host next round (after a failed round, whose notices
@@ -178,6 +211,7 @@ impl Pipeline {
     /// event after each cursor, close windows, write alerts and edges.
     pub fn round(&mut self, now_ns: u64) -> Result<Round, PipelineError> {
         self.apply_settings()?;
+        self.reload_sigma();
         // The analysts' suppressions (saved in the console) hide alerts in
         // the detector too, so hidden hops never spend the alert budget.
         if self.det.set_suppressions(self.db.suppressions()?) {
@@ -491,7 +525,9 @@ const BOARD_BUSY_EVERY: Duration = Duration::from_secs(1);
 pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
     let clock: Clock = core.clock.clone();
     let mut pipeline = match Pipeline::open(core.db.clone(), core.notices.clone(), &cfg, clock()) {
-        Ok(p) => p.with_metrics(core.metrics.clone()),
+        Ok(p) => p
+            .with_metrics(core.metrics.clone())
+            .with_sigma_dir(core.data_dir.join(SIGMA_RULES_DIR)),
         Err(e) => {
             tracing::error!(error = %e, "detection pipeline cannot start");
             return;

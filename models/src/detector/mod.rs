@@ -29,6 +29,7 @@ mod hops;
 mod incidents;
 mod logons;
 mod observe;
+mod sigma;
 mod traces;
 mod training;
 mod windows;
@@ -291,6 +292,12 @@ pub struct Detector {
     /// the appliance stores them too (hidden from views, kept for audit).
     #[serde(skip)]
     hidden: Vec<crate::alert::Alert>,
+    /// Sigma rules in force (configuration, set by the caller; not saved).
+    #[serde(skip)]
+    sigma: crate::sigma::RuleSet,
+    /// When each (rule, host) last alerted, for deduplication.
+    #[serde(skip)]
+    sigma_seen: HashMap<(String, HostId), u64>,
     next_id: u64,
     last_train_ns: Option<u64>,
     fleet_hop_threshold: Option<f64>,
@@ -327,6 +334,8 @@ impl Detector {
             suppressed_total: 0,
             budget_excluded: Vec::new(),
             hidden: Vec::new(),
+            sigma: crate::sigma::RuleSet::new(),
+            sigma_seen: HashMap::new(),
             next_id: 1,
             last_train_ns: None,
             fleet_hop_threshold: None,

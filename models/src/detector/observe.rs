@@ -108,6 +108,7 @@ impl Detector {
                 w.add(&facts, ev_id);
             }
         }
+        out.alerts.extend(self.sigma_alerts(ev));
         out.alerts = self.apply_suppressions(out.alerts, ts);
         out
     }

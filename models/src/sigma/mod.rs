@@ -11,6 +11,7 @@
 //!
 //! Pure: the only I/O is `load_dir` reading the rule files.
 
+mod builtin;
 mod condition;
 mod detection;
 mod error;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use vigil_proto::{Event, EventKind};
 
+pub use builtin::BUILTIN_RULES;
 pub use error::RuleError;
 pub use rule::{Level, RuleMeta};
 
@@ -114,6 +116,11 @@ impl RuleSet {
                 .map(|e| e.in_file(name))
                 .collect::<Vec<_>>()
         })?;
+        self.insert(name, rule)
+    }
+
+    /// Adds a compiled rule unless its `id` is already loaded.
+    fn insert(&mut self, name: &str, rule: Rule) -> Result<(), Vec<RuleError>> {
         if let Some(other) = self.rules.iter().find(|r| r.meta.id == rule.meta.id) {
             return Err(vec![RuleError {
                 file: name.to_string(),
