@@ -15,6 +15,8 @@ use vigil_proto::{AuthMethod, Event, EventKind, HostId, LoginService, Payload};
 use vigil_sensor::{Config, EnrollParams, Sensor, SensorHandle};
 use vigil_tests::lab::{require_lab, Lab};
 
+#[path = "e2e/detection_lab.rs"]
+mod detection_lab;
 #[path = "e2e/hostile_lab.rs"]
 mod hostile_lab;
 
