@@ -239,6 +239,21 @@ async fn ssh_chain_through_three_hosts_reaches_the_appliance() {
     let alerts = reader.alerts(&AlertFilter::default()).unwrap();
     assert!(chained, "no h1→h2→h3 incident among {alerts:#?}");
     let incident = alerts.iter().find(|a| a.path == vec![h1, h2, h3]).unwrap();
+    // Every alert over more than one host names true sources: each step
+    // of its path is a hop that really happened (h1 → h2 or h2 → h3, the
+    // addresses the targets' sshd logged), never a host that merely also
+    // had a recent hop.
+    for a in alerts.iter().filter(|a| a.path.len() > 1) {
+        for step in a.path.windows(2) {
+            assert!(
+                step == [h1, h2] || step == [h2, h3],
+                "alert {} ({}) names a hop that did not happen: {:?}",
+                a.id,
+                a.title,
+                a.path
+            );
+        }
+    }
     assert!(
         incident.techniques.iter().any(|t| t == "T1021.004"),
         "techniques {:?}",
