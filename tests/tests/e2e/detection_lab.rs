@@ -4,7 +4,7 @@
 
 use super::{eventually, start_appliance, watch};
 use std::net::IpAddr;
-use vigil_proto::query::{AlertFilter, ReadApi};
+use vigil_proto::query::AlertFilter;
 use vigil_tests::lab::{require_lab, Lab};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
