@@ -89,7 +89,13 @@ pub fn capability() -> Result<(), Unavailable> {
 /// Run `body` only when the lab can be built. When it cannot: under CI
 /// (env `CI` set) the test fails; elsewhere it prints why and skips.
 pub fn require_lab(test: &str) -> bool {
-    match capability() {
+    require(test, capability())
+}
+
+/// Whether `test` may run given `available`: under CI (env `CI` set) an
+/// unavailable capability fails the test; elsewhere it prints why and skips.
+pub fn require(test: &str, available: Result<(), Unavailable>) -> bool {
+    match available {
         Ok(()) => true,
         Err(Unavailable(why)) => {
             if std::env::var_os("CI").is_some() {
