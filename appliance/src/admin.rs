@@ -76,6 +76,8 @@ pub enum AdminRequest {
         scope: ExportTarget,
         exporter: String,
     },
+    /// `vigil respond …`.
+    Respond(crate::respond_admin::RespondRequest),
 }
 
 /// What `vigil export` names (hosts by id or name, resolved here).
@@ -167,6 +169,8 @@ pub enum AdminResponse {
         path: std::path::PathBuf,
         summary: crate::export::ExportSummary,
     },
+    /// `vigil respond …`.
+    Respond(crate::respond_admin::RespondResponse),
     Error(String),
 }
 
@@ -267,6 +271,7 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         }
         AdminRequest::Export { scope, exporter } => export(core, &reader, scope, &exporter, now),
         AdminRequest::ImportRules { files, operator } => import_rules(core, files, &operator, now),
+        AdminRequest::Respond(req) => crate::respond_admin::handle(core, req).map(AdminResponse::Respond),
         // The running pipeline's view when there is one, else the last save.
         AdminRequest::Models => match core.models.all() {
             live if !live.is_empty() => Ok(AdminResponse::Models(live)),
@@ -284,7 +289,7 @@ fn public_key_b64(core: &Core) -> String {
 }
 
 /// Resolve a host given by id or name.
-fn resolve_host(reader: &StoreReader, host: &str) -> Result<HostId, String> {
+pub(crate) fn resolve_host(reader: &StoreReader, host: &str) -> Result<HostId, String> {
     if let Ok(id) = host.parse::<HostId>() {
         return Ok(id);
     }

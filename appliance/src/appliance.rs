@@ -199,6 +199,7 @@ impl Appliance {
                 shutdown.clone(),
             )));
         }
+        tasks.push(tokio::spawn(sweep_commands(core.clone(), shutdown.clone())));
         tasks.push(tokio::spawn(crate::retention::run(
             core.clone(),
             cfg.retention_interval,
@@ -315,5 +316,20 @@ async fn join_thread(what: &str, join: impl FnOnce() + Send + 'static) {
         .is_err()
     {
         tracing::warn!("{what} did not stop within 10 s");
+    }
+}
+
+/// Expire response commands that missed their deadline and retry delivery
+/// to connected hosts, every second until shutdown.
+async fn sweep_commands(core: Arc<Core>, mut shutdown: shutdown::Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        let responder = core.responder.clone();
+        let _ = tokio::task::spawn_blocking(move || responder.sweep()).await;
     }
 }

@@ -45,7 +45,7 @@ pub fn execute(
     Ok((admin::handle(&core, req, false), first.admin_password_file))
 }
 
-fn ns_to_text(ns: u64) -> String {
+pub fn ns_to_text(ns: u64) -> String {
     if ns == 0 {
         return "never".into();
     }
@@ -239,6 +239,7 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
             summary.alerts,
             summary.events
         )),
+        AdminResponse::Respond(r) => Ok(crate::respond_admin::render(&r)),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }

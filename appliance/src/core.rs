@@ -3,7 +3,8 @@
 //!
 //! Data directory layout (the directories mode 0700, files 0600):
 //! - `db/` — RocksDB
-//! - `keys/ca.key`, `keys/ca.crt`, `keys/server.key`, `keys/server.crt`, `keys/evidence.key`
+//! - `keys/ca.key`, `keys/ca.crt`, `keys/server.key`, `keys/server.crt`, `keys/evidence.key`,
+//!   `keys/command.key` (signs response commands)
 //! - `metrics.token` — bearer token for `/metrics`
 //! - `first-admin-password` — the generated password of `admin`, until it is changed
 //! - `management.json` — the management address the console binds (`vigil serve --management-address`)
@@ -56,7 +57,7 @@ pub enum CoreError {
     /// Creating the first console admin failed.
     #[error("first admin: {0}")]
     Console(#[from] vigil_web_ui::error::UiError),
-    #[error("evidence key: {0}")]
+    #[error("key: {0}")]
     Key(String),
     #[error(transparent)]
     AuditLog(#[from] AuditLogError),
@@ -86,6 +87,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// The detection pipeline's latest per-host model status.
     pub models: Arc<crate::model_board::ModelBoard>,
+    /// Signs, stores and delivers response commands (`keys/command.key`).
+    pub responder: Arc<crate::response::Responder>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
 }
@@ -150,6 +153,22 @@ impl Core {
         let notices = DetectionNotices::default();
         let registry = Arc::new(Registry::load(db.clone(), notices.clone())?);
         let enrollment = Enrollment::new(db.clone(), pki.clone(), registry.clone());
+        let metrics = Arc::new(Metrics::default());
+        let command_key = crate::response::load_or_create_command_key(
+            &keys.join(crate::response::COMMAND_KEY_FILE),
+        )
+        .map_err(CoreError::Key)?;
+        let responder = Arc::new(
+            crate::response::Responder::open(
+                db.clone(),
+                command_key,
+                registry.clone(),
+                console.clone(),
+                metrics.clone(),
+                clock.clone(),
+            )
+            .map_err(|e| CoreError::Key(format!("response commands: {e}")))?,
+        );
         Ok((
             Core {
                 data_dir: data_dir.to_owned(),
@@ -160,8 +179,9 @@ impl Core {
                 audit_signer,
                 enrollment,
                 console,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 models,
+                responder,
                 clock,
                 sensor_config: SensorConfig::default(),
             },

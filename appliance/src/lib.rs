@@ -52,6 +52,8 @@ pub mod pipeline;
 pub mod pki;
 pub mod read;
 pub mod registry;
+pub mod respond_admin;
+pub mod response;
 pub mod retention;
 pub mod shutdown;
 pub mod store;

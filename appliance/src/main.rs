@@ -12,6 +12,7 @@ use vigil_proto::query::{AlertFilter, EventFilter};
 use vigil_proto::{EventKind, HostId};
 
 mod evidence_cli;
+mod respond_cli;
 
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Vigil EDR appliance")]
@@ -116,6 +117,12 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Act on a host: isolate, release, kill, collect, list, remove a key,
+    /// disable an account, block a peer; and follow the commands.
+    Respond {
+        #[command(subcommand)]
+        cmd: respond_cli::RespondCmd,
     },
     /// The provable audit log: `vigil audit verify|checkpoint|prove-extends`.
     Audit {
@@ -311,6 +318,7 @@ fn main() -> Result<()> {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
         Cmd::Audit { cmd } => return evidence_cli::audit(cmd),
+        Cmd::Respond { cmd } => return respond_cli::respond(cmd),
         Cmd::Rules { cmd } => return evidence_cli::rules(cmd),
         Cmd::Export {
             data,

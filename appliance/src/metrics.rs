@@ -203,6 +203,10 @@ pub struct Metrics {
     pub cert_renewals: Labelled,
     /// Acknowledged events kept in quarantine, by reason.
     pub quarantined: Labelled,
+    /// Response commands by outcome (`issued`, `sent`, `acknowledged`,
+    /// `done`, `failed`, `refused:<code>`, `expired`, `cancelled`,
+    /// `result_rejected` for a receipt naming another host's command).
+    pub commands: Labelled,
     /// What each host's sensor did that was refused, quarantined or
     /// throttled, by reason (shown on the host in the console).
     pub host_flags: HostFlags,
@@ -439,6 +443,11 @@ impl Metrics {
                 "vigil_quarantined_events_total",
                 "Acknowledged events kept out of the event store, by reason.",
                 &self.quarantined,
+            ),
+            (
+                "vigil_response_commands_total",
+                "Response commands, by outcome.",
+                &self.commands,
             ),
         ];
         for (name, help, c) in labelled {

@@ -140,6 +140,9 @@ pub fn quic_server_config(
         .with_single_cert(pki.server_chain(), pki.server_key())?;
     cfg.alpn_protocols = vec![
         vigil_proto::ALPN_INGEST.to_vec(),
+        // Most preferred first: a sensor offering both enrollment versions
+        // gets v2 (which carries the command key).
+        vigil_proto::ALPN_ENROLL_V2.to_vec(),
         vigil_proto::ALPN_ENROLL.to_vec(),
     ];
     Ok(cfg)

@@ -59,6 +59,10 @@ pub enum ControlMessage {
     /// An appliance sends it to sensors that enrolled over
     /// [`crate::ALPN_ENROLL_V2`]; `Enrolled` stays for older sensors.
     EnrolledV2(EnrollResponseV2),
+    /// The sensor has received the `Command` with this id and is carrying it
+    /// out (sent before it runs, so the appliance can tell *delivered* from
+    /// *done*; a command without one was never received).
+    CommandReceived(u64),
 }
 
 impl ControlMessage {

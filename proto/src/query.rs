@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 mod filter;
+pub mod response;
 
 /// Whether a sensor is reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

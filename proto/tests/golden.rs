@@ -411,6 +411,7 @@ fn control_messages() -> Vec<(&'static str, ControlMessage, &'static str)> {
             }),
             "0d0701300131abababababababababababababababababababababababababababababababab",
         ),
+        ("CommandReceived", ControlMessage::CommandReceived(300), "0eac02"),
     ]
 }
 

@@ -423,6 +423,7 @@ fn control() -> impl Strategy<Value = ControlMessage> {
                 })
             }
         ),
+        any::<u64>().prop_map(ControlMessage::CommandReceived),
     ]
 }
 

@@ -407,6 +407,7 @@ impl Uplink {
                 Some(msg) = cmd_rx.recv() => match msg? {
                     ControlMessage::Command(cmd) => {
                         tracing::info!(id = cmd.id, operator = %cmd.operator, action = ?cmd.action, "uplink: command received");
+                        wire::write_control(&mut ctl_send, &ControlMessage::CommandReceived(cmd.id)).await?;
                         let exec = self.commands.clone();
                         running_cmds.spawn(async move {
                             let id = cmd.id;

@@ -19,6 +19,8 @@ use vigil_tests::lab::{require_lab, Lab};
 mod detection_lab;
 #[path = "e2e/hostile_lab.rs"]
 mod hostile_lab;
+#[path = "e2e/response_lab.rs"]
+mod response_lab;
 
 /// One lab host with its enrolled, running sensor.
 struct Watched {
@@ -65,6 +67,14 @@ async fn watch(app: &Appliance, lab: &Lab, i: usize, state: &Path) -> Watched {
     })
     .await
     .expect("enroll");
+    Watched {
+        host: identity.host,
+        sensor: start_sensor(app, lab, i, state).await,
+    }
+}
+
+/// Start an enrolled sensor (its state in `state`) watching lab host `i`.
+async fn start_sensor(app: &Appliance, lab: &Lab, i: usize, state: &Path) -> SensorHandle {
     let host = &lab.hosts[i];
     let mut config = Config::new(app.quic_addr.to_string(), state);
     config.netns = Some(host.netns.clone());
@@ -73,11 +83,7 @@ async fn watch(app: &Appliance, lab: &Lab, i: usize, state: &Path) -> Watched {
     config.collectors.auth_log = host.auth_log.clone();
     config.collectors.network_poll = Duration::from_millis(200);
     config.collectors.file_paths = Some(vec![lab.dir().join(format!("{}-watched", host.name))]);
-    let sensor = Sensor::start(config).await.expect("sensor starts");
-    Watched {
-        host: identity.host,
-        sensor,
-    }
+    Sensor::start(config).await.expect("sensor starts")
 }
 
 fn events(reader: &dyn ReadApi, host: HostId, kind: EventKind) -> Vec<Event> {

@@ -3,6 +3,7 @@
 //! names); keys are big-endian (see [`keys`]).
 
 pub mod audit_log;
+pub mod commands;
 pub mod events;
 #[cfg(test)]
 mod golden;

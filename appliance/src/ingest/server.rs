@@ -190,7 +190,8 @@ async fn handle_connection(
     shutdown: Shutdown,
 ) {
     match alpn(&conn).as_deref() {
-        Some(p) if p == vigil_proto::ALPN_ENROLL => {
+        Some(p) if p == vigil_proto::ALPN_ENROLL || p == vigil_proto::ALPN_ENROLL_V2 => {
+            let v2 = p == vigil_proto::ALPN_ENROLL_V2;
             // Enrollment is unauthenticated until the token is checked.
             let Some(_slot) = limits.try_enrollment(conn.remote_address().ip()) else {
                 HandshakeRejected {
@@ -201,7 +202,7 @@ async fn handle_connection(
                 conn.close(CLOSE_PROTOCOL.into(), b"enrollment busy, retry later");
                 return;
             };
-            handle_enroll(conn, core).await
+            handle_enroll(conn, core, v2).await
         }
         Some(p) if p == vigil_proto::ALPN_INGEST => {
             handle_ingest(conn, core, queue, limits, shutdown).await
@@ -233,7 +234,7 @@ async fn refuse_and_close(conn: &Connection, send: &mut SendStream, code: &str, 
     conn.close(CLOSE_PROTOCOL.into(), message.as_bytes());
 }
 
-async fn handle_enroll(conn: Connection, core: Arc<Core>) {
+async fn handle_enroll(conn: Connection, core: Arc<Core>, v2: bool) {
     let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(ENROLL_TIMEOUT, conn.accept_bi()).await
     else {
         return;
@@ -260,7 +261,17 @@ async fn handle_enroll(conn: Connection, core: Arc<Core>) {
                         hostname: &req.hostname,
                     }
                     .emit(&core.metrics);
-                    ControlMessage::Enrolled(resp)
+                    if v2 {
+                        // Sensors that speak v2 learn the command key too.
+                        ControlMessage::EnrolledV2(vigil_proto::EnrollResponseV2 {
+                            host: resp.host,
+                            cert_der: resp.cert_der,
+                            ca_der: resp.ca_der,
+                            command_key: core.responder.public_key(),
+                        })
+                    } else {
+                        ControlMessage::Enrolled(resp)
+                    }
                 }
                 Err(refusal) => {
                     EnrollmentRefused {
@@ -444,6 +455,10 @@ async fn control_stream(
     // with commands, so they go through the writer too.
     let (reply_tx, reply_rx) = mpsc::channel::<ControlMessage>(1);
     let writer = tokio::spawn(command_writer(send, rx, reply_rx, shutdown.clone()));
+    // What waited for this host goes out now (stored commands survive
+    // disconnections and appliance restarts).
+    let responder = core.responder.clone();
+    let _ = tokio::task::spawn_blocking(move || responder.host_connected(host)).await;
     let mut renewed = false;
     loop {
         let msg = tokio::select! {
@@ -459,6 +474,12 @@ async fn control_stream(
             }
             Ok(ControlMessage::CommandResult(r)) => {
                 tracing::info!(host = %host, command = r.id, state = ?r.state, message = %r.message, "command result");
+                let responder = core.responder.clone();
+                let _ = tokio::task::spawn_blocking(move || responder.on_result(host, r)).await;
+            }
+            Ok(ControlMessage::CommandReceived(id)) => {
+                let responder = core.responder.clone();
+                let _ = tokio::task::spawn_blocking(move || responder.on_received(host, id)).await;
             }
             Ok(ControlMessage::Renew(req)) => {
                 let reply = renew_reply(&conn, host, &req, &core, renewed);

@@ -1,0 +1,337 @@
+//! Response in the namespace lab (issue #16): an operator isolates a lab
+//! host with the real `vigil respond` CLI (admin socket → signed command →
+//! real QUIC → the host's sensor → one nftables transaction in the host's
+//! namespace); the host then cannot reach its peer over TCP or ICMP, IPv4
+//! or IPv6, while its sensor keeps reporting. The isolation survives a
+//! sensor restart, a release sent while the sensor is down is carried out
+//! when it returns, an isolation with an expiry lifts by itself, and a
+//! collected file comes back with its SHA-256.
+
+use super::{eventually, ran, start_sensor, watch};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use vigil_appliance::{Appliance, ServeConfig};
+use vigil_proto::query::response::{CommandRecord, CommandStatus, ResponseApi};
+use vigil_proto::{CommandState, Receipt, RefusalReason};
+use vigil_tests::lab::{require, require_lab, Lab, Unavailable};
+use vigil_web_ui::store::ConsoleStore;
+
+/// Run `vigil respond ARGS… --data DIR [--operator admin]`; its stdout.
+fn respond(vigil: &Path, data: &Path, args: &[&str]) -> String {
+    let out = Command::new(vigil)
+        .arg("respond")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        // Reading needs no operator; acting does.
+        .args(if matches!(args[0], "list" | "show") {
+            &[][..]
+        } else {
+            &["--operator", "admin"][..]
+        })
+        .output()
+        .expect("run vigil respond");
+    assert!(
+        out.status.success(),
+        "vigil respond {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The id `vigil respond <action>` printed ("command N" on its first line).
+fn command_id(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("command "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no command id in {stdout:?}"))
+}
+
+async fn finished(app: &Appliance, id: u64, secs: u64) -> CommandRecord {
+    let responder = app.core().responder.clone();
+    eventually(secs, || {
+        responder.command(id).is_ok_and(|c| c.status.is_final())
+    })
+    .await;
+    responder.command(id).expect("command stored")
+}
+
+/// Whether host `from` reaches `addr` by ping and by TCP on `port`.
+fn reaches(lab: &Lab, from: usize, addr: &str, port: u16) -> (bool, bool) {
+    let ping = lab
+        .exec(from, "ping", &["-c", "1", "-W", "1", addr])
+        .is_ok();
+    let url = format!("/dev/tcp/{addr}/{port}");
+    let tcp = lab
+        .exec(
+            from,
+            "timeout",
+            &["2", "bash", "-c", &format!("exec 3<>{url}")],
+        )
+        .is_ok();
+    (ping, tcp)
+}
+
+/// A TCP listener on every address (v4 and v6) of lab host `i`.
+fn listen_everywhere(lab: &Lab, i: usize, port: u16) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[i].netns, "python3", "-c"])
+        .arg(format!(
+            "import socket,time\ns=socket.socket(socket.AF_INET6)\n\
+             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('::', {port}))\ns.listen(16)\n\
+             while True:\n  c,_=s.accept(); c.close()\n"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 listener")
+}
+
+fn tool(path: &str) -> Result<(), Unavailable> {
+    if Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(Unavailable(format!("{path} is not installed")))
+    }
+}
+
+/// The lab's appliance with its admin socket, so the real CLI reaches it.
+async fn start_appliance_with_admin_socket(dir: &Path) -> Appliance {
+    let mut cfg = ServeConfig::new(dir).loopback();
+    cfg.pipeline.as_mut().expect("detection is on").poll = Duration::from_millis(200);
+    Appliance::start(cfg).await.expect("appliance starts")
+}
+
+fn vigil_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("vigil");
+    bin.is_file().then_some(bin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_isolates_a_lab_host_and_it_holds_until_released() {
+    let test = "an_operator_isolates_a_lab_host_and_it_holds_until_released";
+    if !require_lab(test)
+        || !require(test, tool("/usr/bin/python3"))
+        || !require(test, tool("/usr/sbin/nft"))
+        || !require(test, tool("/usr/bin/ping"))
+    {
+        return;
+    }
+    let vigil = vigil_binary().expect("the vigil binary is built with the tests");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("appliance");
+    let app = start_appliance_with_admin_socket(&data).await;
+    let lab = Lab::new(2).expect("lab");
+    let v6 = |i: usize| format!("fd42:{:x}::{}", lab.hosts[i].addr.octets()[2], i + 2);
+    for i in 0..2 {
+        let cidr = format!("{}/64", v6(i));
+        lab.exec(i, "ip", &["addr", "add", &cidr, "dev", "eth0", "nodad"])
+            .expect("IPv6 address");
+    }
+    let mut listener = listen_everywhere(&lab, 1, 8080);
+    let h1 = watch(&app, &lab, 0, &tmp.path().join("sensor1")).await;
+    let state2 = tmp.path().join("sensor2");
+    let mut h2 = watch(&app, &lab, 1, &state2).await;
+    // Lab sensors share the machine's hostname: name hosts by id.
+    let h2_id = h2.host.to_string();
+    let h2_id = h2_id.as_str();
+    let (v4_peer, v6_peer) = (lab.hosts[1].addr.to_string(), v6(1));
+    let before = eventually(10, || {
+        reaches(&lab, 0, &v4_peer, 8080) == (true, true)
+            && reaches(&lab, 0, &v6_peer, 8080) == (true, true)
+    })
+    .await;
+    assert!(before, "h1 does not reach h2 before isolation");
+
+    // Isolate h2 from the CLI; the receipt proves the ruleset installed.
+    let out = respond(
+        &vigil,
+        &data,
+        &["isolate", h2_id, "--reason", "lab: contain h2"],
+    );
+    let isolate = finished(&app, command_id(&out), 20).await;
+    assert_eq!(isolate.status, CommandStatus::Done, "{isolate:#?}");
+    let result = isolate.result.as_ref().unwrap();
+    let Receipt::Isolation(receipt) = &result.receipt else {
+        panic!("isolation receipt expected: {result:?}");
+    };
+    assert_ne!(receipt.ruleset_sha256, [0; 32]);
+    let codes: Vec<_> = isolate.history.iter().map(|t| t.status.code()).collect();
+    assert_eq!(
+        codes,
+        ["queued", "sent", "acknowledged", "done"],
+        "lifecycle"
+    );
+    for peer in [&v4_peer, &v6_peer] {
+        assert_eq!(
+            reaches(&lab, 0, peer, 8080),
+            (false, false),
+            "h1 still reaches isolated h2 at {peer}"
+        );
+        assert_eq!(
+            reaches(&lab, 1, &lab.hosts[0].addr.to_string(), 22).0,
+            false,
+            "isolated h2 pings out"
+        );
+    }
+    let responder = app.core().responder.clone();
+    assert!(
+        responder.isolation(h2.host, now_ns()).unwrap().is_some(),
+        "the host page's banner source"
+    );
+    // Its sensor keeps reporting while isolated.
+    lab.exec(1, "sleep", &["0.31"]).unwrap();
+    let reader = app.reader();
+    assert!(
+        eventually(20, || ran(&*reader, h2.host, "sleep", "0.31")).await,
+        "no events from the isolated host"
+    );
+
+    // A restart of the sensor keeps the host isolated; a release queued
+    // while the sensor is down is carried out when it is back.
+    h2.sensor.shutdown().await;
+    assert_eq!(
+        reaches(&lab, 0, &v4_peer, 8080),
+        (false, false),
+        "sensor stop lifted isolation"
+    );
+    let out = respond(
+        &vigil,
+        &data,
+        &["release", h2_id, "--reason", "lab: cleaned"],
+    );
+    let release_id = command_id(&out);
+    assert_eq!(
+        responder.command(release_id).unwrap().status,
+        CommandStatus::Queued
+    );
+    h2.sensor = start_sensor(&app, &lab, 1, &state2).await;
+    let release = finished(&app, release_id, 30).await;
+    assert_eq!(release.status, CommandStatus::Done, "{release:#?}");
+    assert!(matches!(
+        release.result.as_ref().unwrap().receipt,
+        Receipt::Released { was_isolated: true }
+    ));
+    let after = eventually(10, || {
+        reaches(&lab, 0, &v4_peer, 8080) == (true, true)
+            && reaches(&lab, 0, &v6_peer, 8080) == (true, true)
+    })
+    .await;
+    assert!(after, "release did not restore reachability");
+    assert!(responder.isolation(h2.host, now_ns()).unwrap().is_none());
+
+    // An isolation with an expiry lifts by itself.
+    let out = respond(
+        &vigil,
+        &data,
+        &["isolate", h2_id, "--for", "4s", "--reason", "lab: brief"],
+    );
+    let brief = finished(&app, command_id(&out), 20).await;
+    assert_eq!(brief.status, CommandStatus::Done, "{brief:#?}");
+    assert_eq!(reaches(&lab, 0, &v4_peer, 8080), (false, false));
+    let lifted = eventually(15, || reaches(&lab, 0, &v4_peer, 8080) == (true, true)).await;
+    assert!(lifted, "expired isolation still in force");
+
+    // Collect: a regular file comes back with its SHA-256; /dev/zero is refused.
+    let file = lab.dir().join("h2-collect-me");
+    std::fs::write(&file, b"evidence bytes\n").unwrap();
+    let path = file.display().to_string();
+    let out = respond(
+        &vigil,
+        &data,
+        &[
+            "collect",
+            h2_id,
+            "--path",
+            &path,
+            "--reason",
+            "lab: collect",
+        ],
+    );
+    let collect = finished(&app, command_id(&out), 20).await;
+    let Some(Receipt::Collect(c)) = collect.result.as_ref().map(|r| &r.receipt) else {
+        panic!("collect receipt expected: {collect:#?}");
+    };
+    let want: [u8; 32] = Sha256::digest(b"evidence bytes\n").into();
+    assert_eq!(c.sha256, want);
+    let saved = tmp.path().join("collected");
+    let id = collect.id().to_string();
+    respond(
+        &vigil,
+        &data,
+        &["download", &id, "-o", &saved.display().to_string()],
+    );
+    assert_eq!(std::fs::read(&saved).unwrap(), b"evidence bytes\n");
+    let out = respond(
+        &vigil,
+        &data,
+        &[
+            "collect",
+            h2_id,
+            "--path",
+            "/dev/zero",
+            "--reason",
+            "lab: bad",
+        ],
+    );
+    let zero = finished(&app, command_id(&out), 20).await;
+    assert_eq!(zero.status, CommandStatus::Refused);
+    assert_eq!(
+        zero.result.unwrap().state,
+        CommandState::Refused(RefusalReason::UnsafeTarget)
+    );
+
+    // A command that cannot reach its host in time expires, never runs.
+    h2.sensor.shutdown().await;
+    let out = respond(
+        &vigil,
+        &data,
+        &[
+            "processes",
+            h2_id,
+            "--deliver-within",
+            "1s",
+            "--reason",
+            "lab: too late",
+        ],
+    );
+    let late = finished(&app, command_id(&out), 10).await;
+    assert_eq!(late.status, CommandStatus::Expired);
+    let listed = respond(&vigil, &data, &["list", "--host", h2_id]);
+    assert!(
+        listed.contains("expired") && listed.contains("done"),
+        "{listed}"
+    );
+    let audit = app.core().console.audit_entries().unwrap();
+    for action in [
+        "command.issue",
+        "command.receipt",
+        "command.download",
+        "command.expired",
+    ] {
+        assert!(
+            audit.iter().any(|e| e.action == action),
+            "no {action} audit entry"
+        );
+    }
+
+    let _ = listener.kill();
+    let _ = listener.wait();
+    h1.sensor.shutdown().await;
+    app.shutdown().await;
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
