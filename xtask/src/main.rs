@@ -32,6 +32,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The hostile-endpoint lab tests: a real syslog daemon, curl and ping
     // from inside lab hosts.
     "rsyslog",
+    "rsyslog-gnutls", // forward/tests/rsyslog.rs: imtcp over TLS (gtls driver)
     "curl",
     "iputils-ping",
 ];
