@@ -109,6 +109,9 @@ impl Sender {
     pub(crate) fn run(self) {
         let mut conn: Option<Connection> = None;
         let mut failures = 0u32;
+        // Highest seq written in a batch whose delivery was not confirmed:
+        // the receiver may already hold those records.
+        let mut unconfirmed_upto = 0u64;
         loop {
             let stop_by = self.signal.stop_by();
             if stop_by.is_some_and(|by| Instant::now() >= by) {
@@ -147,10 +150,12 @@ impl Sender {
                 }
             }
             let c = conn.as_mut().expect("connected above");
-            match self.deliver(c, &batch) {
+            match self.deliver(c, &batch, unconfirmed_upto) {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     conn = None;
+                    unconfirmed_upto =
+                        unconfirmed_upto.max(batch.records.last().map_or(0, |r| r.seq));
                     self.failed(&mut failures, e);
                 }
             }
@@ -158,8 +163,15 @@ impl Sender {
         tracing::debug!(receiver = %self.name, "forwarding sender stopped");
     }
 
-    /// Sends one batch and, once acknowledged, commits it.
-    fn deliver(&self, conn: &mut Connection, batch: &Batch) -> Result<(), String> {
+    /// Sends one batch and, once acknowledged, commits it. Records up to
+    /// `unconfirmed_upto` were written before without confirmation: they
+    /// count as resent.
+    fn deliver(
+        &self,
+        conn: &mut Connection,
+        batch: &Batch,
+        unconfirmed_upto: u64,
+    ) -> Result<(), String> {
         let mut bytes = Vec::new();
         for r in &batch.records {
             bytes.extend_from_slice(&frame(&r.payload));
@@ -174,6 +186,11 @@ impl Sender {
             first_seq: batch.records[0].seq,
             last_seq: batch.records[batch.records.len() - 1].seq,
             records: batch.records.len() as u64,
+            resent: batch
+                .records
+                .iter()
+                .filter(|r| r.seq <= unconfirmed_upto)
+                .count() as u64,
         }
         .emit(&self.counters);
         Ok(())

@@ -11,6 +11,7 @@ use crate::queue::QueueStats;
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     sent: AtomicU64,
+    resent: AtomicU64,
     failed_attempts: AtomicU64,
     full_refusals: AtomicU64,
     write_errors: AtomicU64,
@@ -26,6 +27,10 @@ pub struct ReceiverSnapshot {
     pub name: String,
     /// Records delivered since start.
     pub sent: u64,
+    /// Of those, records sent again after an attempt that wrote them but
+    /// could not confirm delivery: the receiver may hold them twice (same
+    /// seq) and should drop the second by seq.
+    pub resent: u64,
     /// Records accepted and waiting to be sent.
     pub pending: u64,
     /// Connection or send attempts that failed since start.
@@ -68,6 +73,7 @@ impl Counters {
         ReceiverSnapshot {
             name: name.to_string(),
             sent: self.sent.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
             pending: q.pending_records,
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
             oldest_pending_age: q
@@ -110,6 +116,8 @@ pub(crate) struct RecordsSent<'a> {
     pub first_seq: u64,
     pub last_seq: u64,
     pub records: u64,
+    /// Records of the batch written before without confirmation.
+    pub resent: u64,
 }
 
 impl InternalEvent for RecordsSent<'_> {
@@ -119,9 +127,11 @@ impl InternalEvent for RecordsSent<'_> {
             first = self.first_seq,
             last = self.last_seq,
             records = self.records,
+            resent = self.resent,
             "forwarded"
         );
         c.sent.fetch_add(self.records, Ordering::Relaxed);
+        c.resent.fetch_add(self.resent, Ordering::Relaxed);
         c.clear_error();
     }
 }

@@ -297,6 +297,9 @@ fn rsyslog_receives_every_format_over_tls_and_tcp_in_order_once_across_an_outage
         );
         assert_eq!(s.sent_seq, records.len() as u64);
         assert!(!s.full && s.full_refusals == 0);
+        // The outage was seen before writing (peer closed), so nothing was
+        // written without confirmation and nothing had to be sent again.
+        assert_eq!(s.resent, 0, "{}", s.name);
     }
     fwd.shutdown(Duration::from_secs(5));
 }
