@@ -183,7 +183,9 @@ impl Queue {
             opts,
             segments: VecDeque::new(),
             active: None,
-            dir_dirty: false,
+            // The cursor file may just have been created: its directory
+            // entry must be durable before anything relies on it.
+            dir_dirty: true,
             cursor,
             read: Position {
                 segment: 0,
