@@ -15,8 +15,9 @@
 //!
 //! Rules both the appliance and the console apply live here, once:
 //! [`close`] (QUIC close codes), [`query::EventFilter::matches`] (which
-//! events a filter selects) and [`suppress`] (which alerts a suppression
-//! hides).
+//! events a filter selects), [`suppress`] (which alerts a suppression
+//! hides) and [`incident`] (an incident's root cause, remediation checklist
+//! and MTTD/MTTR, shared by the console, the CLI and evidence bundles).
 
 pub mod batch;
 mod bounded;
@@ -26,6 +27,7 @@ pub mod control;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod incident;
 mod loss;
 mod memory;
 pub mod query;

@@ -3,10 +3,12 @@
 //! - `cargo xtask demo [--for SECS]`: the most complete end-to-end path that
 //!   exists: appliance + enrolled sensor + generated activity, printed.
 //! - `cargo xtask test`: formatting, supply chain (`cargo deny`), clippy, the
-//!   whole test suite.
+//!   whole test suite, the sensor package install check.
 //! - `cargo xtask deny`: the supply-chain step alone.
 //! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui).
 //! - `cargo xtask fuzz [SECS]`: every fuzz target for SECS seconds each.
+//! - `cargo xtask package [--check]`: the sensor's `.deb` and tarball;
+//!   `--check` installs both into a fresh Debian root.
 //!
 //! Each command first makes sure the system packages it needs are present,
 //! installing them with `apt-get` when running as root and saying so.
@@ -14,6 +16,7 @@
 
 mod demo;
 mod deny;
+mod package;
 mod prereq;
 
 use std::path::PathBuf;
@@ -32,6 +35,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     // The hostile-endpoint lab tests: a real syslog daemon, curl and ping
     // from inside lab hosts.
     "rsyslog",
+    "rsyslog-gnutls", // forward/tests/rsyslog.rs: imtcp over TLS (gtls driver)
     "curl",
     "iputils-ping",
 ];
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Some("deny") => deny::check(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
+        Some("package") => package::package(&args[1..]),
         _ => {
             eprintln!("{}", USAGE);
             return ExitCode::from(2);
@@ -74,10 +79,13 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: cargo xtask <command>
   demo [--for SECS]   start an appliance and an enrolled sensor, show what flows
-  test                fmt check, cargo deny, clippy -D warnings, the whole test suite
+  test                fmt check, cargo deny, clippy -D warnings, the whole test suite,
+                      the sensor package install check (as root)
   deny                cargo deny check (licences, bans, sources, advisories), offline
   bench [NAME]        run benchmarks: sensor, ingest, detect, ui (all when omitted)
-  fuzz [SECS]         run every fuzz target for SECS seconds (default 30)";
+  fuzz [SECS]         run every fuzz target for SECS seconds (default 30)
+  package [--check]   build the sensor .deb and tarball into target/packages;
+                      --check installs both into a fresh Debian root";
 
 /// Errors are strings: xtask prints them and exits non-zero.
 pub type Result<T> = std::result::Result<T, String>;
@@ -173,14 +181,17 @@ fn test(args: &[String]) -> Result<()> {
         cmd.env("INSTA_WORKSPACE_ROOT", repo_root());
         run(&mut cmd)?;
         // nextest does not run doctests.
-        run(cargo().args(["test", "--workspace", "--doc"]))
+        run(cargo().args(["test", "--workspace", "--doc"]))?;
     } else {
         let mut cmd = cargo();
         cmd.args(["test", "--workspace", "--no-fail-fast"]);
         cmd.args(args);
         cmd.env("INSTA_WORKSPACE_ROOT", repo_root());
-        run(&mut cmd)
+        run(&mut cmd)?;
     }
+    // The sensor packages around the debug binary just built: no release
+    // build, a Debian root from mmdebstrap once a day.
+    package::check_debug_build()
 }
 
 fn bench(name: Option<&str>) -> Result<()> {
