@@ -171,6 +171,7 @@ impl Appliance {
             core.console.clone(),
         )
         .with_clock(core.clock.clone())
+        .with_responder(core.responder.clone())
         .with_idle_timeout(cfg.console_idle_timeout)
         .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));
         app = app.merge(vigil_web_ui::router(console));

@@ -291,8 +291,14 @@ async fn ssh_chain_through_three_hosts_reaches_the_appliance() {
     // incident shows the lab's host names; closing it as a true positive
     // reaches the stored alert and the detector (left out of retraining).
     let names: Vec<String> = lab.hosts.iter().map(|h| h.netns.clone()).collect();
-    if let Some(walk) = console_closes_incident(&app, incident.id, &names, h2).await {
+    if let Some(walk) = console_closes_incident(&app, incident.id, &names, h2, h3).await {
         walk.expect("the console walk");
+        // The isolation the walk sent from the checklist holds: h3 cannot
+        // reach h2 any more.
+        let cut = lab
+            .exec(2, "ping", &["-c", "1", "-W", "1", &a(1).to_string()])
+            .is_err();
+        assert!(cut, "isolated h3 still reaches h2");
         let closed = eventually(20, || {
             reader
                 .alerts(&AlertFilter::default())
@@ -347,6 +353,7 @@ async fn console_closes_incident(
     incident: u64,
     host_names: &[String],
     host: HostId,
+    last: HostId,
 ) -> Option<Result<(), String>> {
     use fantoccini::{ClientBuilder, Locator};
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -513,7 +520,10 @@ async fn console_closes_incident(
         if !(page.contains("Trained on") && page.contains("SHA-256")) {
             return Err(format!("host page without the model's status:\n{page}"));
         }
-        Ok(())
+        let last_name = host_names.last().cloned().unwrap_or_default();
+        response_lab::console_isolates_from_checklist(app, &c, &base, incident, last, &last_name)
+            .await
+            .map_err(|e| format!("response walk: {e}"))
     }
     .await;
     let _ = c.close().await;

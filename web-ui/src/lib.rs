@@ -44,6 +44,9 @@ pub struct ConsoleState {
     /// File holding the first admin's generated password; deleted once
     /// that account has chosen its own.
     pub first_password_file: Option<Arc<std::path::Path>>,
+    /// The appliance's responder (signs and delivers commands); `None` in
+    /// a console without hosts to act on (fixtures, benches).
+    pub respond: Option<Arc<dyn vigil_proto::query::response::ResponseApi>>,
 }
 
 impl ConsoleState {
@@ -56,6 +59,7 @@ impl ConsoleState {
             idle_timeout_ns: auth::DEFAULT_IDLE_TIMEOUT_NS,
             login_guard: Arc::default(),
             first_password_file: None,
+            respond: None,
         }
     }
 
@@ -68,6 +72,15 @@ impl ConsoleState {
     /// Delete `path` once the first admin has changed the generated password.
     pub fn with_first_password_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.first_password_file = Some(Arc::from(path.into()));
+        self
+    }
+
+    /// Let the console act on hosts through the appliance's responder.
+    pub fn with_responder(
+        mut self,
+        respond: Arc<dyn vigil_proto::query::response::ResponseApi>,
+    ) -> Self {
+        self.respond = Some(respond);
         self
     }
 
@@ -120,6 +133,14 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/", get(overview::handler))
         .route("/hosts", get(hosts::list))
         .route("/hosts/{id}", get(host::handler))
+        .route(
+            "/hosts/{id}/respond",
+            get(respond::confirm).post(respond::send),
+        )
+        .route("/commands/{id}", get(respond::show))
+        .route("/commands/{id}/approve", post(respond::approve))
+        .route("/commands/{id}/cancel", post(respond::cancel))
+        .route("/commands/{id}/data", get(respond::data))
         .route("/alerts", get(alerts::list))
         .route("/alerts/{id}", get(alerts::detail))
         .route("/alerts/{id}/triage", post(triage::triage))

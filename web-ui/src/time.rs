@@ -84,6 +84,17 @@ pub fn ago(now_ns: u64, then_ns: u64) -> String {
     }
 }
 
+/// `42 s`, `5 min`, `3 h 20 min`, `2 d 4 h`: a span for humans.
+pub fn duration(ns: u64) -> String {
+    let s = ns / NS;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +109,8 @@ mod tests {
         assert_eq!(parse_input("2024-02-29T00:00"), Some(1_709_164_800 * NS));
         assert_eq!(parse_input("2024-13-01T00:00"), None);
         assert_eq!(parse_input("garbage"), None);
+        assert_eq!(duration(59 * NS), "59 s");
+        assert_eq!(duration(3 * 3600 * NS + 20 * 60 * NS), "3 h 20 min");
     }
 
     #[test]

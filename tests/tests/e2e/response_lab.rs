@@ -335,3 +335,171 @@ fn now_ns() -> u64 {
         .unwrap()
         .as_nanos() as u64
 }
+
+/// In the real console (headless Chromium, already logged in as the
+/// admin): the incident shows its root cause and checklist; the
+/// checklist's "isolate" step for the last host opens the confirmation,
+/// the command is sent, and its receipt appears on the command page. Then
+/// a viewer sees no action and a forged POST from the viewer's session is
+/// refused.
+pub async fn console_isolates_from_checklist(
+    app: &Appliance,
+    c: &fantoccini::Client,
+    base: &str,
+    incident: u64,
+    last: vigil_proto::HostId,
+    last_name: &str,
+) -> Result<(), String> {
+    use fantoccini::Locator;
+    let err = |e: fantoccini::error::CmdError| e.to_string();
+    let text = || async { c.find(Locator::Css("body")).await?.text().await };
+    c.goto(&format!("{base}/alerts/{incident}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let page = text().await.map_err(err)?;
+    for needle in ["Root cause", "Remediation checklist", "MTTD"] {
+        if !page.to_lowercase().contains(&needle.to_lowercase()) {
+            return Err(format!("incident page without {needle:?}:\n{page}"));
+        }
+    }
+    super::shot(c, "e2e-incident-remediation").await;
+    let step = format!("isolate on {last_name}");
+    c.find(Locator::XPath(&format!("//a[normalize-space()='{step}']")))
+        .await
+        .map_err(|e| format!("no checklist link {step:?}: {e}\n{page}"))?
+        .click()
+        .await
+        .map_err(err)?;
+    c.find(Locator::Css("textarea[name=reason]"))
+        .await
+        .map_err(|e| format!("confirmation form: {e}"))?
+        .send_keys("contain the last hop (browser test)")
+        .await
+        .map_err(err)?;
+    let confirm = text().await.map_err(err)?;
+    if !confirm.contains("inet vigil_isolate") {
+        return Err(format!(
+            "confirmation does not show the rule set:\n{confirm}"
+        ));
+    }
+    super::shot(c, "e2e-isolate-confirm").await;
+    c.find(Locator::XPath("//button[normalize-space()='Send command']"))
+        .await
+        .map_err(err)?
+        .click()
+        .await
+        .map_err(err)?;
+    // The command page refreshes itself until the receipt arrives.
+    let mut receipt = String::new();
+    for _ in 0..150 {
+        receipt = text().await.unwrap_or_default();
+        if receipt.contains("Ruleset SHA-256") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    if !receipt.contains("Ruleset SHA-256") {
+        return Err(format!("no receipt on the command page:\n{receipt}"));
+    }
+    super::shot(c, "e2e-isolate-receipt").await;
+    let responder = app.core().responder.clone();
+    if responder.isolation(last, now_ns()).ok().flatten().is_none() {
+        return Err("the appliance does not know the host is isolated".into());
+    }
+    c.goto(&format!("{base}/hosts/{last}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let host_page = text().await.map_err(err)?;
+    if !host_page.contains("Isolated since") {
+        return Err(format!(
+            "host page without the isolation banner:\n{host_page}"
+        ));
+    }
+
+    // A viewer: no action anywhere, and a forged POST is refused.
+    let password = "viewer-password-for-the-test";
+    app.core()
+        .console
+        .put_user(vigil_web_ui::store::User {
+            name: "vera".into(),
+            role: vigil_web_ui::store::Role::Viewer,
+            password_hash: vigil_web_ui::auth::hash_password(password)
+                .map_err(|e| e.to_string())?,
+            created_ns: now_ns(),
+            must_change_password: false,
+            disabled: false,
+        })
+        .map_err(|e| e.to_string())?;
+    c.find(Locator::XPath("//button[normalize-space()='Log out']"))
+        .await
+        .map_err(|e| format!("log-out button: {e}"))?
+        .click()
+        .await
+        .map_err(err)?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    c.goto(&format!("{base}/login"))
+        .await
+        .map_err(|e| e.to_string())?;
+    for (field, value) in [("username", "vera"), ("password", password)] {
+        c.find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .map_err(err)?
+            .send_keys(value)
+            .await
+            .map_err(err)?;
+    }
+    c.find(Locator::XPath("//button[normalize-space()='Sign in']"))
+        .await
+        .map_err(err)?
+        .click()
+        .await
+        .map_err(err)?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for path in [format!("/hosts/{last}"), format!("/alerts/{incident}")] {
+        c.goto(&format!("{base}{path}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let buttons = c
+            .find_all(Locator::XPath(
+                "//button[normalize-space()='Isolate host'] | //a[starts-with(normalize-space(), 'isolate on')]",
+            ))
+            .await
+            .map_err(err)?;
+        if !buttons.is_empty() {
+            return Err(format!(
+                "a viewer sees {} action(s) on {path}",
+                buttons.len()
+            ));
+        }
+    }
+    let before = responder
+        .commands(Some(last), 0)
+        .map_err(|e| e.to_string())?
+        .len();
+    let status = c
+        .execute(
+            &format!(
+                "const csrf = document.querySelector('input[name=csrf]').value;
+                 return fetch('/hosts/{last}/respond', {{method: 'POST',
+                   headers: {{'content-type': 'application/x-www-form-urlencoded'}},
+                   body: 'action=release&reason=forged&csrf=' + encodeURIComponent(csrf)}})
+                   .then(r => r.status);"
+            ),
+            vec![],
+        )
+        .await
+        .map_err(err)?;
+    if status.as_u64() != Some(403) {
+        return Err(format!(
+            "a viewer's forged POST answered {status}, want 403"
+        ));
+    }
+    let after = responder
+        .commands(Some(last), 0)
+        .map_err(|e| e.to_string())?
+        .len();
+    if after != before {
+        return Err("a viewer's forged POST created a command".into());
+    }
+    Ok(())
+}

@@ -414,6 +414,11 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
     let parent = a.incident_id.map(|i| view! { <p>"Part of " <a href=format!("/alerts/{i}")>{format!("incident #{i}")}</a></p> });
     let suppressed = a.suppressed_by.map(|r| view! { <p class="muted suppressed-by">{format!("Hidden from alert lists and counts by suppression #{r}.")}</p> });
     let path_view = path_section(state, &a, &names)?;
+    let remediation = if a.path.len() > 1 {
+        Some(super::incident::panels(state, auth, &a)?)
+    } else {
+        None
+    };
     let panel = triage_panel(state, auth, &a, &names)?;
     let body = view! {
         {flash(q.msg.as_deref())}
@@ -449,9 +454,9 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
             </section>
             <div>
                 {panel}
-                {response_placeholder()}
             </div>
         </div>
+        {remediation}
         {related}
         <section class="panel">
             <h2>"Evidence events"</h2>

@@ -377,7 +377,9 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
         view! { <p class="muted">{format!("Showing the newest {EVENT_LIMIT} events of the window; narrow it or use Hunt.")}</p> }
     });
     let model_view = baseline_model(state.read.host_model(h.id)?, now);
+    let banner = super::respond::isolation_banner(state, h.id);
     let body = view! {
+        {banner}
         <div class="titlebar">
             <h1>{h.hostname.clone()}</h1>
             {sensor_badge(h.state)}
@@ -426,7 +428,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
             <h2>{format!("Timeline · {} events, newest first", timeline.len())}</h2>
             {table(&["Time", "", "Kind", "Detail"], event_rows(&timeline[..timeline.len().min(200)], now), timeline.is_empty())}
         </section>
-        {response_placeholder()}
+        {super::respond::host_panel(state, auth, id)?}
     };
     Ok(render(&h.hostname, Nav::Hosts, auth, body.into_any()))
 }

@@ -8,9 +8,11 @@ pub mod graph;
 pub mod host;
 pub mod hosts;
 pub mod hunt;
+pub mod incident;
 pub mod layout;
 pub mod login;
 pub mod overview;
+pub mod respond;
 pub mod triage;
 
 use crate::auth::Authed;
@@ -250,15 +252,13 @@ pub fn pager(base: &str, page: usize, pages: usize) -> impl IntoView {
     view! { <div class="pager">{prev}<span>{format!("Page {} of {}", page + 1, pages.max(1))}</span>{next}</div> }
 }
 
-/// The clearly marked place where response actions and evidence export will live.
+/// Shown instead of the response panel by a console with no responder
+/// (fixtures, benches): nothing here can act on hosts.
 pub fn response_placeholder() -> impl IntoView {
     view! {
         <section class="panel placeholder">
-            <h2>"Response and evidence"</h2>
-            <p>
-                "Isolate host, kill process, collect file and signed evidence export arrive with the response issue. "
-                "Nothing on this page acts on hosts yet."
-            </p>
+            <h2>"Response"</h2>
+            <p>"This console is not connected to an appliance's responder: it cannot act on hosts."</p>
         </section>
     }
 }

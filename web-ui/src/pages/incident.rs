@@ -1,0 +1,183 @@
+//! Assisted remediation on an incident's page: the root cause, the
+//! checklist (each step one click into the matching command's
+//! confirmation) and the incident's MTTD / MTTR. The derivation is
+//! `vigil_proto::incident`, shared with the CLI and evidence bundles.
+
+use super::respond::confirm_link;
+use super::*;
+use crate::store::Role;
+use crate::time::{duration, format_ts};
+use vigil_proto::incident::{
+    remediation, root_cause, ExecutedCommand, IncidentTimes, IncidentView, RemediationStep,
+};
+use vigil_proto::query::response::CommandRecord;
+use vigil_proto::query::AlertFilter;
+
+/// Everything the incident page derives from the store.
+pub struct IncidentFacts {
+    pub root: Option<vigil_proto::incident::RootCause>,
+    pub steps: Vec<RemediationStep>,
+    pub times: Option<IncidentTimes>,
+}
+
+/// The commands a responder ran, as the derivation reads them.
+pub fn executed(commands: &[CommandRecord]) -> Vec<ExecutedCommand> {
+    commands
+        .iter()
+        .filter_map(|c| {
+            let r = c.result.as_ref()?;
+            Some(ExecutedCommand {
+                id: c.id(),
+                host: c.host(),
+                action: c.command.action.clone(),
+                operator: c.command.operator.clone(),
+                state: r.state,
+                finished_ns: r.received_ns,
+            })
+        })
+        .collect()
+}
+
+/// Derive root cause, checklist and times of incident `a` (an alert over
+/// several hosts); its member alerts and their evidence events are read
+/// from the store.
+pub fn facts(state: &ConsoleState, a: &AlertRecord) -> Result<IncidentFacts, UiError> {
+    let now = state.now();
+    let mut alerts: Vec<AlertRecord> = state
+        .read
+        .alerts(&AlertFilter {
+            since_ns: Some(a.created_ns.saturating_sub(7 * 24 * 3600 * 1_000_000_000)),
+            limit: 2000,
+            include_suppressed: true,
+            ..Default::default()
+        })?
+        .into_iter()
+        .filter(|r| r.incident_id == Some(a.id) && r.id != a.id)
+        .collect();
+    alerts.push(a.clone());
+    let mut events = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (host, seq) in alerts
+        .iter()
+        .flat_map(|x| x.evidence.iter().copied())
+        .take(2000)
+    {
+        if seen.insert((host, seq)) {
+            if let Ok(e) = state.read.event(host, seq) {
+                events.push(e);
+            }
+        }
+    }
+    let hosts = state.read.hosts()?;
+    let view = IncidentView {
+        incident_id: a.id,
+        alerts: &alerts,
+        events: &events,
+        hosts: &hosts,
+        known_accounts: None,
+    };
+    let commands = match &state.respond {
+        Some(r) => {
+            let mut all = Vec::new();
+            for h in a.path.iter().copied() {
+                all.extend(r.commands(Some(h), 200)?);
+            }
+            all
+        }
+        None => Vec::new(),
+    };
+    let done = executed(&commands);
+    let mut steps = remediation(&view);
+    vigil_proto::incident::mark_done(&mut steps, &done, now);
+    let closed = match &a.state {
+        TriageState::ClosedTruePositive | TriageState::ClosedFalsePositive => {
+            state.store.triage(a.id)?.map(|t| t.updated_ns)
+        }
+        _ => None,
+    };
+    Ok(IncidentFacts {
+        root: root_cause(&view),
+        steps,
+        times: IncidentTimes::derive(&view, &done, closed, now),
+    })
+}
+
+/// The root-cause, checklist and times panels.
+pub fn panels(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<AnyView, UiError> {
+    let f = facts(state, a)?;
+    let names = hostnames(state)?;
+    let root = f.root.as_ref().map(|r| {
+        let reached = r
+            .reached
+            .iter()
+            .map(|h| view! {
+                <li>{format!("{} at {}{}", name_of(&names, h.host), format_ts(h.first_ns),
+                    h.user.as_ref().map(|u| format!(" as {u}")).unwrap_or_default())}</li>
+            })
+            .collect_view();
+        view! {
+            <section class="panel root-cause">
+                <h2>"Root cause"</h2>
+                <p class="lead">{r.summary.clone()}</p>
+                <dl class="facts cols">
+                    <dt>"First compromised"</dt><dd>{name_of(&names, r.first_host)}</dd>
+                    <dt>"Account"</dt><dd>{r.first_account.clone().unwrap_or_else(|| "unknown".into())}</dd>
+                    <dt>"Entry"</dt><dd>{format_ts(r.entry_ns)}</dd>
+                    <dt>"Techniques"</dt><dd class="mono">{r.techniques.join(", ")}</dd>
+                </dl>
+                <h3>"Hosts reached, in order"</h3>
+                <ol>{reached}</ol>
+            </section>
+        }
+    });
+    let can_act = auth.can(Role::Analyst) && state.respond.is_some();
+    let steps = f
+        .steps
+        .iter()
+        .map(|s| step_row(s, a.id, can_act, &names))
+        .collect_view();
+    let times = f.times.map(|t| {
+        let mttr = |v: Option<u64>| v.map_or("not yet".to_owned(), duration);
+        view! {
+            <dl class="facts cols times">
+                <dt>"MTTD"</dt><dd>{duration(t.mttd_ns())}</dd>
+                <dt>"Time to contain"</dt><dd>{mttr(t.mttr_contain_ns())}</dd>
+                <dt>"Time to close"</dt><dd>{mttr(t.mttr_close_ns())}</dd>
+            </dl>
+        }
+    });
+    Ok(view! {
+        {root}
+        <section class="panel checklist">
+            <h2>"Remediation checklist"</h2>
+            {times}
+            <ol class="steps">{steps}</ol>
+        </section>
+    }
+    .into_any())
+}
+
+fn step_row(
+    s: &RemediationStep,
+    incident: u64,
+    can_act: bool,
+    names: &std::collections::HashMap<HostId, String>,
+) -> impl IntoView {
+    let done = s.done.as_ref().map(|d| view! {
+        <span class="badge cmd-done">{format!("done by {} at {} (command #{})", d.operator, format_ts(d.done_ns), d.command_id)}</span>
+    });
+    let act = match (&s.proposed, &s.done, can_act) {
+        (Some((host, action)), None, true) => Some(view! {
+            <a class="button" href=confirm_link(*host, action, Some(incident), Some(&s.id))>
+                {format!("{} on {}", vigil_proto::query::response::action_name(action), name_of(names, *host))}
+            </a>
+        }),
+        _ => None,
+    };
+    view! {
+        <li class=if s.done.is_some() { "step done" } else { "step" }>
+            <strong>{s.title.clone()}</strong>" "{done}" "{act}
+            <p class="muted">{s.why.clone()}</p>
+        </li>
+    }
+}
