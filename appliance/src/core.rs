@@ -88,6 +88,8 @@ pub struct Core {
     pub models: Arc<crate::model_board::ModelBoard>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
+    /// Ingest and sensor-state samples for the console's trend charts.
+    pub trends: Arc<crate::trends::TrendBook>,
 }
 
 /// What first-start setup created. Secrets are never logged: the admin
@@ -164,6 +166,7 @@ impl Core {
                 models,
                 clock,
                 sensor_config: SensorConfig::default(),
+                trends: Arc::default(),
             },
             first,
         ))
