@@ -94,6 +94,11 @@ fn candidates(anchor: Anchor, w: f64) -> Vec<Rect> {
                 (x - r * 0.7 - g - w, y - r * 0.7 - h),
                 (x + r * 0.7 + g, y + r * 0.7),
                 (x - r * 0.7 - g - w, y + r * 0.7),
+                // Further out, for crowded places.
+                (x + r + 4.0 * g, y - h / 2.0),
+                (x - r - 4.0 * g - w, y - h / 2.0),
+                (x - w / 2.0, y - r - 4.0 * g - h),
+                (x - w / 2.0, y + r + 4.0 * g),
             ]
             .into_iter()
             .map(|(x, y)| Rect { x, y, w, h })
