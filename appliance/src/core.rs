@@ -91,6 +91,8 @@ pub struct Core {
     pub responder: Arc<crate::response::Responder>,
     pub clock: Clock,
     pub sensor_config: SensorConfig,
+    /// Ingest and sensor-state samples for the console's trend charts.
+    pub trends: Arc<crate::trends::TrendBook>,
 }
 
 /// What first-start setup created. Secrets are never logged: the admin
@@ -184,6 +186,7 @@ impl Core {
                 responder,
                 clock,
                 sensor_config: SensorConfig::default(),
+                trends: Arc::default(),
             },
             first,
         ))

@@ -58,6 +58,7 @@ pub mod retention;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod trends;
 
 pub use appliance::{Appliance, ApplianceError, ServeConfig};
 pub use core::{system_clock, Clock, Core};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use vigil_proto::query::{
     AlertFilter, AlertRecord, ApplianceStats, EdgeRecord, EventFilter, EventPage, HostModelSummary,
-    HostSummary, QueryError, ReadApi, SensorState,
+    HostStates, HostSummary, QueryError, ReadApi, SensorState, Trends,
 };
 use vigil_proto::{Event, HostId};
 
@@ -36,6 +36,25 @@ pub fn sensor_state(rec: &HostRecord, now_ns: u64) -> SensorState {
     } else {
         SensorState::Offline
     }
+}
+
+/// Record a trend sample: the ingest counter and how many registered
+/// sensors are online, stale and offline (revoked ones are not counted).
+pub fn sample_trends(core: &Core, now_ns: u64) {
+    let mut hosts = HostStates::default();
+    for r in core.registry.all() {
+        match sensor_state(&r, now_ns) {
+            SensorState::Online => hosts.online += 1,
+            SensorState::Stale => hosts.stale += 1,
+            SensorState::Offline => hosts.offline += 1,
+            SensorState::Revoked => {}
+        }
+    }
+    let events = core
+        .metrics
+        .events_ingested
+        .load(std::sync::atomic::Ordering::Relaxed);
+    core.trends.record(now_ns, events, hosts);
 }
 
 /// What the console warns about a host: refused or quarantined input by
@@ -200,6 +219,10 @@ impl ReadApi for StoreReader {
         let rules = self.core.db.suppressions().map_err(storage)?;
         vigil_proto::suppress::mark(&mut a, &rules, (self.core.clock)());
         Ok(a)
+    }
+
+    fn trends(&self, since_ns: u64, until_ns: u64, bucket_ns: u64) -> Result<Trends, QueryError> {
+        Ok(self.core.trends.trends(since_ns, until_ns, bucket_ns))
     }
 
     fn edges(&self, since_ns: u64) -> Result<Vec<EdgeRecord>, QueryError> {

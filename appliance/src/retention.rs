@@ -204,7 +204,13 @@ pub async fn run(core: Arc<Core>, interval: Duration, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
-            _ = rate.tick() => sample_rate(&core.metrics, &mut last, (core.clock)()),
+            _ = rate.tick() => {
+                let now = (core.clock)();
+                sample_rate(&core.metrics, &mut last, now);
+                if core.trends.due(now) {
+                    crate::read::sample_trends(&core, now);
+                }
+            }
             _ = tick.tick() => {
                 let c = core.clone();
                 let done = tokio::task::spawn_blocking(move || {

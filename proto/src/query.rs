@@ -7,6 +7,9 @@ use std::net::IpAddr;
 
 mod filter;
 pub mod response;
+mod trends;
+
+pub use trends::{HostStates, Trends};
 
 /// Whether a sensor is reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,6 +237,17 @@ pub trait ReadApi: Send + Sync {
     /// The detection model of one host, once the pipeline has seen it.
     fn host_model(&self, _host: HostId) -> Result<Option<HostModelSummary>, QueryError> {
         Ok(None)
+    }
+    /// Events stored and sensor states per bucket of `bucket_ns` from
+    /// `since_ns` up to `until_ns` (exclusive), for the console's trend
+    /// charts. By default nothing is recorded (every bucket `None`).
+    fn trends(&self, since_ns: u64, until_ns: u64, bucket_ns: u64) -> Result<Trends, QueryError> {
+        let buckets = if bucket_ns == 0 {
+            0
+        } else {
+            until_ns.saturating_sub(since_ns).div_ceil(bucket_ns) as usize
+        };
+        Ok(Trends::unknown(since_ns, bucket_ns, buckets.min(10_000)))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use vigil_proto::query::{AlertFilter, ReadApi};
 use vigil_web_ui::auth::Authed;
 use vigil_web_ui::error::UiError;
-use vigil_web_ui::pages::{alerts, host, hosts, overview};
+use vigil_web_ui::pages::{alerts, graph, host, hosts, overview};
 use vigil_web_ui::store::{Role, Session, User};
 use vigil_web_ui::ConsoleState;
 
@@ -45,22 +45,24 @@ pub struct BenchReport {
     pub p95_ms_host: f64,
     /// One alert's page.
     pub p95_ms_alert: f64,
+    /// The fleet graph over the last week.
+    pub p95_ms_graph: f64,
 }
 
 impl BenchReport {
     /// The one-line JSON the bench prints last.
     pub fn json(&self) -> String {
         format!(
-            "{{\"bench\":\"ui\",\"p95_ms_overview\":{:.3},\"p95_ms_hosts\":{:.3},\"p95_ms_host\":{:.3},\"p95_ms_alert\":{:.3}}}",
-            self.p95_ms_overview, self.p95_ms_hosts, self.p95_ms_host, self.p95_ms_alert
+            "{{\"bench\":\"ui\",\"p95_ms_overview\":{:.3},\"p95_ms_hosts\":{:.3},\"p95_ms_host\":{:.3},\"p95_ms_alert\":{:.3},\"p95_ms_graph\":{:.3}}}",
+            self.p95_ms_overview, self.p95_ms_hosts, self.p95_ms_host, self.p95_ms_alert, self.p95_ms_graph
         )
     }
 
     /// A small table for humans.
     pub fn table(&self) -> String {
         format!(
-            "page       p95 ms  ({} renders each)\noverview {:>8.2}\nhosts    {:>8.2}\nhost     {:>8.2}\nalert    {:>8.2}",
-            self.iterations, self.p95_ms_overview, self.p95_ms_hosts, self.p95_ms_host, self.p95_ms_alert
+            "page       p95 ms  ({} renders each)\noverview {:>8.2}\nhosts    {:>8.2}\nhost     {:>8.2}\nalert    {:>8.2}\ngraph    {:>8.2}",
+            self.iterations, self.p95_ms_overview, self.p95_ms_hosts, self.p95_ms_host, self.p95_ms_alert, self.p95_ms_graph
         )
     }
 }
@@ -136,8 +138,16 @@ pub fn bench_pages(
                 .len(),
         )
     })?;
+    let p_graph = time(iterations, |i| {
+        let q = graph::GraphQuery {
+            hours: Some([24, 168][i % 2]),
+            ..Default::default()
+        };
+        Ok(graph::page(&state, &auth, &q)?.0.len())
+    })?;
     Ok(BenchReport {
         iterations,
+        p95_ms_graph: p_graph,
         p95_ms_overview: p_overview,
         p95_ms_hosts: p_hosts,
         p95_ms_host: p_host,
@@ -165,5 +175,6 @@ mod tests {
         let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert_eq!(j["bench"], "ui");
         assert!(j["p95_ms_alert"].as_f64().unwrap() > 0.0);
+        assert!(j["p95_ms_graph"].as_f64().unwrap() > 0.0);
     }
 }

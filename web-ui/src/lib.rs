@@ -9,13 +9,17 @@
 
 pub mod audit;
 pub mod auth;
+pub mod charts;
 pub mod error;
+pub mod fleet_graph;
+pub mod format;
 pub mod pages;
 pub mod security;
 pub mod store;
 pub mod svg;
 pub mod throttle;
 pub mod time;
+pub mod trends;
 pub mod urlenc;
 
 pub use store::ConsoleStore;

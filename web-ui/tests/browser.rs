@@ -166,8 +166,15 @@ impl Walk {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn console_walk_through_in_headless_chromium() {
+/// A headless Chromium session over WebDriver, or `None` (with the reason
+/// printed) when chromium/chromedriver are missing outside CI.
+struct Browser {
+    c: Client,
+    chromedriver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+async fn launch() -> Option<Browser> {
     let chromium = find_binary(
         "CHROMIUM",
         &[
@@ -182,19 +189,11 @@ async fn console_walk_through_in_headless_chromium() {
         if std::env::var_os("CI").is_some() {
             panic!("{msg}");
         }
-        eprintln!("skipping browser walk-through: {msg}");
-        return;
+        eprintln!("skipping browser test: {msg}");
+        return None;
     };
-
-    let now = vigil_web_ui::system_now_ns();
-    let (state, store) = demo_state(now).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let app = vigil_web_ui::router(state);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
     let driver_port = free_port();
-    let mut chromedriver = tokio::process::Command::new(&driver)
+    let chromedriver = tokio::process::Command::new(&driver)
         .arg(format!("--port={driver_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -222,6 +221,30 @@ async fn console_walk_through_in_headless_chromium() {
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await
         .expect("WebDriver session");
+    Some(Browser {
+        c,
+        chromedriver,
+        _profile: profile,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_walk_through_in_headless_chromium() {
+    let Some(Browser {
+        c,
+        mut chromedriver,
+        _profile,
+    }) = launch().await
+    else {
+        return;
+    };
+    let now = vigil_web_ui::system_now_ns();
+    let (state, store) = demo_state(now).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = vigil_web_ui::router(state);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
     let shots = artifacts_dir();
     std::fs::create_dir_all(&shots).unwrap();
     // `localhost` is a secure context, so the browser keeps our Secure cookies over plain HTTP.
@@ -429,4 +452,191 @@ async fn console_walk_through_in_headless_chromium() {
     w.c.close().await.unwrap();
     chromedriver.kill().await.ok();
     server.abort();
+}
+
+/// Serve `read` with the demo users' store on a port of its own.
+async fn serve(
+    read: vigil_testkit::MemoryReadApi,
+    store: std::sync::Arc<vigil_testkit::MemoryConsoleStore>,
+    now: u64,
+) -> (u16, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let state = vigil_web_ui::ConsoleState::new(std::sync::Arc::new(read), store)
+        .with_clock(std::sync::Arc::new(move || now));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = vigil_web_ui::router(state);
+    (
+        port,
+        tokio::spawn(async move { axum::serve(listener, app).await }),
+    )
+}
+
+/// Boxes of the fleet graph's labels that overlap (as the browser laid them
+/// out), and how many labels there are.
+const LABEL_OVERLAPS: &str = r#"
+const r = [...document.querySelectorAll('svg.graph.fleet text')].map(t => t.getBoundingClientRect());
+const bad = [];
+for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) {
+  const a = r[i], b = r[j];
+  if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) bad.push([i, j]);
+}
+return [r.length, bad.length];
+"#;
+
+/// Tile values wider than their tile's content box.
+const CLIPPED_TILES: &str = r#"
+return [...document.querySelectorAll('.kpi .v')].filter(v => {
+  const p = v.parentElement, pr = p.getBoundingClientRect(), cs = getComputedStyle(p);
+  const right = pr.right - parseFloat(cs.paddingRight) + 0.5;
+  return v.scrollWidth > v.clientWidth + 0.5 || v.getBoundingClientRect().right > right;
+}).map(v => v.textContent);
+"#;
+
+impl Walk {
+    async fn js(&self, script: &str) -> serde_json::Value {
+        self.c.execute(script, vec![]).await.unwrap()
+    }
+
+    /// The fleet graph's labels never overlap; returns how many there are.
+    async fn labels_apart(&self) -> u64 {
+        self.find(Locator::Css("svg.graph.fleet")).await;
+        let v = self.js(LABEL_OVERLAPS).await;
+        assert_eq!(v[1], 0, "overlapping labels on {}: {v}", self.path().await);
+        v[0].as_u64().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_scale_in_headless_chromium() {
+    let Some(Browser {
+        c,
+        mut chromedriver,
+        _profile,
+    }) = launch().await
+    else {
+        return;
+    };
+    let now = vigil_web_ui::system_now_ns();
+    let (_, store) = demo_state(now).unwrap();
+    // 60 hosts whose counters read 10^9: no tile may clip its number.
+    let mut sixty = vigil_testkit::read_api::scaled_read_api(60, 20, now);
+    sixty.stats.events_total = 1_000_000_000;
+    sixty.stats.lost_total = 999_999_999;
+    sixty.stats.events_per_s = 1_234_567.0;
+    let (port60, server60) = serve(sixty, store.clone(), now).await;
+    let big = vigil_testkit::read_api::scaled_read_api(10_000, 2, now);
+    let (port10k, server10k) = serve(big, store.clone(), now).await;
+    let shots = artifacts_dir();
+    std::fs::create_dir_all(&shots).unwrap();
+    let w = Walk {
+        c,
+        base: format!("http://localhost:{port60}"),
+        shots,
+    };
+    w.c.goto(&format!("{}/login", w.base)).await.unwrap();
+    let (admin, _, pw) = DEMO_USERS[0];
+    w.fill("input[name=username]", admin).await;
+    w.fill("input[name=password]", pw).await;
+    w.click_button("Sign in").await;
+    w.at("/").await;
+    w.expect(&[
+        "1.0G",
+        "events stored",
+        "1.0G",
+        "1.2M",
+        "Alerts per day by severity",
+    ])
+    .await;
+    let clipped = w.js(CLIPPED_TILES).await;
+    assert_eq!(clipped, serde_json::json!([]), "tiles clip their numbers");
+    let exact = w
+        .find(Locator::XPath("//span[@class='v' and text()='1.0G']"))
+        .await
+        .attr("title")
+        .await
+        .unwrap();
+    assert_eq!(exact.as_deref(), Some("1\u{202f}000\u{202f}000\u{202f}000"));
+    w.find(Locator::Css("svg.chart.trend g.bar rect")).await;
+    w.shot("20-overview-1e9").await;
+
+    // The fleet graph at 60 hosts: incidents highlighted, labels apart.
+    w.c.goto(&format!("{}/graph?hours=168", w.base))
+        .await
+        .unwrap();
+    w.expect(&[
+        "Fleet graph",
+        "Edges behind alerts",
+        "New edges in this window",
+    ])
+    .await;
+    assert!(!w
+        .c
+        .find_all(Locator::Css("svg.graph.fleet line.edge.alert"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(w.labels_apart().await > 5);
+    w.shot("21-fleet-graph-60").await;
+    // Filters: a technique keeps only the edges behind its alerts.
+    w.fill("input[name=technique]", "T1021").await;
+    w.click_button("Apply").await;
+    w.expect(&["Edges behind alerts"]).await;
+    assert!(w.path().await.contains("technique=T1021"));
+    let routine =
+        w.c.find_all(Locator::Css("svg.graph.fleet line.edge:not(.alert)"))
+            .await
+            .unwrap();
+    assert!(
+        routine.is_empty(),
+        "only alert edges under a technique filter"
+    );
+    w.labels_apart().await;
+    // Click-through: a host node opens its page, an edge its hunt.
+    let host_href = w
+        .find(Locator::Css("svg.graph.fleet a[href^='/hosts/'] circle"))
+        .await;
+    host_href.click().await.unwrap();
+    w.expect(&["Baseline status"]).await;
+    assert!(w.path().await.starts_with("/hosts/"));
+    w.c.goto(&format!("{}/graph?hours=168&technique=T1021", w.base))
+        .await
+        .unwrap();
+    // The edge's own link (a click on a thin line can land on a crossing one).
+    let edge_href = w
+        .js("return document.querySelector('svg.graph.fleet line.edge.alert').parentElement.getAttribute('href');")
+        .await;
+    let edge_href = edge_href.as_str().unwrap().to_string();
+    w.c.goto(&format!("{}{edge_href}", w.base)).await.unwrap();
+    w.expect(&["Export CSV"]).await;
+    assert!(w.path().await.starts_with("/hunt?host="));
+
+    // 10,000 hosts: routine traffic folded into groups, still readable.
+    let base10k = format!("http://localhost:{port10k}");
+    w.c.goto(&format!("{base10k}/graph?hours=168"))
+        .await
+        .unwrap();
+    w.expect(&["Fleet graph", "in groups"]).await;
+    assert!(!w
+        .c
+        .find_all(Locator::Css("svg.graph.fleet circle.gnode.group"))
+        .await
+        .unwrap()
+        .is_empty());
+    let circles =
+        w.c.find_all(Locator::Css("svg.graph.fleet circle"))
+            .await
+            .unwrap();
+    assert!(circles.len() <= vigil_web_ui::fleet_graph::Limits::default().max_nodes());
+    assert!(w.labels_apart().await > 5);
+    w.shot("22-fleet-graph-10k").await;
+    w.c.goto(&format!("{base10k}/hosts?sort=events&dir=desc&page=99"))
+        .await
+        .unwrap();
+    w.expect(&["10000 hosts", "Page 100 of 100"]).await;
+    w.shot("23-hosts-10k").await;
+
+    w.c.close().await.unwrap();
+    chromedriver.kill().await.ok();
+    server60.abort();
+    server10k.abort();
 }

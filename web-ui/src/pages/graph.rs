@@ -1,17 +1,23 @@
-//! `/graph`: host-to-host communication graph, new edges highlighted.
+//! `/graph`: the fleet graph at any fleet size. Edges behind alerts and
+//! edges first seen in the window are drawn with their neighbourhood;
+//! routine traffic is folded into groups ([`crate::fleet_graph`] says how).
+//! Filters are a GET form; every edge links to the hunt for its events and
+//! every host to its page.
 
 use super::layout::{render, Nav};
 use super::*;
-use crate::svg::{fleet_graph, Link, Node};
-use crate::time::{ago, format_ts};
+use crate::fleet_graph::{self, alerts_behind, Input, Limits};
+use crate::format::compact_span;
+use crate::time::{ago, format_input, format_ts};
+use crate::urlenc;
 use axum::extract::{Query, State};
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use vigil_proto::query::EdgeRecord;
+use std::collections::HashSet;
+use vigil_proto::query::{EdgeRecord, HostSummary};
 
 const HOUR: u64 = 3600 * 1_000_000_000;
-/// Most hosts drawn; the busiest and those with new edges win.
-pub const MAX_NODES: usize = 60;
+/// Most rows in each edge table under the graph.
+pub const TABLE_ROWS: usize = 100;
 
 /// Query string of `/graph`.
 #[derive(Debug, Default, Deserialize)]
@@ -20,108 +26,243 @@ pub struct GraphQuery {
     pub hours: Option<u64>,
     /// Only this destination port.
     pub port: Option<String>,
+    /// Only edges touching hosts whose name contains this (or this host id).
+    #[serde(default)]
+    pub host: String,
+    /// Only edges of this user.
+    #[serde(default)]
+    pub user: String,
+    /// Only edges behind alerts naming this ATT&CK technique (prefix:
+    /// `T1021` matches `T1021.004`).
+    #[serde(default)]
+    pub technique: String,
+}
+
+fn parse_port(q: &GraphQuery) -> Result<Option<u16>, UiError> {
+    match q.port.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(p) => p
+            .parse()
+            .map(Some)
+            .map_err(|_| UiError::BadRequest("Port must be a number from 0 to 65535.".into())),
+    }
+}
+
+/// Hosts the host filter names: id, or name substring (case-insensitive).
+fn pinned_hosts(hosts: &[HostSummary], needle: &str) -> HashSet<HostId> {
+    let needle = needle.trim().to_lowercase();
+    if needle.is_empty() {
+        return HashSet::new();
+    }
+    hosts
+        .iter()
+        .filter(|h| h.id.to_string() == needle || h.hostname.to_lowercase().contains(&needle))
+        .map(|h| h.id)
+        .collect()
+}
+
+/// The hunt for the connections of one stored edge.
+fn edge_hunt(e: &EdgeRecord, hosts: &HashMap<HostId, &HostSummary>, since: u64) -> String {
+    let mut pairs = vec![(
+        "host",
+        hosts
+            .get(&e.src)
+            .map_or_else(|| e.src.to_string(), |h| h.hostname.clone()),
+    )];
+    if let Some(a) = hosts.get(&e.dst).and_then(|h| h.addrs.first()) {
+        pairs.push(("peer", a.to_string()));
+    }
+    pairs.push(("port", e.port.to_string()));
+    pairs.push(("kind", "net_connect".into()));
+    pairs.push(("since", format_input(since)));
+    format!("/hunt?{}", urlenc::query(&pairs))
 }
 
 /// Render the fleet graph.
 pub fn page(state: &ConsoleState, auth: &Authed, q: &GraphQuery) -> PageResult {
     let now = state.now();
     let hours = q.hours.unwrap_or(24).clamp(1, 24 * 90);
-    let port: Option<u16> =
-        match q.port.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(p) => Some(p.parse().map_err(|_| {
-                UiError::BadRequest("Port must be a number from 0 to 65535.".into())
-            })?),
-        };
+    let port = parse_port(q)?;
     let since = now.saturating_sub(hours * HOUR);
+    let hosts = state.read.hosts()?;
+    let technique = q.technique.trim().to_uppercase();
+    let alerts: Vec<AlertRecord> = seen_alerts(
+        state,
+        &AlertFilter {
+            since_ns: Some(since),
+            limit: 5000,
+            ..Default::default()
+        },
+        false,
+    )?
+    .into_iter()
+    .filter(|a| {
+        technique.is_empty()
+            || a.techniques
+                .iter()
+                .any(|t| t.to_uppercase().starts_with(&technique))
+    })
+    .collect();
+    let pinned = pinned_hosts(&hosts, &q.host);
+    let user = q.user.trim();
+    let hops = fleet_graph::alert_hops(&alerts);
     let edges: Vec<EdgeRecord> = state
         .read
         .edges(since)?
         .into_iter()
         .filter(|e| port.is_none_or(|p| e.port == p))
+        .filter(|e| user.is_empty() || e.user.as_deref() == Some(user))
+        .filter(|e| q.host.trim().is_empty() || pinned.contains(&e.src) || pinned.contains(&e.dst))
+        .filter(|e| technique.is_empty() || !alerts_behind(&hops, e).is_empty())
         .collect();
-    let is_new = |e: &EdgeRecord| e.first_seen_ns >= since;
-    let names = hostnames(state)?;
-    let mut weight: BTreeMap<HostId, (u64, u64)> = BTreeMap::new();
-    for e in &edges {
-        for h in [e.src, e.dst] {
-            let w = weight.entry(h).or_default();
-            w.0 += u64::from(is_new(e));
-            w.1 += 1;
-        }
-    }
-    let mut ranked: Vec<(HostId, (u64, u64))> = weight.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked.truncate(MAX_NODES);
-    let mut chosen: Vec<HostId> = ranked.iter().map(|(h, _)| *h).collect();
-    chosen.sort_by_key(|h| name_of(&names, *h));
-    let index: HashMap<HostId, usize> = chosen.iter().enumerate().map(|(i, h)| (*h, i)).collect();
-    let nodes: Vec<Node> = chosen
+    let graph = fleet_graph::build(
+        &Input {
+            hosts: &hosts,
+            edges: &edges,
+            alerts: &alerts,
+            since_ns: since,
+            pinned: &pinned,
+        },
+        &Limits::default(),
+    );
+    let info: HashMap<HostId, &HostSummary> = hosts.iter().map(|h| (h.id, h)).collect();
+    let names: HashMap<HostId, String> = hosts.iter().map(|h| (h.id, h.hostname.clone())).collect();
+    let mut alert_edges: Vec<(&EdgeRecord, Vec<&AlertRecord>)> = edges
         .iter()
-        .map(|h| Node {
-            label: name_of(&names, *h),
-            sub: String::new(),
-            href: format!("/hosts/{h}"),
-            hot: edges
-                .iter()
-                .any(|e| is_new(e) && (e.src == *h || e.dst == *h)),
-        })
+        .map(|e| (e, alerts_behind(&hops, e)))
+        .filter(|(_, a)| !a.is_empty())
         .collect();
-    let links: Vec<Link> = edges
-        .iter()
-        .filter_map(|e| {
-            Some(Link {
-                from: *index.get(&e.src)?,
-                to: *index.get(&e.dst)?,
-                label: format!(":{}", e.port),
-                new: is_new(e),
-            })
-        })
-        .collect();
-    let mut new_edges: Vec<&EdgeRecord> = edges.iter().filter(|e| is_new(e)).collect();
+    alert_edges.sort_by_key(|(e, _)| std::cmp::Reverse(e.first_seen_ns));
+    let mut new_edges: Vec<&EdgeRecord> =
+        edges.iter().filter(|e| e.first_seen_ns >= since).collect();
     new_edges.sort_by_key(|e| std::cmp::Reverse(e.first_seen_ns));
-    let new_rows = new_edges
-        .iter()
-        .take(100)
-        .map(|e| {
-            view! {
-                <tr>
-                    <td><a href=format!("/hosts/{}", e.src)>{name_of(&names, e.src)}</a></td>
-                    <td><a href=format!("/hosts/{}", e.dst)>{name_of(&names, e.dst)}</a></td>
-                    <td class="num">{e.port}</td>
-                    <td>{e.user.clone().unwrap_or_else(|| "—".into())}</td>
-                    <td class="mono nowrap">{format_ts(e.first_seen_ns)}</td>
-                    <td class="muted">{ago(now, e.last_seen_ns)}</td>
-                    <td class="num">{count(e.count)}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    let hour_opts = [1u64, 6, 24, 72, 168, 720]
-        .into_iter()
-        .map(|h| view! { <option value=h.to_string() selected={h == hours}>{format!("last {h} h")}</option> })
-        .collect_view();
+    let summary = format!(
+        "{} edges · {} hosts ({} drawn, {} in groups) · {} behind alerts · {} new in window{}",
+        count(graph.edges_in_window as u64),
+        count(graph.hosts_in_window as u64),
+        count(graph.hosts_drawn as u64),
+        count(graph.hosts_grouped as u64),
+        count(alert_edges.len() as u64),
+        count(new_edges.len() as u64),
+        if graph.edges_not_drawn > 0 {
+            format!(
+                " · {} minor group edges not drawn",
+                count(graph.edges_not_drawn as u64)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let alert_rows = alert_rows(&alert_edges, &names, &info, since);
+    let new_rows = new_rows(&new_edges, &names, &info, since, now);
     let body = view! {
         <h1>"Fleet graph"</h1>
-        <form method="get" action="/graph" class="toolbar">
-            <label>"Window " <select name="hours">{hour_opts}</select></label>
-            <label>"Port " <input type="text" name="port" inputmode="numeric" size="6" value=q.port.clone().unwrap_or_default()/></label>
-            <button type="submit">"Apply"</button>
-            <span class="muted">{format!("{} edges · {} hosts drawn (max {MAX_NODES}) · {} new in window", edges.len(), nodes.len(), new_edges.len())}</span>
-        </form>
+        {filter_form(q, hours)}
+        <p class="muted">{summary}</p>
         <section class="panel">
-            <div class="legend"><span class="swatch"></span>"seen before the window" <span class="swatch new"></span>"first seen in the window"</div>
-            {fleet_graph(&nodes, &links)}
+            <div class="legend">
+                <span class="swatch alert"></span>"behind an alert"
+                <span class="swatch new"></span>"first seen in the window"
+                <span class="swatch"></span>"routine"
+                <span class="dot group"></span>"group of hosts (role from the name, else subnet), routine traffic folded in"
+            </div>
+            {fleet_graph::render(&graph)}
+        </section>
+        <section class="panel">
+            <h2>"Edges behind alerts"</h2>
+            <table class="dense">
+                <thead><tr><th>"From"</th><th>"To"</th><th>"Port"</th><th>"User"</th><th>"Alerts"</th><th>"First seen"</th><th>"Count"</th><th></th></tr></thead>
+                <tbody>{alert_rows}</tbody>
+            </table>
         </section>
         <section class="panel">
             <h2>"New edges in this window"</h2>
             <table class="dense">
-                <thead><tr><th>"From"</th><th>"To"</th><th>"Port"</th><th>"User"</th><th>"First seen"</th><th>"Last seen"</th><th>"Count"</th></tr></thead>
+                <thead><tr><th>"From"</th><th>"To"</th><th>"Port"</th><th>"User"</th><th>"First seen"</th><th>"Last seen"</th><th>"Count"</th><th></th></tr></thead>
                 <tbody>{new_rows}</tbody>
             </table>
         </section>
     };
     Ok(render("Fleet graph", Nav::Graph, auth, body.into_any()))
+}
+
+fn filter_form(q: &GraphQuery, hours: u64) -> impl IntoView {
+    let hour_opts = [1u64, 6, 24, 72, 168, 720]
+        .into_iter()
+        .map(|h| view! { <option value=h.to_string() selected={h == hours}>{format!("last {h} h")}</option> })
+        .collect_view();
+    view! {
+        <form method="get" action="/graph" class="toolbar">
+            <label>"Window " <select name="hours">{hour_opts}</select></label>
+            <label>"Host " <input type="text" name="host" size="14" value=q.host.clone() placeholder="name or id"/></label>
+            <label>"User " <input type="text" name="user" size="10" value=q.user.clone()/></label>
+            <label>"Port " <input type="text" name="port" inputmode="numeric" size="6" value=q.port.clone().unwrap_or_default()/></label>
+            <label>"Technique " <input type="text" name="technique" size="10" value=q.technique.clone() placeholder="T1021"/></label>
+            <button type="submit">"Apply"</button>
+            <a href="/graph">"Reset"</a>
+        </form>
+    }
+}
+
+fn host_link(names: &HashMap<HostId, String>, h: HostId) -> impl IntoView {
+    view! { <a href=format!("/hosts/{h}")>{name_of(names, h)}</a> }
+}
+
+fn alert_rows(
+    rows: &[(&EdgeRecord, Vec<&AlertRecord>)],
+    names: &HashMap<HostId, String>,
+    info: &HashMap<HostId, &HostSummary>,
+    since: u64,
+) -> AnyView {
+    rows.iter()
+        .take(TABLE_ROWS)
+        .map(|(e, alerts)| {
+            let links = alerts
+                .iter()
+                .map(|a| view! { <a href=format!("/alerts/{}", a.id)>{format!("#{} ", a.id)}</a> })
+                .collect_view();
+            view! {
+                <tr>
+                    <td>{host_link(names, e.src)}</td>
+                    <td>{host_link(names, e.dst)}</td>
+                    <td class="num">{e.port}</td>
+                    <td>{e.user.clone().unwrap_or_else(|| "—".into())}</td>
+                    <td>{links}</td>
+                    <td class="mono nowrap">{format_ts(e.first_seen_ns)}</td>
+                    <td class="num">{compact_span(e.count, "")}</td>
+                    <td><a href=edge_hunt(e, info, since)>"events →"</a></td>
+                </tr>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+fn new_rows(
+    rows: &[&EdgeRecord],
+    names: &HashMap<HostId, String>,
+    info: &HashMap<HostId, &HostSummary>,
+    since: u64,
+    now: u64,
+) -> AnyView {
+    rows.iter()
+        .take(TABLE_ROWS)
+        .map(|e| {
+            view! {
+                <tr>
+                    <td>{host_link(names, e.src)}</td>
+                    <td>{host_link(names, e.dst)}</td>
+                    <td class="num">{e.port}</td>
+                    <td>{e.user.clone().unwrap_or_else(|| "—".into())}</td>
+                    <td class="mono nowrap">{format_ts(e.first_seen_ns)}</td>
+                    <td class="muted">{ago(now, e.last_seen_ns)}</td>
+                    <td class="num">{compact_span(e.count, "")}</td>
+                    <td><a href=edge_hunt(e, info, since)>"events →"</a></td>
+                </tr>
+            }
+        })
+        .collect_view()
+        .into_any()
 }
 
 /// `GET /graph`.

@@ -2,6 +2,7 @@
 
 use super::layout::{render, Nav};
 use super::*;
+use crate::format::compact_span;
 use crate::time::ago;
 use crate::urlenc;
 use axum::extract::{Query, State};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use vigil_proto::query::HostSummary;
 
 /// Rows per page.
-pub const PAGE_SIZE: usize = 50;
+pub const PAGE_SIZE: usize = 100;
 
 /// Query string of `/hosts`.
 #[derive(Debug, Default, Deserialize)]
@@ -17,7 +18,7 @@ pub struct HostsQuery {
     /// Substring of hostname, address, OS or id.
     #[serde(default)]
     pub q: String,
-    /// Column: name, state, seen, version, cpu, rss, alerts.
+    /// Column: name, state, seen, version, cpu, rss, events, lost, alerts.
     #[serde(default)]
     pub sort: String,
     /// `desc` for descending.
@@ -45,6 +46,8 @@ fn sort(hosts: &mut [HostSummary], key: &str, desc: bool) {
         "version" => hosts.sort_by(|a, b| a.sensor_version.cmp(&b.sensor_version)),
         "cpu" => hosts.sort_by(|a, b| a.cpu_pct.total_cmp(&b.cpu_pct)),
         "rss" => hosts.sort_by_key(|h| h.rss_bytes),
+        "events" => hosts.sort_by_key(|h| h.events_total),
+        "lost" => hosts.sort_by_key(|h| h.lost_total),
         "alerts" => hosts.sort_by_key(|h| h.open_alerts),
         _ => hosts.sort_by(|a, b| a.hostname.cmp(&b.hostname)),
     }
@@ -110,6 +113,8 @@ pub fn page(state: &ConsoleState, auth: &Authed, q: &HostsQuery) -> PageResult {
                     <td class="mono">{h.sensor_version.clone()}</td>
                     <td class="num">{format!("{:.1} %", h.cpu_pct)}</td>
                     <td class="num">{bytes(h.rss_bytes)}</td>
+                    <td class="num">{compact_span(h.events_total, "")}</td>
+                    <td class="num">{compact_span(h.lost_total, "")}</td>
                     <td>{if h.isolated { "isolated" } else { "—" }}</td>
                     <td class=alerts_class>{h.open_alerts}</td>
                     <td>{h.os.clone()}</td>
@@ -146,6 +151,8 @@ pub fn page(state: &ConsoleState, auth: &Authed, q: &HostsQuery) -> PageResult {
                         {header("version", "Version")}
                         {header("cpu", "CPU")}
                         {header("rss", "RSS")}
+                        {header("events", "Events")}
+                        {header("lost", "Lost")}
                         <th>"Isolation"</th>
                         {header("alerts", "Open alerts")}
                         <th>"OS"</th>

@@ -2,6 +2,7 @@
 
 use super::layout::{render, Nav};
 use super::*;
+use crate::format::{compact_rate, compact_span};
 use crate::svg::usage_bar;
 use crate::time::ago;
 use axum::extract::State;
@@ -44,6 +45,7 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
         .map(|(k, v)| view! { <tr><td class="mono">{k.clone()}</td><td class="num">{count(*v)}</td></tr> })
         .collect_view();
     let sev_cards = severity_cards(&by_sev);
+    let trends = crate::trends::panels(state, now)?;
     let loss_class = if stats.lost_total > 0 {
         "kpi warn"
     } else {
@@ -55,18 +57,18 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
             <section class="panel">
                 <h2>"Sensors"</h2>
                 <div class="kpis">
-                    <a class="kpi ok" href="/hosts?state=online"><span class="v">{by_state[0]}</span><span class="k">"online"</span></a>
-                    <a class="kpi warn" href="/hosts?state=stale"><span class="v">{by_state[1]}</span><span class="k">"stale"</span></a>
-                    <a class="kpi bad" href="/hosts?state=offline"><span class="v">{by_state[2]}</span><span class="k">"offline"</span></a>
-                    <a class="kpi" href="/hosts?state=revoked"><span class="v">{by_state[3]}</span><span class="k">"revoked"</span></a>
+                    <a class="kpi ok" href="/hosts?state=online">{compact_span(by_state[0], "v")}<span class="k">"online"</span></a>
+                    <a class="kpi warn" href="/hosts?state=stale">{compact_span(by_state[1], "v")}<span class="k">"stale"</span></a>
+                    <a class="kpi bad" href="/hosts?state=offline">{compact_span(by_state[2], "v")}<span class="k">"offline"</span></a>
+                    <a class="kpi" href="/hosts?state=revoked">{compact_span(by_state[3], "v")}<span class="k">"revoked"</span></a>
                 </div>
             </section>
             <section class="panel">
                 <h2>"Ingest"</h2>
                 <div class="kpis">
-                    <div class="kpi"><span class="v">{format!("{:.0}", stats.events_per_s)}</span><span class="k">"events/s"</span></div>
-                    <div class="kpi"><span class="v">{count(stats.events_total)}</span><span class="k">"events stored"</span></div>
-                    <div class=loss_class><span class="v">{count(stats.lost_total)}</span><span class="k">"events lost"</span></div>
+                    <div class="kpi">{compact_rate(stats.events_per_s, "v")}<span class="k">"events/s"</span></div>
+                    <div class="kpi">{compact_span(stats.events_total, "v")}<span class="k">"events stored"</span></div>
+                    <div class=loss_class>{compact_span(stats.lost_total, "v")}<span class="k">"events lost"</span></div>
                 </div>
             </section>
             <section class="panel wide">
@@ -74,6 +76,7 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
                 <div class="kpis">{sev_cards}</div>
             </section>
         </div>
+        {trends}
         <div class="grid2">
             <section class="panel">
                 <h2>"Latest open alerts"</h2>
@@ -178,7 +181,7 @@ fn severity_cards(by_sev: &[u64; 4]) -> AnyView {
     .map(|s| {
         view! {
             <a class=format!("kpi sev-{}", severity_name(s)) href="/alerts">
-                <span class="v">{by_sev[s as usize]}</span>
+                {compact_span(by_sev[s as usize], "v")}
                 <span class="k">{severity_name(s)}</span>
             </a>
         }

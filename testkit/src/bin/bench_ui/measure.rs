@@ -15,7 +15,7 @@ use vigil_proto::HostId;
 use vigil_testkit::fleet::{Fleet, FleetHost};
 use vigil_testkit::render_bench::bench_admin;
 use vigil_web_ui::auth::Authed;
-use vigil_web_ui::pages::{alerts, host, hosts, overview};
+use vigil_web_ui::pages::{alerts, graph, host, hosts, overview};
 use vigil_web_ui::ConsoleState;
 
 /// Samples of one page or read call, in ms.
@@ -109,7 +109,8 @@ pub(crate) fn measure(o: &Opts, fleet: &Fleet) -> Result<(Vec<PageTimes>, usize)
 }
 
 /// Overview, host list (pages, sorts, a search), host page (busy and any
-/// hosts, several windows) and alert page, `it` renders each.
+/// hosts, several windows), fleet graph (a day, a week) and alert page,
+/// `it` renders each.
 fn render_pages(
     state: &ConsoleState,
     auth: &Authed,
@@ -141,6 +142,13 @@ fn render_pages(
                 hours: [None, None, Some(1), Some(168)][i % 4],
             };
             Ok(host::page(state, auth, t.host(i), &q).map_err(err)?.0.len())
+        })?,
+        time_page("graph", it, |i| {
+            let q = graph::GraphQuery {
+                hours: Some([24, 168][i % 2]),
+                ..Default::default()
+            };
+            Ok(graph::page(state, auth, &q).map_err(err)?.0.len())
         })?,
         time_page("alert", it, |i| {
             let id = t.alert_ids[i.wrapping_mul(37) % n_alerts];

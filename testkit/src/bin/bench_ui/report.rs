@@ -57,6 +57,7 @@ pub(crate) fn print(o: &Opts, manifest: &Manifest, pages: &[PageTimes], n_alerts
         p95_ms_hosts: get("hosts"),
         p95_ms_host: get("host"),
         p95_ms_alert: get("alert"),
+        p95_ms_graph: get("graph"),
     };
     println!("{}", report.json());
 }
