@@ -271,7 +271,9 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         }
         AdminRequest::Export { scope, exporter } => export(core, &reader, scope, &exporter, now),
         AdminRequest::ImportRules { files, operator } => import_rules(core, files, &operator, now),
-        AdminRequest::Respond(req) => crate::respond_admin::handle(core, req).map(AdminResponse::Respond),
+        AdminRequest::Respond(req) => {
+            crate::respond_admin::handle(core, req).map(AdminResponse::Respond)
+        }
         // The running pipeline's view when there is one, else the last save.
         AdminRequest::Models => match core.models.all() {
             live if !live.is_empty() => Ok(AdminResponse::Models(live)),
