@@ -308,7 +308,7 @@ async fn console_walk_through_in_headless_chromium() {
         "svc-backup",
         "File changes",
         "Timeline",
-        "arrive with the response issue",
+        "cannot act on hosts",
     ])
     .await;
     w.find(Locator::Css("svg.chart polyline.series")).await;

@@ -722,7 +722,9 @@ async fn incident_page_draws_path_and_explains() {
         "Remote Services: SSH",
         "Evidence events",
         "authorized_keys",
-        "arrive with the response issue",
+        "Root cause",
+        "Remediation checklist",
+        "MTTD",
     ] {
         assert!(html.contains(needle), "missing {needle}");
     }
