@@ -268,6 +268,9 @@ async fn claiming_another_hosts_address_and_name_is_a_recorded_conflict() {
         hello_claiming(&g, "db01", vec![victim_ip]).await,
         ControlMessage::Welcome(_)
     ));
+    // Enrolled later than the victim: "first enrolled" must not come down
+    // to the tie-break between random host ids under the fixed test clock.
+    lab.clock.fetch_add(1_000_000_000, std::sync::atomic::Ordering::SeqCst);
     let evil = lab.enroll_one("evil").await;
     let e = SimConn::connect(&lab.ep, lab.app.quic_addr, &evil)
         .await
