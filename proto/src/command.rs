@@ -20,6 +20,12 @@ use std::net::IpAddr;
 /// signature can never be replayed as a signature over anything else.
 pub const SIGNING_DOMAIN: &[u8] = b"vigil-command-v1\0";
 
+/// The nftables table (family `inet`) a sensor's isolation lives in: the
+/// sensor installs it, the console names it when an operator confirms.
+pub const ISOLATION_TABLE: &str = "vigil_isolate";
+/// The nftables table (family `inet`) of a sensor's blocked peers.
+pub const BLOCK_TABLE: &str = "vigil_block";
+
 /// A signed response command (appliance → sensor).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command {

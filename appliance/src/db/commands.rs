@@ -86,32 +86,12 @@ impl Db {
         host: Option<HostId>,
         limit: usize,
     ) -> Result<Vec<CommandRecord>, StoreError> {
-        let ids = match host {
-            Some(h) => self.command_ids_of(h, limit)?,
-            None => {
-                let mut ids = Vec::new();
-                let end = super::keys::prefix_end(COMMAND);
-                self.store.scan(
-                    Cf::Cases,
-                    COMMAND,
-                    end.as_deref(),
-                    Direction::Reverse,
-                    &mut |k, _| {
-                        if let Ok(b) = <[u8; 8]>::try_from(&k[COMMAND.len()..]) {
-                            ids.push(u64::from_be_bytes(b));
-                        }
-                        if limit != 0 && ids.len() >= limit {
-                            Visit::Stop
-                        } else {
-                            Visit::Continue
-                        }
-                    },
-                )?;
-                ids
-            }
+        let prefix = match host {
+            Some(h) => key(COMMAND_HOST, &h.0.to_be_bytes()),
+            None => COMMAND.to_vec(),
         };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
+        let mut out = Vec::new();
+        for id in self.ids_under(&prefix, limit)? {
             if let Some(rec) = self.command(id)? {
                 out.push(rec);
             }
@@ -119,13 +99,14 @@ impl Db {
         Ok(out)
     }
 
-    fn command_ids_of(&self, host: HostId, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let prefix = key(COMMAND_HOST, &host.0.to_be_bytes());
-        let end = super::keys::prefix_end(&prefix);
+    /// The ids that end the keys under `prefix` (`command/{id}` or
+    /// `command-host/{host}{id}`), highest first.
+    fn ids_under(&self, prefix: &[u8], limit: usize) -> Result<Vec<u64>, StoreError> {
+        let end = super::keys::prefix_end(prefix);
         let mut ids = Vec::new();
         self.store.scan(
             Cf::Cases,
-            &prefix,
+            prefix,
             end.as_deref(),
             Direction::Reverse,
             &mut |k, _| {

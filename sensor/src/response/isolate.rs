@@ -21,9 +21,9 @@ use super::{ResponseCtx, ResponseError};
 use crate::enroll::write_private;
 
 /// Name of the isolation table.
-pub const TABLE: &str = "vigil_isolate";
+pub const TABLE: &str = vigil_proto::command::ISOLATION_TABLE;
 /// Name of the blocked-peers table.
-pub const BLOCK_TABLE: &str = "vigil_block";
+pub use vigil_proto::command::BLOCK_TABLE;
 /// Isolations and blocks in force (JSON, 0600).
 pub const STATE_FILE: &str = "response_state.json";
 

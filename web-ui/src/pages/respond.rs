@@ -280,7 +280,10 @@ fn effect_list(action: &CommandAction) -> Option<AnyView> {
     match action {
         CommandAction::IsolateHost { allow, allow_dhcp_nd, .. } => {
             let mut rules = vec![
-                "One nftables table `inet vigil_isolate`, installed in one transaction (all or nothing).".to_owned(),
+                format!(
+                    "One nftables table `inet {}`, installed in one transaction (all or nothing).",
+                    vigil_proto::command::ISOLATION_TABLE
+                ),
                 "Input, output and forward chains drop by default.".to_owned(),
                 "Allowed: loopback; established traffic to and from the appliance's addresses pinned at enrollment, on its QUIC port.".to_owned(),
             ];
@@ -587,30 +590,34 @@ pub async fn show(
     off_runtime(move || command_page(&state, &auth, id)).await
 }
 
-/// `POST /commands/{id}/approve`.
+/// `POST /commands/{id}/approve`: a second analyst approves.
 pub async fn approve(
     State(state): State<ConsoleState>,
     auth: Authed,
     Path(id): Path<u64>,
 ) -> Result<Redirect, UiError> {
-    off_runtime(move || {
-        auth.require(Role::Analyst)?;
-        responder(&state)?.approve(id, &auth.user.name)?;
-        Ok(())
-    })
-    .await?;
-    Ok(Redirect::to(&format!("/commands/{id}")))
+    decide(state, auth, id, |r, id, who| r.approve(id, who)).await
 }
 
-/// `POST /commands/{id}/cancel`.
+/// `POST /commands/{id}/cancel`: withdrawn before its sensor received it.
 pub async fn cancel(
     State(state): State<ConsoleState>,
     auth: Authed,
     Path(id): Path<u64>,
 ) -> Result<Redirect, UiError> {
+    decide(state, auth, id, |r, id, who| r.cancel(id, who)).await
+}
+
+/// An analyst's decision on a command, then back to its page.
+async fn decide(
+    state: ConsoleState,
+    auth: Authed,
+    id: u64,
+    act: fn(&dyn ResponseApi, u64, &str) -> Result<CommandRecord, ResponseError>,
+) -> Result<Redirect, UiError> {
     off_runtime(move || {
         auth.require(Role::Analyst)?;
-        responder(&state)?.cancel(id, &auth.user.name)?;
+        act(responder(&state)?.as_ref(), id, &auth.user.name)?;
         Ok(())
     })
     .await?;
