@@ -133,6 +133,7 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
         Some(s) => line_chart(&hours, &[s], Unit::PerSecond),
         None => nothing_yet("ingest history"),
     };
+    let response = crate::pages::incident::response_times_panel(state, &alerts)?;
     let sensors = match host_states(&t) {
         Some(s) => line_chart(&hours, &s, Unit::Count),
         None => nothing_yet("sensor history"),
@@ -152,6 +153,7 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
                 {sensors}
             </section>
         </div>
+        {response}
     }
     .into_any())
 }

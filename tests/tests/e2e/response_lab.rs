@@ -414,6 +414,21 @@ pub async fn console_isolates_from_checklist(
             "host page without the isolation banner:\n{host_page}"
         ));
     }
+    // The incident's own figures once contained (docs/BENCHMARKS.md).
+    c.goto(&format!("{base}/alerts/{incident}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let page = text().await.map_err(err)?;
+    let figures: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("MTTD") || l.starts_with("Time to"))
+        .collect();
+    eprintln!("lab incident {incident}: {}", figures.join(" | "));
+    if !page.contains("done by") {
+        return Err(format!(
+            "the checklist does not mark the isolation done:\n{page}"
+        ));
+    }
 
     // A viewer: no action anywhere, and a forged POST is refused.
     let password = "viewer-password-for-the-test";

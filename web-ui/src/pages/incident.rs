@@ -42,17 +42,26 @@ pub fn executed(commands: &[CommandRecord]) -> Vec<ExecutedCommand> {
 /// several hosts); its member alerts and their evidence events are read
 /// from the store.
 pub fn facts(state: &ConsoleState, a: &AlertRecord) -> Result<IncidentFacts, UiError> {
+    let around = state.read.alerts(&AlertFilter {
+        since_ns: Some(a.created_ns.saturating_sub(7 * 24 * 3600 * 1_000_000_000)),
+        limit: 2000,
+        include_suppressed: true,
+        ..Default::default()
+    })?;
+    facts_among(state, a, &around)
+}
+
+/// [`facts`] with the incident's member alerts taken from `around`.
+fn facts_among(
+    state: &ConsoleState,
+    a: &AlertRecord,
+    around: &[AlertRecord],
+) -> Result<IncidentFacts, UiError> {
     let now = state.now();
-    let mut alerts: Vec<AlertRecord> = state
-        .read
-        .alerts(&AlertFilter {
-            since_ns: Some(a.created_ns.saturating_sub(7 * 24 * 3600 * 1_000_000_000)),
-            limit: 2000,
-            include_suppressed: true,
-            ..Default::default()
-        })?
-        .into_iter()
+    let mut alerts: Vec<AlertRecord> = around
+        .iter()
         .filter(|r| r.incident_id == Some(a.id) && r.id != a.id)
+        .cloned()
         .collect();
     alerts.push(a.clone());
     let mut events = Vec::new();
@@ -180,4 +189,66 @@ fn step_row(
             <p class="muted">{s.why.clone()}</p>
         </li>
     }
+}
+
+/// Most incidents the overview's MTTD / MTTR chart derives (newest first).
+const TREND_INCIDENTS: usize = 100;
+
+/// The overview's chart: median MTTD, time to contain and time to close per
+/// UTC day of the incidents among `alerts` (the overview's recent alerts).
+pub fn response_times_panel(
+    state: &ConsoleState,
+    alerts: &[AlertRecord],
+) -> Result<AnyView, UiError> {
+    use crate::charts::{line_chart, Series, Unit, XAxis};
+    let mut times = Vec::new();
+    for a in alerts
+        .iter()
+        .filter(|a| a.path.len() > 1 && a.incident_id.is_none_or(|i| i == a.id))
+        .take(TREND_INCIDENTS)
+    {
+        if let Some(t) = facts_among(state, a, alerts)?.times {
+            times.push(t);
+        }
+    }
+    let days = vigil_proto::incident::daily_trend(&times);
+    let body = if days.is_empty() {
+        view! { <p class="muted">"No incidents in this window."</p> }.into_any()
+    } else {
+        let median = |f: fn(&vigil_proto::incident::TrendBucket) -> Option<u64>,
+                      name: &str,
+                      class: &str| Series {
+            name: name.into(),
+            class: class.into(),
+            values: days.iter().map(|d| f(d).unwrap_or(0) as f64).collect(),
+        };
+        let series = [
+            median(|d| d.mttd.map(|s| s.median_ns), "MTTD", "s-mttd"),
+            median(
+                |d| d.contain.map(|s| s.median_ns),
+                "time to contain (0: not yet)",
+                "s-contain",
+            ),
+            median(
+                |d| d.close.map(|s| s.median_ns),
+                "time to close (0: not yet)",
+                "s-close",
+            ),
+        ];
+        let x = XAxis {
+            labels: days
+                .iter()
+                .map(|d| format_ts(d.day_start_ns)[5..10].to_string())
+                .collect(),
+            every: (days.len() / 7).max(1),
+        };
+        line_chart(&x, &series, Unit::DurationNs)
+    };
+    Ok(view! {
+        <section class="panel">
+            <h2>"MTTD and MTTR per day (median)"</h2>
+            {body}
+        </section>
+    }
+    .into_any())
 }
