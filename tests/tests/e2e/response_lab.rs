@@ -419,12 +419,29 @@ pub async fn console_isolates_from_checklist(
         .await
         .map_err(|e| e.to_string())?;
     let page = text().await.map_err(err)?;
-    let figures: Vec<&str> = page
-        .lines()
-        .filter(|l| l.starts_with("MTTD") || l.starts_with("Time to"))
+    let lines: Vec<&str> = page.lines().collect();
+    let figures: Vec<String> = ["MTTD", "Time to contain", "Time to close"]
+        .iter()
+        .filter_map(|k| {
+            let i = lines.iter().position(|l| l == k)?;
+            Some(format!("{k}: {}", lines.get(i + 1)?))
+        })
         .collect();
-    eprintln!("lab incident {incident}: {}", figures.join(" | "));
-    if !page.contains("done by") {
+    let isolation = responder
+        .commands(Some(last), 1)
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or("no isolation command stored")?;
+    let issued_to_done_ms = isolation
+        .entered(CommandStatus::Done)
+        .zip(isolation.entered(CommandStatus::Queued))
+        .map(|(done, queued)| done.saturating_sub(queued) / 1_000_000);
+    eprintln!(
+        "lab incident {incident}: {}; isolation issued → receipt: {issued_to_done_ms:?} ms",
+        figures.join(" | ")
+    );
+    // Upper-cased by CSS in the visible text.
+    if !page.to_lowercase().contains("done by") {
         return Err(format!(
             "the checklist does not mark the isolation done:\n{page}"
         ));
