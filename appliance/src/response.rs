@@ -376,7 +376,13 @@ impl Responder {
             }
         };
         if rec.status.is_final() {
-            self.metrics.commands.add("result_duplicate", 1);
+            // A repeat delivery the sensor refused as already run is the
+            // replay protection at work; count it by name.
+            let label = match result.state {
+                CommandState::Refused(RefusalReason::Replayed) => "refused:replayed",
+                _ => "result_duplicate",
+            };
+            self.metrics.commands.add(label, 1);
             return;
         }
         let (status, label) = match result.state {

@@ -270,7 +270,8 @@ async fn claiming_another_hosts_address_and_name_is_a_recorded_conflict() {
     ));
     // Enrolled later than the victim: "first enrolled" must not come down
     // to the tie-break between random host ids under the fixed test clock.
-    lab.clock.fetch_add(1_000_000_000, std::sync::atomic::Ordering::SeqCst);
+    lab.clock
+        .fetch_add(1_000_000_000, std::sync::atomic::Ordering::SeqCst);
     let evil = lab.enroll_one("evil").await;
     let e = SimConn::connect(&lab.ep, lab.app.quic_addr, &evil)
         .await

@@ -288,6 +288,8 @@ async fn an_operator_isolates_a_lab_host_and_it_holds_until_released() {
         CommandState::Refused(RefusalReason::UnsafeTarget)
     );
 
+    refused_commands_never_run(&app, &lab, h1.host, h2.host, collect.command.clone()).await;
+
     // A command that cannot reach its host in time expires, never runs.
     h2.sensor.shutdown().await;
     let out = respond(
@@ -533,4 +535,99 @@ pub async fn console_isolates_from_checklist(
         return Err("a viewer's forged POST created a command".into());
     }
     Ok(())
+}
+
+/// Commands a sensor must not run, handed to h2's live connection as an
+/// attacker on the wire or a confused appliance would: a tampered copy, a
+/// command signed for h1, and a replay of one already done. The real
+/// sensor refuses each and the appliance counts it; nothing changes on h2.
+async fn refused_commands_never_run(
+    app: &Appliance,
+    lab: &Lab,
+    h1: vigil_proto::HostId,
+    h2: vigil_proto::HostId,
+    done: vigil_proto::Command,
+) {
+    use vigil_appliance::response::ApprovalPolicy;
+    use vigil_proto::query::response::CommandRequest;
+    let responder = app.core().responder.clone();
+    let count = |label: &str| {
+        app.core()
+            .metrics
+            .commands
+            .snapshot()
+            .get(label)
+            .copied()
+            .unwrap_or(0)
+    };
+    // Isolations of "servers" wait for approval: stored and signed, never
+    // delivered, so forged copies are the only ones the sensor sees.
+    let policy = ApprovalPolicy {
+        approve_server_isolation: true,
+        servers: [h1, h2].into_iter().collect(),
+    };
+    responder.set_policy(&policy, "admin").expect("policy");
+    let held = |host| {
+        responder
+            .issue(CommandRequest {
+                host,
+                action: vigil_proto::CommandAction::IsolateHost {
+                    allow: Vec::new(),
+                    expires_ns: None,
+                    allow_dhcp_nd: false,
+                },
+                operator: "admin".into(),
+                reason: "lab: held for approval".into(),
+                deliver_within_ns: None,
+                incident: None,
+                step: None,
+            })
+            .expect("issue")
+    };
+    let for_h2 = held(h2);
+    assert_eq!(for_h2.status, CommandStatus::AwaitingApproval);
+    let mut tampered = for_h2.command.clone();
+    tampered.reason = "lab: tampered on the way".into();
+    app.send_command(h2, tampered).expect("h2 is connected");
+    let refused = eventually(20, || {
+        responder
+            .command(for_h2.id())
+            .is_ok_and(|c| c.status == CommandStatus::Refused)
+    })
+    .await;
+    let rec = responder.command(for_h2.id()).unwrap();
+    assert!(refused, "{rec:#?}");
+    assert_eq!(
+        rec.result.unwrap().state,
+        CommandState::Refused(RefusalReason::BadSignature)
+    );
+    assert!(count("refused:bad_signature") >= 1);
+
+    let for_h1 = held(h1);
+    let rejected = count("result_rejected");
+    app.send_command(h2, for_h1.command.clone())
+        .expect("h2 is connected");
+    assert!(
+        eventually(20, || count("result_rejected") > rejected).await,
+        "h2's answer about h1's command was not counted"
+    );
+    assert_eq!(
+        responder.command(for_h1.id()).unwrap().status,
+        CommandStatus::AwaitingApproval,
+        "h2 touched h1's command"
+    );
+
+    let replays = count("refused:replayed");
+    app.send_command(h2, done).expect("h2 is connected");
+    assert!(
+        eventually(20, || count("refused:replayed") > replays).await,
+        "a replayed command was not refused"
+    );
+    // None of them isolated h2.
+    let v4_peer = lab.hosts[1].addr.to_string();
+    assert_eq!(reaches(lab, 0, &v4_peer, 8080), (true, true));
+    responder.cancel(for_h1.id(), "admin").expect("cancel");
+    responder
+        .set_policy(&ApprovalPolicy::default(), "admin")
+        .expect("policy");
 }
