@@ -300,23 +300,21 @@ impl Responder {
         } else {
             "received but no receipt before its expiry".to_owned()
         };
-        Self::transition(
-            rec,
-            CommandStatus::Expired,
-            "appliance",
-            detail.clone(),
-            now,
-        );
-        self.metrics.commands.add("expired", 1);
-        if let Err(e) = self.store(rec, None) {
-            tracing::warn!(command = rec.id(), error = %e, "expiry not stored");
-        }
-        let _ = self.audit(
+        // Recorded before the state changes, so whoever sees the command
+        // expired also finds why in the audit log.
+        if let Err(e) = self.audit(
             "appliance",
             "command.expired",
             &format!("command:{}", rec.id()),
             &detail,
-        );
+        ) {
+            tracing::warn!(command = rec.id(), error = %e, "expiry not audited");
+        }
+        Self::transition(rec, CommandStatus::Expired, "appliance", detail, now);
+        self.metrics.commands.add("expired", 1);
+        if let Err(e) = self.store(rec, None) {
+            tracing::warn!(command = rec.id(), error = %e, "expiry not stored");
+        }
         true
     }
 

@@ -202,6 +202,15 @@ async fn an_operator_isolates_a_lab_host_and_it_holds_until_released() {
         (false, false),
         "sensor stop lifted isolation"
     );
+    h2.sensor = start_sensor(&app, &lab, 1, &state2).await;
+    let reconnected = eventually(20, || app.core().registry.is_connected(h2.host)).await;
+    assert!(reconnected, "h2's sensor did not reconnect");
+    assert_eq!(
+        reaches(&lab, 0, &v4_peer, 8080),
+        (false, false),
+        "a sensor restart lifted isolation"
+    );
+    h2.sensor.shutdown().await;
     let out = respond(
         &vigil,
         &data,
@@ -288,6 +297,7 @@ async fn an_operator_isolates_a_lab_host_and_it_holds_until_released() {
         CommandState::Refused(RefusalReason::UnsafeTarget)
     );
 
+    kill_names_one_process(&vigil, &data, &app, &lab, h2_id).await;
     refused_commands_never_run(&app, &lab, h1.host, h2.host, collect.command.clone()).await;
 
     // A command that cannot reach its host in time expires, never runs.
@@ -630,4 +640,67 @@ async fn refused_commands_never_run(
     responder
         .set_policy(&ApprovalPolicy::default(), "admin")
         .expect("policy");
+}
+
+/// `vigil respond kill` reaches the named process through the real sensor:
+/// a wrong start time (what a reused pid looks like) is refused and the
+/// process lives; the right one kills it and the receipt names it.
+async fn kill_names_one_process(vigil: &Path, data: &Path, app: &Appliance, lab: &Lab, h2: &str) {
+    let mut victim = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[1].netns, "sleep", "300"])
+        .spawn()
+        .expect("sleep in h2");
+    // `ip netns exec` execs the program: the child's pid is sleep's.
+    let pid = victim.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|t| t.parse().ok())
+        .expect("start time");
+    let (pid_s, wrong) = (pid.to_string(), (ticks + 1).to_string());
+    let out = respond(
+        vigil,
+        data,
+        &[
+            "kill",
+            h2,
+            "--pid",
+            &pid_s,
+            "--start-time",
+            &wrong,
+            "--reason",
+            "lab: wrong start",
+        ],
+    );
+    let refused = finished(app, command_id(&out), 20).await;
+    assert_eq!(
+        refused.result.as_ref().map(|r| r.state),
+        Some(CommandState::Refused(RefusalReason::TargetMismatch)),
+        "{refused:#?}"
+    );
+    assert!(victim.try_wait().unwrap().is_none(), "the process died");
+    let right = ticks.to_string();
+    let out = respond(
+        vigil,
+        data,
+        &[
+            "kill",
+            h2,
+            "--pid",
+            &pid_s,
+            "--start-time",
+            &right,
+            "--reason",
+            "lab: kill",
+        ],
+    );
+    let killed = finished(app, command_id(&out), 20).await;
+    let Some(Receipt::Kill(k)) = killed.result.as_ref().map(|r| &r.receipt) else {
+        panic!("kill receipt expected: {killed:#?}");
+    };
+    assert_eq!((k.pid, k.start_time_ticks, k.signal), (pid, ticks, 9));
+    assert!(k.exe.ends_with("sleep"), "{}", k.exe);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(victim.wait().unwrap().signal(), Some(9));
 }
