@@ -48,7 +48,7 @@ pub fn facts(state: &ConsoleState, a: &AlertRecord) -> Result<IncidentFacts, UiE
         include_suppressed: true,
         ..Default::default()
     })?;
-    facts_among(state, a, &around)
+    facts_among(state, a, &around, &state.read.hosts()?)
 }
 
 /// [`facts`] with the incident's member alerts taken from `around`.
@@ -56,6 +56,7 @@ fn facts_among(
     state: &ConsoleState,
     a: &AlertRecord,
     around: &[AlertRecord],
+    hosts: &[vigil_proto::query::HostSummary],
 ) -> Result<IncidentFacts, UiError> {
     let now = state.now();
     let mut alerts: Vec<AlertRecord> = around
@@ -77,12 +78,11 @@ fn facts_among(
             }
         }
     }
-    let hosts = state.read.hosts()?;
     let view = IncidentView {
         incident_id: a.id,
         alerts: &alerts,
         events: &events,
-        hosts: &hosts,
+        hosts,
         known_accounts: None,
     };
     let commands = match &state.respond {
@@ -201,13 +201,15 @@ pub fn response_times_panel(
     alerts: &[AlertRecord],
 ) -> Result<AnyView, UiError> {
     use crate::charts::{line_chart, Series, Unit, XAxis};
+    // The registry is read once: at 10,000 hosts a read costs tens of ms.
+    let hosts = state.read.hosts()?;
     let mut times = Vec::new();
     for a in alerts
         .iter()
         .filter(|a| a.path.len() > 1 && a.incident_id.is_none_or(|i| i == a.id))
         .take(TREND_INCIDENTS)
     {
-        if let Some(t) = facts_among(state, a, alerts)?.times {
+        if let Some(t) = facts_among(state, a, alerts, &hosts)?.times {
             times.push(t);
         }
     }
