@@ -11,7 +11,7 @@ use vigil_proto::incident::{
     remediation, root_cause, ExecutedCommand, IncidentTimes, IncidentView, RemediationStep,
 };
 use vigil_proto::query::response::CommandRecord;
-use vigil_proto::query::AlertFilter;
+use vigil_proto::query::{AlertFilter, HostSummary};
 
 /// Everything the incident page derives from the store.
 pub struct IncidentFacts {
@@ -51,14 +51,22 @@ pub fn facts(state: &ConsoleState, a: &AlertRecord) -> Result<IncidentFacts, UiE
     facts_among(state, a, &around, &state.read.hosts()?)
 }
 
-/// [`facts`] with the incident's member alerts taken from `around`.
-fn facts_among(
+/// What an incident's derivations read from the store.
+struct Parts {
+    alerts: Vec<AlertRecord>,
+    events: Vec<Event>,
+    done: Vec<ExecutedCommand>,
+    closed_ns: Option<u64>,
+}
+
+/// The incident's member alerts (from `around`), up to `max_events` of
+/// their evidence events, the commands run on its hosts and when it closed.
+fn parts(
     state: &ConsoleState,
     a: &AlertRecord,
     around: &[AlertRecord],
-    hosts: &[vigil_proto::query::HostSummary],
-) -> Result<IncidentFacts, UiError> {
-    let now = state.now();
+    max_events: usize,
+) -> Result<Parts, UiError> {
     let mut alerts: Vec<AlertRecord> = around
         .iter()
         .filter(|r| r.incident_id == Some(a.id) && r.id != a.id)
@@ -67,24 +75,16 @@ fn facts_among(
     alerts.push(a.clone());
     let mut events = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for (host, seq) in alerts
-        .iter()
-        .flat_map(|x| x.evidence.iter().copied())
-        .take(2000)
-    {
+    for (host, seq) in alerts.iter().flat_map(|x| x.evidence.iter().copied()) {
+        if events.len() >= max_events {
+            break;
+        }
         if seen.insert((host, seq)) {
             if let Ok(e) = state.read.event(host, seq) {
                 events.push(e);
             }
         }
     }
-    let view = IncidentView {
-        incident_id: a.id,
-        alerts: &alerts,
-        events: &events,
-        hosts,
-        known_accounts: None,
-    };
     let commands = match &state.respond {
         Some(r) => {
             let mut all = Vec::new();
@@ -95,19 +95,48 @@ fn facts_among(
         }
         None => Vec::new(),
     };
-    let done = executed(&commands);
-    let mut steps = remediation(&view);
-    vigil_proto::incident::mark_done(&mut steps, &done, now);
-    let closed = match &a.state {
+    let closed_ns = match &a.state {
         TriageState::ClosedTruePositive | TriageState::ClosedFalsePositive => {
             state.store.triage(a.id)?.map(|t| t.updated_ns)
         }
         _ => None,
     };
+    Ok(Parts {
+        alerts,
+        events,
+        done: executed(&commands),
+        closed_ns,
+    })
+}
+
+impl Parts {
+    fn view<'a>(&'a self, id: u64, hosts: &'a [HostSummary]) -> IncidentView<'a> {
+        IncidentView {
+            incident_id: id,
+            alerts: &self.alerts,
+            events: &self.events,
+            hosts,
+            known_accounts: None,
+        }
+    }
+}
+
+/// [`facts`] with the incident's member alerts taken from `around`.
+fn facts_among(
+    state: &ConsoleState,
+    a: &AlertRecord,
+    around: &[AlertRecord],
+    hosts: &[HostSummary],
+) -> Result<IncidentFacts, UiError> {
+    let now = state.now();
+    let p = parts(state, a, around, 2000)?;
+    let view = p.view(a.id, hosts);
+    let mut steps = remediation(&view);
+    vigil_proto::incident::mark_done(&mut steps, &p.done, now);
     Ok(IncidentFacts {
         root: root_cause(&view),
         steps,
-        times: IncidentTimes::derive(&view, &done, closed, now),
+        times: IncidentTimes::derive(&view, &p.done, p.closed_ns, now),
     })
 }
 
@@ -193,6 +222,8 @@ fn step_row(
 
 /// Most incidents the overview's MTTD / MTTR chart derives (newest first).
 const TREND_INCIDENTS: usize = 100;
+/// Evidence events read per incident for its MTTD on the overview.
+const TREND_EVENTS: usize = 16;
 
 /// The overview's chart: median MTTD, time to contain and time to close per
 /// UTC day of the incidents among `alerts` (the overview's recent alerts).
@@ -209,7 +240,18 @@ pub fn response_times_panel(
         .filter(|a| a.path.len() > 1 && a.incident_id.is_none_or(|i| i == a.id))
         .take(TREND_INCIDENTS)
     {
-        if let Some(t) = facts_among(state, a, alerts, &hosts)?.times {
+        // Only the times: no checklist, and few evidence events (the
+        // earliest of them dates the first malicious event).
+        let p = parts(state, a, alerts, TREND_EVENTS)?;
+        // Times need only the hosts on the path; the derivation indexes
+        // what it is given, and the fleet can be 10,000 hosts.
+        let on_path: Vec<HostSummary> = hosts
+            .iter()
+            .filter(|h| p.alerts.iter().any(|x| x.path.contains(&h.id)))
+            .cloned()
+            .collect();
+        let now = state.now();
+        if let Some(t) = IncidentTimes::derive(&p.view(a.id, &on_path), &p.done, p.closed_ns, now) {
             times.push(t);
         }
     }
