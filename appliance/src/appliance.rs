@@ -165,6 +165,14 @@ impl Appliance {
         let quic_addr = quic.addr;
         let mut tasks = Vec::new();
 
+        // SIEM forwarding (#17): `DATA/forward.toml` and the console's
+        // receivers; opening queues fsyncs, so off the async workers.
+        let fwd = core.forwarding.clone();
+        tokio::task::spawn_blocking(move || fwd.start())
+            .await
+            .map_err(|e| io("start forwarding")(std::io::Error::other(e)))?
+            .map_err(|e| io("start forwarding")(std::io::Error::other(e)))?;
+
         let mut app = https::router(core.clone(), core.metrics_token()?);
         let console = vigil_web_ui::ConsoleState::new(
             Arc::new(StoreReader::new(core.clone())),
@@ -172,6 +180,7 @@ impl Appliance {
         )
         .with_clock(core.clock.clone())
         .with_responder(core.responder.clone())
+        .with_receivers(crate::forwarding::console::api(&core.forwarding))
         .with_idle_timeout(cfg.console_idle_timeout)
         .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));
         app = app.merge(vigil_web_ui::router(console));
@@ -305,6 +314,9 @@ impl Appliance {
             })
             .await;
         }
+        // After the pipeline ended: what it stored is queued or forwarded.
+        let fwd = self.core.forwarding.clone();
+        join_thread("forwarding", move || fwd.stop()).await;
         let _ = std::fs::remove_file(self.core.data_dir.join("run").join("addresses.json"));
     }
 }

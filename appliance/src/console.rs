@@ -57,6 +57,8 @@ pub struct RocksConsoleStore {
     lock: Mutex<()>,
     /// Signs the audit log's checkpoints (none in unit tests).
     signer: Option<Arc<crate::audit_log::AuditSigner>>,
+    /// Told after each audit append (SIEM forwarding); never blocks.
+    on_audit: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl RocksConsoleStore {
@@ -68,12 +70,19 @@ impl RocksConsoleStore {
             models: None,
             lock: Mutex::new(()),
             signer: None,
+            on_audit: None,
         }
     }
 
     /// Sign audit checkpoints with `signer`.
     pub fn with_audit_signer(mut self, signer: Arc<crate::audit_log::AuditSigner>) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Call `listener` after every audit entry is durably appended.
+    pub fn with_audit_listener(mut self, listener: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.on_audit = Some(listener);
         self
     }
 
@@ -262,6 +271,9 @@ impl ConsoleStore for RocksConsoleStore {
         // fails the action the entry records.
         crate::audit_log::append(&self.db, self.signer.as_deref(), &entry)
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        if let Some(listener) = &self.on_audit {
+            listener();
+        }
         Ok(entry)
     }
 

@@ -93,6 +93,8 @@ pub struct Core {
     pub sensor_config: SensorConfig,
     /// Ingest and sensor-state samples for the console's trend charts.
     pub trends: Arc<crate::trends::TrendBook>,
+    /// SIEM forwarding (#17): idle until `vigil serve` starts it.
+    pub forwarding: Arc<crate::forwarding::Forwarding>,
 }
 
 /// What first-start setup created. Secrets are never logged: the admin
@@ -140,10 +142,16 @@ impl Core {
             &pki.ca_fingerprint(),
         )?);
         crate::audit_log::catch_up(&db)?;
+        let forwarding = Arc::new(crate::forwarding::Forwarding::new(
+            data_dir.to_owned(),
+            db.clone(),
+        ));
+        let fwd = forwarding.clone();
         let console = Arc::new(
             RocksConsoleStore::new(db.clone(), pki.clone())
                 .with_models(models.clone())
-                .with_audit_signer(audit_signer.clone()),
+                .with_audit_signer(audit_signer.clone())
+                .with_audit_listener(Arc::new(move || fwd.audit_appended())),
         );
         // The console's own bootstrap, so the password in the file logs into it.
         let admin_password = vigil_web_ui::auth::bootstrap_admin(console.as_ref(), clock())?;
@@ -187,6 +195,7 @@ impl Core {
                 clock,
                 sensor_config: SensorConfig::default(),
                 trends: Arc::default(),
+                forwarding,
             },
             first,
         ))

@@ -90,7 +90,7 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
                 "Recent ingest rate.",
                 core.metrics.events_per_s(),
             ),
-        ])
+        ]) + &core.forwarding.prometheus()
     })
     .await
     .unwrap_or_default();

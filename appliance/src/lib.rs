@@ -41,6 +41,7 @@ pub mod core;
 pub mod db;
 pub mod enroll;
 pub mod export;
+pub mod forwarding;
 pub mod https;
 pub mod identity;
 pub mod ingest;

@@ -18,8 +18,12 @@ const T0: u64 = 1_700_000_000_000_000_000;
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/forwarding.rs"]
+mod forwarding;
 #[path = "support/hostile.rs"]
 mod hostile;
+#[path = "../../forward/tests/rsyslog/rsyslog_daemon.rs"]
+mod rsyslog_daemon;
 
 struct Lab {
     app: Appliance,

@@ -51,6 +51,8 @@ pub struct ConsoleState {
     /// The appliance's responder (signs and delivers commands); `None` in
     /// a console without hosts to act on (fixtures, benches).
     pub respond: Option<Arc<dyn vigil_proto::query::response::ResponseApi>>,
+    /// The appliance's SIEM forwarding (#17); `None` hides the receivers page.
+    pub receivers: Option<Arc<dyn pages::receivers::ReceiversApi>>,
 }
 
 impl ConsoleState {
@@ -64,6 +66,7 @@ impl ConsoleState {
             login_guard: Arc::default(),
             first_password_file: None,
             respond: None,
+            receivers: None,
         }
     }
 
@@ -85,6 +88,12 @@ impl ConsoleState {
         respond: Arc<dyn vigil_proto::query::response::ResponseApi>,
     ) -> Self {
         self.respond = Some(respond);
+        self
+    }
+
+    /// Let admins manage SIEM receivers through the appliance's forwarder.
+    pub fn with_receivers(mut self, receivers: Arc<dyn pages::receivers::ReceiversApi>) -> Self {
+        self.receivers = Some(receivers);
         self
     }
 
@@ -169,6 +178,11 @@ pub fn router(state: ConsoleState) -> Router {
         )
         .route("/settings/tokens", post(admin::token_create))
         .route("/settings/tokens/{id}/revoke", post(admin::token_revoke))
+        .route(
+            "/settings/receivers",
+            get(receivers::page).post(receivers::add),
+        )
+        .route("/settings/receivers/{name}/remove", post(receivers::remove))
         .fallback(layout::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -97,6 +97,9 @@ pub struct Pipeline {
     /// The operator's Sigma rules directory, and the rules generation the
     /// detector's rules were loaded at.
     sigma_dir: Option<(std::path::PathBuf, Option<u64>)>,
+    /// SIEM forwarding: told about every alert stored (and scored events
+    /// when raw events are forwarded).
+    forwarding: Option<Arc<crate::forwarding::Forwarding>>,
 }
 
 /// Where an operator's Sigma rules live, under the data directory.
@@ -156,6 +159,7 @@ impl Pipeline {
             last_full_ns: None,
             verdicts_done: BTreeSet::new(),
             sigma_dir: None,
+            forwarding: None,
         })
     }
 
@@ -189,6 +193,12 @@ impl Pipeline {
     /// may have been consumed).
     pub fn force_full_pass(&mut self) {
         self.last_full_ns = None;
+    }
+
+    /// Forward stored alerts (and scored events, if configured) to SIEMs.
+    pub fn with_forwarding(mut self, forwarding: Arc<crate::forwarding::Forwarding>) -> Self {
+        self.forwarding = Some(forwarding);
+        self
     }
 
     /// Count into the appliance's metrics instead of private ones.
@@ -269,10 +279,15 @@ impl Pipeline {
             streams.push(events);
         }
         let mut scored: BTreeMap<u64, usize> = BTreeMap::new();
+        let raw = self.forwarding.as_ref().filter(|f| f.raw_events()).cloned();
+        let mut forward_events = Vec::new();
         for ev in merge_by_time(&streams, watermark) {
             self.record_edge(ev)?;
             let alerts = self.det.observe(ev);
             round.alerts += self.write_alerts(&alerts, now_ns)?;
+            if raw.is_some() {
+                forward_events.push(ev.clone());
+            }
             self.cursors.insert(ev.header.host.0, ev.header.seq);
             *scored.entry(ev.header.host.0).or_default() += 1;
             round.events += 1;
@@ -287,13 +302,16 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(fwd) = raw {
+            fwd.events_stored(forward_events);
+        }
         let alerts = self.det.tick(now_ns);
         round.alerts += self.write_alerts(&alerts, now_ns)?;
         // Alerts a suppression hid are stored too: readers leave them out
         // of every view (the same rule marks them), an auditor can still
         // ask for them.
         let hidden = self.det.take_hidden();
-        self.write_alerts(&hidden, now_ns)?;
+        self.store_alerts(&hidden, now_ns, false)?;
         self.metrics
             .detection_events
             .fetch_add(round.events as u64, Ordering::Relaxed);
@@ -444,9 +462,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Store alerts; an incident re-emitted as its chain grows keeps the
-    /// analyst's triage state and assignee.
+    /// Store alerts and forward them (see [`Self::store_alerts`]).
     fn write_alerts(&self, alerts: &[Alert], now_ns: u64) -> Result<usize, PipelineError> {
+        self.store_alerts(alerts, now_ns, true)
+    }
+
+    /// Store alerts; an incident re-emitted as its chain grows keeps the
+    /// analyst's triage state and assignee. `forward`: hand them to SIEM
+    /// forwarding once stored (not the ones a suppression hid).
+    fn store_alerts(
+        &self,
+        alerts: &[Alert],
+        now_ns: u64,
+        forward: bool,
+    ) -> Result<usize, PipelineError> {
+        let mut stored = Vec::new();
         for alert in alerts {
             let mut rec: AlertRecord = alert.to_record();
             if let Some(triage) = self.db.triage_of(rec.id)? {
@@ -457,11 +487,19 @@ impl Pipeline {
                 rec.assignee = old.assignee;
             }
             self.db.put_alert(&rec)?;
+            if forward && self.forwarding.is_some() {
+                stored.push((rec, alert.kind == AlertKind::Incident));
+            }
             let latency = Duration::from_nanos(now_ns.saturating_sub(alert.created_ns));
             match alert.kind {
                 AlertKind::Incident => self.metrics.incident_latency.0.observe(latency),
                 _ => self.metrics.alert_latency.0.observe(latency),
             }
+        }
+        if let Some(fwd) = &self.forwarding {
+            // Runs on the round's blocking thread: the queue fsync is fine here.
+            let name = |h: HostId| self.registered.get(&h.0).map(|(n, _)| n.clone());
+            fwd.alerts_persisted(&stored, &name);
         }
         self.metrics
             .alerts_written
@@ -527,7 +565,8 @@ pub async fn run(core: Arc<Core>, cfg: PipelineConfig, mut shutdown: Shutdown) {
     let mut pipeline = match Pipeline::open(core.db.clone(), core.notices.clone(), &cfg, clock()) {
         Ok(p) => p
             .with_metrics(core.metrics.clone())
-            .with_sigma_dir(core.data_dir.join(SIGMA_RULES_DIR)),
+            .with_sigma_dir(core.data_dir.join(SIGMA_RULES_DIR))
+            .with_forwarding(core.forwarding.clone()),
         Err(e) => {
             tracing::error!(error = %e, "detection pipeline cannot start");
             return;

@@ -18,10 +18,12 @@ pub enum Nav {
     Audit,
     Users,
     Settings,
+    /// SIEM receivers (admins only).
+    Receivers,
     Account,
 }
 
-const LINKS: [(Nav, &str, &str); 8] = [
+const LINKS: [(Nav, &str, &str); 9] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Alerts, "/alerts", "Alerts"),
     (Nav::Hosts, "/hosts", "Hosts"),
@@ -30,6 +32,7 @@ const LINKS: [(Nav, &str, &str); 8] = [
     (Nav::Audit, "/audit", "Audit log"),
     (Nav::Users, "/users", "Users"),
     (Nav::Settings, "/settings", "Settings"),
+    (Nav::Receivers, "/settings/receivers", "SIEM"),
 ];
 
 fn head(title: &str) -> impl IntoView {
@@ -48,7 +51,7 @@ fn head(title: &str) -> impl IntoView {
 pub fn render(title: &str, active: Nav, auth: &Authed, body: AnyView) -> Html<String> {
     let links = LINKS
         .iter()
-        .filter(|(n, _, _)| *n != Nav::Users || auth.can(Role::Admin))
+        .filter(|(n, _, _)| !matches!(n, Nav::Users | Nav::Receivers) || auth.can(Role::Admin))
         .map(|(n, href, label)| {
             let class = if *n == active { "active" } else { "" };
             view! { <a href={*href} class=class>{*label}</a> }

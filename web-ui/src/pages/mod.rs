@@ -12,6 +12,7 @@ pub mod incident;
 pub mod layout;
 pub mod login;
 pub mod overview;
+pub mod receivers;
 pub mod respond;
 pub mod triage;
 

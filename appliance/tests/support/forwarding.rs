@@ -1,0 +1,338 @@
+//! SIEM forwarding (#17) through the real appliance: a receiver from
+//! `DATA/forward.toml` (TLS with a test CA) to a real rsyslogd on
+//! loopback; a Sigma alert raised by the real pipeline from an event sent
+//! over real QUIC, and an audit entry appended through the console store,
+//! both arrive in sequence order. And the receivers page over HTTPS:
+//! analysts and viewers are refused, hostile fields are refused with the
+//! field named, an admin's receiver is saved 0600, audited and forwarded to.
+
+use super::rsyslog_daemon::{rsyslog_available, Rsyslog};
+use super::{ack, https_raw};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use vigil_appliance::pipeline::PipelineConfig;
+use vigil_appliance::{Appliance, ServeConfig};
+use vigil_proto::{ControlMessage, Event, EventHeader, HostId, Payload};
+use vigil_testkit::sim_sensor::{client_endpoint, enroll, SimConn};
+use vigil_web_ui::auth::{random_token, token_id, SESSION_TTL_NS};
+use vigil_web_ui::store::{AuditDraft, ConsoleStore, Role, Session, User};
+
+fn now_ns() -> u64 {
+    vigil_appliance::system_clock()()
+}
+
+/// A process start the shipped Sigma rules flag (shell under WmiPrvSE).
+fn wmi_shell(host: HostId, seq: u64, ts_ns: u64) -> Event {
+    Event {
+        header: EventHeader { host, seq, ts_ns },
+        payload: Payload::ProcessStart(vigil_proto::ProcessStart {
+            pid: 4242,
+            ppid: 900,
+            exe: Some(r"C:\Windows\System32\cmd.exe".into()),
+            argv: vec!["cmd.exe".into(), "/c".into(), "whoami".into()],
+            uid: None,
+            user: Some("SYSTEM".into()),
+            cwd: None,
+            parent_exe: Some(r"C:\Windows\System32\wbem\WmiPrvSE.exe".into()),
+            start_time_ns: None,
+            netns: 0,
+            exited_before_enrichment: false,
+        }),
+    }
+}
+
+async fn appliance(data: &Path) -> Appliance {
+    let mut cfg = ServeConfig::new(data).loopback();
+    cfg.admin_socket = false;
+    let mut pipeline = PipelineConfig {
+        poll: Duration::from_millis(50),
+        ..PipelineConfig::default()
+    };
+    pipeline.detector.learning_period_ns = 0;
+    cfg.pipeline = Some(pipeline);
+    Appliance::start(cfg).await.unwrap()
+}
+
+/// `(msgid, seq, message)` of every line rsyslog wrote to `file`.
+fn received(file: &Path) -> Vec<(String, u64, String)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            // <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG
+            let mut parts = line.splitn(7, ' ');
+            let msgid = parts.nth(5).expect("MSGID").to_string();
+            let rest = parts.next().expect("SD and MSG");
+            let (sd, msg) = rest.split_once("] ").expect("structured data");
+            let seq = sd
+                .strip_prefix("[vigil@32473 seq=\"")
+                .and_then(|s| s.strip_suffix('"'))
+                .expect("our SD element")
+                .parse()
+                .expect("numeric seq");
+            (msgid, seq, msg.to_string())
+        })
+        .collect()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `None` (with the reason printed) when rsyslog is missing outside CI.
+fn rsyslog_or_skip() -> Option<()> {
+    if let Err(reason) = rsyslog_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs rsyslog: {reason}"
+        );
+        eprintln!("skipped: {reason}");
+        return None;
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_alert_and_an_audit_entry_reach_a_real_rsyslog_in_sequence() {
+    let Some(()) = rsyslog_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rs = dir.path().join("rsyslog");
+    std::fs::create_dir_all(&rs).unwrap();
+    let daemon = Rsyslog::start(&rs).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("forward.toml"),
+        format!(
+            "checkpoint_every_secs = 3600\n[[receiver]]\nname = \"siem\"\n\
+             address = \"127.0.0.1:{}\"\n\
+             transport = {{ type = \"tls\", ca_pem = \"{}\", server_name = \"localhost\" }}\n\
+             format = \"ocsf\"\nkinds = [\"alert\", \"incident\", \"audit\"]\n",
+            daemon.tls_port,
+            rs.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let app = appliance(&data).await;
+
+    // One event over real QUIC; the pipeline's Sigma rule raises the alert.
+    let ep = client_endpoint().unwrap();
+    let tok = app.create_token(Duration::from_secs(60), 1).unwrap();
+    let creds = enroll(&ep, app.quic_addr, &app.ca_der(), &tok.token, "ws-1")
+        .await
+        .unwrap()
+        .expect("enrollment accepted");
+    let mut conn = SimConn::connect(&ep, app.quic_addr, &creds).await.unwrap();
+    assert!(matches!(
+        conn.hello(1).await.unwrap(),
+        ControlMessage::Welcome(_)
+    ));
+    let a = ack(conn
+        .send_batch(&[wmi_shell(creds.host, 1, now_ns())])
+        .await
+        .unwrap());
+    assert_eq!(a.last_seq, 1);
+    let log = rs.join("tls.log");
+    wait_for("the alert at rsyslog", || {
+        received(&log).iter().any(|(m, _, _)| m == "alert")
+    })
+    .await;
+    let entry = app
+        .core()
+        .console
+        .append_audit(AuditDraft {
+            ts_ns: now_ns(),
+            actor: "admin".into(),
+            action: "settings.update".into(),
+            target: "settings".into(),
+            detail: "forwarding test".into(),
+        })
+        .unwrap();
+    wait_for("the audit entry at rsyslog", || {
+        received(&log).iter().any(|(m, _, _)| m == "audit")
+    })
+    .await;
+
+    let got = received(&log);
+    let seqs: Vec<u64> = got.iter().map(|(_, s, _)| *s).collect();
+    let want: Vec<u64> = (1..=got.len() as u64).collect();
+    assert_eq!(seqs, want, "in sequence order, none missing or twice");
+    let alert = got.iter().find(|(m, _, _)| m == "alert").unwrap();
+    let audit = got
+        .iter()
+        .find(|(m, _, msg)| m == "audit" && msg.contains("forwarding test"))
+        .expect("our audit entry");
+    assert!(alert.1 < audit.1, "the alert was forwarded first");
+    let v: serde_json::Value = serde_json::from_str(&alert.2).unwrap();
+    assert_eq!(v["class_uid"], 2004, "OCSF Detection Finding: {v}");
+    assert_eq!(v["metadata"]["sequence"], alert.1);
+    let title = v["finding_info"]["title"].as_str().unwrap();
+    assert!(title.contains("WMI provider host"), "{title}");
+    let a: serde_json::Value = serde_json::from_str(&audit.2).unwrap();
+    assert_eq!(a["unmapped"]["audit_seq"], entry.seq, "{a}");
+    assert_eq!(a["api"]["operation"], "settings.update");
+
+    let sent = format!(
+        "vigil_forward_records_total{{receiver=\"siem\",outcome=\"sent\"}} {}",
+        got.len()
+    );
+    wait_for("the sent counter", || {
+        app.core().forwarding.prometheus().contains(&sent)
+    })
+    .await;
+    let metrics = app.core().forwarding.prometheus();
+    assert!(metrics.contains("vigil_forward_queue_records{receiver=\"siem\"} 0"));
+    assert!(metrics.contains("vigil_forward_oldest_pending_seconds{receiver=\"siem\"} 0"));
+    app.shutdown().await;
+    let mut daemon = daemon;
+    daemon.stop();
+}
+
+/// A logged-in console user of `role`: the cookie and CSRF token.
+fn session(app: &Appliance, name: &str, role: Role) -> (String, String) {
+    let console = app.core().console.clone();
+    console
+        .put_user(User {
+            name: name.into(),
+            role,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$AAAA$AAAA".into(),
+            created_ns: now_ns(),
+            must_change_password: false,
+            disabled: false,
+        })
+        .unwrap();
+    let (token, csrf) = (random_token(), random_token());
+    console
+        .put_session(Session {
+            id: token_id(&token),
+            user: name.into(),
+            csrf: csrf.clone(),
+            created_ns: now_ns(),
+            expires_ns: now_ns() + SESSION_TTL_NS,
+        })
+        .unwrap();
+    (format!("__Host-vigil_session={token}"), csrf)
+}
+
+async fn request(app: &Appliance, method: &str, path: &str, cookie: &str, form: &str) -> String {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: vigil-appliance\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    );
+    https_raw(app.https_addr, &app.ca_der(), &req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_admins_manage_receivers_and_hostile_fields_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = appliance(dir.path()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let good = format!("name=siem-2&host=127.0.0.1&port={port}&transport=tcp&format=cef&kind_alert=on&kind_audit=on");
+
+    for (user, role) in [("ana", Role::Analyst), ("vic", Role::Viewer)] {
+        let (cookie, csrf) = session(&app, user, role);
+        let page = request(&app, "GET", "/settings/receivers", &cookie, "").await;
+        assert!(page.starts_with("HTTP/1.1 403"), "{user}: {page}");
+        let add = format!("csrf={csrf}&{good}");
+        let res = request(&app, "POST", "/settings/receivers", &cookie, &add).await;
+        assert!(res.starts_with("HTTP/1.1 403"), "{user}: {res}");
+    }
+    let (cookie, csrf) = session(&app, "root", Role::Admin);
+    // Without the CSRF token: refused before anything is read.
+    let res = request(&app, "POST", "/settings/receivers", &cookie, &good).await;
+    assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+    let long_host = "a".repeat(300);
+    let hostile = format!(
+        "csrf={csrf}&name=..%2Fetc&host={long_host}&port=99999&transport=tls&ca_pem=%3Cscript%3E&format=xml"
+    );
+    let res = request(&app, "POST", "/settings/receivers", &cookie, &hostile).await;
+    assert!(res.starts_with("HTTP/1.1 400"), "{res}");
+    for field in ["name:", "host:", "port:", "ca_pem:", "format:", "kinds:"] {
+        assert!(res.contains(field), "{field} not named: {res}");
+    }
+    assert!(
+        !res.contains("<script>"),
+        "the PEM field was echoed unescaped"
+    );
+    assert!(app.core().forwarding.snapshot().is_empty());
+
+    let res = request(
+        &app,
+        "POST",
+        "/settings/receivers",
+        &cookie,
+        &format!("csrf={csrf}&{good}"),
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 303"), "{res}");
+    let again = request(
+        &app,
+        "POST",
+        "/settings/receivers",
+        &cookie,
+        &format!("csrf={csrf}&{good}"),
+    )
+    .await;
+    assert!(
+        again.starts_with("HTTP/1.1 400") && again.contains("another receiver has this name"),
+        "{again}"
+    );
+    let snap = app.core().forwarding.snapshot();
+    assert_eq!(snap.len(), 1);
+    assert_eq!(snap[0].0.address, format!("127.0.0.1:{port}"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("forward/console.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let page = request(&app, "GET", "/settings/receivers", &cookie, "").await;
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("siem-2"),
+        "{page}"
+    );
+
+    // The audit entry of the change is itself forwarded to the new receiver.
+    let (mut sock, _) = tokio::task::spawn_blocking(move || listener.accept().unwrap())
+        .await
+        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("forward.receiver_add") {
+        let n = std::io::Read::read(&mut sock, &mut buf).expect("forwarded bytes");
+        assert!(n > 0, "receiver closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("CEF:0|"), "{seen}");
+
+    let res = request(
+        &app,
+        "POST",
+        "/settings/receivers/siem-2/remove",
+        &cookie,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(res.starts_with("HTTP/1.1 303"), "{res}");
+    assert!(app.core().forwarding.snapshot().is_empty());
+    let actions: Vec<String> = app
+        .core()
+        .console
+        .audit_entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("forward."))
+        .collect();
+    assert_eq!(actions, ["forward.receiver_add", "forward.receiver_remove"]);
+    app.shutdown().await;
+}
