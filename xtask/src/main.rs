@@ -5,7 +5,7 @@
 //! - `cargo xtask test`: formatting, supply chain (`cargo deny`), clippy, the
 //!   whole test suite, the sensor package install check.
 //! - `cargo xtask deny`: the supply-chain step alone.
-//! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui).
+//! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui, forward).
 //! - `cargo xtask fuzz [SECS]`: every fuzz target for SECS seconds each.
 //! - `cargo xtask package [--check]`: the sensor's `.deb` and tarball;
 //!   `--check` installs both into a fresh Debian root.
@@ -49,6 +49,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("ingest", "vigil-testkit", "bench-ingest"),
     ("detect", "vigil-tools", "bench-detect"),
     ("ui", "vigil-testkit", "bench-ui"),
+    ("forward", "vigil-testkit", "bench-forward"),
 ];
 
 /// Fuzz targets under `fuzz/fuzz_targets`.
@@ -82,7 +83,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                fmt check, cargo deny, clippy -D warnings, the whole test suite,
                       the sensor package install check (as root)
   deny                cargo deny check (licences, bans, sources, advisories), offline
-  bench [NAME]        run benchmarks: sensor, ingest, detect, ui (all when omitted)
+  bench [NAME]        run benchmarks: sensor, ingest, detect, ui, forward (all when omitted)
   fuzz [SECS]         run every fuzz target for SECS seconds (default 30)
   package [--check]   build the sensor .deb and tarball into target/packages;
                       --check installs both into a fresh Debian root";
