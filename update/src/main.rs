@@ -28,7 +28,8 @@ enum Command {
     Init(RootArgs),
     /// Add root version N+1 (signed by the old and the new root threshold).
     RotateRoot(RootArgs),
-    /// Sign a release of FILES and write it as a bundle.
+    /// Sign a release of FILES and write it as a bundle (also `pack`).
+    #[command(alias = "pack")]
     Sign {
         #[arg(long)]
         repo: PathBuf,

@@ -114,3 +114,12 @@ fn operator_round_trip() {
         "said once: {stderr}"
     );
 }
+
+/// `vigil update pack` (the name the image's README and issue #18 use)
+/// is `sign`.
+#[test]
+fn pack_is_sign() {
+    let tmp = tempfile::tempdir().unwrap();
+    let help = ok(tmp.path(), &["pack", "--help"]);
+    assert!(help.contains("Sign a release of FILES"), "{help}");
+}
