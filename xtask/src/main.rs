@@ -3,12 +3,14 @@
 //! - `cargo xtask demo [--for SECS]`: the most complete end-to-end path that
 //!   exists: appliance + enrolled sensor + generated activity, printed.
 //! - `cargo xtask test`: formatting, supply chain (`cargo deny`), clippy, the
-//!   whole test suite, the sensor package install check.
+//!   whole test suite, the sensor package install check, the image check.
 //! - `cargo xtask deny`: the supply-chain step alone.
 //! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui, forward).
 //! - `cargo xtask fuzz [SECS]`: every fuzz target for SECS seconds each.
 //! - `cargo xtask package [--check]`: the sensor's `.deb` and tarball;
 //!   `--check` installs both into a fresh Debian root.
+//! - `cargo xtask image [--check]`: the appliance disk image (raw, qcow2)
+//!   booted under QEMU; `--check` proves its parts on a reduced root.
 //!
 //! Each command first makes sure the system packages it needs are present,
 //! installing them with `apt-get` when running as root and saying so.
@@ -16,6 +18,7 @@
 
 mod demo;
 mod deny;
+mod image;
 mod package;
 mod prereq;
 
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         Some("package") => package::package(&args[1..]),
+        Some("image") => image::image(&args[1..]),
         _ => {
             eprintln!("{}", USAGE);
             return ExitCode::from(2);
@@ -86,7 +90,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [NAME]        run benchmarks: sensor, ingest, detect, ui, forward (all when omitted)
   fuzz [SECS]         run every fuzz target for SECS seconds (default 30)
   package [--check]   build the sensor .deb and tarball into target/packages;
-                      --check installs both into a fresh Debian root";
+                      --check installs both into a fresh Debian root
+  image [--check]     build the appliance image (release binaries, raw + qcow2) and
+                      boot it under QEMU (--no-boot: build only); --check proves units,
+                      firewall, first boot and updates on a reduced root (as root)";
 
 /// Errors are strings: xtask prints them and exits non-zero.
 pub type Result<T> = std::result::Result<T, String>;
@@ -192,7 +199,9 @@ fn test(args: &[String]) -> Result<()> {
     }
     // The sensor packages around the debug binary just built: no release
     // build, a Debian root from mmdebstrap once a day.
-    package::check_debug_build()
+    package::check_debug_build()?;
+    // The appliance image's parts on a reduced root, same debug binaries.
+    image::check_debug_build()
 }
 
 fn bench(name: Option<&str>) -> Result<()> {

@@ -348,7 +348,7 @@ fn build_tarball(
 
 /// The last commit's time, so the same commit gives the same archives; now
 /// outside a git checkout.
-fn source_date_epoch() -> String {
+pub(crate) fn source_date_epoch() -> String {
     Command::new("git")
         .current_dir(repo_root())
         .args(["log", "-1", "--format=%ct"])
@@ -368,7 +368,7 @@ fn source_date_epoch() -> String {
 // ---- the install check -------------------------------------------------
 
 /// Where fresh Debian roots are cached, one tarball per day.
-const ROOT_CACHE: &str = "/var/cache/vigil/debian-root";
+pub(crate) const ROOT_CACHE: &str = "/var/cache/vigil/debian-root";
 
 /// Install both packages into fresh Debian roots and check the result.
 fn install_check(packages: &Packages) -> Result<()> {
@@ -393,7 +393,7 @@ fn install_check(packages: &Packages) -> Result<()> {
 }
 
 /// `systemd-analyze security --offline=yes` exposure of a unit file.
-fn exposure(unit: &Path) -> Result<f32> {
+pub(crate) fn exposure(unit: &Path) -> Result<f32> {
     let out = capture(
         Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
@@ -687,7 +687,7 @@ fn recreate(dir: &Path) -> Result<()> {
 }
 
 /// A command's trimmed stdout, or an error naming it.
-fn capture(cmd: &mut Command) -> Result<String> {
+pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
@@ -702,6 +702,6 @@ fn capture(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn io(path: &Path, e: std::io::Error) -> String {
+pub(crate) fn io(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
 }
