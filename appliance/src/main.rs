@@ -93,6 +93,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Signed offline updates: `vigil update pack|verify|apply|boot|health|status …`
+    /// (the `vigil-update` tool, installed next to this binary on the appliance).
+    #[command(disable_help_flag = true)]
+    Update {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Stream a data set into a running appliance through the real sensor
     /// uplink: `vigil replay synth|lanl|otrf … --appliance --token --ca-sha256`.
     #[command(disable_help_flag = true)]
@@ -336,6 +343,7 @@ fn main() -> Result<()> {
         Cmd::Verify { bundle, key, json } => return evidence_cli::verify(&bundle, key, json),
         Cmd::Eval { args } => return run_tool("eval", args),
         Cmd::Replay { args } => return run_tool("replay", args),
+        Cmd::Update { args } => return run_tool("update", args),
         Cmd::Alerts {
             data,
             since,
