@@ -91,6 +91,7 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
                 core.metrics.events_per_s(),
             ),
         ]) + &core.forwarding.prometheus()
+            + &crate::trends::prometheus(&core.db).unwrap_or_default()
     })
     .await
     .unwrap_or_default();

@@ -54,7 +54,9 @@ pub fn sample_trends(core: &Core, now_ns: u64) {
         .metrics
         .events_ingested
         .load(std::sync::atomic::Ordering::Relaxed);
-    core.trends.record(now_ns, events, hosts);
+    if let Err(e) = core.trends.record(&core.db, now_ns, events, hosts) {
+        tracing::warn!(error = %e, "trend sample not stored");
+    }
 }
 
 /// What the console warns about a host: refused or quarantined input by
@@ -222,7 +224,10 @@ impl ReadApi for StoreReader {
     }
 
     fn trends(&self, since_ns: u64, until_ns: u64, bucket_ns: u64) -> Result<Trends, QueryError> {
-        Ok(self.core.trends.trends(since_ns, until_ns, bucket_ns))
+        self.core
+            .trends
+            .trends(&self.core.db, since_ns, until_ns, bucket_ns)
+            .map_err(storage)
     }
 
     fn edges(&self, since_ns: u64) -> Result<Vec<EdgeRecord>, QueryError> {

@@ -12,6 +12,7 @@ pub mod quarantine;
 pub mod records;
 pub mod seqset;
 pub mod suppressions;
+pub mod trends;
 
 use crate::store::{Cf, Direction, Store, StoreError, Visit, WriteBatch};
 use keys::{host_key, host_tag};
