@@ -8,7 +8,8 @@ use crate::replay::{
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use vigil_datasets::synth::SynthConfig;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vigil_datasets::synth::{SynthConfig, EPOCH_NS};
 
 #[derive(Parser)]
 #[command(
@@ -75,6 +76,11 @@ struct ReplayArgs {
     /// the data set's spacing kept) or `original`.
     #[arg(long, default_value = "shift", value_parser = parse_time_mode)]
     time: TimeMode,
+    /// With `--time shift`: stamp the first event this long before now
+    /// instead (e.g. `-3d`), so a history shorter than that lies wholly in
+    /// the past. `synth` refuses a start later than `--days` ago.
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_ago)]
+    start: Option<Duration>,
     /// Print a JSON summary as the last line.
     #[arg(long)]
     json: bool,
@@ -94,6 +100,33 @@ fn parse_speedup(s: &str) -> std::result::Result<Speedup, String> {
     }
 }
 
+/// `-3d`, `-36h` (or without the sign): how long before now.
+fn parse_ago(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s.strip_prefix('-').unwrap_or(s))
+        .map_err(|e| format!("{s:?}: a duration before now such as -3d ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: a duration before now such as -3d"));
+    }
+    Ok(d)
+}
+
+/// The time mode the arguments ask for, with `--start` resolved against
+/// the wall clock now.
+fn time_mode(to: &ReplayArgs) -> Result<TimeMode> {
+    let Some(ago) = to.start else {
+        return Ok(to.time);
+    };
+    anyhow::ensure!(
+        to.time == TimeMode::Shift,
+        "--start goes with --time shift (the default)"
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the clock is before 1970")?;
+    let first = now.checked_sub(ago).context("--start is before 1970")?;
+    Ok(TimeMode::StartAt(first.as_nanos() as u64))
+}
+
 fn parse_time_mode(s: &str) -> std::result::Result<TimeMode, String> {
     match s {
         "shift" => Ok(TimeMode::Shift),
@@ -111,20 +144,21 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = ReplayCli::parse_from(args);
-    let (source, to) = open_source(cli.source)?;
+    let (source, to, span) = open_source(cli.source)?;
     let mut opts = ReplayOptions::new(&to.appliance, &to.token, &to.ca_sha256, &to.state);
     opts.speedup = to.speedup.0;
-    opts.time = to.time;
-    opts.progress = Some(std::sync::Arc::new(|p: &Progress| {
+    opts.time = time_mode(&to)?;
+    opts.progress = Some(std::sync::Arc::new(move |p: &Progress| {
         eprintln!(
-            "replay: {:>6.1}s  read {:>10}  sent {:>10}  acked {:>10}  ({:>8.0} sent/s, {:>8.0} acked/s)  {} hosts",
+            "replay: {:>6.1}s  read {:>10}  sent {:>10}  acked {:>10}  ({:>8.0} sent/s, {:>8.0} acked/s)  {} hosts{}",
             p.elapsed.as_secs_f64(),
             p.read,
             p.sent,
             p.acked,
             p.sent_per_s,
             p.acked_per_s,
-            p.hosts
+            p.hosts,
+            span.map(|s| progress_bar(s, p.data_ts_ns)).unwrap_or_default()
         )
     }));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -146,8 +180,27 @@ where
     Ok(())
 }
 
-/// The data set named on the command line, and where it goes.
-fn open_source(source: ReplaySource) -> Result<(BoxedSource, ReplayArgs)> {
+/// The data set's time range `(first, end)` in its own ns, when known
+/// before reading it (the generator's days).
+type Span = (u64, u64);
+
+/// `  [#######·············]  35% of the data set's time` for a progress
+/// line: how far the newest event read is into the data set's span.
+fn progress_bar((first, end): Span, data_ts_ns: u64) -> String {
+    const WIDTH: u64 = 24;
+    let done = data_ts_ns.clamp(first, end) - first;
+    let pct = (u128::from(done) * 100 / u128::from((end - first).max(1))) as u64;
+    let filled = (pct * WIDTH / 100) as usize;
+    format!(
+        "  [{}{}] {pct:>3}% of the data set's time",
+        "#".repeat(filled),
+        "·".repeat(WIDTH as usize - filled)
+    )
+}
+
+/// The data set named on the command line, where it goes, and its span
+/// when known.
+fn open_source(source: ReplaySource) -> Result<(BoxedSource, ReplayArgs, Option<Span>)> {
     Ok(match source {
         ReplaySource::Synth {
             seed,
@@ -157,6 +210,15 @@ fn open_source(source: ReplaySource) -> Result<(BoxedSource, ReplayArgs)> {
         } => {
             anyhow::ensure!(days >= 2, "--days: at least 2");
             anyhow::ensure!(hosts >= 2, "--hosts: at least 2");
+            // The generator's days start at midnight of day 0: a start at
+            // least DAYS ago keeps every event before now.
+            if let Some(ago) = to.start {
+                anyhow::ensure!(
+                    ago >= Duration::from_secs(u64::from(days) * 86_400),
+                    "--start -{}: the {days} days of history would run past now; start at least -{days}d",
+                    humantime::format_duration(ago)
+                );
+            }
             let cfg = SynthConfig {
                 seed,
                 days,
@@ -168,16 +230,20 @@ fn open_source(source: ReplaySource) -> Result<(BoxedSource, ReplayArgs)> {
                 new_hires: (hosts / 15).min(100),
                 ..SynthConfig::default()
             };
-            (BoxedSource::new(synth_source(cfg)), to)
+            let span = (
+                EPOCH_NS,
+                EPOCH_NS + u64::from(days) * 86_400 * 1_000_000_000,
+            );
+            (BoxedSource::new(synth_source(cfg)), to, Some(span))
         }
         ReplaySource::Lanl { dir, to } => {
             let src =
                 LanlSource::new(&dir).with_context(|| format!("reading {}", dir.display()))?;
-            (BoxedSource::new(src), to)
+            (BoxedSource::new(src), to, None)
         }
         ReplaySource::Otrf { files, to } => {
             let items = otrf_source(&files).context("reading the captures")?;
-            (BoxedSource::new(items), to)
+            (BoxedSource::new(items), to, None)
         }
     })
 }
@@ -210,5 +276,64 @@ fn print_report(report: &ReplayReport, to: &ReplayArgs) {
                 "acked_per_s": report.acked_per_s(),
             })
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_is_a_duration_before_now() {
+        assert_eq!(parse_ago("-3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert_eq!(parse_ago("36h"), Ok(Duration::from_secs(36 * 3_600)));
+        assert!(parse_ago("-0s").is_err());
+        assert!(parse_ago("yesterday").is_err());
+    }
+
+    #[test]
+    fn synth_history_must_end_before_now() {
+        let args = |start: &'static str| {
+            vec![
+                "vigil replay",
+                "synth",
+                "--days",
+                "3",
+                "--appliance",
+                "127.0.0.1:1",
+                "--token",
+                "t",
+                "--ca-sha256",
+                "00",
+                "--start",
+                start,
+            ]
+        };
+        let cli = ReplayCli::parse_from(args("-2d"));
+        let err = open_source(cli.source).err().expect("2 days cannot hold 3");
+        assert!(err.to_string().contains("run past now"), "{err}");
+        let cli = ReplayCli::parse_from(args("-3d"));
+        let (_, to, span) = open_source(cli.source).expect("3 days fit");
+        let TimeMode::StartAt(first) = time_mode(&to).expect("time mode") else {
+            panic!("--start gives StartAt");
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let ago = now.as_nanos() as u64 - first;
+        assert!(
+            (3 * 86_400 * 1_000_000_000..3 * 86_400 * 1_000_000_000 + 60_000_000_000)
+                .contains(&ago)
+        );
+        let (begin, end) = span.expect("the generator's span is known");
+        assert!(
+            first + (end - begin) <= now.as_nanos() as u64,
+            "ends before now"
+        );
+    }
+
+    #[test]
+    fn progress_bar_follows_the_data_time() {
+        assert!(progress_bar((100, 200), 50).contains("[························]   0%"));
+        assert!(progress_bar((100, 200), 150).contains(" 50%"));
+        assert!(progress_bar((100, 200), 999).contains("[########################] 100%"));
     }
 }

@@ -9,6 +9,16 @@
 //! appliance's detection turns that into one lateral-movement incident,
 //! which the demo prints (`vigil alerts`) and the console shows. Runs until
 //! Ctrl-C, or `--for SECS` (then it fails if the incident never appeared).
+//!
+//! Before any of that it streams a fleet's history into the appliance
+//! ([`fleet`]: 88 hosts over a week of the synthetic generator,
+//! through real sensor uplinks, dated so it ends before now), so every
+//! page has content and the lab incident stands out against a baseline
+//! the detector learned; `--no-fleet` skips it (`--no-build` skips the
+//! build and runs what an earlier one left). A timed run also fails
+//! unless at least [`fleet::MIN_HOSTS`] hosts have history in the store.
+
+mod fleet;
 
 use crate::{cargo, prereq, run, target_dir, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -41,13 +51,21 @@ impl Drop for Children {
 
 struct Options {
     run_for: Option<Duration>,
+    /// Stream the fleet's history first (`--no-fleet` skips it).
+    fleet: bool,
+    /// Build first (`--no-build` runs the binaries an earlier build left).
+    build: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut run_for = None;
+    let mut fleet = true;
+    let mut build = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            "--no-fleet" => fleet = false,
+            "--no-build" => build = false,
             "--for" => {
                 let secs: u64 = it
                     .next()
@@ -58,13 +76,19 @@ fn parse(args: &[String]) -> Result<Options> {
             other => return Err(format!("unknown demo option {other:?}")),
         }
     }
-    Ok(Options { run_for })
+    Ok(Options {
+        run_for,
+        fleet,
+        build,
+    })
 }
 
 /// Entry point of `cargo xtask demo`.
 pub fn run_demo(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    build()?;
+    if opts.build {
+        build()?;
+    }
     let bin = target_dir().join("debug");
     let vigil = bin.join("vigil");
     let sensor_bin = bin.join("vigil-sensor");
@@ -89,7 +113,11 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     let admin_password = read_admin_password(&mut children.0[0].1, &data)?;
     wait_for_port(quic_port, https_port)?;
 
-    let enrollment = create_token(&vigil, &data, lab_hosts)?;
+    if opts.fleet {
+        let replay_token = create_token(&vigil, &data, fleet::TOKEN_USES)?;
+        fleet::replay(&vigil, &data, quic_port, &replay_token)?;
+    }
+    let enrollment = create_token(&vigil, &data, 1 + lab_hosts)?;
     let state = data.join("sensor-state");
     enroll_sensor(&sensor_bin, quic_port, &enrollment, &state)?;
     let config = write_sensor_config(&data, &state, quic_port)?;
@@ -108,10 +136,18 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     print_banner(&data, https_port, &admin_password);
     let started = Instant::now();
     let mut round = 0u32;
+    let mut incident_seen = lab_hosts == 0;
     loop {
         make_activity(&watched, round)?;
         std::thread::sleep(Duration::from_secs(3));
         show_progress(&vigil, &data)?;
+        if !incident_seen && lab_incident_stored(&vigil, &data)? {
+            incident_seen = true;
+            println!(
+                "demo: the lab incident appeared {:.0} s after the lab started",
+                started.elapsed().as_secs_f64()
+            );
+        }
         round += 1;
         if let Some(limit) = opts.run_for {
             if started.elapsed() >= limit {
@@ -121,7 +157,19 @@ pub fn run_demo(args: &[String]) -> Result<()> {
             println!("demo: running until Ctrl-C (or pass --for SECS)");
         }
     }
-    check_outcome(&vigil, &data, lab_hosts > 0 && opts.run_for.is_some())
+    let timed = opts.run_for.is_some();
+    check_outcome(&vigil, &data, lab_hosts > 0 && timed)?;
+    if opts.fleet && timed {
+        fleet::check(&vigil, &data, &local_hostname())?;
+    }
+    Ok(())
+}
+
+/// This machine's name, as its own sensor reports it.
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Installs what the demo needs and builds every binary it runs.
@@ -163,13 +211,14 @@ struct Enrollment {
     fingerprint: String,
 }
 
-/// Creates one token with a use for this machine's sensor and one per lab host.
-fn create_token(vigil: &Path, data: &Path, lab_hosts: u32) -> Result<Enrollment> {
+/// Creates one token with `uses` uses (this machine's sensor and one per
+/// lab host, or one per replayed host).
+fn create_token(vigil: &Path, data: &Path, uses: u32) -> Result<Enrollment> {
     let token_out = output(
         Command::new(vigil)
             .args(["token", "create", "--data"])
             .arg(data)
-            .args(["--ttl", "1h", "--uses", &(1 + lab_hosts).to_string()]),
+            .args(["--ttl", "1h", "--uses", &uses.to_string()]),
     )?;
     let token = field(&token_out, "token")?;
     let fingerprint = field(&token_out, "CA fingerprint")?;
@@ -283,19 +332,36 @@ fn check_outcome(vigil: &Path, data: &Path, expect_incident: bool) -> Result<()>
         return Err("no event reached the appliance".into());
     }
     if expect_incident {
-        let alerts = output(
-            Command::new(vigil)
-                .args(["alerts", "--json", "--data"])
-                .arg(data)
-                .args(["--since", "1h"]),
-        )?;
-        let chained = alerts.lines().any(is_lab_chain);
-        if !chained {
+        if !lab_incident_stored(vigil, data)? {
             return Err("the lab's h1 → h2 → h3 incident never appeared".into());
         }
         println!("demo: the h1 → h2 → h3 incident is in the store and on the console");
     }
     Ok(())
+}
+
+/// Whether the lab's h1 → h2 → h3 incident is among the last hour's alerts.
+fn lab_incident_stored(vigil: &Path, data: &Path) -> Result<bool> {
+    let alerts = output(
+        Command::new(vigil)
+            .args(["alerts", "--json", "--data"])
+            .arg(data)
+            .args(["--since", "1h"]),
+    )?;
+    Ok(alerts.lines().any(is_lab_chain))
+}
+
+/// Whether a host name is a lab host's (`v<run>x<n>h<i>`, after its
+/// network namespace), so the fleet check never counts one.
+fn is_lab_host(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('v') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match rest.split_once('x').map(|(a, b)| (a, b.split_once('h'))) {
+        Some((run, Some((n, i)))) => digits(run) && digits(n) && digits(i),
+        _ => false,
+    }
 }
 
 /// Whether one `vigil alerts --json` line is the lab's h1 → h2 → h3
@@ -449,7 +515,22 @@ fn field(out: &str, key: &str) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_lab_chain;
+    use super::{is_lab_chain, is_lab_host};
+
+    #[test]
+    fn lab_hosts_are_told_from_replayed_ones() {
+        assert!(is_lab_host("v1x0h1") && is_lab_host("v12x3h2"));
+        for name in [
+            "ws-001",
+            "srv-win-00",
+            "adm-ws-01",
+            "vx0h1",
+            "v1x0h",
+            "vault",
+        ] {
+            assert!(!is_lab_host(name), "{name}");
+        }
+    }
 
     #[test]
     fn recognises_the_lab_incident_line() {

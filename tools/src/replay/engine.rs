@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use super::hosts::{Dispatcher, Shared};
 use super::{
     Progress, ProgressFn, ReplayError, ReplayHost, ReplayItem, ReplayOptions, ReplayReport,
-    ReplayedHost, TimeMode,
+    ReplayedHost,
 };
 
 /// Items read from the source per hand-over to the dispatcher.
@@ -273,11 +273,7 @@ async fn dispatch(
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            let ts = match d.opts.time {
-                TimeMode::Original => ev.header.ts_ns,
-                TimeMode::Shift => (i128::from(ev.header.ts_ns) - i128::from(t0) + i128::from(w0))
-                    .clamp(0, i128::from(u64::MAX)) as u64,
-            };
+            let ts = d.opts.time.stamp(ev.header.ts_ns, t0, w0);
             let s = &mut d.slots[i];
             s.spool.lock().expect("spool lock").append(ts, ev.payload)?;
             s.events.fetch_add(1, Ordering::Relaxed);

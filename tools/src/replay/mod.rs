@@ -75,6 +75,29 @@ pub enum TimeMode {
     /// the data set's own spacing is kept (at a speed-up above 1 events are
     /// stamped ahead of the wall clock).
     Shift,
+    /// Shifted so the first event is stamped `first_ns` (ns since the
+    /// epoch), the data set's spacing kept: with `first_ns` at least the
+    /// data set's span before now, the whole history lies in the past
+    /// (`vigil replay … --start -3d`), inside the appliance's ordinary
+    /// time bounds, so no `--accept-historical` is needed.
+    StartAt(u64),
+}
+
+impl TimeMode {
+    /// The timestamp an event dated `ts_ns` in the data set is stamped
+    /// with, given the first event's original timestamp `first_ts_ns` and
+    /// the wall clock when it was replayed (`first_wall_ns`).
+    pub fn stamp(self, ts_ns: u64, first_ts_ns: u64, first_wall_ns: u64) -> u64 {
+        let shift_to = |to: u64| {
+            (i128::from(ts_ns) - i128::from(first_ts_ns) + i128::from(to))
+                .clamp(0, i128::from(u64::MAX)) as u64
+        };
+        match self {
+            TimeMode::Original => ts_ns,
+            TimeMode::Shift => shift_to(first_wall_ns),
+            TimeMode::StartAt(first_ns) => shift_to(first_ns),
+        }
+    }
 }
 
 /// One progress sample (the dispatcher's view, every `progress_every`).
@@ -232,4 +255,23 @@ pub enum ReplayError {
     /// The source thread panicked.
     #[error("the data-set reader failed: {0}")]
     Source(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TimeMode;
+
+    #[test]
+    fn time_modes_keep_the_spacing() {
+        let (first, wall) = (1_000, 5_000);
+        assert_eq!(TimeMode::Original.stamp(1_250, first, wall), 1_250);
+        assert_eq!(TimeMode::Shift.stamp(1_250, first, wall), 5_250);
+        assert_eq!(TimeMode::StartAt(2_000).stamp(1_000, first, wall), 2_000);
+        assert_eq!(TimeMode::StartAt(2_000).stamp(1_250, first, wall), 2_250);
+        assert_eq!(
+            TimeMode::StartAt(0).stamp(0, first, wall),
+            0,
+            "never below 0"
+        );
+    }
 }
