@@ -158,6 +158,108 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
     .into_any())
 }
 
+/// Days of one host's activity drawn on its page.
+pub const HOST_DAYS: u64 = 7;
+/// Most of a host's events read for its chart (pages of 10,000).
+pub const HOST_EVENT_CAP: usize = 100_000;
+
+/// Events per hour of one host over `hours` hours from `since`, counted by
+/// the events' own time (a replayed history lands where it happened).
+pub fn host_events_per_hour(events: &[vigil_proto::Event], since: u64, hours: usize) -> Vec<f64> {
+    let mut counts = vec![0f64; hours];
+    for e in events.iter().filter(|e| e.header.ts_ns >= since) {
+        if let Some(c) = counts.get_mut(((e.header.ts_ns - since) / HOUR) as usize) {
+            *c += 1.0;
+        }
+    }
+    counts
+}
+
+/// One host's stored events from `since` to `until` in time order, read
+/// page by page up to [`HOST_EVENT_CAP`]; `true` when the cap cut it short.
+fn host_events(
+    state: &ConsoleState,
+    host: vigil_proto::HostId,
+    since: u64,
+    until: u64,
+) -> Result<(Vec<vigil_proto::Event>, bool), UiError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state.read.events(&vigil_proto::query::EventFilter {
+            host: Some(host),
+            since_ns: Some(since),
+            until_ns: Some(until),
+            limit: 10_000,
+            after,
+            ..Default::default()
+        })?;
+        out.extend(page.events);
+        match page.next {
+            Some(next) if out.len() < HOST_EVENT_CAP => after = Some(next),
+            Some(_) => return Ok((out, true)),
+            None => return Ok((out, false)),
+        }
+    }
+}
+
+/// The host page's activity panel: its events per second (hourly mean)
+/// and its alerts per day by severity over [`HOST_DAYS`] days, both from
+/// the store, by the events' and alerts' own times.
+pub fn host_panel(
+    state: &ConsoleState,
+    host: vigil_proto::HostId,
+    now: u64,
+) -> Result<AnyView, UiError> {
+    let hour_now = now - now % HOUR + HOUR;
+    let hours = (HOST_DAYS * 24) as usize;
+    let since = hour_now - HOST_DAYS * DAY;
+    let (events, capped) = host_events(state, host, since, hour_now)?;
+    let per_hour = host_events_per_hour(&events, since, hours);
+    let x = XAxis {
+        labels: (0..hours as u64)
+            .map(|i| format_ts(since + i * HOUR)[5..16].to_string())
+            .collect(),
+        every: 24,
+    };
+    let rate = Series {
+        name: "events/s".into(),
+        class: "s-events".into(),
+        values: per_hour.iter().map(|n| n / 3600.0).collect(),
+    };
+    let alerts = seen_alerts(
+        state,
+        &AlertFilter {
+            host: Some(host),
+            since_ns: Some(day_start(now).saturating_sub((HOST_DAYS - 1) * DAY)),
+            limit: ALERT_LIMIT,
+            ..Default::default()
+        },
+        false,
+    )?;
+    let (days, by_sev) = alerts_per_day(&alerts, now, HOST_DAYS);
+    let note = capped.then(|| {
+        view! { <p class="muted">{format!("Drawn from the first {} events of the period.", events.len())}</p> }
+    });
+    Ok(view! {
+        <section class="panel host-trends">
+            <h2>{format!("Activity · last {HOST_DAYS} days")}</h2>
+            <div class="grid2">
+                <div>
+                    <h3>{format!("Events per second (hourly mean) · {} events", events.len())}</h3>
+                    {line_chart(&x, &[rate], Unit::PerSecond)}
+                    {note}
+                </div>
+                <div>
+                    <h3>{format!("Alerts per day by severity · {}", alerts.len())}</h3>
+                    {stacked_bars(&days, &by_sev, Unit::Count)}
+                </div>
+            </div>
+        </section>
+    }
+    .into_any())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +303,41 @@ mod tests {
         let stored = alerts.iter().filter(|a| a.created_ns >= first).count();
         assert_eq!(plotted as usize, stored);
         assert_eq!(series[3].name, "critical");
+    }
+
+    /// The host chart plots every stored event of its period once: its
+    /// hourly rates times an hour add up to the events in range.
+    #[test]
+    fn host_chart_adds_up_to_the_stored_events() {
+        use vigil_proto::event::{Event, EventHeader, Payload, ProcessExit};
+        let now = 1_795_442_585_000_000_000;
+        let since = now - now % HOUR + HOUR - HOST_DAYS * DAY;
+        let ev = |ts_ns| Event {
+            header: EventHeader {
+                host: HostId(1),
+                seq: 0,
+                ts_ns,
+            },
+            payload: Payload::ProcessExit(ProcessExit {
+                pid: 1,
+                exit_code: None,
+                exe: None,
+            }),
+        };
+        // One event every 7 minutes over 9 days: two days before the chart.
+        let events: Vec<Event> = (0..9 * 24 * 60 / 7)
+            .map(|i| ev(now - 9 * DAY + i * 7 * 60 * 1_000_000_000))
+            .collect();
+        let hours = (HOST_DAYS * 24) as usize;
+        let per_hour = host_events_per_hour(&events, since, hours);
+        let stored = events.iter().filter(|e| e.header.ts_ns >= since).count();
+        assert_eq!(per_hour.iter().sum::<f64>() as usize, stored);
+        // Every whole hour holds 8 or 9 of them; the current one is partial.
+        let whole = &per_hour[..hours - 1];
+        assert!(
+            whole.iter().all(|n| (8.0..=9.0).contains(n)),
+            "{per_hour:?}"
+        );
     }
 
     #[test]

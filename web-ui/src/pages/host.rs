@@ -389,6 +389,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
         </div>
         {warnings_panel(&h)}
         {facts_panel(&h, now)}
+        {crate::trends::host_panel(state, h.id, now)?}
         <section class="panel">
             <h2>"Baseline status"</h2>
             {model_view}
