@@ -35,6 +35,7 @@
 pub mod admin;
 pub mod appliance;
 pub mod audit_log;
+pub mod authorized_keys;
 pub mod cli;
 pub mod console;
 pub mod core;

@@ -72,14 +72,22 @@ pub enum RespondCmd {
         #[command(flatten)]
         acting: Acting,
     },
-    /// Kill one process, named by pid and start time (ticks after boot).
+    /// Kill one process, named by pid and start time: clock ticks after
+    /// boot (`--start-time`, as `processes` lists them) or the start time
+    /// its start event carries (`--started-at-ns`).
     Kill {
         #[command(flatten)]
         acting: Acting,
         #[arg(long)]
         pid: u32,
+        #[arg(
+            long,
+            required_unless_present = "started_at_ns",
+            conflicts_with = "started_at_ns"
+        )]
+        start_time: Option<u64>,
         #[arg(long)]
-        start_time: u64,
+        started_at_ns: Option<u64>,
     },
     /// Hash a regular file and bring it to the appliance.
     Collect {
@@ -254,13 +262,20 @@ pub fn respond(cmd: RespondCmd) -> Result<()> {
             acting,
             pid,
             start_time,
-        } => issue(
-            acting,
-            CommandAction::KillProcess {
-                pid,
-                start_time_ticks: start_time,
-            },
-        ),
+            started_at_ns,
+        } => {
+            let action = match (start_time, started_at_ns) {
+                (Some(start_time_ticks), _) => CommandAction::KillProcess {
+                    pid,
+                    start_time_ticks,
+                },
+                (None, Some(start_time_ns)) => {
+                    CommandAction::KillProcessStartedAt { pid, start_time_ns }
+                }
+                (None, None) => anyhow::bail!("kill needs --start-time or --started-at-ns"),
+            };
+            issue(acting, action)
+        }
         RespondCmd::Collect {
             acting,
             path,

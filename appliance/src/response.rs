@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vigil_proto::query::response::{
     action_name, CommandRecord, CommandRequest, CommandStatus, CommandTransition, IsolationStatus,
-    ResponseApi, ResponseError, StoredResult,
+    KeyLine, ResponseApi, ResponseError, StoredResult,
 };
 use vigil_proto::{
     Command, CommandAction, CommandResult, CommandState, HostId, Receipt, RefusalReason,
@@ -359,6 +359,20 @@ impl Responder {
         }
     }
 
+    /// The key lines of a collected `authorized_keys` file, listed so the
+    /// console can offer to remove one (nothing for other results).
+    fn key_lines(rec: &CommandRecord, result: &CommandResult) -> Vec<KeyLine> {
+        match &rec.command.action {
+            CommandAction::CollectFile { path, .. }
+                if result.state == CommandState::Done
+                    && vigil_proto::incident::keys_owner(path).is_some() =>
+            {
+                crate::authorized_keys::key_lines(&result.data)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// File the sensor's receipt for one of `host`'s commands.
     pub fn on_result(&self, host: HostId, result: CommandResult) {
         let _g = self.lock.lock().expect("responder lock");
@@ -413,6 +427,7 @@ impl Responder {
             data_len: result.data.len() as u64,
             data_sha256: data_sha256.clone(),
             received_ns: now,
+            key_lines: Self::key_lines(&rec, &result),
         });
         Self::transition(&mut rec, status, "sensor", message.clone(), now);
         self.metrics.commands.add(&label, 1);

@@ -151,6 +151,18 @@ pub enum CommandAction {
         /// Start time in clock ticks after boot (`/proc/PID/stat` field 22).
         start_time_ticks: u64,
     },
+    /// Kill one process (11) named by pid and the start time its
+    /// `ProcessStart` event carries (ns since the Unix epoch), so the
+    /// remediation checklist can propose it from stored events. The sensor
+    /// maps the time back to clock ticks with the boot time it reads when it
+    /// executes: a time off that boot's tick grid (another boot, or a clock
+    /// step since) is refused as a mismatch, never approximated.
+    KillProcessStartedAt {
+        /// Process id.
+        pid: u32,
+        /// Start time, ns since the Unix epoch, as in `ProcessStart::start_time_ns`.
+        start_time_ns: u64,
+    },
 }
 
 /// A command's outcome with the proof of its effect (sensor → appliance).

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 mod steps;
 mod times;
 
-pub use steps::{mark_done, remediation, RemediationStep, StepDone, StepTarget};
+pub use steps::{keys_owner, mark_done, remediation, RemediationStep, StepDone, StepTarget};
 pub use times::{daily_trend, DurationStats, IncidentTimes, TrendBucket, DAY_NS};
 
 /// What an incident is made of, borrowed from the caller's store.

@@ -630,6 +630,14 @@ fn every_command_action_has_pinned_bytes() {
             },
             "0a09ac02",
         ),
+        row(
+            "CommandAction::KillProcessStartedAt",
+            &CommandAction::KillProcessStartedAt {
+                pid: 9,
+                start_time_ns: 300,
+            },
+            "0b09ac02",
+        ),
     ]);
 }
 

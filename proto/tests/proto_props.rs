@@ -287,6 +287,9 @@ fn command_action() -> impl Strategy<Value = CommandAction> {
                 start_time_ticks,
             }
         }),
+        (any::<u32>(), any::<u64>()).prop_map(|(pid, start_time_ns)| {
+            CommandAction::KillProcessStartedAt { pid, start_time_ns }
+        }),
     ]
 }
 

@@ -132,7 +132,8 @@ impl StepTarget {
                     pid,
                     start_ns,
                 },
-                CommandAction::KillProcess { pid: p, .. },
+                CommandAction::KillProcess { pid: p, .. }
+                | CommandAction::KillProcessStartedAt { pid: p, .. },
             ) => c.host == *host && p == pid && c.finished_ns >= *start_ns,
             (
                 StepTarget::DisableAccount { host, user },
@@ -405,11 +406,18 @@ impl<'a> Builder<'_, 'a> {
             let start_ns = p.start_time_ns.unwrap_or(e.header.ts_ns);
             let exe = p.exe.as_deref().or(p.argv.first().map(String::as_str));
             let what = exe.unwrap_or("process");
+            let how = match p.start_time_ns {
+                // The sensor kills only the process with this pid AND this
+                // start time, so a pid reused since is refused, not hit.
+                Some(_) => "Killing names it by pid and start time: a reused pid is refused.",
+                None => {
+                    "The event carries no start time, so no command can name it safely: list \
+                     the host's processes, check the pid still runs it, and kill it from the \
+                     listing."
+                }
+            };
             let why = format!(
-                "{what} (pid {}) started on {} at {}{} (event {}) and no exit was seen since. \
-                 KillProcess names a process by its start time in clock ticks, which the event \
-                 does not carry: list the host's processes, check pid {} still runs {what}, and \
-                 kill it from the listing.",
+                "{what} (pid {}) started on {} at {}{} (event {}) and no exit was seen since. {how}",
                 p.pid,
                 self.facts.name(host),
                 fmt_utc(start_ns),
@@ -418,7 +426,6 @@ impl<'a> Builder<'_, 'a> {
                     .map(|u| format!(" as {u}"))
                     .unwrap_or_default(),
                 EventRef::of(e),
-                p.pid
             );
             let title = format!("Kill {what} (pid {}) on {}", p.pid, self.facts.name(host));
             let target = StepTarget::KillProcess {
@@ -426,7 +433,13 @@ impl<'a> Builder<'_, 'a> {
                 pid: p.pid,
                 start_ns,
             };
-            self.push(target, title, why, vec![EventRef::of(e)], None);
+            let action = p
+                .start_time_ns
+                .map(|start_time_ns| CommandAction::KillProcessStartedAt {
+                    pid: p.pid,
+                    start_time_ns,
+                });
+            self.push(target, title, why, vec![EventRef::of(e)], action);
         }
     }
 
@@ -654,7 +667,9 @@ fn target_host(t: &StepTarget) -> Option<HostId> {
 
 /// The account an `authorized_keys` path belongs to (`/root/…` is root's,
 /// `/home/<user>/…` is the user's).
-fn keys_owner(path: &str) -> Option<String> {
+/// The account whose `authorized_keys` file `path` is (`/root/.ssh/…` is
+/// root's, `/home/NAME/.ssh/…` NAME's), or `None` for any other file.
+pub fn keys_owner(path: &str) -> Option<String> {
     let dir = path
         .strip_suffix("/.ssh/authorized_keys")
         .or_else(|| path.strip_suffix("/.ssh/authorized_keys2"))?;

@@ -114,6 +114,28 @@ pub struct StoredResult {
     pub data_sha256: String,
     /// When the appliance received it, ns.
     pub received_ns: u64,
+    /// The key lines of a collected `authorized_keys` file, so an operator
+    /// can remove one by clicking it (empty for anything else).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_lines: Vec<KeyLine>,
+}
+
+/// One public-key line of a collected `authorized_keys` file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLine {
+    /// 1-based line number in the collected copy.
+    pub number: u32,
+    /// SHA-256 of the line without its newline, lowercase hex: what
+    /// `RemoveAuthorizedKey` names.
+    pub line_sha256: String,
+    /// `ssh-ed25519`, `ssh-rsa`, …
+    pub key_type: String,
+    /// `SHA256:…` as `ssh-keygen -lf` and sshd's log print it.
+    pub fingerprint: String,
+    /// The comment after the key (often user@host), possibly empty.
+    pub comment: String,
+    /// Whether the line has options (`from=`, `command=`, …) before the key.
+    pub has_options: bool,
 }
 
 /// A command and everything that happened to it.
@@ -251,7 +273,9 @@ pub fn action_name(action: &CommandAction) -> &'static str {
     match action {
         CommandAction::Isolate { .. } | CommandAction::IsolateHost { .. } => "isolate",
         CommandAction::Release => "release",
-        CommandAction::Kill { .. } | CommandAction::KillProcess { .. } => "kill",
+        CommandAction::Kill { .. }
+        | CommandAction::KillProcess { .. }
+        | CommandAction::KillProcessStartedAt { .. } => "kill",
         CommandAction::CollectFile { .. } => "collect",
         CommandAction::ListProcesses => "processes",
         CommandAction::ListConnections => "connections",
@@ -298,6 +322,10 @@ pub fn describe_action(action: &CommandAction) -> String {
             start_time_ticks,
         } => format!(
             "Send SIGKILL to process {pid} started at tick {start_time_ticks}, through a pidfd"
+        ),
+        CommandAction::KillProcessStartedAt { pid, start_time_ns } => format!(
+            "Send SIGKILL to process {pid} started at {} (as its start event says), through a pidfd",
+            crate::incident::fmt_utc(*start_time_ns)
         ),
         CommandAction::CollectFile { path, max_bytes } => {
             format!("Hash {path} and return up to {max_bytes} bytes of it (regular files only)")

@@ -89,7 +89,7 @@ pub(crate) fn from_outside() -> Case {
                 format!("+isolate:{b}"),
                 format!("+block:{b}:203.0.113.9"),
                 format!("+block:{c}:203.0.113.9"),
-                format!("kill:{c}:900:{}", T0 + 220 * S),
+                format!("+kill:{c}:900:{}", T0 + 220 * S),
                 format!("+collect:{c}:/home/svc/.ssh/authorized_keys"),
                 format!("remove-key:{c}:svc"),
                 "reset-credentials:admin".to_string(),
@@ -362,9 +362,20 @@ fn proposed_commands_and_advice() {
     assert!(block.why.contains("logged on to jump-02"), "{}", block.why);
     let kill = by_id("kill:");
     assert!(
-        kill.why.contains("clock ticks") && kill.why.contains("/tmp/implant"),
+        kill.why.contains("reused pid is refused") && kill.why.contains("/tmp/implant"),
         "{}",
         kill.why
+    );
+    // One click: the event's start time names the process, not the pid alone.
+    assert_eq!(
+        kill.proposed,
+        Some((
+            C,
+            CommandAction::KillProcessStartedAt {
+                pid: 900,
+                start_time_ns: T0 + 220 * S
+            }
+        ))
     );
     assert_eq!(kill.evidence, vec![r(C, 21)]);
     let collect = by_id("collect:");

@@ -69,6 +69,38 @@ fn wait_exit(fd: &OwnedFd, ms: i32) -> bool {
     unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }
 
+/// Clock ticks after boot of a start time given in ns since the Unix epoch,
+/// the way the process collectors stamp `ProcessStart::start_time_ns`
+/// (`boot + ticks × tick`): exact, or `None` when the time is not on the
+/// grid of this boot (another boot, or the wall clock stepped since).
+pub fn ticks_on_grid(start_ns: u64, boot_ns: u64, ticks_per_s: u64) -> Option<u64> {
+    let tick_ns = 1_000_000_000 / ticks_per_s.max(1);
+    let rel = start_ns.checked_sub(boot_ns)?;
+    (rel % tick_ns == 0).then_some(rel / tick_ns)
+}
+
+/// [`ticks_on_grid`] with this machine's boot time and tick rate, read now.
+pub fn ticks_of_start_ns(start_ns: u64) -> Result<u64, KillError> {
+    let stat = fs::read_to_string("/proc/stat")
+        .map_err(|e| KillError::Failed(format!("read /proc/stat: {e}")))?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| KillError::Failed("no btime in /proc/stat".into()))?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    ticks_on_grid(start_ns, btime * 1_000_000_000, tck).ok_or_else(|| {
+        KillError::Refused(
+            RefusalReason::TargetMismatch,
+            format!(
+                "start time {start_ns} ns is not a start time of this boot (booted at {btime} s, \
+                 {tck} ticks/s): not killed; list the processes and kill from the listing"
+            ),
+        )
+    })
+}
+
 /// Send SIGKILL to `pid` if and only if it started at `start_time_ticks`.
 pub fn kill(pid: u32, start_time_ticks: u64) -> Result<KillReceipt, KillError> {
     if pid <= 1 || pid == std::process::id() {
@@ -108,6 +140,45 @@ pub fn kill(pid: u32, start_time_ticks: u64) -> Result<KillReceipt, KillError> {
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn start_times_map_back_to_ticks_only_on_the_boots_grid() {
+        let boot = 1_700_000_000 * 1_000_000_000;
+        assert_eq!(ticks_on_grid(boot + 12_340_000_000, boot, 100), Some(1234));
+        assert_eq!(ticks_on_grid(boot, boot, 100), Some(0));
+        // Off the 10 ms grid, or before the boot: another boot's process.
+        assert_eq!(ticks_on_grid(boot + 12_345_000_000 + 1, boot, 100), None);
+        assert_eq!(ticks_on_grid(boot - 1, boot, 100), None);
+        // A boot time one second later (clock stepped) moves the answer,
+        // so the kill refuses rather than hitting another process.
+        assert_eq!(
+            ticks_on_grid(boot + 12_340_000_000, boot + 1_000_000_000, 100),
+            Some(1134)
+        );
+    }
+
+    #[test]
+    fn a_process_is_killed_by_the_start_time_its_event_carries() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // What the collectors put in the ProcessStart event.
+        let ns = crate::collect::process::procfs::Enricher::new()
+            .process_start(pid)
+            .start_time_ns
+            .unwrap();
+        let ticks = ticks_of_start_ns(ns).unwrap();
+        assert_eq!(Some(ticks), start_time_ticks(pid));
+        assert!(matches!(
+            ticks_of_start_ns(ns + 1),
+            Err(KillError::Refused(RefusalReason::TargetMismatch, _))
+        ));
+        let r = kill(pid, ticks).unwrap();
+        assert!(r.exited);
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+    }
 
     #[test]
     fn a_process_is_killed_only_with_its_own_start_time() {

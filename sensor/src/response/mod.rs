@@ -87,7 +87,9 @@ impl ActionClass {
             CommandAction::Isolate { .. }
             | CommandAction::IsolateHost { .. }
             | CommandAction::Release => ActionClass::Isolate,
-            CommandAction::Kill { .. } | CommandAction::KillProcess { .. } => ActionClass::Kill,
+            CommandAction::Kill { .. }
+            | CommandAction::KillProcess { .. }
+            | CommandAction::KillProcessStartedAt { .. } => ActionClass::Kill,
             CommandAction::CollectFile { .. } => ActionClass::Collect,
             CommandAction::ListProcesses | CommandAction::ListConnections => ActionClass::List,
             CommandAction::RemoveAuthorizedKey { .. } | CommandAction::DisableAccount { .. } => {
@@ -286,6 +288,19 @@ impl Responder {
         self.execute(cmd.id, &cmd.action, now_ns)
     }
 
+    /// Kill `pid` if it started at `ticks` (or say why the ticks are unknown).
+    fn kill(pid: u32, ticks: Result<u64, kill::KillError>) -> Outcome {
+        match ticks.and_then(|t| kill::kill(pid, t)) {
+            Ok(r) => done(
+                format!("killed pid {pid} ({})", r.exe),
+                Receipt::Kill(r),
+                Vec::new(),
+            ),
+            Err(kill::KillError::Refused(reason, m)) => refused(reason, m),
+            Err(kill::KillError::Failed(m)) => failed(m),
+        }
+    }
+
     fn execute(&self, id: u64, action: &CommandAction, now_ns: u64) -> Outcome {
         match action {
             CommandAction::Isolate { allow, expires_ns } => {
@@ -314,15 +329,10 @@ impl Responder {
             CommandAction::KillProcess {
                 pid,
                 start_time_ticks,
-            } => match kill::kill(*pid, *start_time_ticks) {
-                Ok(r) => done(
-                    format!("killed pid {pid} ({})", r.exe),
-                    Receipt::Kill(r),
-                    Vec::new(),
-                ),
-                Err(kill::KillError::Refused(reason, m)) => refused(reason, m),
-                Err(kill::KillError::Failed(m)) => failed(m),
-            },
+            } => Self::kill(*pid, Ok(*start_time_ticks)),
+            CommandAction::KillProcessStartedAt { pid, start_time_ns } => {
+                Self::kill(*pid, kill::ticks_of_start_ns(*start_time_ns))
+            }
             CommandAction::CollectFile { path, max_bytes } => {
                 match collect::collect(path, *max_bytes) {
                     Ok((r, data)) => done(

@@ -7,7 +7,7 @@
 //! when it returns, an isolation with an expiry lifts by itself, and a
 //! collected file comes back with its SHA-256.
 
-use super::{eventually, ran, start_sensor, watch};
+use super::{events, eventually, ran, start_sensor, watch};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -298,6 +298,8 @@ async fn an_operator_isolates_a_lab_host_and_it_holds_until_released() {
     );
 
     kill_names_one_process(&vigil, &data, &app, &lab, h2_id).await;
+    kill_by_the_start_time_of_its_event(&vigil, &data, &app, &lab, h2.host).await;
+    keys_and_accounts_of_a_real_user(&vigil, &data, &app, tmp.path(), h2_id).await;
     refused_commands_never_run(&app, &lab, h1.host, h2.host, collect.command.clone()).await;
 
     // A command that cannot reach its host in time expires, never runs.
@@ -703,4 +705,176 @@ async fn kill_names_one_process(vigil: &Path, data: &Path, app: &Appliance, lab:
     assert!(k.exe.ends_with("sleep"), "{}", k.exe);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(victim.wait().unwrap().signal(), Some(9));
+}
+
+/// The remediation checklist's one-click kill: the process is named by the
+/// start time its stored `ProcessStart` event carries, and the real sensor
+/// maps it back to the process's clock ticks exactly.
+async fn kill_by_the_start_time_of_its_event(
+    vigil: &Path,
+    data: &Path,
+    app: &Appliance,
+    lab: &Lab,
+    h2: vigil_proto::HostId,
+) {
+    let mut victim = Command::new("ip")
+        .args(["netns", "exec", &lab.hosts[1].netns, "sleep", "301"])
+        .spawn()
+        .expect("sleep in h2");
+    let pid = victim.id();
+    let reader = app.reader();
+    let started = || {
+        events(&*reader, h2, vigil_proto::EventKind::ProcessStart)
+            .iter()
+            .find_map(|e| match &e.payload {
+                vigil_proto::Payload::ProcessStart(p) if p.pid == pid => p.start_time_ns,
+                _ => None,
+            })
+    };
+    assert!(
+        eventually(20, || started().is_some()).await,
+        "no start event for pid {pid}"
+    );
+    let ns = started().unwrap().to_string();
+    let out = respond(
+        vigil,
+        data,
+        &[
+            "kill",
+            &h2.to_string(),
+            "--pid",
+            &pid.to_string(),
+            "--started-at-ns",
+            &ns,
+            "--reason",
+            "lab: kill from the checklist",
+        ],
+    );
+    let killed = finished(app, command_id(&out), 20).await;
+    let Some(Receipt::Kill(k)) = killed.result.as_ref().map(|r| &r.receipt) else {
+        panic!("kill receipt expected: {killed:#?}");
+    };
+    assert_eq!((k.pid, k.signal), (pid, 9), "{killed:#?}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(victim.wait().unwrap().signal(), Some(9));
+}
+
+/// Removes the lab's local account when the test ends, however it ends.
+struct LocalUser(String);
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
+}
+
+/// On a real local account: a collected `authorized_keys` is listed line by
+/// line with fingerprints `ssh-keygen` agrees with; removing one line by the
+/// hash the listing gives removes exactly it; disabling the account locks
+/// its password and expires it in the real `/etc/shadow`.
+async fn keys_and_accounts_of_a_real_user(
+    vigil: &Path,
+    data: &Path,
+    app: &Appliance,
+    tmp: &Path,
+    h2: &str,
+) {
+    let name = format!("vglab{}", std::process::id() % 100_000);
+    let home = tmp.join(&name);
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let made = Command::new("useradd")
+        .args(["-M", "-s", "/usr/sbin/nologin", "-d"])
+        .arg(&home)
+        .arg(&name)
+        .status()
+        .expect("run useradd");
+    assert!(made.success(), "useradd {name}");
+    let _user = LocalUser(name.clone());
+    let mut lines = Vec::new();
+    let mut prints = Vec::new();
+    for who in ["alice@laptop", "attacker@implant"] {
+        let key = tmp.join(format!("key-{}", lines.len()));
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", who, "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let pubkey = key.with_extension("pub");
+        lines.push(
+            std::fs::read_to_string(&pubkey)
+                .unwrap()
+                .trim_end()
+                .to_owned(),
+        );
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&pubkey)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        prints.push(text.split_whitespace().nth(1).unwrap().to_owned());
+    }
+    let keys = home.join(".ssh/authorized_keys");
+    std::fs::write(&keys, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let path = keys.display().to_string();
+    let out = respond(
+        vigil,
+        data,
+        &["collect", h2, "--path", &path, "--reason", "lab: keys"],
+    );
+    let collected = finished(app, command_id(&out), 20).await;
+    let listed = collected
+        .result
+        .as_ref()
+        .map(|r| r.key_lines.clone())
+        .unwrap_or_default();
+    let fps: Vec<&str> = listed.iter().map(|k| k.fingerprint.as_str()).collect();
+    assert_eq!(fps, prints, "{collected:#?}");
+    assert_eq!(listed[1].comment, "attacker@implant");
+    let out = respond(
+        vigil,
+        data,
+        &[
+            "remove-key",
+            h2,
+            "--user",
+            &name,
+            "--line-sha256",
+            &listed[1].line_sha256,
+            "--reason",
+            "lab: the planted key",
+        ],
+    );
+    let removed = finished(app, command_id(&out), 20).await;
+    let Some(Receipt::KeyRemoved { line, .. }) = removed.result.as_ref().map(|r| &r.receipt) else {
+        panic!("key removal receipt expected: {removed:#?}");
+    };
+    assert_eq!(line, &lines[1]);
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        format!("{}\n", lines[0])
+    );
+    let out = respond(
+        vigil,
+        data,
+        &[
+            "disable-account",
+            h2,
+            "--user",
+            &name,
+            "--reason",
+            "lab: account",
+        ],
+    );
+    let disabled = finished(app, command_id(&out), 20).await;
+    assert_eq!(disabled.status, CommandStatus::Done, "{disabled:#?}");
+    let shadow = Command::new("getent")
+        .args(["shadow", &name])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8(shadow.stdout).unwrap();
+    let fields: Vec<&str> = entry.trim_end().split(':').collect();
+    assert!(fields[1].starts_with('!'), "password not locked: {entry}");
+    assert_eq!(fields[7], "1", "account not expired: {entry}");
 }

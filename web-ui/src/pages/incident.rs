@@ -8,16 +8,54 @@ use super::*;
 use crate::store::Role;
 use crate::time::{duration, format_ts};
 use vigil_proto::incident::{
-    remediation, root_cause, ExecutedCommand, IncidentTimes, IncidentView, RemediationStep,
+    keys_owner, remediation, root_cause, ExecutedCommand, IncidentTimes, IncidentView,
+    RemediationStep, StepTarget,
 };
-use vigil_proto::query::response::CommandRecord;
+use vigil_proto::query::response::{CommandRecord, KeyLine};
 use vigil_proto::query::{AlertFilter, HostSummary};
+use vigil_proto::CommandAction;
 
 /// Everything the incident page derives from the store.
 pub struct IncidentFacts {
     pub root: Option<vigil_proto::incident::RootCause>,
     pub steps: Vec<RemediationStep>,
     pub times: Option<IncidentTimes>,
+    /// Collected `authorized_keys` files of the incident's hosts, newest
+    /// first, whose lines the key-removal steps offer to remove.
+    pub keys: Vec<CollectedKeys>,
+}
+
+/// The key lines of one collected `authorized_keys` file.
+pub struct CollectedKeys {
+    pub host: HostId,
+    /// The account the file belongs to.
+    pub user: String,
+    pub path: String,
+    /// The collect command that brought it.
+    pub command_id: u64,
+    pub lines: Vec<KeyLine>,
+}
+
+/// The collected `authorized_keys` files among `commands`, newest first.
+fn collected_keys(commands: &[CommandRecord]) -> Vec<CollectedKeys> {
+    let mut out: Vec<CollectedKeys> = commands
+        .iter()
+        .filter_map(|c| {
+            let CommandAction::CollectFile { path, .. } = &c.command.action else {
+                return None;
+            };
+            let r = c.result.as_ref().filter(|r| !r.key_lines.is_empty())?;
+            Some(CollectedKeys {
+                host: c.host(),
+                user: keys_owner(path)?,
+                path: path.clone(),
+                command_id: c.id(),
+                lines: r.key_lines.clone(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.command_id.cmp(&a.command_id));
+    out
 }
 
 /// The commands a responder ran, as the derivation reads them.
@@ -56,6 +94,7 @@ struct Parts {
     alerts: Vec<AlertRecord>,
     events: Vec<Event>,
     done: Vec<ExecutedCommand>,
+    keys: Vec<CollectedKeys>,
     closed_ns: Option<u64>,
 }
 
@@ -105,6 +144,7 @@ fn parts(
         alerts,
         events,
         done: executed(&commands),
+        keys: collected_keys(&commands),
         closed_ns,
     })
 }
@@ -137,6 +177,7 @@ fn facts_among(
         root: root_cause(&view),
         steps,
         times: IncidentTimes::derive(&view, &p.done, p.closed_ns, now),
+        keys: p.keys,
     })
 }
 
@@ -172,7 +213,7 @@ pub fn panels(state: &ConsoleState, auth: &Authed, a: &AlertRecord) -> Result<An
     let steps = f
         .steps
         .iter()
-        .map(|s| step_row(s, a.id, can_act, &names))
+        .map(|s| step_row(s, a.id, can_act, &names, &f))
         .collect_view();
     let times = f.times.map(|t| {
         let mttr = |v: Option<u64>| v.map_or("not yet".to_owned(), duration);
@@ -200,7 +241,11 @@ fn step_row(
     incident: u64,
     can_act: bool,
     names: &std::collections::HashMap<HostId, String>,
+    f: &IncidentFacts,
 ) -> impl IntoView {
+    let keys = (can_act && s.done.is_none())
+        .then(|| key_choices(s, incident, f))
+        .flatten();
     let done = s.done.as_ref().map(|d| view! {
         <span class="badge cmd-done">{format!("done by {} at {} (command #{})", d.operator, format_ts(d.done_ns), d.command_id)}</span>
     });
@@ -216,8 +261,74 @@ fn step_row(
         <li class=if s.done.is_some() { "step done" } else { "step" }>
             <strong>{s.title.clone()}</strong>" "{done}" "{act}
             <p class="muted">{s.why.clone()}</p>
+            {keys}
         </li>
     }
+}
+
+/// For a key-removal step: each line of the newest collected copy of the
+/// account's `authorized_keys` on that host, one click from removing it;
+/// without a copy, the collection that brings one (unless another step
+/// of the checklist already offers it).
+fn key_choices(s: &RemediationStep, incident: u64, f: &IncidentFacts) -> Option<AnyView> {
+    let StepTarget::RemoveKey { host, user } = &s.target else {
+        return None;
+    };
+    let Some(copy) = f.keys.iter().find(|k| k.host == *host && k.user == *user) else {
+        let offered = f.steps.iter().any(|o| {
+            matches!(&o.target, StepTarget::CollectFile { host: h, path }
+                if h == host && keys_owner(path).as_deref() == Some(user.as_str()))
+        });
+        if offered {
+            return Some(view! { <p class="muted">"Collect the file (step above) to choose the line to remove."</p> }.into_any());
+        }
+        let home = if user == "root" {
+            "/root".to_owned()
+        } else {
+            format!("/home/{user}")
+        };
+        let action = CommandAction::CollectFile {
+            path: format!("{home}/.ssh/authorized_keys"),
+            max_bytes: 1024 * 1024,
+        };
+        return Some(
+            view! {
+                <p class="muted">"Collect the file to choose the line to remove: "
+                    <a class="button" href=confirm_link(*host, &action, Some(incident), None)>
+                        {format!("collect {home}/.ssh/authorized_keys")}
+                    </a>
+                </p>
+            }
+            .into_any(),
+        );
+    };
+    let rows = copy
+        .lines
+        .iter()
+        .map(|k| {
+            let sha: [u8; 32] = hex::decode(&k.line_sha256)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or_default();
+            let action = CommandAction::RemoveAuthorizedKey { user: user.clone(), line_sha256: sha };
+            view! {
+                <tr>
+                    <td class="num">{k.number}</td>
+                    <td class="mono">{k.key_type.clone()}</td>
+                    <td class="mono">{k.fingerprint.clone()}</td>
+                    <td>{k.comment.clone()}{k.has_options.then_some(" (with options)")}</td>
+                    <td><a class="button" href=confirm_link(*host, &action, Some(incident), Some(&s.id))>"remove"</a></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <table class="key-lines">
+            <caption>{format!("{} as collected by command #{} — match the fingerprint with sshd's “Accepted publickey” log line", copy.path, copy.command_id)}</caption>
+            <thead><tr><th>"line"</th><th>"type"</th><th>"fingerprint"</th><th>"comment"</th><th></th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }.into_any())
 }
 
 /// Most incidents the overview's MTTD / MTTR chart derives (newest first).
@@ -295,4 +406,129 @@ pub fn response_times_panel(
         </section>
     }
     .into_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_proto::query::response::{CommandStatus, StoredResult};
+    use vigil_proto::{Command, CommandState, Receipt};
+
+    fn key(number: u32, comment: &str) -> KeyLine {
+        KeyLine {
+            number,
+            line_sha256: format!("{number:02x}").repeat(32),
+            key_type: "ssh-ed25519".into(),
+            fingerprint: format!("SHA256:fp{number}"),
+            comment: comment.into(),
+            has_options: false,
+        }
+    }
+
+    fn collect(id: u64, host: HostId, path: &str, lines: Vec<KeyLine>) -> CommandRecord {
+        CommandRecord {
+            command: Command {
+                id,
+                host,
+                operator: "ana".into(),
+                reason: "r".into(),
+                created_ns: 1,
+                expires_ns: 2,
+                action: CommandAction::CollectFile {
+                    path: path.into(),
+                    max_bytes: 10,
+                },
+                signature: Vec::new(),
+            },
+            status: CommandStatus::Done,
+            history: Vec::new(),
+            result: Some(StoredResult {
+                state: CommandState::Done,
+                message: String::new(),
+                receipt: Receipt::None,
+                data_len: 0,
+                data_sha256: String::new(),
+                received_ns: 3,
+                key_lines: lines,
+            }),
+            incident: None,
+            step: None,
+            approved_by: None,
+        }
+    }
+
+    fn remove_step(host: HostId, user: &str) -> RemediationStep {
+        RemediationStep {
+            id: format!("remove-key:{host}:{user}"),
+            target: StepTarget::RemoveKey {
+                host,
+                user: user.into(),
+            },
+            title: "Remove".into(),
+            why: String::new(),
+            evidence: Vec::new(),
+            proposed: None,
+            done: None,
+        }
+    }
+
+    #[test]
+    fn a_key_step_offers_each_line_of_the_newest_collected_copy() {
+        let h = HostId(7);
+        let commands = vec![
+            collect(1, h, "/home/svc/.ssh/authorized_keys", vec![key(1, "old")]),
+            collect(
+                2,
+                h,
+                "/home/svc/.ssh/authorized_keys",
+                vec![key(1, "a@x"), key(2, "evil@y")],
+            ),
+            collect(3, h, "/etc/passwd", Vec::new()),
+            collect(
+                4,
+                HostId(8),
+                "/home/svc/.ssh/authorized_keys",
+                vec![key(9, "other host")],
+            ),
+        ];
+        let f = IncidentFacts {
+            root: None,
+            steps: vec![remove_step(h, "svc")],
+            times: None,
+            keys: collected_keys(&commands),
+        };
+        let html = key_choices(&f.steps[0], 42, &f).unwrap().to_html();
+        assert!(
+            html.contains("command #2") && html.contains("evil@y"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("old") && !html.contains("other host"),
+            "{html}"
+        );
+        // Each line is one click from its removal, by the listed hash.
+        let want = format!("line_sha256={}", "02".repeat(32));
+        assert!(
+            html.contains(&want) && html.contains("incident=42"),
+            "{html}"
+        );
+        assert_eq!(html.matches(">remove<").count(), 2);
+    }
+
+    #[test]
+    fn without_a_copy_the_step_offers_the_collection() {
+        let f = IncidentFacts {
+            root: None,
+            steps: vec![remove_step(HostId(7), "svc")],
+            times: None,
+            keys: Vec::new(),
+        };
+        let html = key_choices(&f.steps[0], 1, &f).unwrap().to_html();
+        assert!(html.contains("action=collect"), "{html}");
+        assert!(
+            html.contains("%2Fhome%2Fsvc%2F.ssh%2Fauthorized_keys"),
+            "{html}"
+        );
+        assert!(key_choices(&remove_step(HostId(7), "svc"), 1, &f).is_some());
+    }
 }

@@ -63,6 +63,10 @@ pub struct ActionForm {
     /// Process start time, clock ticks after boot.
     #[serde(default)]
     pub start: String,
+    /// Process start time as its start event says, ns since the Unix epoch
+    /// (the checklist's links; used instead of `start` when given).
+    #[serde(default)]
+    pub start_ns: String,
     #[serde(default)]
     pub path: String,
     #[serde(default)]
@@ -120,10 +124,20 @@ impl ActionForm {
                 }
             }
             "release" => CommandAction::Release,
-            "kill" => CommandAction::KillProcess {
-                pid: num(&self.pid, "Pid must be a number.")? as u32,
-                start_time_ticks: num(&self.start, "Start time must be clock ticks.")?,
-            },
+            "kill" => {
+                let pid = u32::try_from(num(&self.pid, "Pid must be a number.")?)
+                    .map_err(|_| bad("Pid must be a number."))?;
+                match self.start_ns.trim() {
+                    "" => CommandAction::KillProcess {
+                        pid,
+                        start_time_ticks: num(&self.start, "Start time must be clock ticks.")?,
+                    },
+                    ns => CommandAction::KillProcessStartedAt {
+                        pid,
+                        start_time_ns: num(ns, "Start time must be ns since the epoch.")?,
+                    },
+                }
+            }
             "collect" => CommandAction::CollectFile {
                 path: self.path.trim().to_owned(),
                 max_bytes: COLLECT_MAX_BYTES,
@@ -180,6 +194,10 @@ impl ActionForm {
                 f.push(("pid", pid.to_string()));
                 f.push(("start", start_time_ticks.to_string()));
             }
+            CommandAction::KillProcessStartedAt { pid, start_time_ns } => {
+                f.push(("pid", pid.to_string()));
+                f.push(("start_ns", start_time_ns.to_string()));
+            }
             CommandAction::CollectFile { path, .. } => f.push(("path", path.clone())),
             CommandAction::RemoveAuthorizedKey { user, line_sha256 } => {
                 f.push(("user", user.clone()));
@@ -201,6 +219,7 @@ impl ActionForm {
             ("allow", &self.allow),
             ("pid", &self.pid),
             ("start", &self.start),
+            ("start_ns", &self.start_ns),
             ("path", &self.path),
             ("user", &self.user),
             ("line", &self.line),
@@ -300,6 +319,9 @@ fn effect_list(action: &CommandAction) -> Option<AnyView> {
         }
         CommandAction::KillProcess { pid, start_time_ticks } => Some(view! {
             <p>{format!("Only the process with pid {pid} AND start time {start_time_ticks} is signalled (through a pidfd): a reused pid is refused.")}</p>
+        }.into_any()),
+        CommandAction::KillProcessStartedAt { pid, start_time_ns } => Some(view! {
+            <p>{format!("Only the process with pid {pid} AND the start time {} of its start event is signalled (through a pidfd): a reused pid, or a start time of another boot, is refused.", format_ts(*start_time_ns))}</p>
         }.into_any()),
         _ => None,
     }
