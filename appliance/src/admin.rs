@@ -78,6 +78,13 @@ pub enum AdminRequest {
     },
     /// `vigil respond …`.
     Respond(crate::respond_admin::RespondRequest),
+    /// `vigil user add`: a console user with a generated one-time password.
+    AddUser {
+        name: String,
+        /// `viewer`, `auditor`, `analyst` or `admin`.
+        role: String,
+        operator: String,
+    },
 }
 
 /// What `vigil export` names (hosts by id or name, resolved here).
@@ -171,6 +178,13 @@ pub enum AdminResponse {
     },
     /// `vigil respond …`.
     Respond(crate::respond_admin::RespondResponse),
+    /// A console user was created; the password is shown this once and
+    /// must be changed at the first login.
+    UserAdded {
+        name: String,
+        role: String,
+        password: String,
+    },
     Error(String),
 }
 
@@ -271,6 +285,11 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         }
         AdminRequest::Export { scope, exporter } => export(core, &reader, scope, &exporter, now),
         AdminRequest::ImportRules { files, operator } => import_rules(core, files, &operator, now),
+        AdminRequest::AddUser {
+            name,
+            role,
+            operator,
+        } => add_user(core, &name, &role, &operator, now),
         AdminRequest::Respond(req) => {
             crate::respond_admin::handle(core, req).map(AdminResponse::Respond)
         }
@@ -359,6 +378,60 @@ fn import_rules(
     Ok(AdminResponse::RulesImported {
         imported: files.len(),
         total: set.len(),
+    })
+}
+
+/// `vigil user add`: the console's rules for names and roles; audited as
+/// the console audits a user created by an admin.
+fn add_user(
+    core: &Arc<Core>,
+    name: &str,
+    role: &str,
+    operator: &str,
+    now: u64,
+) -> Result<AdminResponse, String> {
+    use vigil_web_ui::store::{Role, User};
+    if !vigil_web_ui::pages::admin::valid_name(name) {
+        return Err("user names use letters, digits, '.', '_' or '-' (at most 64)".into());
+    }
+    let role = Role::from_name(role).ok_or_else(|| {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+        format!("unknown role {role:?}; one of {}", names.join(", "))
+    })?;
+    if core
+        .console
+        .user(name)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Err(format!("user {name} already exists"));
+    }
+    let password = vigil_web_ui::auth::random_token()[..20].to_string();
+    let password_hash = vigil_web_ui::auth::hash_password(&password).map_err(|e| e.to_string())?;
+    // Audited first: no entry, no user.
+    core.console
+        .append_audit(vigil_web_ui::store::AuditDraft {
+            ts_ns: now,
+            actor: operator.to_string(),
+            action: "user.create".into(),
+            target: format!("user:{name}"),
+            detail: format!("role={}", role.name()),
+        })
+        .map_err(|e| e.to_string())?;
+    core.console
+        .put_user(User {
+            name: name.to_string(),
+            role,
+            password_hash,
+            created_ns: now,
+            must_change_password: true,
+            disabled: false,
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(AdminResponse::UserAdded {
+        name: name.to_string(),
+        role: role.name().to_string(),
+        password,
     })
 }
 

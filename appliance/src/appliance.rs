@@ -180,6 +180,9 @@ impl Appliance {
         )
         .with_clock(core.clock.clone())
         .with_responder(core.responder.clone())
+        .with_exports(Arc::new(
+            crate::export_jobs::ExportJobs::open(core.clone()).map_err(io("exports dir"))?,
+        ))
         .with_receivers(crate::forwarding::console::api(&core.forwarding))
         .with_idle_timeout(cfg.console_idle_timeout)
         .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));

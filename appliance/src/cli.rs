@@ -240,6 +240,13 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
             summary.events
         )),
         AdminResponse::Respond(r) => Ok(crate::respond_admin::render(&r)),
+        AdminResponse::UserAdded {
+            name,
+            role,
+            password,
+        } => Ok(format!(
+            "created {role} {name}; one-time password (to be changed at the first login): {password}\n"
+        )),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }

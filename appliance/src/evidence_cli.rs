@@ -17,7 +17,7 @@ fn ns(t: SystemTime) -> Result<u64> {
 }
 
 /// `cli:$SUDO_USER`, else `cli:$USER`: who runs the command.
-fn cli_operator() -> String {
+pub fn cli_operator() -> String {
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());

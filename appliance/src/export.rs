@@ -4,12 +4,20 @@
 //!
 //! Content files, in the bundle's sorted order:
 //! - `alerts.json` — the alert(s) with their explanations, as stored
-//! - `audit.jsonl` — the audit entries about them (leaf data, as the
-//!   audit tree holds them)
+//! - `audit.jsonl` — the audit entries about them, their incident and
+//!   their commands (leaf data, as the audit tree holds them; earlier
+//!   exports are left out, so exporting again gives the same content)
+//! - `collected/command-<id>.bin` — what a command's receipt brought back
+//!   (a collected file, a listing)
+//! - `commands.json` — the response commands on the hosts (issued from the
+//!   incident, or in the window), each with its lifecycle and receipt
 //! - `events.jsonl` — the raw events of the window, one JSON per line, in
 //!   time order per host (spooled to a private temp file, so memory stays
 //!   bounded whatever the window holds)
 //! - `hosts.json` — the hosts involved (name, addresses, OS, sensor)
+//! - `incident.json` — incident and alert exports: root cause, remediation
+//!   checklist with who did each step and when, MTTD/MTTR
+//!   (`vigil_proto::incident`, as the console shows them)
 //! - `model.json` — the detector state in force and its SHA-256
 //!
 //! The export itself is an audit entry (`evidence.export`, the content
@@ -20,12 +28,16 @@ use crate::audit_log::{self, AuditLogError};
 use crate::core::Core;
 use crate::read::StoreReader;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use vigil_evidence::statement::{rfc3339_from_ns, CustodyEntry, ModelInfo, Scope, TimeRange};
 use vigil_evidence::{AuditEvidence, BundleWriter, ExportInfo};
-use vigil_proto::query::{AlertRecord, EventFilter, QueryError, ReadApi};
+use vigil_proto::incident::{IncidentTimes, IncidentView, RemediationStep, RootCause};
+use vigil_proto::query::response::CommandRecord;
+use vigil_proto::query::{AlertRecord, EventFilter, QueryError, ReadApi, TriageState};
 use vigil_proto::HostId;
 use vigil_web_ui::store::{AuditDraft, ConsoleStore};
 
@@ -68,6 +80,16 @@ pub enum ExportError {
     Scope(String),
 }
 
+/// How far an export is, for the console's job page: raw events written of
+/// the window's total (counted before writing).
+#[derive(Debug, Default)]
+pub struct ExportProgress {
+    /// Events written so far.
+    pub written: AtomicU64,
+    /// Events in the window.
+    pub total: AtomicU64,
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExportSummary {
@@ -88,8 +110,12 @@ struct Selection {
     hosts: Vec<HostId>,
     from_ns: u64,
     to_ns: u64,
-    /// Audit targets that concern it (`alert:17`, host ids).
+    /// Audit targets that concern it (`alert:17`, `incident:17`, host ids).
     audit_targets: Vec<String>,
+    /// Commands issued from an incident with these ids belong to it.
+    incident_ids: Vec<u64>,
+    /// Target of the export's own audit entry (`incident:17`, `host:…`).
+    export_target: String,
 }
 
 fn select(reader: &StoreReader, scope: &ExportScope) -> Result<Selection, ExportError> {
@@ -136,7 +162,9 @@ fn select(reader: &StoreReader, scope: &ExportScope) -> Result<Selection, Export
             hosts: vec![*host],
             from_ns: *from_ns,
             to_ns: *to_ns,
-            audit_targets: vec![host.to_string()],
+            audit_targets: vec![host.to_string(), format!("host:{host}")],
+            incident_ids: Vec::new(),
+            export_target: format!("host:{host}"),
         });
     }
     let mut hosts: Vec<HostId> = alerts.iter().flat_map(|a| a.path.clone()).collect();
@@ -157,13 +185,20 @@ fn select(reader: &StoreReader, scope: &ExportScope) -> Result<Selection, Export
         first = alerts.iter().map(|a| a.created_ns).min().unwrap_or(0);
     }
     let id = alerts.first().map_or(0, |a| a.id);
-    let scope = match scope {
-        ExportScope::Incident(_) => Scope::Incident { id: id.to_string() },
-        _ => Scope::Alert { id: id.to_string() },
+    let (scope, export_target) = match scope {
+        ExportScope::Incident(_) => (
+            Scope::Incident { id: id.to_string() },
+            format!("incident:{id}"),
+        ),
+        _ => (Scope::Alert { id: id.to_string() }, format!("alert:{id}")),
     };
+    let mut audit_targets: Vec<String> = alerts.iter().map(|a| format!("alert:{}", a.id)).collect();
+    audit_targets.push(format!("incident:{id}"));
     Ok(Selection {
         scope,
-        audit_targets: alerts.iter().map(|a| format!("alert:{}", a.id)).collect(),
+        audit_targets,
+        incident_ids: alerts.iter().map(|a| a.id).collect(),
+        export_target,
         alerts,
         hosts,
         from_ns: first.saturating_sub(LEAD_IN_NS),
@@ -177,6 +212,7 @@ fn spool_events(
     reader: &StoreReader,
     sel: &Selection,
     dir: &std::path::Path,
+    progress: &ExportProgress,
 ) -> Result<(std::fs::File, u64, u64), ExportError> {
     let file = tempfile::tempfile_in(dir)?;
     let mut out = BufWriter::new(file);
@@ -197,6 +233,7 @@ fn spool_events(
                 out.write_all(b"\n")?;
                 count += 1;
             }
+            progress.written.store(count, Ordering::Relaxed);
             match page.next {
                 Some(next) if !page.events.is_empty() => after = Some(next),
                 _ => break,
@@ -215,6 +252,159 @@ fn json(value: &impl serde::Serialize) -> Vec<u8> {
     v
 }
 
+/// Raw events of the window on the selected hosts: a scan of the event
+/// keys in range, so the job page can show "written of total".
+fn count_window(core: &Core, sel: &Selection) -> Result<u64, ExportError> {
+    use crate::db::keys::{event_key, EVENT_KEY_LEN};
+    use crate::store::{Cf, Direction, Visit};
+    let mut n = 0u64;
+    for host in &sel.hosts {
+        let from = event_key(*host, sel.from_ns, 0);
+        let to = event_key(*host, sel.to_ns.saturating_add(1), 0);
+        core.db
+            .store()
+            .scan(
+                Cf::Events,
+                &from,
+                Some(&to[..]),
+                Direction::Forward,
+                &mut |k, _| {
+                    if k.len() == EVENT_KEY_LEN {
+                        n += 1;
+                    }
+                    Visit::Continue
+                },
+            )
+            .map_err(AuditLogError::from)?;
+    }
+    Ok(n)
+}
+
+/// The response commands that belong in the bundle, oldest first: on the
+/// selected hosts, issued from one of its incidents or alerts, or created
+/// in the window (for an incident or alert: any time after the window
+/// starts, since the response follows the detection).
+fn commands(core: &Core, sel: &Selection) -> Result<Vec<CommandRecord>, ExportError> {
+    let host_scope = matches!(sel.scope, Scope::Host { .. });
+    let mut out = Vec::new();
+    for host in &sel.hosts {
+        for rec in core
+            .db
+            .commands(Some(*host), 0)
+            .map_err(AuditLogError::from)?
+        {
+            let created = rec.command.created_ns;
+            let in_window = created >= sel.from_ns && (!host_scope || created <= sel.to_ns);
+            let from_incident = rec.incident.is_some_and(|i| sel.incident_ids.contains(&i));
+            if in_window || from_incident {
+                out.push(rec);
+            }
+        }
+    }
+    out.sort_by_key(|r| r.id());
+    out.dedup_by_key(|r| r.id());
+    Ok(out)
+}
+
+/// `incident.json`: what the console's incident page derives, with who did
+/// each step and when.
+#[derive(serde::Serialize)]
+struct IncidentRecord {
+    /// The incident (or alert) id.
+    id: u64,
+    root_cause: Option<RootCause>,
+    remediation: Vec<RemediationStep>,
+    times: Option<IncidentTimes>,
+}
+
+fn incident_record(
+    core: &Core,
+    reader: &StoreReader,
+    sel: &Selection,
+    commands: &[CommandRecord],
+    now_ns: u64,
+) -> Result<IncidentRecord, ExportError> {
+    let id = sel.alerts.first().map_or(0, |a| a.id);
+    let mut events = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (host, seq) in sel.alerts.iter().flat_map(|a| a.evidence.iter().copied()) {
+        if seen.insert((host, seq)) {
+            if let Ok(e) = reader.event(host, seq) {
+                events.push(e);
+            }
+        }
+    }
+    let hosts: Vec<_> = reader
+        .hosts()?
+        .into_iter()
+        .filter(|h| sel.hosts.contains(&h.id))
+        .collect();
+    let view = IncidentView {
+        incident_id: id,
+        alerts: &sel.alerts,
+        events: &events,
+        hosts: &hosts,
+        known_accounts: None,
+    };
+    let done = vigil_web_ui::pages::incident::executed(commands);
+    let closed_ns = match sel.alerts.first().map(|a| &a.state) {
+        Some(TriageState::ClosedTruePositive | TriageState::ClosedFalsePositive) => {
+            core.console.triage(id)?.map(|t| t.updated_ns)
+        }
+        _ => None,
+    };
+    let mut remediation = vigil_proto::incident::remediation(&view);
+    vigil_proto::incident::mark_done(&mut remediation, &done, now_ns);
+    Ok(IncidentRecord {
+        id,
+        root_cause: vigil_proto::incident::root_cause(&view),
+        remediation,
+        times: IncidentTimes::derive(&view, &done, closed_ns, now_ns),
+    })
+}
+
+/// The audit entries about the selection and its commands, as leaf data
+/// lines. Exports are left out: each export is its own entry, carried with
+/// its proof in `audit/`, and a later export must give the same content.
+fn audit_lines(
+    core: &Core,
+    sel: &Selection,
+    commands: &[CommandRecord],
+) -> Result<Vec<u8>, ExportError> {
+    let mut targets: std::collections::BTreeSet<String> =
+        sel.audit_targets.iter().cloned().collect();
+    targets.extend(commands.iter().map(|c| format!("command:{}", c.id())));
+    Ok(core
+        .console
+        .audit_entries()?
+        .iter()
+        .filter(|e| !e.action.starts_with("evidence.") && targets.contains(&e.target))
+        .flat_map(|e| {
+            let mut line = crate::db::audit_log::leaf_data(e);
+            line.push(b'\n');
+            line
+        })
+        .collect())
+}
+
+fn model_info(core: &Core) -> Result<ModelInfo, ExportError> {
+    Ok(
+        match core.db.pipeline_state().map_err(AuditLogError::from)? {
+            Some(state) => ModelInfo {
+                version: format!(
+                    "detector snapshot format {}",
+                    vigil_models::detector::SNAPSHOT_FORMAT
+                ),
+                sha256: hex::encode(Sha256::digest(&state.detector)),
+            },
+            None => ModelInfo {
+                version: "no saved detector state".into(),
+                sha256: hex::encode(Sha256::digest([])),
+            },
+        },
+    )
+}
+
 /// Export `scope` as `exporter` at `now_ns` into `out`.
 pub fn export_bundle(
     core: &Arc<Core>,
@@ -223,59 +413,91 @@ pub fn export_bundle(
     now_ns: u64,
     out: impl Write,
 ) -> Result<ExportSummary, ExportError> {
+    export_bundle_with(
+        core,
+        scope,
+        exporter,
+        now_ns,
+        out,
+        &ExportProgress::default(),
+    )
+}
+
+/// [`export_bundle`], reporting how many events are written to `progress`.
+pub fn export_bundle_with(
+    core: &Arc<Core>,
+    scope: &ExportScope,
+    exporter: &str,
+    now_ns: u64,
+    out: impl Write,
+    progress: &ExportProgress,
+) -> Result<ExportSummary, ExportError> {
     let reader = StoreReader::new(core.clone());
     let sel = select(&reader, scope)?;
+    progress
+        .total
+        .store(count_window(core, &sel)?, Ordering::Relaxed);
     let run_dir = core.data_dir.join("run");
     std::fs::create_dir_all(&run_dir)?;
-    let (events, events_len, event_count) = spool_events(&reader, &sel, &run_dir)?;
+    let (events, events_len, event_count) = spool_events(&reader, &sel, &run_dir, progress)?;
     let hosts: Vec<_> = sel
         .hosts
         .iter()
         .filter_map(|h| reader.host(*h).ok())
         .collect();
     let host_names: Vec<String> = hosts.iter().map(|h| h.hostname.clone()).collect();
-    let audit: Vec<u8> = core
-        .console
-        .audit_entries()?
-        .iter()
-        .filter(|e| {
-            sel.audit_targets
-                .iter()
-                .any(|t| e.target.contains(t.as_str()))
-        })
-        .flat_map(|e| {
-            let mut line = crate::db::audit_log::leaf_data(e);
-            line.push(b'\n');
-            line
-        })
-        .collect();
-    let model = match core.db.pipeline_state().map_err(AuditLogError::from)? {
-        Some(state) => ModelInfo {
-            version: format!(
-                "detector snapshot format {}",
-                vigil_models::detector::SNAPSHOT_FORMAT
-            ),
-            sha256: hex::encode(Sha256::digest(&state.detector)),
-        },
-        None => ModelInfo {
-            version: "no saved detector state".into(),
-            sha256: hex::encode(Sha256::digest([])),
-        },
-    };
+    let commands = commands(core, &sel)?;
+    let audit = audit_lines(core, &sel, &commands)?;
+    let model = model_info(core)?;
 
     let mut bundle = BundleWriter::new(out);
     bundle.add_bytes("alerts.json", &json(&sel.alerts))?;
     bundle.add_bytes("audit.jsonl", &audit)?;
+    // Receipts' data, one at a time (each is bounded by the sensor's cap).
+    let mut collected = BTreeMap::new();
+    for c in commands
+        .iter()
+        .filter(|c| c.result.as_ref().is_some_and(|r| r.data_len > 0))
+    {
+        collected.insert(format!("collected/command-{}.bin", c.id()), c.id());
+    }
+    for (path, id) in collected {
+        if let Some(data) = core.db.command_data(id).map_err(AuditLogError::from)? {
+            bundle.add_bytes(&path, &data)?;
+        }
+    }
+    bundle.add_bytes("commands.json", &json(&commands))?;
     bundle.add_file("events.jsonl", events_len, events)?;
     bundle.add_bytes("hosts.json", &json(&hosts))?;
+    if !matches!(scope, ExportScope::Host { .. }) {
+        let record = incident_record(core, &reader, &sel, &commands, now_ns)?;
+        bundle.add_bytes("incident.json", &json(&record))?;
+    }
     bundle.add_bytes("model.json", &json(&model))?;
-    let content_digest = bundle.content_digest();
+    seal(core, &sel, exporter, now_ns, bundle, host_names, model).map(
+        |(audit_seq, content_digest)| ExportSummary {
+            events: event_count,
+            alerts: sel.alerts.len(),
+            content_digest,
+            audit_seq,
+        },
+    )
+}
 
-    let target = match scope {
-        ExportScope::Incident(id) => format!("incident:{id}"),
-        ExportScope::Alert(id) => format!("alert:{id}"),
-        ExportScope::Host { host, .. } => format!("host:{host}"),
-    };
+/// Append the export's audit entry, then sign the bundle with a checkpoint
+/// covering it and its inclusion proof. Returns the entry's seq and the
+/// content digest it records.
+fn seal<W: Write>(
+    core: &Arc<Core>,
+    sel: &Selection,
+    exporter: &str,
+    now_ns: u64,
+    bundle: BundleWriter<W>,
+    host_names: Vec<String>,
+    model: ModelInfo,
+) -> Result<(u64, String), ExportError> {
+    let content_digest = bundle.content_digest();
+    let target = sel.export_target.clone();
     let entry = core.console.append_audit(AuditDraft {
         ts_ns: now_ns,
         actor: exporter.to_string(),
@@ -314,10 +536,5 @@ pub fn export_bundle(
         proof,
     };
     bundle.finish(signer.signing_key(), info, audit)?.flush()?;
-    Ok(ExportSummary {
-        events: event_count,
-        alerts: sel.alerts.len(),
-        content_digest,
-        audit_seq: entry.seq,
-    })
+    Ok((entry.seq, content_digest))
 }

@@ -42,6 +42,7 @@ pub mod core;
 pub mod db;
 pub mod enroll;
 pub mod export;
+pub mod export_jobs;
 pub mod forwarding;
 pub mod https;
 pub mod identity;

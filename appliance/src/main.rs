@@ -131,6 +131,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: respond_cli::RespondCmd,
     },
+    /// Console users: `vigil user add NAME --role viewer|auditor|analyst|admin`.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// The provable audit log: `vigil audit verify|checkpoint|prove-extends`.
     Audit {
         #[command(subcommand)]
@@ -243,6 +248,24 @@ enum RulesCmd {
 }
 
 #[derive(Subcommand)]
+enum UserCmd {
+    /// Create a console user; prints a one-time password to change at the
+    /// first login.
+    Add {
+        #[arg(long, default_value = "/var/lib/vigil")]
+        data: PathBuf,
+        name: String,
+        /// viewer, auditor (reads everything incl. the full audit log,
+        /// exports evidence, acts on nothing), analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// Who creates it (audit log); default `cli:$SUDO_USER` or `cli:$USER`.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Check every audit entry against every signed checkpoint (exit 1 if not).
     Verify {
@@ -324,6 +347,22 @@ fn main() -> Result<()> {
         Cmd::Sensor {
             cmd: SensorCmd::Revoke { data, host },
         } => (data, AdminRequest::Revoke { host }),
+        Cmd::User {
+            cmd:
+                UserCmd::Add {
+                    data,
+                    name,
+                    role,
+                    operator,
+                },
+        } => (
+            data,
+            AdminRequest::AddUser {
+                name,
+                role,
+                operator: operator.unwrap_or_else(evidence_cli::cli_operator),
+            },
+        ),
         Cmd::Audit { cmd } => return evidence_cli::audit(cmd),
         Cmd::Respond { cmd } => return respond_cli::respond(cmd),
         Cmd::Rules { cmd } => return evidence_cli::rules(cmd),

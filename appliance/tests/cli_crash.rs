@@ -670,6 +670,7 @@ fn evidence_bundles_and_the_audit_log_verify_offline_and_name_tampering() {
                 })
                 .unwrap();
         }
+        collect_from_incident(&core, a, incident);
     }
 
     // The audit log verifies; keep a checkpoint as an auditor would.
@@ -728,8 +729,55 @@ fn evidence_bundles_and_the_audit_log_verify_offline_and_name_tampering() {
     let audit = String::from_utf8(bundle_file(&bundles[0], "audit.jsonl")).unwrap();
     assert_eq!(
         audit.lines().count(),
-        3,
-        "the incident's audit entries: {audit}"
+        5,
+        "the incident's audit entries and its command's: {audit}"
+    );
+    assert!(audit.contains("command.issue") && audit.contains("command.receipt"));
+    assert!(
+        !audit.contains("evidence.export"),
+        "exports are in audit/: {audit}"
+    );
+    // The response: the command with its lifecycle and receipt, what it
+    // collected, and the checklist with who did what.
+    let commands = String::from_utf8(bundle_file(&bundles[0], "commands.json")).unwrap();
+    assert!(commands.contains("\"CollectFile\"") && commands.contains("\"history\""));
+    assert!(commands.contains("\"operator\": \"ana\""), "{commands}");
+    let collected = bundle_file(&bundles[0], "collected/command-1.bin");
+    assert_eq!(collected, COLLECTED);
+    let record: serde_json::Value =
+        serde_json::from_slice(&bundle_file(&bundles[0], "incident.json")).unwrap();
+    assert!(record.get("root_cause").is_some(), "{record}");
+    assert!(
+        record["remediation"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{record}"
+    );
+    assert!(record["times"]["first_alert_ns"].is_u64(), "{record}");
+
+    // Same input, same bytes: two copies of the store exported at the same
+    // time by the same exporter give byte-identical bundles.
+    let copies: Vec<Vec<u8>> = (0..2)
+        .map(|i| {
+            let copy = dir.path().join(format!("copy-{i}"));
+            let ok = Command::new("cp")
+                .arg("-a")
+                .arg(&data)
+                .arg(&copy)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let core = Arc::new(Core::open(&copy, system_clock()).unwrap().0);
+            let mut out = Vec::new();
+            let scope = vigil_appliance::export::ExportScope::Incident(incident);
+            vigil_appliance::export::export_bundle(&core, &scope, "auditor-test", now, &mut out)
+                .unwrap();
+            out
+        })
+        .collect();
+    assert!(
+        copies[0] == copies[1],
+        "two exports of the same store differ"
     );
 
     // One changed byte in the events is named; so is a foreign key.
@@ -762,6 +810,20 @@ fn evidence_bundles_and_the_audit_log_verify_offline_and_name_tampering() {
         vigil_status(&["audit", "prove-extends", old.to_str().unwrap(), "--data", d]);
     assert_eq!(code, 0, "prove-extends: {report}");
 
+    // Console users from the CLI, the auditor role included; audited.
+    let (code, out, err) =
+        vigil_status(&["user", "add", "audrey", "--role", "auditor", "--data", d]);
+    assert_eq!(code, 0, "user add: {out}{err}");
+    assert!(
+        out.contains("created auditor audrey; one-time password"),
+        "{out}"
+    );
+    let (code, _, err) = vigil_status(&["user", "add", "eve", "--role", "root", "--data", d]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown role"), "{err}");
+    let (code, _, err) = vigil_status(&["user", "add", "audrey", "--role", "viewer", "--data", d]);
+    assert_ne!(code, 0, "a second audrey: {err}");
+
     // A rewritten stored entry is found.
     {
         let store = Arc::new(RocksStore::open(&data.join("db")).unwrap());
@@ -777,6 +839,61 @@ fn evidence_bundles_and_the_audit_log_verify_offline_and_name_tampering() {
     }
     let (code, report, _) = vigil_status(&["audit", "verify", "--data", d]);
     assert_eq!(code, 1, "a rewritten audit entry verified: {report}");
+}
+
+/// What the incident's collect command brought back.
+const COLLECTED: &[u8] = b"ssh-ed25519 AAAA mallory@outside\n";
+
+/// An analyst collects a file on `host` from the incident's checklist and
+/// the sensor's receipt comes back (through the real responder).
+fn collect_from_incident(core: &vigil_appliance::Core, host: HostId, incident: u64) {
+    use sha2::Digest;
+    use vigil_proto::command::{
+        CollectReceipt, CommandAction, CommandResult, CommandState, Receipt,
+    };
+    use vigil_proto::query::response::{CommandRequest, ResponseApi};
+    use vigil_web_ui::store::{ConsoleStore, Role, User};
+    core.console
+        .put_user(User {
+            name: "ana".into(),
+            role: Role::Analyst,
+            password_hash: String::new(),
+            created_ns: 1,
+            must_change_password: false,
+            disabled: false,
+        })
+        .unwrap();
+    let rec = core
+        .responder
+        .issue(CommandRequest {
+            host,
+            action: CommandAction::CollectFile {
+                path: "/home/mallory/.ssh/authorized_keys".into(),
+                max_bytes: 4096,
+            },
+            operator: "ana".into(),
+            reason: "the planted key".into(),
+            deliver_within_ns: None,
+            incident: Some(incident),
+            step: None,
+        })
+        .unwrap();
+    core.responder.on_result(
+        host,
+        CommandResult {
+            id: rec.id(),
+            state: CommandState::Done,
+            message: "collected".into(),
+            receipt: Receipt::Collect(CollectReceipt {
+                size: COLLECTED.len() as u64,
+                sha256: sha2::Sha256::digest(COLLECTED).into(),
+                sent: COLLECTED.len() as u64,
+            }),
+            data: COLLECTED.to_vec(),
+        },
+    );
+    let done = core.responder.command(rec.id()).unwrap();
+    assert!(done.result.is_some(), "receipt filed: {done:?}");
 }
 
 /// `vigil rules check|import`: a malformed rule is refused with its file

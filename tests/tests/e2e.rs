@@ -17,6 +17,8 @@ use vigil_tests::lab::{require_lab, Lab};
 
 #[path = "e2e/detection_lab.rs"]
 mod detection_lab;
+#[path = "e2e/evidence_lab.rs"]
+mod evidence_lab;
 #[path = "e2e/hostile_lab.rs"]
 mod hostile_lab;
 #[path = "e2e/response_lab.rs"]
@@ -523,7 +525,10 @@ async fn console_closes_incident(
         let last_name = host_names.last().cloned().unwrap_or_default();
         response_lab::console_isolates_from_checklist(app, &c, &base, incident, last, &last_name)
             .await
-            .map_err(|e| format!("response walk: {e}"))
+            .map_err(|e| format!("response walk: {e}"))?;
+        evidence_lab::console_exports_a_verifiable_bundle(app, &c, &base, incident)
+            .await
+            .map_err(|e| format!("evidence walk: {e}"))
     }
     .await;
     let _ = c.close().await;

@@ -53,6 +53,8 @@ pub struct ConsoleState {
     pub respond: Option<Arc<dyn vigil_proto::query::response::ResponseApi>>,
     /// The appliance's SIEM forwarding (#17); `None` hides the receivers page.
     pub receivers: Option<Arc<dyn pages::receivers::ReceiversApi>>,
+    /// Writes evidence bundles for console exports; `None`: no export.
+    pub exports: Option<Arc<dyn pages::export::ExportApi>>,
 }
 
 impl ConsoleState {
@@ -67,6 +69,7 @@ impl ConsoleState {
             first_password_file: None,
             respond: None,
             receivers: None,
+            exports: None,
         }
     }
 
@@ -94,6 +97,12 @@ impl ConsoleState {
     /// Let admins manage SIEM receivers through the appliance's forwarder.
     pub fn with_receivers(mut self, receivers: Arc<dyn pages::receivers::ReceiversApi>) -> Self {
         self.receivers = Some(receivers);
+        self
+    }
+
+    /// Let the console export evidence bundles through the appliance.
+    pub fn with_exports(mut self, exports: Arc<dyn pages::export::ExportApi>) -> Self {
+        self.exports = Some(exports);
         self
     }
 
@@ -166,6 +175,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/hunt.csv", get(hunt::csv))
         .route("/hunt/save", post(hunt::save))
         .route("/audit", get(admin::audit_page))
+        .route("/exports", post(export::start))
+        .route("/exports/{id}", get(export::show))
+        .route("/exports/{id}/download", get(export::download))
         .route("/users", get(admin::users_page).post(admin::users_create))
         .route("/users/{name}", post(admin::users_update))
         .route(

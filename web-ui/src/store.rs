@@ -10,11 +10,18 @@
 use serde::{Deserialize, Serialize};
 use vigil_proto::query::TriageState;
 
-/// What a console user may do.
+/// What a console user may do. Ordered by what they may do: each role
+/// may do what the ones before it may, so `role >= Role::Analyst` is "may
+/// act" and an auditor, who reads everything but acts on nothing, sits
+/// below the analyst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Reads everything, changes nothing but their own password.
     Viewer,
+    /// Reads everything a viewer does plus the full audit log, and exports
+    /// evidence bundles; acts on nothing (no triage, response, settings or
+    /// users).
+    Auditor,
     /// Triages alerts, writes suppressions, saves hunts.
     Analyst,
     /// Everything, including users, settings and enrollment tokens.
@@ -23,15 +30,28 @@ pub enum Role {
 
 impl Role {
     /// All roles, weakest first.
-    pub const ALL: [Role; 3] = [Role::Viewer, Role::Analyst, Role::Admin];
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Auditor, Role::Analyst, Role::Admin];
 
     /// Lower-case name used in forms and the audit log.
     pub fn name(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Auditor => "auditor",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
         }
+    }
+
+    /// Whether this role reads the whole audit log (others see only their
+    /// own entries): admins and auditors.
+    pub fn reads_full_audit(self) -> bool {
+        matches!(self, Role::Admin | Role::Auditor)
+    }
+
+    /// Whether this role may export evidence bundles: auditors and those
+    /// who act (analysts, admins); not viewers.
+    pub fn exports_evidence(self) -> bool {
+        self >= Role::Auditor
     }
 
     /// Role from its lower-case name.

@@ -1376,3 +1376,6 @@ mod auth_store {
         assert!(verify_password(&pw, &u.password_hash));
     }
 }
+
+#[path = "security/export.rs"]
+mod export;

@@ -5,7 +5,7 @@
 //! - `cargo xtask test`: formatting, supply chain (`cargo deny`), clippy, the
 //!   whole test suite, the sensor package install check, the image check.
 //! - `cargo xtask deny`: the supply-chain step alone.
-//! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui, forward).
+//! - `cargo xtask bench [NAME]`: benchmarks (sensor, ingest, detect, ui, forward, evidence).
 //! - `cargo xtask fuzz [SECS]`: every fuzz target for SECS seconds each.
 //! - `cargo xtask package [--check]`: the sensor's `.deb` and tarball;
 //!   `--check` installs both into a fresh Debian root.
@@ -53,6 +53,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ("detect", "vigil-tools", "bench-detect"),
     ("ui", "vigil-testkit", "bench-ui"),
     ("forward", "vigil-testkit", "bench-forward"),
+    ("evidence", "vigil-testkit", "bench-evidence"),
 ];
 
 /// Fuzz targets under `fuzz/fuzz_targets`.
@@ -87,7 +88,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   test                fmt check, cargo deny, clippy -D warnings, the whole test suite,
                       the sensor package install check (as root)
   deny                cargo deny check (licences, bans, sources, advisories), offline
-  bench [NAME]        run benchmarks: sensor, ingest, detect, ui, forward (all when omitted)
+  bench [NAME]        run benchmarks: sensor, ingest, detect, ui, forward, evidence (all when omitted)
   fuzz [SECS]         run every fuzz target for SECS seconds (default 30)
   package [--check]   build the sensor .deb and tarball into target/packages;
                       --check installs both into a fresh Debian root

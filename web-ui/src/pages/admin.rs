@@ -34,9 +34,21 @@ pub fn audit_view(state: &ConsoleState, auth: &Authed, q: &PageQuery) -> PageRes
         }
         .into_any(),
     };
-    let pages = entries.len().div_ceil(AUDIT_PAGE).max(1);
+    // The chain is verified over every entry; only admins and auditors
+    // read them all, others see their own actions.
+    let full = auth.user.role.reads_full_audit();
+    let shown: Vec<&crate::store::AuditEntry> = entries
+        .iter()
+        .filter(|e| full || e.actor == auth.user.name)
+        .collect();
+    let scope = if full {
+        view! { <p class="muted">"The full log."</p> }.into_any()
+    } else {
+        view! { <p class="muted audit-own">"Your own actions only: admins and auditors read the full log."</p> }.into_any()
+    };
+    let pages = shown.len().div_ceil(AUDIT_PAGE).max(1);
     let page_no = q.page.min(pages - 1);
-    let rows = entries
+    let rows = shown
         .iter()
         .rev()
         .skip(page_no * AUDIT_PAGE)
@@ -58,6 +70,7 @@ pub fn audit_view(state: &ConsoleState, auth: &Authed, q: &PageQuery) -> PageRes
     let body = view! {
         <h1>"Audit log"</h1>
         {status}
+        {scope}
         <section class="panel flush">
             <table class="dense">
                 <thead><tr><th>"#"</th><th>"Time"</th><th>"Actor"</th><th>"Action"</th><th>"Target"</th><th>"Detail"</th><th>"Hash"</th></tr></thead>
@@ -148,7 +161,9 @@ pub struct NewUserForm {
     pub password: String,
 }
 
-fn valid_name(n: &str) -> bool {
+/// Whether `n` is an acceptable user name (the console and `vigil user
+/// add` apply the same rule).
+pub fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.chars()

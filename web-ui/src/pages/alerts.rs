@@ -420,6 +420,12 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
         None
     };
     let panel = triage_panel(state, auth, &a, &names)?;
+    let export_target = if a.path.len() > 1 && a.incident_id.is_none_or(|i| i == a.id) {
+        super::export::ExportTarget::Incident(a.id)
+    } else {
+        super::export::ExportTarget::Alert(a.id)
+    };
+    let export = super::export::export_form(state, auth, &export_target);
     let body = view! {
         {flash(q.msg.as_deref())}
         <div class="titlebar">
@@ -438,6 +444,7 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
                 <dt>"Model"</dt><dd class="mono">{a.model_version.clone().unwrap_or_else(|| "—".into())}</dd>
             </dl>
             {parent}
+            {export}
         </section>
         {path_view}
         <div class="grid2">

@@ -430,6 +430,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, id: HostId, q: &HostQuery) -> P
             {table(&["Time", "", "Kind", "Detail"], event_rows(&timeline[..timeline.len().min(200)], now), timeline.is_empty())}
         </section>
         {super::respond::host_panel(state, auth, id)?}
+        {super::export::export_form(state, auth, &super::export::ExportTarget::Host { host: id, from_ns: since, to_ns: now })}
     };
     Ok(render(&h.hostname, Nav::Hosts, auth, body.into_any()))
 }

@@ -54,7 +54,7 @@ fn collected_keys(commands: &[CommandRecord]) -> Vec<CollectedKeys> {
             })
         })
         .collect();
-    out.sort_by(|a, b| b.command_id.cmp(&a.command_id));
+    out.sort_by_key(|k| std::cmp::Reverse(k.command_id));
     out
 }
 

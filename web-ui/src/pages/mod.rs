@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod export;
 pub mod graph;
 pub mod host;
 pub mod hosts;
