@@ -18,7 +18,6 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use ed25519_dalek::{Signer, SigningKey};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -47,14 +46,7 @@ const POLICY_KEY: &[u8] = b"response/policy";
 /// The command key file in `keys/`.
 pub const COMMAND_KEY_FILE: &str = "command.key";
 
-/// When a second person must approve.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApprovalPolicy {
-    /// Isolating a host tagged as a server needs a second person.
-    pub approve_server_isolation: bool,
-    /// Hosts tagged as servers.
-    pub servers: BTreeSet<HostId>,
-}
+pub use vigil_proto::query::response::ApprovalPolicy;
 
 /// Load `keys/command.key` (PKCS#8 PEM), creating it on first use.
 pub fn load_or_create_command_key(path: &Path) -> Result<SigningKey, String> {
@@ -137,16 +129,17 @@ impl Responder {
     /// Replace the approval policy (an audit entry by `operator`).
     pub fn set_policy(&self, policy: &ApprovalPolicy, operator: &str) -> Result<(), ResponseError> {
         self.authorize(operator, Role::Admin)?;
-        let mut b = crate::store::WriteBatch::default();
         let json = serde_json::to_vec(policy).map_err(storage)?;
-        b.put(crate::store::Cf::Meta, POLICY_KEY.to_vec(), json);
-        self.db.store().write(b, true).map_err(storage)?;
         let detail = format!(
             "approve_server_isolation={} servers={:?}",
             policy.approve_server_isolation,
             policy.servers.iter().map(|h| h.0).collect::<Vec<_>>()
         );
-        self.audit(operator, "response.policy", "response", &detail)
+        // Audited first: a change the log cannot record does not happen.
+        self.audit(operator, "response.policy", "response", &detail)?;
+        let mut b = crate::store::WriteBatch::default();
+        b.put(crate::store::Cf::Meta, POLICY_KEY.to_vec(), json);
+        self.db.store().write(b, true).map_err(storage)
     }
 
     /// `operator` is a console user at least `min` and not disabled.
@@ -725,6 +718,14 @@ impl ResponseApi for Responder {
             }
         }
         Ok(None)
+    }
+
+    fn policy(&self) -> Result<ApprovalPolicy, ResponseError> {
+        Responder::policy(self)
+    }
+
+    fn set_policy(&self, policy: &ApprovalPolicy, operator: &str) -> Result<(), ResponseError> {
+        Responder::set_policy(self, policy, operator)
     }
 
     fn needs_approval(&self, host: HostId, action: &CommandAction) -> bool {

@@ -188,6 +188,7 @@ pub fn router(state: ConsoleState) -> Router {
             "/settings",
             get(admin::settings_page).post(admin::settings_save),
         )
+        .route("/settings/response", post(respond_policy::save))
         .route("/settings/tokens", post(admin::token_create))
         .route("/settings/tokens/{id}/revoke", post(admin::token_revoke))
         .route(

@@ -256,6 +256,10 @@ async fn viewer_and_analyst_are_refused_what_their_role_forbids() {
             "retention_days=1&retention_gib=1&learning_period_days=1&alert_budget_per_day=1",
         ),
         ("/settings/tokens", "label=x&ttl_hours=1&max_uses=1"),
+        (
+            "/settings/response",
+            "approve_server_isolation=1&servers=db-01",
+        ),
     ];
     for (path, form) in viewer_refused {
         let (res, _) = send(

@@ -336,3 +336,44 @@ async fn only_admins_manage_receivers_and_hostile_fields_are_named() {
     assert_eq!(actions, ["forward.receiver_add", "forward.receiver_remove"]);
     app.shutdown().await;
 }
+
+/// The response approval policy from the settings page, over real HTTPS:
+/// analysts are refused, an unknown server is named back, an admin's
+/// change reaches the responder and is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_set_the_response_approval_policy_in_settings() {
+    use vigil_proto::query::response::ResponseApi;
+    let dir = tempfile::tempdir().unwrap();
+    let app = appliance(dir.path()).await;
+    let (cookie, csrf) = session(&app, "ana", Role::Analyst);
+    let form = format!("csrf={csrf}&approve_server_isolation=1&servers=");
+    let res = request(&app, "POST", "/settings/response", &cookie, &form).await;
+    assert!(res.starts_with("HTTP/1.1 403"), "{res}");
+    let (cookie, csrf) = session(&app, "root", Role::Admin);
+    let page = request(&app, "GET", "/settings", &cookie, "").await;
+    assert!(page.contains("Response approvals"), "{page}");
+    let form = format!("csrf={csrf}&approve_server_isolation=1&servers=no-such-host");
+    let res = request(&app, "POST", "/settings/response", &cookie, &form).await;
+    assert!(
+        res.starts_with("HTTP/1.1 400") && res.contains("no such host: no-such-host"),
+        "{res}"
+    );
+    let responder = app.core().responder.clone();
+    assert!(!responder.policy().unwrap().approve_server_isolation);
+    let form = format!("csrf={csrf}&approve_server_isolation=1&servers=");
+    let res = request(&app, "POST", "/settings/response", &cookie, &form).await;
+    assert!(res.starts_with("HTTP/1.1 303"), "{res}");
+    assert!(
+        ResponseApi::policy(&*responder)
+            .unwrap()
+            .approve_server_isolation
+    );
+    let audit = app.core().console.audit_entries().unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "response.policy" && e.actor == "root"),
+        "no audit entry"
+    );
+    app.shutdown().await;
+}

@@ -120,6 +120,15 @@ pub struct StoredResult {
     pub key_lines: Vec<KeyLine>,
 }
 
+/// When a second person must approve a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Isolating a host tagged as a server needs a second person.
+    pub approve_server_isolation: bool,
+    /// Hosts tagged as servers.
+    pub servers: std::collections::BTreeSet<HostId>,
+}
+
 /// One public-key line of a collected `authorized_keys` file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyLine {
@@ -264,6 +273,10 @@ pub trait ResponseApi: Send + Sync {
         host: HostId,
         now_ns: u64,
     ) -> Result<Option<IsolationStatus>, ResponseError>;
+    /// The approval policy in force.
+    fn policy(&self) -> Result<ApprovalPolicy, ResponseError>;
+    /// Replace the approval policy (admins only; an audit entry).
+    fn set_policy(&self, policy: &ApprovalPolicy, operator: &str) -> Result<(), ResponseError>;
     /// Whether this action on this host needs a second person's approval.
     fn needs_approval(&self, host: HostId, action: &CommandAction) -> bool;
 }

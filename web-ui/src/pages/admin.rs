@@ -416,6 +416,7 @@ pub fn settings_view(
             </div>
         }
     });
+    let approvals = super::respond_policy::panel(state, auth)?;
     let body = view! {
         <h1>"Settings"</h1>
         {flash(msg)}
@@ -449,6 +450,7 @@ pub fn settings_view(
                     </form>
                 })}
             </section>
+            {approvals}
         </div>
     };
     Ok(render("Settings", Nav::Settings, auth, body.into_any()))

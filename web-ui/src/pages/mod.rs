@@ -15,6 +15,7 @@ pub mod login;
 pub mod overview;
 pub mod receivers;
 pub mod respond;
+pub mod respond_policy;
 pub mod triage;
 
 use crate::auth::Authed;
