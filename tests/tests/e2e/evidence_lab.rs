@@ -23,19 +23,22 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// Log out whoever is in, log in as a fresh auditor.
-async fn login_as_auditor(
+/// Log out whoever is in, then log in as a fresh console user `name` of
+/// `role` (created here with a test password).
+pub async fn relogin_as(
     app: &Appliance,
     c: &fantoccini::Client,
     base: &str,
+    name: &str,
+    role: vigil_web_ui::store::Role,
 ) -> Result<(), String> {
     let err = |e: fantoccini::error::CmdError| e.to_string();
-    let password = "auditor-password-for-the-test";
+    let password = "console-password-for-the-test";
     app.core()
         .console
         .put_user(vigil_web_ui::store::User {
-            name: "audra".into(),
-            role: vigil_web_ui::store::Role::Auditor,
+            name: name.into(),
+            role,
             password_hash: vigil_web_ui::auth::hash_password(password)
                 .map_err(|e| e.to_string())?,
             created_ns: vigil_web_ui::system_now_ns(),
@@ -51,7 +54,7 @@ async fn login_as_auditor(
         .map_err(err)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.goto(&format!("{base}/login")).await.map_err(err)?;
-    for (field, value) in [("username", "audra"), ("password", password)] {
+    for (field, value) in [("username", name), ("password", password)] {
         c.find(Locator::Css(&format!("input[name={field}]")))
             .await
             .map_err(err)?
@@ -78,7 +81,7 @@ pub async fn console_exports_a_verifiable_bundle(
 ) -> Result<(), String> {
     let err = |e: fantoccini::error::CmdError| e.to_string();
     let vigil = vigil_binary().ok_or("the vigil binary is built with the tests")?;
-    login_as_auditor(app, c, base).await?;
+    relogin_as(app, c, base, "audra", vigil_web_ui::store::Role::Auditor).await?;
     c.goto(&format!("{base}/alerts/{incident}"))
         .await
         .map_err(err)?;

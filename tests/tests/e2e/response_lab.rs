@@ -462,44 +462,8 @@ pub async fn console_isolates_from_checklist(
     }
 
     // A viewer: no action anywhere, and a forged POST is refused.
-    let password = "viewer-password-for-the-test";
-    app.core()
-        .console
-        .put_user(vigil_web_ui::store::User {
-            name: "vera".into(),
-            role: vigil_web_ui::store::Role::Viewer,
-            password_hash: vigil_web_ui::auth::hash_password(password)
-                .map_err(|e| e.to_string())?,
-            created_ns: now_ns(),
-            must_change_password: false,
-            disabled: false,
-        })
-        .map_err(|e| e.to_string())?;
-    c.find(Locator::XPath("//button[normalize-space()='Log out']"))
-        .await
-        .map_err(|e| format!("log-out button: {e}"))?
-        .click()
-        .await
-        .map_err(err)?;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    c.goto(&format!("{base}/login"))
-        .await
-        .map_err(|e| e.to_string())?;
-    for (field, value) in [("username", "vera"), ("password", password)] {
-        c.find(Locator::Css(&format!("input[name={field}]")))
-            .await
-            .map_err(err)?
-            .send_keys(value)
-            .await
-            .map_err(err)?;
-    }
-    c.find(Locator::XPath("//button[normalize-space()='Sign in']"))
-        .await
-        .map_err(err)?
-        .click()
-        .await
-        .map_err(err)?;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    super::evidence_lab::relogin_as(app, c, base, "vera", vigil_web_ui::store::Role::Viewer)
+        .await?;
     for path in [format!("/hosts/{last}"), format!("/alerts/{incident}")] {
         c.goto(&format!("{base}{path}"))
             .await
