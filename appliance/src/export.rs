@@ -48,20 +48,8 @@ pub const TAIL_NS: u64 = 600 * 1_000_000_000;
 /// Events read per page while spooling.
 const PAGE: usize = 5_000;
 
-/// What to export.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ExportScope {
-    /// An incident and the alerts it groups.
-    Incident(u64),
-    /// One alert.
-    Alert(u64),
-    /// One host over `[from_ns, to_ns]`.
-    Host {
-        host: HostId,
-        from_ns: u64,
-        to_ns: u64,
-    },
-}
+/// What to export (one definition, the console's).
+pub use vigil_web_ui::pages::export::ExportTarget as ExportScope;
 
 /// A failed export.
 #[derive(Debug, Error)]

@@ -95,22 +95,6 @@ impl ExportJobs {
     }
 }
 
-fn scope_of(target: &ExportTarget) -> ExportScope {
-    match target {
-        ExportTarget::Incident(id) => ExportScope::Incident(*id),
-        ExportTarget::Alert(id) => ExportScope::Alert(*id),
-        ExportTarget::Host {
-            host,
-            from_ns,
-            to_ns,
-        } => ExportScope::Host {
-            host: *host,
-            from_ns: *from_ns,
-            to_ns: *to_ns,
-        },
-    }
-}
-
 /// Write one bundle to `path` (created 0600); the file is removed on failure.
 fn run_job(
     core: &Arc<Core>,
@@ -175,7 +159,7 @@ impl ExportApi for ExportJobs {
         let spawned = std::thread::Builder::new()
             .name("evidence-export".into())
             .spawn(move || {
-                let state = run_job(&core, &scope_of(&target), &exporter, &path, &progress);
+                let state = run_job(&core, &target, &exporter, &path, &progress);
                 if let JobState::Failed(why) = &state {
                     tracing::warn!(job = %job_id, error = %why, "evidence export failed");
                 }

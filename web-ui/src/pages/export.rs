@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use std::path::PathBuf;
 
-/// What to export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to export: the console's forms, the export jobs and
+/// `vigil export` (as `vigil_appliance::export::ExportScope`) share it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExportTarget {
     /// An incident and its alerts.
     Incident(u64),
