@@ -2,7 +2,7 @@
 //! status`, the boot-time slot choice and the health check's verdict.
 //! Each loads `slots.json`, takes one step and saves it.
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -133,10 +133,41 @@ fn write_slot<R: Read + Seek>(
     writer.clear(slot).map_err(io)?;
     for (name, desc) in &verified.targets {
         let mut file = writer.create(slot, name).map_err(io)?;
-        bundle.copy_target(name, desc, &mut file)?;
+        // A failed write (a full partition) is the slot's failure, not
+        // the bundle's: told apart from a read error of the bundle.
+        let mut out = WriteErrors {
+            inner: &mut file,
+            error: None,
+        };
+        let copied = bundle.copy_target(name, desc, &mut out);
+        if let Some(e) = out.error.take() {
+            return Err(io(e));
+        }
+        copied?;
         file.finish().map_err(io)?;
     }
-    writer.sync(slot).map_err(io)
+    writer.sync(slot).map_err(io)?;
+    writer.activate(slot, verified.release).map_err(io)
+}
+
+/// A writer that keeps the first error its inner writer returned.
+struct WriteErrors<'a, W: Write + ?Sized> {
+    inner: &'a mut W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write + ?Sized> Write for WriteErrors<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).map_err(|e| {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            self.error.get_or_insert(e);
+            copy
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// At boot, before services start: which slot to run (a pending update
@@ -144,6 +175,15 @@ fn write_slot<R: Read + Seek>(
 pub fn boot(store: &StateStore) -> Result<BootDecision, UpdateError> {
     let mut state = store.load()?;
     let decision = state.slots.on_boot();
+    store.save(&state)?;
+    Ok(decision)
+}
+
+/// At boot on a real disk: record the slot the firmware chose (see
+/// [`crate::slots::Slots::on_booted`]).
+pub fn booted(store: &StateStore, slot: Slot) -> Result<BootDecision, UpdateError> {
+    let mut state = store.load()?;
+    let decision = state.slots.on_booted(slot);
     store.save(&state)?;
     Ok(decision)
 }

@@ -38,12 +38,14 @@
 //! 3. [`bundle`] — the one-file bundle, read with bounded memory.
 //! 4. [`verify`] — the TUF client workflow (pure, clock passed in).
 //! 5. [`slots`] — the A/B state machine (pure).
-//! 6. [`state`], [`partition`] — `slots.json` on disk; slot writers.
+//! 6. [`state`], [`partition`], [`disk`] — `slots.json` on disk; slot
+//!    writers (directories in tests, the appliance's partitions and ESP).
 //! 7. [`apply`] — verify / apply / boot / health / status, as thin calls.
 
 pub mod apply;
 pub mod bundle;
 pub mod cjson;
+pub mod disk;
 pub mod error;
 pub mod keys;
 pub mod metadata;
@@ -53,8 +55,11 @@ pub mod slots;
 pub mod state;
 pub mod verify;
 
-pub use apply::{apply, apply_file, boot, report_health, status, verify_file, ApplyReport, Status};
+pub use apply::{
+    apply, apply_file, boot, booted, report_health, status, verify_file, ApplyReport, Status,
+};
 pub use bundle::Bundle;
+pub use disk::DiskSlots;
 pub use error::{UpdateError, VerifyError};
 pub use partition::{DirSlots, SlotWriter};
 pub use slots::{BootDecision, HealthOutcome, Slot, SlotStatus, Slots};

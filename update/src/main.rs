@@ -7,8 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use vigil_update::disk::{boot_entry, slot_from_cmdline};
 use vigil_update::pack::{Expiries, Repo, RoleSpec, RootSpec};
-use vigil_update::{keys, DirSlots, HealthOutcome, StateStore, VerifyOptions};
+use vigil_update::{
+    keys, DirSlots, DiskSlots, HealthOutcome, Slot, SlotWriter, StateStore, VerifyOptions,
+};
+
+/// The appliance's update state (on the data partition, root only).
+const APPLIANCE_STATE: &str = "/var/lib/vigil-update";
+/// The root of trust and release number the image ships in its slot.
+const SHIPPED_ROOT: &str = "/usr/lib/vigil/update/root.json";
+const SHIPPED_RELEASE: &str = "/usr/lib/vigil/update/release";
 
 #[derive(Parser)]
 #[command(
@@ -52,11 +61,15 @@ enum Command {
     InitAppliance {
         #[command(flatten)]
         dirs: Dirs,
-        #[arg(long)]
+        /// The trusted root (default: the one the image ships).
+        #[arg(long, default_value = SHIPPED_ROOT)]
         root: PathBuf,
-        /// Release number of the installed image.
-        #[arg(long, default_value_t = 0)]
-        release: u64,
+        /// Release number of the installed image (default: the image's).
+        #[arg(long)]
+        release: Option<u64>,
+        /// Do nothing if the state exists (every boot runs this).
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Verify a bundle against the appliance's trust; change nothing.
     Verify {
@@ -70,10 +83,21 @@ enum Command {
         #[command(flatten)]
         dirs: Dirs,
     },
-    /// At boot: choose the slot (a pending update gets one trial).
+    /// At boot: choose the slot (directory slots: a pending update gets
+    /// one trial), or on the appliance's disk record the slot the boot
+    /// loader chose (`vigil.slot=` on the kernel command line).
     Boot {
         #[command(flatten)]
         dirs: Dirs,
+    },
+    /// Print the systemd-boot entry of a slot (the image build's first one).
+    BootEntry {
+        #[arg(long, value_parser = parse_slot)]
+        slot: Slot,
+        #[arg(long)]
+        release: u64,
+        #[arg(long)]
+        partuuid: String,
     },
     /// Report the health check's verdict on the running slot.
     Health {
@@ -90,19 +114,44 @@ enum Command {
     },
 }
 
+/// Where the slots are: directories (`--slots`, for trials and tests) or,
+/// by default, the appliance's own disk (root partitions and ESP).
 #[derive(Args)]
 struct Dirs {
-    /// Directory of the slots (`a/`, `b/`).
+    /// Directory slots (`a/`, `b/`) instead of the appliance's disk.
     #[arg(long)]
-    slots: PathBuf,
-    /// Directory of `slots.json` (default: the slots directory).
+    slots: Option<PathBuf>,
+    /// Directory of `slots.json` (default: the slots directory, or
+    /// /var/lib/vigil-update on the appliance).
     #[arg(long)]
     state: Option<PathBuf>,
 }
 
 impl Dirs {
+    fn state_dir(&self) -> PathBuf {
+        self.state
+            .clone()
+            .or_else(|| self.slots.clone())
+            .unwrap_or_else(|| PathBuf::from(APPLIANCE_STATE))
+    }
+
     fn store(&self) -> StateStore {
-        StateStore::new(self.state.as_deref().unwrap_or(&self.slots))
+        StateStore::new(&self.state_dir())
+    }
+
+    fn writer(&self) -> Box<dyn SlotWriter> {
+        match &self.slots {
+            Some(dir) => Box::new(DirSlots::new(dir)),
+            None => Box::new(DiskSlots::appliance(&self.state_dir())),
+        }
+    }
+}
+
+fn parse_slot(s: &str) -> Result<Slot, String> {
+    match s {
+        "a" => Ok(Slot::A),
+        "b" => Ok(Slot::B),
+        _ => Err(format!("{s}: a slot is a or b")),
     }
 }
 
@@ -201,14 +250,8 @@ fn main() -> Result<()> {
             dirs,
             root,
             release,
-        } => {
-            let bytes = std::fs::read(&root).with_context(|| root.display().to_string())?;
-            dirs.store().init(&bytes, release, None)?;
-            println!(
-                "trusting {} with release {release} in slot a",
-                root.display()
-            );
-        }
+            if_missing,
+        } => init_appliance(&dirs, &root, release, if_missing)?,
         Command::Verify { bundle, dirs } => {
             let v = vigil_update::verify_file(&bundle, &dirs.store(), &now())?;
             println!(
@@ -219,9 +262,20 @@ fn main() -> Result<()> {
         }
         Command::Apply { bundle, dirs } => apply(&bundle, &dirs)?,
         Command::Boot { dirs } => {
-            let d = vigil_update::boot(&dirs.store())?;
+            let d = match dirs.slots {
+                Some(_) => vigil_update::boot(&dirs.store())?,
+                None => {
+                    let cmdline = std::fs::read_to_string("/proc/cmdline")?;
+                    let slot = slot_from_cmdline(&cmdline)
+                        .context("no vigil.slot= on the kernel command line")?;
+                    vigil_update::booted(&dirs.store(), slot)?
+                }
+            };
             if let Some(failed) = d.rolled_back {
-                println!("slot {failed} never reported healthy: rolled back");
+                println!(
+                    "slot {failed} never reported healthy: rolled back to slot {}",
+                    d.slot
+                );
             }
             println!(
                 "boot slot {}{}",
@@ -232,12 +286,19 @@ fn main() -> Result<()> {
         Command::Health { dirs, failed } => {
             match vigil_update::report_health(&dirs.store(), !failed)? {
                 HealthOutcome::Committed(slot) => println!("slot {slot} committed"),
-                HealthOutcome::RolledBack { failed, to } => println!(
+                // A failure exit: the health unit fails, so the boot is not
+                // blessed and systemd reboots into the previous slot.
+                HealthOutcome::RolledBack { failed, to } => anyhow::bail!(
                     "slot {failed} failed its health check: next boot is slot {to}, reboot"
                 ),
                 HealthOutcome::Unchanged => println!("no update on trial: nothing changed"),
             }
         }
+        Command::BootEntry {
+            slot,
+            release,
+            partuuid,
+        } => print!("{}", boot_entry(slot, release, &partuuid)),
         Command::Status { dirs } => {
             println!(
                 "{}",
@@ -248,9 +309,30 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+fn init_appliance(dirs: &Dirs, root: &Path, release: Option<u64>, if_missing: bool) -> Result<()> {
+    let store = dirs.store();
+    if if_missing && store.path().exists() {
+        return Ok(());
+    }
+    let release = match release {
+        Some(r) => r,
+        None => std::fs::read_to_string(SHIPPED_RELEASE)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+    };
+    let bytes = std::fs::read(root).with_context(|| root.display().to_string())?;
+    store.init(&bytes, release, None)?;
+    println!(
+        "trusting {} with release {release} in slot a",
+        root.display()
+    );
+    Ok(())
+}
+
 fn apply(bundle: &Path, dirs: &Dirs) -> Result<()> {
-    let mut writer = DirSlots::new(&dirs.slots);
-    let report = vigil_update::apply_file(bundle, &dirs.store(), &mut writer, &now())?;
+    let mut writer = dirs.writer();
+    let report = vigil_update::apply_file(bundle, &dirs.store(), writer.as_mut(), &now())?;
     if let Some((from, to)) = report.root_rotation {
         println!("root rotated from version {from} to {to}");
     }

@@ -22,6 +22,12 @@ pub trait SlotWriter {
     fn create(&mut self, slot: Slot, name: &str) -> io::Result<Box<dyn SlotFile + '_>>;
     /// Makes the slot's contents durable once every file is finished.
     fn sync(&mut self, slot: Slot) -> io::Result<()>;
+    /// Makes the durable slot bootable on trial as `release` (a boot
+    /// entry, last of all, so a half-written slot is never offered).
+    /// Directory slots have nothing to switch.
+    fn activate(&mut self, _slot: Slot, _release: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Slots as directories `ROOT/a` and `ROOT/b`. Nothing outside them is

@@ -265,6 +265,39 @@ impl Slots {
         }
     }
 
+    /// At boot on a real disk, where the firmware chose the slot (boot
+    /// counting in systemd-boot) and the system only records it: the
+    /// pending slot booted is its trial; any other slot booted while an
+    /// update was pending means the firmware gave up on it (its tries were
+    /// spent without a blessed boot), so it is marked failed.
+    pub fn on_booted(&mut self, slot: Slot) -> BootDecision {
+        self.booted = slot;
+        match self.pending {
+            Some(mut p) if p.slot == slot => {
+                p.boot_attempts += 1;
+                self.pending = Some(p);
+                BootDecision {
+                    slot,
+                    trial: true,
+                    rolled_back: None,
+                }
+            }
+            Some(p) => {
+                self.fail(p.slot);
+                BootDecision {
+                    slot,
+                    trial: false,
+                    rolled_back: Some(p.slot),
+                }
+            }
+            None => BootDecision {
+                slot,
+                trial: false,
+                rolled_back: None,
+            },
+        }
+    }
+
     /// The health check's verdict on the running system.
     pub fn on_health(&mut self, healthy: bool) -> HealthOutcome {
         let Some(p) = self.pending.filter(|p| p.slot == self.booted) else {
@@ -350,6 +383,21 @@ mod tests {
         assert_eq!((d.slot, d.rolled_back), (Slot::A, Some(Slot::B)));
         assert_eq!(s.on_health(true), HealthOutcome::Unchanged);
         assert_eq!(s.active, Slot::A);
+    }
+
+    #[test]
+    fn the_firmware_choice_is_recorded() {
+        let mut s = staged();
+        assert!(s.on_booted(Slot::B).trial);
+        assert_eq!(s.on_health(true), HealthOutcome::Committed(Slot::B));
+
+        let mut s = staged();
+        assert!(s.on_booted(Slot::B).trial);
+        // The boot was never blessed: systemd-boot went back to A.
+        let d = s.on_booted(Slot::A);
+        assert_eq!((d.slot, d.rolled_back), (Slot::A, Some(Slot::B)));
+        assert_eq!((s.active, s.b.status), (Slot::A, SlotStatus::Failed));
+        assert_eq!(s.on_booted(Slot::A).rolled_back, None);
     }
 
     #[test]
