@@ -102,6 +102,96 @@ fn own_netns() -> u64 {
     std::fs::metadata("/proc/self/ns/net").unwrap().ino()
 }
 
+/// Clear CAP_NET_ADMIN from the calling thread's effective set (capsets
+/// are per thread, so the rest of the test process keeps it).
+fn drop_net_admin_on_this_thread() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data words, as the
+    // kernel ABI requires; results are checked.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+            0
+        );
+        data[0].effective &= !(1 << 12);
+        assert_eq!(libc::syscall(libc::SYS_capset, &header, data.as_ptr()), 0);
+    }
+}
+
+/// Without CAP_NET_ADMIN the kernel ignores the connector subscription and
+/// the socket stays silent; the collector says so instead of claiming to
+/// work.
+#[test]
+fn process_connector_without_net_admin_reports_unavailable() {
+    if !have_root("process_connector_without_net_admin") {
+        return;
+    }
+    let r = Running::start("process", |ctx| {
+        drop_net_admin_on_this_thread();
+        collect::process::run(ctx, None)
+    });
+    match r.stats.visibility() {
+        Visibility::Unavailable(why) => assert!(why.contains("CAP_NET_ADMIN"), "{why}"),
+        other => panic!("collector without CAP_NET_ADMIN reports {other:?}"),
+    }
+}
+
+/// In a child pid namespace (a container sharing the host's network) the
+/// connector opens and subscribes without error, but the kernel ignores
+/// the subscription: the collector must say so, not report itself working.
+/// The test re-runs itself under `unshare --pid --fork`.
+#[test]
+fn process_connector_in_a_child_pid_namespace_reports_unavailable() {
+    const INNER: &str = "VIGIL_TEST_INNER_PIDNS";
+    let name = "process_connector_in_a_child_pid_namespace_reports_unavailable";
+    if std::env::var_os(INNER).is_some() {
+        let r = Running::start("process", |ctx| collect::process::run(ctx, None));
+        println!("VISIBILITY={:?}", r.stats.visibility());
+        return;
+    }
+    if !have_root(name) {
+        return;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(INNER, "1")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("VISIBILITY="))
+        .unwrap_or_else(|| {
+            panic!(
+                "no visibility printed: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        line.contains("Unavailable(") && line.contains("pid namespace"),
+        "{line}"
+    );
+}
+
 #[test]
 fn process_collector_reports_exec_with_enrichment_and_exit() {
     if !have_root("process_collector") {

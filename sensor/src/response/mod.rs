@@ -281,6 +281,15 @@ impl Responder {
                     format!("command {} already executed", cmd.id),
                 );
             }
+            if let Some(lost) = seen.maybe_ran_before_loss(cmd.created_ns) {
+                return refused(
+                    RefusalReason::Replayed,
+                    format!(
+                        "command {} was created before this sensor's record of executed commands was lost (at {lost} ns) and may have run; issue it again",
+                        cmd.id
+                    ),
+                );
+            }
             if let Err(e) = seen.record(cmd.id, cmd.expires_ns, now_ns) {
                 return failed(format!("cannot record the command id, not executed: {e}"));
             }

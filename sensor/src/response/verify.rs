@@ -21,6 +21,25 @@ pub const SEEN_FILE: &str = "commands_seen.json";
 /// expiry, so this bounds how long the replay file keeps each one.
 pub const MAX_COMMAND_LIFETIME_NS: u64 = 7 * 24 * 3600 * 1_000_000_000;
 
+/// The horizon of a record lost earlier, unless every command it covers
+/// has expired (then the marker is removed). An unreadable marker is
+/// taken as "lost now": refusing a little longer is the safe side.
+fn load_lost_horizon(dir: &Path, now_ns: u64) -> Result<Option<u64>, ResponseError> {
+    let path = dir.join(SEEN_LOST_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ResponseError::Store(format!("{}: {e}", path.display()))),
+    };
+    let horizon = text.trim().parse::<u64>().unwrap_or(now_ns);
+    if horizon.saturating_add(MAX_COMMAND_LIFETIME_NS) < now_ns {
+        fs::remove_file(&path)
+            .map_err(|e| ResponseError::Store(format!("{}: {e}", path.display())))?;
+        return Ok(None);
+    }
+    Ok(Some(horizon))
+}
+
 /// Store the appliance's command key (at enrollment).
 pub fn store_command_key(dir: &Path, key: &[u8; 32]) -> Result<(), ResponseError> {
     VerifyingKey::from_bytes(key).map_err(|e| ResponseError::BadKey(e.to_string()))?;
@@ -76,30 +95,77 @@ pub fn check(
     Ok(())
 }
 
+/// Where a corrupt [`SEEN_FILE`] is moved, for whoever investigates.
+pub const SEEN_CORRUPT_FILE: &str = "commands_seen.json.corrupt";
+/// When the executed-id record was found corrupt (ns since the Unix epoch,
+/// 0600): until every command created before it has expired, such
+/// commands are refused, since whether they ran is unknown.
+pub const SEEN_LOST_FILE: &str = "commands_seen.lost";
+
 /// Ids of commands already executed, each kept until its expiry (after
 /// which [`check`] refuses the command anyway).
+///
+/// A corrupt record does not stop the sensor (telemetry matters more than
+/// response): the file is set aside, and every command created before
+/// that moment is refused as replayed until it could no longer be valid —
+/// one of them may have run. Commands issued afterwards run normally.
 #[derive(Debug)]
 pub struct SeenIds {
     path: PathBuf,
     ids: BTreeMap<u64, u64>,
+    /// Commands created before this (ns) are refused: their record was lost.
+    lost_before_ns: Option<u64>,
 }
 
 impl SeenIds {
-    /// Load from the state directory (empty when absent).
+    /// Load from the state directory (empty when absent), at the wall clock.
     pub fn load(dir: &Path) -> Result<SeenIds, ResponseError> {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        SeenIds::load_at(dir, now_ns)
+    }
+
+    /// Load from the state directory at `now_ns`; a corrupt record is set
+    /// aside as described on [`SeenIds`].
+    pub fn load_at(dir: &Path, now_ns: u64) -> Result<SeenIds, ResponseError> {
         let path = dir.join(SEEN_FILE);
+        let store =
+            |e: &dyn std::fmt::Display| ResponseError::Store(format!("{}: {e}", path.display()));
+        let mut lost_before_ns = load_lost_horizon(dir, now_ns)?;
         let ids = match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ResponseError::Store(format!("{}: {e}", path.display())))?,
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e,
+                        "the record of executed commands is corrupt; set aside, and commands created before now are refused");
+                    fs::rename(&path, dir.join(SEEN_CORRUPT_FILE)).map_err(|e| store(&e))?;
+                    write_private(&dir.join(SEEN_LOST_FILE), format!("{now_ns}\n").as_bytes())
+                        .map_err(|e| store(&e))?;
+                    lost_before_ns = Some(lost_before_ns.map_or(now_ns, |h| h.max(now_ns)));
+                    BTreeMap::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(ResponseError::Store(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(store(&e)),
         };
-        Ok(SeenIds { path, ids })
+        Ok(SeenIds {
+            path,
+            ids,
+            lost_before_ns,
+        })
     }
 
     /// Whether `id` was executed.
     pub fn contains(&self, id: u64) -> bool {
         self.ids.contains_key(&id)
+    }
+
+    /// Whether a command created at `created_ns` may have run before the
+    /// record was lost (then it is refused).
+    pub fn maybe_ran_before_loss(&self, created_ns: u64) -> Option<u64> {
+        self.lost_before_ns.filter(|&h| created_ns < h)
     }
 
     /// Remember `id` durably *before* it runs (a crash mid-action must not
@@ -253,6 +319,26 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_set_aside_and_older_commands_are_refused_until_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(SEEN_FILE), b"{\"1\": 17, trunc").unwrap();
+        let mut seen = SeenIds::load_at(dir.path(), NOW).unwrap();
+        assert!(dir.path().join(SEEN_CORRUPT_FILE).exists());
+        assert_eq!(seen.maybe_ran_before_loss(NOW - 1), Some(NOW));
+        assert_eq!(seen.maybe_ran_before_loss(NOW), None);
+        seen.record(9, NOW + 10, NOW).unwrap();
+        // A restart keeps the horizon (the new record is valid, the lost one
+        // is still unknown) ...
+        let again = SeenIds::load_at(dir.path(), NOW + 5).unwrap();
+        assert!(again.contains(9));
+        assert_eq!(again.maybe_ran_before_loss(NOW - 1), Some(NOW));
+        // ... until every command it covers has expired.
+        let later = SeenIds::load_at(dir.path(), NOW + MAX_COMMAND_LIFETIME_NS + 1).unwrap();
+        assert_eq!(later.maybe_ran_before_loss(0), None);
+        assert!(!dir.path().join(SEEN_LOST_FILE).exists());
     }
 
     #[test]

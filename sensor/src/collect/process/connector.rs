@@ -309,6 +309,62 @@ pub fn kernel_at_least(major: u32, minor: u32) -> bool {
     (a, b) >= (major, minor)
 }
 
+/// `CAP_NET_ADMIN` in a capability mask.
+const CAP_NET_ADMIN_BIT: u32 = 12;
+
+/// Why the kernel would ignore this thread's subscription, if it would.
+///
+/// Opening, binding and sending the subscription all succeed without
+/// privilege, but the kernel's `cn_proc_mcast_ctl` silently ignores a
+/// listener outside the initial user and pid namespaces and refuses one
+/// without `CAP_NET_ADMIN` (checked on the sending thread): the socket
+/// then stays silent and the collector would call itself working while
+/// capturing nothing. `None` also when the status cannot be read (no
+/// `/proc`): then nothing is known and the open itself decides.
+pub fn subscription_refused() -> Option<String> {
+    let status = fs::read_to_string("/proc/thread-self/status").ok()?;
+    let uid_map = fs::read_to_string("/proc/self/uid_map").ok();
+    subscription_refused_by(&status, uid_map.as_deref()).or_else(|| {
+        // A /proc mounted for a child pid namespace shows one NSpid level:
+        // there pid 2 is not the kernel's kthreadd (parent 0).
+        let kthreadd = fs::read_to_string("/proc/2/status").unwrap_or_default();
+        let parent = kthreadd
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim);
+        (parent != Some("0")).then(|| {
+            "the sensor runs in a child pid namespace (pid 2 is not kthreadd; the kernel reports process events only to the initial one)".to_string()
+        })
+    })
+}
+
+/// [`subscription_refused`] on given `/proc/thread-self/status` and
+/// `/proc/self/uid_map` texts.
+pub fn subscription_refused_by(status: &str, uid_map: Option<&str>) -> Option<String> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if let Some(map) = uid_map {
+        let whole: Vec<&str> = map.split_whitespace().collect();
+        if whole != ["0", "0", "4294967295"] {
+            return Some("the sensor runs in a user namespace (the kernel reports process events only to the initial one)".into());
+        }
+    }
+    if field("NSpid").is_some_and(|ids| ids.split_whitespace().count() > 1) {
+        return Some("the sensor runs in a child pid namespace (the kernel reports process events only to the initial one)".into());
+    }
+    let effective = field("CapEff").and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    match effective {
+        Some(caps) if caps & (1 << CAP_NET_ADMIN_BIT) == 0 => {
+            Some("CAP_NET_ADMIN is not in the sensor's effective capabilities".into())
+        }
+        _ => None,
+    }
+}
+
 /// Exit events younger than this (kernel time) wait for the next round: an
 /// exec stamped just before them might not be in its socket yet.
 const EXIT_HOLD_NS: u64 = 20_000_000;
@@ -359,6 +415,12 @@ fn recv_once(sock: &ConnectorSocket, buf: &mut [u8], flags: libc::c_int) -> Got 
 /// pid, and held back while younger than [`EXIT_HOLD_NS`] so no exit
 /// overtakes its own exec.
 pub fn run(ctx: CollectorCtx, netns: Option<u64>) {
+    if let Some(why) = subscription_refused() {
+        ctx.stats.set(Visibility::Unavailable(format!(
+            "process connector would deliver nothing: {why}"
+        )));
+        return;
+    }
     let opened = if kernel_at_least(6, 6) {
         ConnectorSocket::open_for(PROC_EVENT_EXEC).and_then(|execs| {
             let exits = ConnectorSocket::open_for(PROC_EVENT_FORK | PROC_EVENT_EXIT)?;
@@ -491,6 +553,31 @@ fn apply_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ROOT_MAP: &str = "         0          0 4294967295\n";
+
+    fn status(nspid: &str, cap_eff: &str) -> String {
+        format!("Name:\tvigil-sensor\nNSpid:\t{nspid}\nCapEff:\t{cap_eff}\n")
+    }
+
+    #[test]
+    fn subscription_needs_net_admin_in_the_initial_namespaces() {
+        let full = "000001ffffffffff";
+        assert_eq!(
+            subscription_refused_by(&status("812", full), Some(ROOT_MAP)),
+            None
+        );
+        // Every capability but CAP_NET_ADMIN (bit 12).
+        let no_net_admin = format!("{:016x}", 0x1ff_ffff_ffffu64 & !(1 << 12));
+        let why = subscription_refused_by(&status("812", &no_net_admin), Some(ROOT_MAP));
+        assert!(why.unwrap().contains("CAP_NET_ADMIN"));
+        let why = subscription_refused_by(&status("812\t1", full), Some(ROOT_MAP));
+        assert!(why.unwrap().contains("pid namespace"));
+        let why = subscription_refused_by(&status("812", full), Some("0 1000 1\n"));
+        assert!(why.unwrap().contains("user namespace"));
+        // Unknown fields: nothing known, the open decides.
+        assert_eq!(subscription_refused_by("Name:\tx\n", None), None);
+    }
 
     fn datagram(what: u32, data: &[u32]) -> Vec<u8> {
         let mut ev = Vec::new();

@@ -14,8 +14,8 @@ pub mod tracker;
 pub mod writers;
 
 pub use connector::{
-    exit_code, kernel_at_least, parse_datagram, parse_datagram_into, run, ConnectorSocket,
-    ProcEvent,
+    exit_code, kernel_at_least, parse_datagram, parse_datagram_into, run, subscription_refused,
+    subscription_refused_by, ConnectorSocket, ProcEvent,
 };
 pub use procfs::{
     argv_from_cmdline, netns_inode, netns_of, parse_passwd, stat_field, Enricher, ProcDir,
