@@ -20,6 +20,10 @@
 mod boot;
 mod check;
 mod disk;
+mod enroll;
+mod guest;
+mod signing;
+mod trial;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -55,6 +59,8 @@ const ENABLED_UNITS: &[&str] = &[
     "vigil-first-boot.service",
     "vigil-issue.service",
     "vigil-report.service",
+    "vigil-update-boot.service",
+    "vigil-health.service",
     "nftables.service",
     "systemd-networkd.service",
 ];
@@ -105,8 +111,15 @@ impl Binaries {
 /// prove the same root. A root booted by systemd-nspawn (`container`) has
 /// no partitions to mount, so no `fstab`, and no link to wait for, so no
 /// `systemd-networkd-wait-online` (its management address comes as a
-/// credential).
+/// credential). The updates' root of trust and the release number go to
+/// `/usr/lib/vigil/update/` (read by `vigil-update init-appliance`).
 pub fn customize(root: &Path, bins: &Binaries, container: bool) -> Result<()> {
+    let signing = signing::Signing::open(&bins.update)?;
+    let trust = root.join("usr/lib/vigil/update");
+    fs::create_dir_all(&trust).map_err(|e| io(&trust, e))?;
+    fs::copy(signing.root_json()?, trust.join("root.json")).map_err(|e| io(&trust, e))?;
+    fs::write(trust.join("release"), format!("{}\n", signing.release()?))
+        .map_err(|e| io(&trust, e))?;
     let overlay = repo_root().join("image/rootfs");
     run(Command::new("cp")
         .args(["-r", "--preserve=mode", "--no-target-directory"])
@@ -170,20 +183,25 @@ fn install_binary(src: &Path, dest: &Path) -> Result<()> {
     fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(|e| io(dest, e))
 }
 
-/// A Debian root of `packages` as a tarball, cached per day under `name`
-/// in the same cache as the package check's roots (older days' deleted).
+/// A Debian root of `packages` as a tarball, cached per day and package
+/// list under `name` in the same cache as the package check's roots
+/// (other days' and lists' deleted).
 pub fn debian_root(name: &str, packages: &[String], epoch: Option<&str>) -> Result<PathBuf> {
     let dir = PathBuf::from(crate::package::ROOT_CACHE);
     fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let today = capture(Command::new("date").args(["-u", "+%Y%m%d"]))?;
-    let file = format!("{name}-{today}.tar");
+    let file = format!("{name}-{today}-{:016x}.tar", fnv1a(&packages.join(",")));
     let path = dir.join(&file);
     if path.is_file() {
         return Ok(path);
     }
     for entry in fs::read_dir(&dir).map_err(|e| io(&dir, e))?.flatten() {
         let old = entry.file_name().to_string_lossy().into_owned();
-        if old.starts_with(&format!("{name}-")) && old != file {
+        // `NAME-<date>…` only: `bookworm-appliance-check-…` is another root.
+        let same_root = old
+            .strip_prefix(&format!("{name}-"))
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        if same_root && old != file {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -205,6 +223,13 @@ pub fn debian_root(name: &str, packages: &[String], epoch: Option<&str>) -> Resu
     run(&mut cmd).map_err(|e| format!("{e}\n  mmdebstrap needs the Debian mirror apt uses"))?;
     fs::rename(&partial, &path).map_err(|e| io(&path, e))?;
     Ok(path)
+}
+
+/// FNV-1a (64 bit): a package list's short, stable name in the cache.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The package list in `image/NAME`: one per line, `#` comments.

@@ -409,7 +409,7 @@ pub(crate) fn exposure(unit: &Path) -> Result<f32> {
 
 /// Today's minbase bookworm root as a tarball, built by mmdebstrap when
 /// missing (1–3 minutes from the Debian mirror); older days' are deleted.
-fn debian_root_tarball() -> Result<PathBuf> {
+pub(crate) fn debian_root_tarball() -> Result<PathBuf> {
     let dir = PathBuf::from(ROOT_CACHE);
     fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let today = capture(Command::new("date").args(["-u", "+%Y%m%d"]))?;
@@ -438,7 +438,7 @@ fn debian_root_tarball() -> Result<PathBuf> {
 
 /// Unpack the cached root into `root`, replacing what was there (nothing
 /// is ever mounted inside it, so deleting it touches nothing else).
-fn fresh_root(cached: &Path, root: &Path) -> Result<()> {
+pub(crate) fn fresh_root(cached: &Path, root: &Path) -> Result<()> {
     recreate(root)?;
     run(Command::new("tar")
         .args(["--numeric-owner", "-xf"])

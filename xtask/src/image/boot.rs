@@ -4,7 +4,10 @@
 //! console answers over HTTPS on the management address (QEMU's user
 //! network forwards a host port to it), the banner on the serial console
 //! carries the CA fingerprint, and `vigil-report.service` lists what
-//! listens and the live hardening score.
+//! listens and the live hardening score. Then ([`super::trial`]) a
+//! sensor enrolls from the `.deb`, and updates are applied in the guest
+//! and the machine is powered on again after each reboot (QEMU runs with
+//! `-no-reboot`, so a reboot is the process ending).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,8 @@ use crate::{run, Result};
 
 /// Host ports forwarded to the guest's console and QUIC ports.
 const HTTPS_FWD: u16 = 18443;
-const QUIC_FWD: u16 = 14433;
+/// The QUIC forward, as the sensor's `--appliance` names it.
+pub const QUIC_FWD: &str = "127.0.0.1:14433";
 /// The address QEMU's user network gives the guest by DHCP.
 const GUEST_IP: &str = "10.0.2.15";
 
@@ -36,13 +40,25 @@ pub fn boot_test(image: &Image) -> Result<()> {
         .arg(&disk))?;
     let vars = dir.join("OVMF_VARS.fd");
     fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).map_err(|e| io(&vars, e))?;
-    let console = dir.join("console.log");
     let kvm = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
         .is_ok();
-    let (vm, kvm, started) = start(&disk, &vars, &console, kvm)?;
+    let mut machine = Machine {
+        dir: dir.clone(),
+        disk,
+        vars,
+        sticks: image
+            .trials
+            .as_ref()
+            .map(|t| t.sticks())
+            .unwrap_or_default(),
+        kvm,
+    };
+    let console = machine.console(1);
+    let (vm, started) = start(&mut machine)?;
+    let kvm = machine.kvm;
     let report = wait_report(&console, Duration::from_secs(if kvm { 180 } else { 900 }))?;
     let boot_secs = started.elapsed().as_secs_f64();
     let https = Instant::now();
@@ -93,7 +109,10 @@ pub fn boot_test(image: &Image) -> Result<()> {
             .to_string()
     };
     let exposure = field("exposure: ");
-    drop(vm);
+    let trial = match &image.trials {
+        Some(bundles) => Some(super::trial::run(&machine, vm, bundles)?),
+        None => None,
+    };
     let raw_mib = fs::metadata(&image.raw)
         .map_err(|e| io(&image.raw, e))?
         .len()
@@ -113,15 +132,33 @@ pub fn boot_test(image: &Image) -> Result<()> {
     println!("| vigil.service exposure (live) | {exposure} |");
     println!("| HTTPS console | {code} |");
     println!("| listeners | {} |", listeners.lines().count());
-    println!(
-        "{{\"bench\":\"image\",\"build_s\":{:.0},\"raw_mib\":{raw_mib},\"qcow2_mib\":{qcow_mib},\"boot_s\":{boot_secs:.1},\"kvm\":{kvm},\"exposure\":\"{exposure}\"}}",
+    let mut json = format!(
+        "{{\"bench\":\"image\",\"build_s\":{:.0},\"raw_mib\":{raw_mib},\"qcow2_mib\":{qcow_mib},\"boot_s\":{boot_secs:.1},\"kvm\":{kvm},\"exposure\":\"{exposure}\"",
         image.build_secs
     );
+    if let Some(t) = trial {
+        t.print(&mut json);
+    }
+    println!("{json}}}");
     fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))
 }
 
 /// The QEMU process, killed on drop.
-struct Vm(Child);
+pub struct Vm(Child);
+
+impl Vm {
+    /// Wait for the guest to power off or reboot (QEMU then exits).
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        while matches!(self.0.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                return Err(format!("the guest did not reboot within {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(())
+    }
+}
 
 impl Drop for Vm {
     fn drop(&mut self) {
@@ -130,66 +167,121 @@ impl Drop for Vm {
     }
 }
 
+/// The appliance under test: its disk (an overlay on the image), its
+/// firmware variables (systemd-boot's boot counting lives on the ESP, the
+/// variables only say which entry booted) and the update "USB sticks"
+/// (raw bundle files as virtio disks with serial numbers, so the guest
+/// sees `/dev/disk/by-id/virtio-SERIAL`).
+pub struct Machine {
+    /// Scratch directory of the test.
+    pub dir: PathBuf,
+    disk: PathBuf,
+    vars: PathBuf,
+    sticks: Vec<(String, PathBuf)>,
+    /// Whether QEMU runs under KVM (else TCG).
+    pub kvm: bool,
+}
+
+impl Machine {
+    /// The serial console's log of power-on `n`.
+    pub fn console(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("console-{n}.log"))
+    }
+
+    /// QEMU's end of the guest agent's virtio port.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir.join("qga.sock")
+    }
+
+    /// Power on (again): the `n`th boot of this disk.
+    pub fn power_on(&self, n: u32) -> Result<(Vm, Instant)> {
+        let _ = fs::remove_file(self.agent_socket());
+        let started = Instant::now();
+        Ok((Vm(qemu(self, &self.console(n))?), started))
+    }
+}
+
 /// Start QEMU, with KVM when `/dev/kvm` opens; when KVM opens but cannot
 /// run the firmware (nested virtualisation: the VM stops with "KVM
 /// internal error" before the firmware prints anything), again with TCG.
-fn start(disk: &Path, vars: &Path, console: &Path, kvm: bool) -> Result<(Vm, bool, Instant)> {
-    if kvm {
-        let started = Instant::now();
-        let mut vm = Vm(qemu(disk, vars, console, true)?);
-        let errors = qemu_log(console);
+fn start(machine: &mut Machine) -> Result<(Vm, Instant)> {
+    let console = machine.console(1);
+    if machine.kvm {
+        let (mut vm, started) = machine.power_on(1)?;
+        let errors = qemu_log(&console);
         loop {
             let log = fs::read_to_string(&errors).unwrap_or_default();
             if log.contains("KVM internal error") || !matches!(vm.0.try_wait(), Ok(None)) {
                 break;
             }
             if started.elapsed() > Duration::from_secs(20) {
-                return Ok((vm, true, started));
+                return Ok((vm, started));
             }
             std::thread::sleep(Duration::from_millis(250));
         }
         eprintln!("xtask: KVM opens but cannot run the guest here: falling back to TCG");
         drop(vm);
-        fs::write(console, b"").map_err(|e| io(console, e))?;
-        fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars).map_err(|e| io(vars, e))?;
+        machine.kvm = false;
+        fs::write(&console, b"").map_err(|e| io(&console, e))?;
+        fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &machine.vars)
+            .map_err(|e| io(&machine.vars, e))?;
     }
-    let started = Instant::now();
-    Ok((Vm(qemu(disk, vars, console, false)?), false, started))
+    machine.power_on(1)
 }
 
-fn qemu(disk: &Path, vars: &Path, console: &Path, kvm: bool) -> Result<Child> {
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args([
-        "-machine",
-        if kvm {
-            "q35,accel=kvm"
-        } else {
-            "q35,accel=tcg"
-        },
-    ])
-    .args(["-cpu", if kvm { "host" } else { "max" }])
-    .args([
-        "-m", "2048", "-smp", "2", "-display", "none", "-monitor", "none",
-    ])
-    .args(["-no-reboot"])
-    .arg("-drive")
-    .arg("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars.display()
-    ))
-    .arg("-drive")
-    .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-    .arg("-netdev")
-    .arg(format!(
-        "user,id=n0,hostfwd=tcp:127.0.0.1:{HTTPS_FWD}-:8443,hostfwd=udp:127.0.0.1:{QUIC_FWD}-:4433"
-    ))
-    .args(["-device", "virtio-net-pci,netdev=n0"])
-    .arg("-serial")
-    .arg(format!("file:{}", console.display()))
-    .stdin(Stdio::null())
-    .stderr(fs::File::create(qemu_log(console)).map_err(|e| format!("qemu log: {e}"))?);
+fn qemu(m: &Machine, console: &Path) -> Result<Child> {
+    let kvm = m.kvm;
+    let mut cmd = Command::new("nice");
+    cmd.args(["-n", "10", "qemu-system-x86_64"])
+        .args([
+            "-machine",
+            if kvm {
+                "q35,accel=kvm"
+            } else {
+                "q35,accel=tcg"
+            },
+        ])
+        .args(["-cpu", if kvm { "host" } else { "max" }])
+        .args([
+            "-m", "2048", "-smp", "2", "-display", "none", "-monitor", "none",
+        ])
+        .args(["-no-reboot"])
+        .arg("-drive")
+        .arg("if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd")
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            m.vars.display()
+        ))
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2", m.disk.display()))
+        .arg("-netdev")
+        .arg(format!(
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{HTTPS_FWD}-:8443,hostfwd=udp:{QUIC_FWD}-:4433"
+        ))
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .args(["-device", "virtio-serial-pci", "-chardev"])
+        .arg(format!(
+            "socket,id=qga0,path={},server=on,wait=off",
+            m.agent_socket().display()
+        ))
+        .args([
+            "-device",
+            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+        ]);
+    for (i, (serial, file)) in m.sticks.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=stick{i},format=raw,readonly=on",
+                file.display()
+            ))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive=stick{i},serial={serial}"));
+    }
+    cmd.arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .stderr(fs::File::create(qemu_log(console)).map_err(|e| format!("qemu log: {e}"))?);
     eprintln!(
         "xtask: booting the image under QEMU ({})",
         if kvm { "KVM" } else { "TCG" }
@@ -203,7 +295,7 @@ fn qemu_log(console: &Path) -> PathBuf {
 }
 
 /// Wait for `vigil-report`'s block on the serial console.
-fn wait_report(console: &Path, limit: Duration) -> Result<String> {
+pub fn wait_report(console: &Path, limit: Duration) -> Result<String> {
     let deadline = Instant::now() + limit;
     loop {
         let log = fs::read(console).unwrap_or_default();

@@ -115,6 +115,8 @@ fn verify_units(root: &Path) -> Result<()> {
             "vigil.service",
             "vigil-first-boot.service",
             "vigil-issue.service",
+            "vigil-update-boot.service",
+            "vigil-health.service",
         ])
         .output()
         .map_err(|e| format!("cannot run chroot: {e}"))?;

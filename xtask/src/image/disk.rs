@@ -9,7 +9,7 @@
 //!
 //! | # | label | type | size | |
 //! |---|---|---|---|---|
-//! | 1 | `vigil-esp` | EFI system | 64 MiB | systemd-boot, kernel + initrd per slot |
+//! | 1 | `vigil-esp` | EFI system | 256 MiB | systemd-boot, kernel + initrd per slot |
 //! | 2 | `vigil-root-a` | Linux root (x86-64) | root + 25 % | the booted slot, mounted read-only |
 //! | 3 | `vigil-root-b` | Linux root (x86-64) | same | the update slot, empty at first |
 //! | 4 | `vigil-data` | Linux variable data | 512 MiB | `/var`: `/var/lib/vigil`, the journal; grows |
@@ -36,7 +36,9 @@ const PART_IDS: [&str; 4] = [
     "5669676C-0000-4000-8000-000000000003",
     "5669676C-0000-4000-8000-000000000004",
 ];
-const ESP_MIB: u64 = 64;
+/// Room for two slots' kernel and initrd (~45 MB each with Debian's
+/// generic initrd) and the boot loader.
+const ESP_MIB: u64 = 256;
 
 /// Kernel module trees a rack appliance never loads (graphics beyond the
 /// firmware's frame buffer, sound, cameras, radios, lab and staging
@@ -67,6 +69,8 @@ pub struct Image {
     pub qcow2: PathBuf,
     /// Seconds the build took (without the release compile).
     pub build_secs: f64,
+    /// The update bundles the boot test applies (when it runs).
+    pub trials: Option<super::trial::Bundles>,
 }
 
 /// `cargo xtask image [--no-boot]`: release build, image, boot test.
@@ -99,7 +103,7 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
             "xtask: image with the binaries in {} (VIGIL_IMAGE_BINARIES)",
             dir.display()
         );
-        let image = build(&bins)?;
+        let image = build(&bins, boot)?;
         return if boot {
             super::boot::boot_test(&image)
         } else {
@@ -132,15 +136,16 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
         }
     }
     run(&mut nice)?;
-    let image = build(&bins)?;
+    let image = build(&bins, boot)?;
     if boot {
         super::boot::boot_test(&image)?;
     }
     Ok(())
 }
 
-/// Build the disk around `bins`.
-pub fn build(bins: &Binaries) -> Result<Image> {
+/// Build the disk around `bins`; with `trials`, also the update bundles
+/// the boot test applies (a broken release and a good one).
+pub fn build(bins: &Binaries, trials: bool) -> Result<Image> {
     let started = Instant::now();
     let epoch = source_date_epoch();
     let out = PathBuf::from(BUILD_DIR);
@@ -154,11 +159,16 @@ pub fn build(bins: &Binaries) -> Result<Image> {
     customize(&root, bins, false)?;
     appliance_only(&root)?;
     let esp = out.join("esp.img");
-    make_esp(&root, &esp, &epoch)?;
+    make_esp(&root, &esp, &epoch, bins)?;
     clamp_times(&root, &epoch)?;
     let root_img = out.join("root-a.img");
     let root_mib = make_ext4(&root_img, "vigil-root-a", Some(&root), 0, &epoch, 1)?;
     clamp_inode_times(&root_img, &epoch)?;
+    let trials = if trials {
+        Some(super::trial::bundles(&root, root_mib, bins, &epoch)?)
+    } else {
+        None
+    };
     fs::remove_dir_all(&root).map_err(|e| io(&root, e))?;
     let data_img = out.join("data.img");
     make_ext4(&data_img, "vigil-data", None, DATA_MIB, &epoch, 3)?;
@@ -200,6 +210,7 @@ pub fn build(bins: &Binaries) -> Result<Image> {
         raw,
         qcow2,
         build_secs,
+        trials,
     })
 }
 
@@ -260,8 +271,12 @@ fn trim_modules(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The ESP: systemd-boot and slot A's kernel and initrd.
-fn make_esp(root: &Path, esp: &Path, epoch: &str) -> Result<()> {
+/// The ESP: systemd-boot and slot A's kernel, initrd and boot entry
+/// (written by `vigil-update boot-entry`, the same code that writes an
+/// update's). No `default` in `loader.conf`: the entries' `sort-key` and
+/// `version` make the newest bootable release the default, and boot
+/// counting sorts one without tries left last.
+fn make_esp(root: &Path, esp: &Path, epoch: &str, bins: &Binaries) -> Result<()> {
     let boot = root.join("boot");
     let pick = |prefix: &str| -> Result<PathBuf> {
         fs::read_dir(&boot)
@@ -293,13 +308,20 @@ fn make_esp(root: &Path, esp: &Path, epoch: &str) -> Result<()> {
     }
     let entries = staging.join("loader/entries");
     fs::create_dir_all(&entries).map_err(|e| io(&entries, e))?;
-    fs::write(
-        staging.join("loader/loader.conf"),
-        "default vigil-a.conf\ntimeout 0\neditor no\n",
-    )
-    .map_err(|e| io(&staging, e))?;
-    fs::write(entries.join("vigil-a.conf"), boot_entry("a", PART_IDS[1]))
-        .map_err(|e| io(&entries, e))?;
+    fs::write(staging.join("loader/loader.conf"), "timeout 0\neditor no\n")
+        .map_err(|e| io(&staging, e))?;
+    let release =
+        fs::read_to_string(root.join("usr/lib/vigil/update/release")).map_err(|e| io(root, e))?;
+    let entry = capture(Command::new(&bins.update).args([
+        "boot-entry",
+        "--slot",
+        "a",
+        "--release",
+        release.trim(),
+        "--partuuid",
+        PART_IDS[1],
+    ]))?;
+    fs::write(entries.join("vigil-a.conf"), entry + "\n").map_err(|e| io(&entries, e))?;
     clamp_times(&staging, epoch)?;
     let _ = fs::remove_file(esp);
     run(Command::new("mkfs.vfat")
@@ -324,18 +346,6 @@ fn make_esp(root: &Path, esp: &Path, epoch: &str) -> Result<()> {
         .arg(staging.join("vigil-a"))
         .arg("::"))?;
     fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))
-}
-
-/// A systemd-boot entry for `slot` on the root partition `partuuid`.
-pub fn boot_entry(slot: &str, partuuid: &str) -> String {
-    format!(
-        "title Vigil appliance (slot {slot})\n\
-         linux /vigil-{slot}/vmlinuz\n\
-         initrd /vigil-{slot}/initrd.img\n\
-         options root=PARTUUID={} ro rootfstype=ext4 console=tty0 console=ttyS0,115200 \
-         quiet systemd.show_status=error vigil.slot={slot}\n",
-        partuuid.to_lowercase()
-    )
 }
 
 /// Every file's times set to the commit's (mkfs copies them).
@@ -391,9 +401,9 @@ fn clamp_inode_times(img: &Path, epoch: &str) -> Result<()> {
     Ok(())
 }
 
-/// An ext4 image of `from` (sized to it plus a quarter), or an empty one
-/// of `mib`. Returns its size in MiB.
-fn make_ext4(
+/// An ext4 image of `from` (sized to it plus a quarter, or `mib` when
+/// given), or an empty one of `mib`. Returns its size in MiB.
+pub(super) fn make_ext4(
     img: &Path,
     label: &str,
     from: Option<&Path>,
@@ -402,7 +412,7 @@ fn make_ext4(
     n: usize,
 ) -> Result<u64> {
     let mib = match from {
-        Some(dir) => {
+        Some(dir) if mib == 0 => {
             let kib = capture(Command::new("du").args(["-sk", "--apparent-size"]).arg(dir))?;
             let kib: u64 = kib
                 .split_whitespace()
@@ -411,7 +421,7 @@ fn make_ext4(
                 .unwrap_or(0);
             (kib * 5 / 4 / 1024 + 64).div_ceil(64) * 64
         }
-        None => mib,
+        _ => mib,
     };
     let _ = fs::remove_file(img);
     let mut cmd = Command::new("mkfs.ext4");
@@ -483,14 +493,4 @@ fn assemble(raw: &Path, esp: &Path, root: &Path, root_mib: u64, data: &Path) -> 
             .arg(format!("seek={at}")))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_boot_entry_names_its_slot_and_mounts_it_read_only() {
-        let entry = super::boot_entry("b", super::PART_IDS[2]);
-        assert!(entry.contains("linux /vigil-b/vmlinuz\n"));
-        assert!(entry.contains("root=PARTUUID=5669676c-0000-4000-8000-000000000003 ro "));
-    }
 }
