@@ -140,6 +140,11 @@ pub fn boot_test(image: &Image) -> Result<()> {
         t.print(&mut json);
     }
     println!("{json}}}");
+    // The update bundles are made again by the next build.
+    if image.trials.is_some() {
+        let trial = PathBuf::from(BUILD_DIR).join("trial");
+        fs::remove_dir_all(&trial).map_err(|e| io(&trial, e))?;
+    }
     fs::remove_dir_all(&dir).map_err(|e| io(&dir, e))
 }
 

@@ -137,6 +137,12 @@ impl Signing {
             .arg(out)
             .args(files);
         capture(&mut cmd)?;
+        // The bundle holds the targets: the repository's copies (a root
+        // image each) are not needed to sign the next release.
+        let targets = self.repo.join("targets");
+        if targets.exists() {
+            fs::remove_dir_all(&targets).map_err(|e| io(&targets, e))?;
+        }
         self.release()
     }
 }
