@@ -10,8 +10,6 @@ use vigil_proto::HostId;
 pub enum AlertKind {
     /// One anomalous host-to-host hop (logon or admin-port connection).
     Hop,
-    /// A window whose feature vector is far from the host's baseline.
-    Window,
     /// Anomalous hops chained across hosts: one lateral-movement incident.
     /// Re-emitted with the same id when the chain grows (upsert).
     Incident,
@@ -33,16 +31,16 @@ pub struct Alert {
     pub id: u64,
     /// Time of the event (or window end) that raised it, ns.
     pub created_ns: u64,
-    /// Hop, window or incident.
+    /// Hop, incident, spray, trace or Sigma.
     pub kind: AlertKind,
     /// How bad.
     pub severity: Severity,
-    /// Anomaly score (nats of surprise for hops and incidents, distance for windows).
+    /// Anomaly score (nats of surprise for hops and incidents).
     pub score: f64,
     /// One-line title.
     pub title: String,
-    /// Host the alert is about (the hop's destination, the window's host,
-    /// the incident's last host).
+    /// Host the alert is about (the hop's destination, the incident's last
+    /// host).
     pub host: HostId,
     /// Hosts in path order (source, destination…), or the one host.
     pub path: Vec<HostId>,

@@ -1,6 +1,5 @@
-//! Vigil detection core: per-host feature windows, graph-novelty and
-//! multivariate baselines, campaign correlation, explanations, suppressions
-//! and evaluation metrics.
+//! Vigil detection core: graph-novelty baselines and logon signals per hop,
+//! campaign correlation, explanations, suppressions and evaluation metrics.
 //!
 //! This crate does no I/O and reads no clock: every function that depends on
 //! time takes `now`/event timestamps, and state is persisted by the caller
@@ -12,16 +11,13 @@
 // each keeps rustfmt from sorting them). The line above each is a summary;
 // the module's own `//!` docs are what rustdoc shows.
 
-// Per-host feature windows: the facts an event adds, folded into vectors.
-pub mod features;
-
 // Which host is behind an address or a workstation name (peer resolution).
 pub mod registry;
 
 // The fleet graph of counted relations, scored by smoothed rarity.
 pub mod graph;
 
-// Per-host models: the k-means window model and the versioned host model.
+// Per-host models: the versioned, hashed host model (hop threshold).
 pub mod model;
 
 // The streaming detector: events and ticks in, alerts out.
@@ -49,6 +45,6 @@ pub mod eval;
 pub mod error;
 
 pub use alert::{Alert, AlertKind};
-pub use detector::{Detector, DetectorConfig, HostPhase, ModelStatus, Observed, Verdict};
+pub use detector::{Detector, DetectorConfig, HostPhase, ModelStatus, Observed, Signals, Verdict};
 pub use error::ModelError;
 pub use suppress::{Suppression, SuppressionScope};

@@ -1,6 +1,6 @@
 //! Data-driven tests: each `tests/data/*.case` file is a small scenario
 //! (hosts, config, events, ticks); its rendered outcome — scores, alerts
-//! with explanations, closed feature windows — is compared with the insta
+//! with explanations — is compared with the insta
 //! snapshot `tests/snapshots/cases__<name>.snap`. Adding a case is adding a file.
 //!
 //! Case syntax, one command per line (`#` comments):
@@ -12,11 +12,9 @@
 //! - `proc T HOST exe=PATH parent=PATH [user=U]`
 //! - `file T HOST path=PATH`
 //! - `tick T`                         advance time
-//! - `windows HOST`                   print HOST's closed 5-minute windows
 
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
-use vigil_models::features::{WindowLen, FEATURE_NAMES};
 use vigil_models::{Alert, Detector, DetectorConfig};
 use vigil_proto::{
     AuthMethod, Event, EventHeader, FileChange, FileOp, HostId, LoginInfo, LoginService, NetFlow,
@@ -138,20 +136,6 @@ fn run_case(text: &str) -> String {
                 writeln!(out, "tick @{t}: {} alerts", alerts.len()).unwrap();
                 for a in &alerts {
                     render_alert(&mut out, a);
-                }
-                continue;
-            }
-            "windows" => {
-                let h = args[0].parse::<u64>().unwrap();
-                writeln!(out, "windows of host {h}:").unwrap();
-                for (start, v) in d.recent_windows(HostId(h), WindowLen::FiveMin) {
-                    let moved: Vec<String> = v
-                        .iter()
-                        .zip(FEATURE_NAMES)
-                        .filter(|(x, _)| **x != 0.0)
-                        .map(|(x, n)| format!("{n}={x}"))
-                        .collect();
-                    writeln!(out, "  @{}: {}", start / NS, moved.join(" ")).unwrap();
                 }
                 continue;
             }

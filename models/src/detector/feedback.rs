@@ -51,9 +51,6 @@ impl Detector {
 
     /// The graph keys of the hops behind a hop or incident alert (for verdicts).
     fn alert_keys(&self, a: &Alert) -> Vec<HopKeys> {
-        if a.kind == AlertKind::Window {
-            return Vec::new();
-        }
         self.hops
             .iter()
             .chain(self.chain_heads.iter())

@@ -7,8 +7,6 @@
 use super::logons::Signal;
 use super::{Detector, HopRecord, HopRef, HostPhase};
 use crate::alert::{push_unique, severity_for, Alert, AlertKind};
-use crate::classify::is_admin_port;
-use crate::features::Facts;
 use crate::graph::{key, HopKeys, HopRarity};
 use vigil_proto::query::FeatureDeviation;
 use vigil_proto::HostId;
@@ -50,7 +48,7 @@ fn local_score(base: f64) -> f64 {
 
 impl Detector {
     /// Scores, learns and maybe alerts one hop. Returns (score, new edge,
-    /// new triple, alerts).
+    /// alerts).
     ///
     /// A local event (source = destination) is squashed below one nat and
     /// never chained: a host's own logons must not outrank any hop. A
@@ -64,8 +62,7 @@ impl Detector {
         ts: u64,
         ev_id: (HostId, u64),
         learn: bool,
-        facts: &mut Facts,
-    ) -> (f64, bool, bool, Vec<Alert>) {
+    ) -> (f64, bool, Vec<Alert>) {
         let keys = HopKeys {
             src: obs.src.0,
             dst: obs.dst.0,
@@ -74,7 +71,13 @@ impl Detector {
         };
         let rarity = self.graph.rarity(&keys, self.cfg.prior_mass);
         let remote = obs.src != obs.dst;
-        let base = rarity.score();
+        let sig = self.cfg.signals;
+        let base: f64 = rarity
+            .parts
+            .iter()
+            .filter(|(k, _)| sig.relation(*k))
+            .map(|(k, r)| k.weight() * r.surprise)
+            .sum();
         let signals = if remote && obs.user.is_some() {
             self.logon_signals(obs.src, obs.dst, rarity.new_triple, obs.failure, ts)
         } else {
@@ -83,11 +86,9 @@ impl Detector {
         // Baseline-normal hops (known edge, known user on it) neither take
         // nor pass on a chain: a landing host's routine outbound traffic
         // must not join the attacker's path.
-        let novel = remote
-            && (rarity.new_edge
-                || rarity.new_triple
-                || signals.iter().any(|s| s.0 == "new_logon_edge"));
-        let chain = if novel {
+        let first_logon = obs.user.is_some() && self.logons.edge(obs.src, obs.dst).logons == 0;
+        let novel = remote && (rarity.new_edge || rarity.new_triple || first_logon);
+        let chain = if novel && sig.chain {
             self.chain_predecessor(obs.src, obs.dst, ts)
         } else {
             None
@@ -98,28 +99,16 @@ impl Detector {
         } else {
             local_score(base)
         };
-        if learn && !obs.failure {
+        // Failures never teach (unless an ablation run switches that off).
+        if learn && (!obs.failure || !sig.failures) {
             self.graph.observe(&keys);
             if remote && obs.user.is_some() {
                 self.logons.learn(obs.src, obs.dst, ts);
             }
         }
-        facts.peer = remote.then(|| {
-            key(&format!(
-                "p:{}",
-                if obs.src == ev_id.0 {
-                    obs.dst.0
-                } else {
-                    obs.src.0
-                }
-            ))
-        });
-        facts.new_peer = remote && rarity.new_edge;
-        facts.admin_port = remote && obs.port.is_some_and(is_admin_port);
         let new_edge = rarity.new_edge;
-        let new_triple = rarity.new_triple;
         if !remote || !learn || obs.failure {
-            return (score, new_edge, new_triple, Vec::new());
+            return (score, new_edge, Vec::new());
         }
         if let Some(st) = self.hosts.get_mut(&obs.dst) {
             st.hops_seen += 1;
@@ -142,7 +131,7 @@ impl Detector {
         } else {
             Vec::new()
         };
-        (score, new_edge, new_triple, alerts)
+        (score, new_edge, alerts)
     }
 
     /// The hop threshold of `dst`: its model's once active, none while it

@@ -14,7 +14,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use vigil_proto::query::{FeatureDeviation, Severity};
 use vigil_proto::HostId;
 
-/// Nats added to the first successful logon over a src → dst edge.
+/// Most nats added to the first successful logon over a src → dst edge;
+/// less when the destination meets new logon sources all the time (a server
+/// that just went live, a jump host), see [`LogonMemory::new_source_nats`].
 pub(super) const NEW_LOGON_EDGE: f64 = 3.0;
 /// Nats added when an edge that carried logons sees a new user on it.
 pub(super) const NEW_USER_ON_EDGE: f64 = 1.5;
@@ -76,6 +78,8 @@ struct Spray {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct LogonMemory {
     edges: HashMap<(HostId, HostId), EdgeUse>,
+    /// Per destination: (successful remote logons, distinct sources).
+    dsts: HashMap<HostId, (u32, u32)>,
     new_edges: VecDeque<(HostId, HostId, u64)>,
     failures: VecDeque<Failure>,
     sprays: VecDeque<Spray>,
@@ -90,10 +94,25 @@ impl LogonMemory {
         self.edges.get(&(src, dst)).copied().unwrap_or_default()
     }
 
+    /// Surprise (nats) of a logon into `dst` from a source that never
+    /// logged on there: `-ln P(new)` with `P(new) = (d + 1) / (n + 1 + m)`
+    /// over its `n` logons from `d` sources (the graph's smoothed rarity,
+    /// counted on successful logons only so connections cannot whiten it),
+    /// kept between [`NEW_USER_ON_EDGE`] (a new source is never less
+    /// surprising than a new user on a known edge) and [`NEW_LOGON_EDGE`]. A
+    /// host with no logon history costs the full cap; a server that met a
+    /// new source at most of its logons since it went live costs the floor.
+    pub(super) fn new_source_nats(&self, dst: HostId, prior_mass: f64) -> f64 {
+        let (n, d) = self.dsts.get(&dst).copied().unwrap_or_default();
+        let p = (f64::from(d) + 1.0) / (f64::from(n) + 1.0 + prior_mass);
+        (-p.min(1.0).ln()).clamp(NEW_USER_ON_EDGE, NEW_LOGON_EDGE)
+    }
+
     /// Counts a successful logon over an edge; remembers new edges for
     /// fan-out.
     pub(super) fn learn(&mut self, src: HostId, dst: HostId, ts: u64) {
-        if !self.edges.contains_key(&(src, dst)) {
+        let new = !self.edges.contains_key(&(src, dst));
+        if new {
             if self.edges.len() >= MAX_EDGES {
                 return;
             }
@@ -102,6 +121,9 @@ impl LogonMemory {
             }
             self.new_edges.push_back((src, dst, ts));
         }
+        let per_dst = self.dsts.entry(dst).or_default();
+        per_dst.0 = per_dst.0.saturating_add(1);
+        per_dst.1 = per_dst.1.saturating_add(u32::from(new));
         let e = self.edges.entry((src, dst)).or_default();
         e.logons = e.logons.saturating_add(1);
         e.hours |= 1 << hour_of_day(ts);
@@ -167,15 +189,19 @@ impl Detector {
     ) -> Vec<Signal> {
         let (s, d) = (self.registry.name(src), self.registry.name(dst));
         let edge = self.logons.edge(src, dst);
+        let sig = self.cfg.signals;
         let mut out = Vec::new();
         if edge.logons == 0 {
-            out.push((
-                "new_logon_edge".into(),
-                format!("no one had ever logged on to {d} from {s} before"),
-                NEW_LOGON_EDGE,
-            ));
+            if sig.edge {
+                let nats = self.logons.new_source_nats(dst, self.cfg.prior_mass);
+                out.push((
+                    "new_logon_edge".into(),
+                    format!("no one had ever logged on to {d} from {s} before"),
+                    nats,
+                ));
+            }
             let (dsts, first) = self.logons.fanout(src, dst, ts);
-            if dsts.len() >= FANOUT_MIN {
+            if sig.fanout && dsts.len() >= FANOUT_MIN {
                 let k = dsts.len();
                 out.push((
                     "fan_out".into(),
@@ -187,15 +213,20 @@ impl Detector {
                 ));
             }
         } else if new_triple {
-            out.push((
-                "new_user_on_edge".into(),
-                format!(
-                    "{s} → {d} carried {} logons before, never by this user",
-                    edge.logons
-                ),
-                NEW_USER_ON_EDGE,
-            ));
-        } else if edge.logons >= HOUR_PROFILE_MIN && edge.hours & (1 << hour_of_day(ts)) == 0 {
+            if sig.edge {
+                out.push((
+                    "new_user_on_edge".into(),
+                    format!(
+                        "{s} → {d} carried {} logons before, never by this user",
+                        edge.logons
+                    ),
+                    NEW_USER_ON_EDGE,
+                ));
+            }
+        } else if sig.hour
+            && edge.logons >= HOUR_PROFILE_MIN
+            && edge.hours & (1 << hour_of_day(ts)) == 0
+        {
             out.push((
                 "unusual_hour".into(),
                 format!(
@@ -206,7 +237,7 @@ impl Detector {
                 UNUSUAL_HOUR,
             ));
         }
-        if let Some(sp) = self.logons.spray_by(src, ts) {
+        if let Some(sp) = self.logons.spray_by(src, ts).filter(|_| sig.spray) {
             let what = if failure { "failed logon" } else { "logon" };
             out.push((
                 "after_spray".into(),
@@ -247,7 +278,8 @@ impl Detector {
             ev_id,
         });
         // Only a fleet that is judging (some host past learning) alerts.
-        if self.hop_threshold(dst).is_none() && self.fleet_hop_threshold.is_none() {
+        let judging = self.hop_threshold(dst).is_some() || self.fleet_hop_threshold.is_some();
+        if !judging || !self.cfg.signals.spray {
             return Vec::new();
         }
         let mut alerts = Vec::new();
@@ -398,5 +430,28 @@ impl Detector {
             incident_id: None,
             model_version: self.model_tag(src),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_source_costs_less_where_new_sources_are_routine() {
+        let mut m = LogonMemory::default();
+        let (srv, ws) = (HostId(1), HostId(2));
+        // no history: the full cap
+        assert_eq!(m.new_source_nats(srv, 20.0), NEW_LOGON_EDGE);
+        // a workstation with one source over many logons: still the cap
+        for i in 0..200 {
+            m.learn(HostId(3), ws, i);
+        }
+        assert_eq!(m.new_source_nats(ws, 20.0), NEW_LOGON_EDGE);
+        // a server meeting a new source at every logon: the floor
+        for i in 0..60 {
+            m.learn(HostId(100 + i), srv, i);
+        }
+        assert_eq!(m.new_source_nats(srv, 20.0), NEW_USER_ON_EDGE);
     }
 }

@@ -3,8 +3,9 @@
 //! and the current time, and persists [`Detector::snapshot`] as it likes.
 //!
 //! Path of one event: [`Detector::observe`] → resolve peer → graph rarity
-//! (score, then learn) → host windows → hop alert / incident; window closes
-//! (on later events or [`Detector::tick`]) → multivariate score → window alert.
+//! and logon signals (score, then learn) → hop alert / incident; a later
+//! process start or key write on the destination is a trace that raises the
+//! hop it follows.
 //!
 //! The modules follow that path:
 //! - `observe`: the two entry points (an event, a tick) and what each payload
@@ -14,7 +15,6 @@
 //! - `traces`: remote-session traces (a spawned shell, a key write) that
 //!   raise the score of the hop they follow;
 //! - `incidents`: chaining anomalous hops into lateral-movement incidents;
-//! - `windows`: per-host 5-minute / 1-hour feature windows and window alerts;
 //! - `training`: the learning period, (re)training and hop-threshold
 //!   calibration to the alert budget, model status;
 //! - `feedback`: suppressions, alert history and analyst verdicts.
@@ -30,21 +30,21 @@ mod incidents;
 mod logons;
 mod observe;
 mod sigma;
+mod signals;
 mod traces;
 mod training;
-mod windows;
 
 pub use observe::normalise_user;
+pub use signals::Signals;
 
 use crate::alert::Alert;
 use crate::error::ModelError;
-use crate::features::{FeatureVector, HourOfWeekProfile, WindowAccum};
 use crate::graph::{FleetGraph, HopKeys, HopRarity};
 use crate::model::{HostModel, ModelMetrics};
 use crate::registry::Registry;
 use crate::suppress::Suppression;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 use vigil_proto::HostId;
 
@@ -52,8 +52,10 @@ const NS_PER_DAY: u64 = 86_400 * 1_000_000_000;
 const NS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
 /// Snapshot format version (2: suppressions are `vigil_proto::suppress`
 /// rules, and suppressed hops are kept out of budget calibration; 3: logon
-/// memory, chain heads, hop signals — session 5 scoring).
-pub const SNAPSHOT_FORMAT: u32 = 3;
+/// memory, chain heads, hop signals — session 5 scoring; 4, session 8:
+/// analysts' verdicts and re-ranker; window models, feature windows and the
+/// alert kind `Window` removed; scoring switches in the configuration).
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 /// Tunables. Defaults are the values frozen on the generator's dev seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +83,8 @@ pub struct DetectorConfig {
     pub chain_weight: f64,
     /// A hop at or above `chain_factor × threshold` may link into a chain.
     pub chain_factor: f64,
+    /// Which scoring signals are on (all, outside ablation runs).
+    pub signals: Signals,
 }
 
 impl Default for DetectorConfig {
@@ -97,6 +101,7 @@ impl Default for DetectorConfig {
             spawn_bonus: 5.0,
             chain_weight: 0.5,
             chain_factor: 0.6,
+            signals: Signals::ALL,
         }
     }
 }
@@ -115,13 +120,6 @@ pub enum HostPhase {
 pub struct HostState {
     phase: HostPhase,
     first_seen_ns: u64,
-    w5: Option<WindowAccum>,
-    w1h: Option<WindowAccum>,
-    ring5: VecDeque<(u64, FeatureVector)>,
-    ring1h: VecDeque<(u64, FeatureVector)>,
-    how: HourOfWeekProfile,
-    pairs: HashSet<u64>,
-    binaries: HashSet<u64>,
     hop_scores: VecDeque<(u64, f32)>,
     hops_seen: u64,
     model: Option<HostModel>,
@@ -132,13 +130,6 @@ impl HostState {
         HostState {
             phase: HostPhase::Learning,
             first_seen_ns: now_ns,
-            w5: None,
-            w1h: None,
-            ring5: VecDeque::new(),
-            ring1h: VecDeque::new(),
-            how: HourOfWeekProfile::default(),
-            pairs: HashSet::new(),
-            binaries: HashSet::new(),
             hop_scores: VecDeque::new(),
             hops_seen: 0,
             model: None,
@@ -267,7 +258,6 @@ pub struct Detector {
     registry: Registry,
     graph: FleetGraph,
     hosts: BTreeMap<HostId, HostState>,
-    binary_hosts: BTreeMap<u64, u32>,
     hops: VecDeque<HopRecord>,
     /// Global index of `hops[0]`; indices below are kept per destination
     /// and per pair so lookups never scan every recent hop.
@@ -318,7 +308,6 @@ impl Detector {
             registry: Registry::default(),
             graph: FleetGraph::default(),
             hosts: BTreeMap::new(),
-            binary_hosts: BTreeMap::new(),
             hops: VecDeque::new(),
             hop_base: 0,
             by_dst: HashMap::new(),
@@ -392,7 +381,7 @@ impl Detector {
         self.hosts.get(&host).and_then(|s| s.model.as_ref())
     }
 
-    /// Serialised size of one host's whole state (windows, rings, model).
+    /// Serialised size of one host's whole state (hop samples, model).
     pub fn host_state_bytes(&self, host: HostId) -> usize {
         self.hosts
             .get(&host)

@@ -1,24 +1,19 @@
 //! The detector's two entry points — one event, one tick — and what each
-//! payload kind contributes: logons and admin-port flows become hops, process
-//! starts feed the parent → child and rare-binary facts and remote-spawn
-//! traces, `authorized_keys` writes are traces; every event lands in the
-//! host's open windows.
+//! payload kind contributes: logons and admin-port flows become hops, other
+//! connections teach the graph, process starts under a remote-execution
+//! service and `authorized_keys` writes are traces for the hop before them.
 
 use super::hops::HopObs;
-use super::{Detector, HostPhase, HostState, Observed};
+use super::{Detector, HostState, Observed};
 use crate::alert::Alert;
 use crate::classify::{
     auth_technique, basename, file_technique, is_admin_port, port_technique, remote_spawn,
     service_port, service_technique,
 };
-use crate::features::Facts;
-use crate::graph::{key, HopKeys};
+use crate::graph::HopKeys;
 use crate::registry::{is_internal, is_local_only};
 use std::net::IpAddr;
 use vigil_proto::{Event, HostId, LoginInfo, NetFlow, Payload};
-
-/// Most parent→child pairs / binaries remembered per host.
-const MAX_PAIRS: usize = 1024;
 
 impl Detector {
     /// The host behind a peer address, else behind a workstation name;
@@ -64,26 +59,21 @@ impl Detector {
         if self.registry.get(host).is_none() {
             self.registry.register(host, "", &[]);
         }
-        out.alerts.extend(self.roll_windows(host, ts));
         let ev_id = (host, ev.header.seq);
-        let mut facts = Facts::default();
         match &ev.payload {
             Payload::Login(l) | Payload::AuthFailure(l) | Payload::Logout(l) => {
-                let (score, new_edge, alerts) = self.observe_logon(ev, l, &mut facts);
+                let (score, new_edge, alerts) = self.observe_logon(ev, l);
                 out.score = Some(score);
                 out.new_edge = Some(new_edge);
                 out.alerts.extend(alerts);
             }
             Payload::NetConnect(f) | Payload::NetAccept(f) => {
-                out.alerts.extend(self.observe_flow(ev, f, &mut facts));
+                out.alerts.extend(self.observe_flow(ev, f));
             }
             Payload::ProcessStart(p) => {
                 let child = p.exe.as_deref().map(basename).unwrap_or_default();
                 let parent = p.parent_exe.as_deref().map(basename).unwrap_or_default();
                 let user = p.user.as_deref().map(normalise_user);
-                if let Some(u) = &user {
-                    facts.user = Some(key(&format!("u:{u}")));
-                }
                 let argv = p.argv.join(" ");
                 let proc = (
                     parent.as_str(),
@@ -91,8 +81,7 @@ impl Detector {
                     argv.as_str(),
                     user.as_deref(),
                 );
-                out.alerts
-                    .extend(self.process(host, ts, ev_id, proc, &mut facts));
+                out.alerts.extend(self.process(host, ts, ev_id, proc));
             }
             Payload::FileChange(f) => {
                 // an authorized_keys write, a scheduled task's file…
@@ -103,11 +92,6 @@ impl Detector {
             }
             _ => {}
         }
-        if let Some(st) = self.hosts.get_mut(&host) {
-            for w in [st.w5.as_mut(), st.w1h.as_mut()].into_iter().flatten() {
-                w.add(&facts, ev_id);
-            }
-        }
         out.alerts.extend(self.sigma_alerts(ev));
         out.alerts = self.apply_suppressions(out.alerts, ts);
         out
@@ -117,12 +101,7 @@ impl Detector {
     /// its source (the host itself when the source is unknown or local).
     /// Failures and logouts are scored but never alert; logouts do not
     /// teach the graph. Returns (score, new edge, alerts).
-    fn observe_logon(
-        &mut self,
-        ev: &Event,
-        l: &LoginInfo,
-        facts: &mut Facts,
-    ) -> (f64, bool, Vec<Alert>) {
+    fn observe_logon(&mut self, ev: &Event, l: &LoginInfo) -> (f64, bool, Vec<Alert>) {
         let (host, ts, ev_id) = (
             ev.header.host,
             ev.header.ts_ns,
@@ -131,8 +110,6 @@ impl Detector {
         let failure = matches!(ev.payload, Payload::AuthFailure(_));
         let logout = matches!(ev.payload, Payload::Logout(_));
         let user = normalise_user(&l.user);
-        facts.user = Some(key(&format!("u:{user}")));
-        facts.auth_failure = failure;
         let peer = self.resolve_peer(host, l.src_addr, l.src_host.as_deref());
         let obs = HopObs {
             src: peer.unwrap_or(host),
@@ -143,17 +120,17 @@ impl Detector {
             alertable: peer.is_some() && !failure && !logout,
             failure,
         };
-        let (score, new_edge, new_triple, mut alerts) = self.hop(obs, ts, ev_id, !logout, facts);
+        let (score, new_edge, mut alerts) = self.hop(obs, ts, ev_id, !logout);
         if failure {
             alerts.extend(self.note_failure(peer, host, &normalise_user(&l.user), ts, ev_id));
         }
-        facts.new_triple = new_triple && peer.is_some() && !logout;
         (score, new_edge, alerts)
     }
 
     /// A connection to or from another internal or registered address: on
-    /// an admin port it is a hop (no user), otherwise only a peer fact.
-    fn observe_flow(&mut self, ev: &Event, f: &NetFlow, facts: &mut Facts) -> Vec<Alert> {
+    /// an admin port it is a hop (no user), otherwise it only teaches the
+    /// graph.
+    fn observe_flow(&mut self, ev: &Event, f: &NetFlow) -> Vec<Alert> {
         let (host, ts, ev_id) = (
             ev.header.host,
             ev.header.ts_ns,
@@ -175,10 +152,8 @@ impl Detector {
         };
         let admin = is_admin_port(port);
         let (src, dst) = if outbound { (host, peer) } else { (peer, host) };
-        facts.peer = Some(key(&format!("p:{}", peer.0)));
-        facts.admin_port = admin;
         if !admin {
-            facts.new_peer = self.note_plain_peer(src, dst);
+            self.note_plain_peer(src, dst);
             return Vec::new();
         }
         let obs = HopObs {
@@ -190,75 +165,43 @@ impl Detector {
             alertable: true,
             failure: false,
         };
-        let mut tmp = Facts::default();
-        let (_, _, _, alerts) = self.hop(obs, ts, ev_id, true, &mut tmp);
-        facts.new_peer = tmp.new_peer;
+        let (_, _, alerts) = self.hop(obs, ts, ev_id, true);
         alerts
     }
 
-    /// Counts a non-admin connection in the graph; true when the edge is new.
-    fn note_plain_peer(&mut self, src: HostId, dst: HostId) -> bool {
-        let keys = HopKeys {
+    /// Counts a non-admin connection in the graph.
+    fn note_plain_peer(&mut self, src: HostId, dst: HostId) {
+        self.graph.observe(&HopKeys {
             src: src.0,
             dst: dst.0,
             user: None,
             port: None,
-        };
-        let new = self.graph.rarity(&keys, self.cfg.prior_mass).new_edge;
-        self.graph.observe(&keys);
-        new
+        });
     }
 
-    /// A process start: parent → child and rare-binary facts; a child of a
-    /// remote-execution service is a trace for the hop before it.
+    /// A process start: a child of a remote-execution service is a trace
+    /// for the hop before it.
     fn process(
         &mut self,
         host: HostId,
         ts: u64,
         ev_id: (HostId, u64),
         (parent, child, argv, user): (&str, &str, &str, Option<&str>),
-        facts: &mut Facts,
     ) -> Vec<Alert> {
         if child.is_empty() {
             return Vec::new();
         }
-        let pair_key = key(&format!("{parent}>{child}"));
-        let bin_key = key(child);
-        let fleet_hosts = self.hosts.len() as u32;
-        let Some(st) = self.hosts.get_mut(&host) else {
-            return Vec::new();
-        };
-        if !parent.is_empty() && !st.pairs.contains(&pair_key) && st.pairs.len() < MAX_PAIRS {
-            st.pairs.insert(pair_key);
-            facts.new_parent_child = st.phase == HostPhase::Active || st.model.is_some();
-        }
-        let new_bin_here = !st.binaries.contains(&bin_key);
-        if new_bin_here && st.binaries.len() < MAX_PAIRS {
-            st.binaries.insert(bin_key);
-        }
-        let count = self.binary_hosts.entry(bin_key).or_insert(0);
-        if new_bin_here {
-            *count += 1;
-        }
-        facts.rare_binary =
-            fleet_hosts >= 10 && f64::from(*count) <= (f64::from(fleet_hosts) * 0.02).max(1.0);
         let Some(t) = remote_spawn(parent, child, argv) else {
             return Vec::new();
         };
-        facts.remote_spawned = true;
         let bonus = self.cfg.spawn_bonus;
         self.link_to_hop(host, ts, ev_id, t, Some(child.to_string()), user, bonus)
     }
 
-    /// Advances time: closes windows that ended, retrains when due.
+    /// Advances time: traces whose hop never came alert, retrains when due.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Alert> {
         self.last_ns = self.last_ns.max(now_ns);
-        let hosts: Vec<HostId> = self.hosts.keys().copied().collect();
-        let mut alerts = Vec::new();
-        for h in hosts {
-            alerts.extend(self.roll_windows(h, now_ns));
-        }
-        alerts.extend(self.expire_pending(now_ns));
+        let alerts = self.expire_pending(now_ns);
         match self.retrain_due(now_ns) {
             Some(true) => self.train(now_ns),
             Some(false) => self.train_hosts(now_ns, true),

@@ -84,6 +84,8 @@ impl Detector {
         ev_id: (HostId, u64),
         bonus: f64,
     ) -> bool {
+        // An ablation run without traces keeps their technique, not their weight.
+        let bonus = if self.cfg.signals.traces { bonus } else { 0.0 };
         let h = &mut self.hops[idx];
         let process_note = match (&process, technique) {
             (Some(p), _) => p.clone(),

@@ -1,12 +1,10 @@
 //! Learning and training: a host learns for the learning period, then gets a
-//! model (window models plus a hop threshold); models are retrained every
-//! retrain interval. Hop thresholds are calibrated so the fleet stays within
-//! its alert budget. Windows and hops inside confirmed true positives are
-//! left out of training.
+//! model (its hop threshold); models are retrained every retrain interval.
+//! Hop thresholds are calibrated so the fleet stays within its alert budget.
+//! Hops inside confirmed true positives are left out of training.
 
 use super::{Detector, HostPhase, HostState, ModelStatus, NS_PER_DAY};
-use crate::features::{FeatureVector, WindowLen};
-use crate::model::{quantile, HostModel, ModelMetrics, WindowModel};
+use crate::model::{quantile, HostModel, ModelMetrics};
 use vigil_proto::HostId;
 
 impl Detector {
@@ -34,9 +32,10 @@ impl Detector {
 
     /// Trains every host whose learning period is over (and retrains active
     /// ones), then calibrates hop thresholds to the fleet alert budget.
-    /// Windows and hops inside confirmed true positives are left out.
+    /// Hops inside confirmed true positives are left out.
     pub fn train(&mut self, now_ns: u64) {
         self.train_hosts(now_ns, false);
+        self.refit_reranker();
         self.last_train_ns = Some(now_ns);
     }
 
@@ -126,29 +125,17 @@ impl Detector {
         fleet_thr
     }
 
-    /// Fits the next model version of one host from its kept windows and
-    /// hop scores (true-positive spans left out); its hop threshold is the
+    /// Fits the next model version of one host from its kept hop scores
+    /// (true-positive spans left out); its hop threshold is the
     /// higher of the fleet's and the host's own 99.5th percentile. None when
     /// the model cannot be sealed.
     fn fit_host(&self, id: HostId, fleet_thr: f64, now_ns: u64) -> Option<HostModel> {
         let st = &self.hosts[&id];
-        let excluded_5 = st
-            .ring5
+        let excluded_hops = st
+            .hop_scores
             .iter()
             .filter(|(t, _)| self.is_excluded(id, *t))
             .count();
-        let v5: Vec<FeatureVector> = st
-            .ring5
-            .iter()
-            .filter(|(t, _)| !self.is_excluded(id, *t))
-            .map(|(_, v)| *v)
-            .collect();
-        let v1: Vec<FeatureVector> = st
-            .ring1h
-            .iter()
-            .filter(|(t, _)| !self.is_excluded(id, *t))
-            .map(|(_, v)| *v)
-            .collect();
         let scores: Vec<f32> = st
             .hop_scores
             .iter()
@@ -177,22 +164,16 @@ impl Detector {
         } else {
             above as f64 * hops_seen as f64 / scores.len() as f64 / days
         };
-        let w5 = WindowModel::fit(WindowLen::FiveMin, &v5).ok();
-        let w1h = WindowModel::fit(WindowLen::Hour, &v1).ok();
         let mut model = HostModel {
             version: old_version + 1,
             sha256: String::new(),
             trained_from_ns: first_seen,
             trained_to_ns: now_ns,
             hop_threshold,
-            w5,
-            w1h,
             metrics: ModelMetrics {
                 train_hops: scores.len() as u32,
                 hop_score_p99: f64::from(quantile(&scores, 0.99)),
-                train_windows_5m: v5.len() as u32,
-                train_windows_1h: v1.len() as u32,
-                excluded_windows: excluded_5 as u32,
+                excluded_hops: excluded_hops as u32,
                 expected_alerts_per_day: expected,
             },
         };

@@ -7,6 +7,26 @@
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use vigil_models::eval::{Metrics, ScoreHistogram};
+use vigil_models::{DetectorConfig, Signals};
+
+/// `--ablate` named a signal the detector does not have.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown signal {0:?} for --ablate (known: {known})", known = Signals::NAMES.join(", "))]
+pub struct UnknownSignal(pub String);
+
+/// The default detector configuration with the named scoring signals
+/// switched off (`--ablate edge,chain`); no names, the defaults unchanged.
+pub fn ablated(names: &[String]) -> Result<DetectorConfig, UnknownSignal> {
+    let mut cfg = DetectorConfig::default();
+    for n in names {
+        let on = cfg
+            .signals
+            .switch(n.trim())
+            .ok_or_else(|| UnknownSignal(n.clone()))?;
+        *on = false;
+    }
+    Ok(cfg)
+}
 
 /// Metrics of one method at event and host-day level.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
@@ -168,3 +188,18 @@ pub mod lanl;
 pub mod otrf;
 pub mod report;
 pub mod synth;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ablate_switches_off_named_signals_only() {
+        assert_eq!(ablated(&[]).unwrap(), DetectorConfig::default());
+        let cfg = ablated(&["edge".into(), " chain".into()]).unwrap();
+        assert!(!cfg.signals.edge && !cfg.signals.chain);
+        assert!(cfg.signals.user && cfg.signals.failures);
+        let err = ablated(&["windows".into()]).unwrap_err().to_string();
+        assert!(err.contains("\"windows\"") && err.contains("fanout"), "{err}");
+    }
+}

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use vigil_datasets::otrf::{host_id, short_name, TimedRecord};
 use vigil_datasets::windows::{own_addrs, payload};
-use vigil_models::{Alert, AlertKind, Detector, DetectorConfig};
+use vigil_models::{Alert, Detector, DetectorConfig};
 use vigil_proto::{Event, EventHeader, HostId};
 
 /// One labelled host: a name and/or an address.
@@ -192,7 +192,7 @@ pub fn judge(
     for t in tgts.iter().flatten() {
         let hits: Vec<&Alert> = alerts
             .iter()
-            .filter(|a| a.kind != AlertKind::Window && srcs.iter().any(|s| a.names_hosts(*s, *t)))
+            .filter(|a| srcs.iter().any(|s| a.names_hosts(*s, *t)))
             .collect();
         if !hits.is_empty() {
             targets_named += 1;
@@ -210,7 +210,7 @@ pub fn judge(
     }
     if label.is_none() {
         // unlabelled (e.g. EVTX samples): report what every hop or incident said
-        for a in alerts.iter().filter(|a| a.kind != AlertKind::Window) {
+        for a in alerts {
             for tech in &a.techniques {
                 if !techniques.contains(tech) {
                     techniques.push(tech.clone());
