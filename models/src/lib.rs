@@ -35,6 +35,9 @@ pub mod catalogue;
 // Scoped suppressions made from false-positive verdicts.
 pub mod suppress;
 
+// The analysts' re-ranker: verdicts train a logistic regression on explanations.
+pub mod rerank;
+
 // Sigma rules for known techniques, evaluated per event.
 pub mod sigma;
 

@@ -753,3 +753,82 @@ fn a_scheduled_task_file_after_a_hop_names_t1053_005() {
     let techniques: Vec<&String> = a.iter().flat_map(|a| &a.techniques).collect();
     assert!(techniques.iter().any(|t| *t == "T1053.005"), "{a:?}");
 }
+
+/// Analysts confirm the night-time hops and close the daytime ones: after
+/// `train` the re-ranker is fitted, a new night hop carries a higher
+/// probability (and re-ranked score) than a new day hop, each alert says
+/// how similar alerts were closed, and the snapshot keeps it all.
+#[test]
+fn verdicts_train_the_reranker_and_move_matching_alerts() {
+    let mut d = fleet(DetectorConfig {
+        learning_period_ns: 0,
+        ..Default::default()
+    });
+    d.train(0);
+    let hour = 3600 * S;
+    let mut seq = 0;
+    let mut src = 20;
+    // One new source → destination edge per alert, by a new user each time.
+    let mut hop = |d: &mut Detector, day: u64, h: u64, dst: Option<u64>| {
+        seq += 1;
+        src += 1;
+        let dst = dst.unwrap_or(1 + src % 5);
+        let ev = login(dst, seq, day * DAY + h * hour, &format!("u{src}"), src);
+        d.observe(&ev)
+            .into_iter()
+            .find(|a| a.kind == AlertKind::Hop)
+    };
+    let (mut night, mut day) = (0, 0);
+    for i in 1..200u64 {
+        if night >= 8 && day >= 8 {
+            break;
+        }
+        let at_night = i % 2 == 0;
+        let Some(a) = hop(&mut d, i, if at_night { 2 } else { 12 }, None) else {
+            continue;
+        };
+        let v = if at_night {
+            night += 1;
+            Verdict::TruePositive
+        } else {
+            day += 1;
+            Verdict::FalsePositive
+        };
+        d.record_verdict(a.id, v).unwrap();
+    }
+    assert!(
+        night >= 8 && day >= 8,
+        "hops alerted: {night} night, {day} day"
+    );
+    assert!(d.reranker().is_none(), "fitted only by train");
+    assert_eq!(d.verdicts_kept(), night + day);
+    d.train(300 * DAY);
+    let tag = d.reranker().expect("both classes suffice").version_tag();
+    assert!(tag.starts_with("r1-"), "{tag}");
+
+    let line = |a: &vigil_models::Alert| {
+        a.deviations
+            .iter()
+            .find(|x| x.feature == vigil_models::rerank::VERDICT_FEATURE)
+            .cloned()
+            .expect("re-ranker line")
+    };
+    // into host 6, which the retrain left at the cold-start threshold
+    let n = hop(&mut d, 301, 2, Some(6)).expect("night hop alerts");
+    let m = hop(&mut d, 302, 12, Some(6)).expect("day hop alerts");
+    let (ln, lm) = (line(&n), line(&m));
+    assert!(
+        ln.observed > 0.5 && lm.observed < 0.5,
+        "night {} day {}",
+        ln.observed,
+        lm.observed
+    );
+    let rerank =
+        |a: &vigil_models::Alert, l: &vigil_proto::query::FeatureDeviation| a.score + l.score;
+    assert!(rerank(&n, &ln) > rerank(&m, &lm));
+    assert!(lm.sentence.contains("as false positive"), "{}", lm.sentence);
+
+    let back = Detector::restore(&d.snapshot().unwrap()).unwrap();
+    assert_eq!(back.reranker().map(|r| r.version_tag()), Some(tag));
+    assert_eq!(back.verdicts_kept(), night + day);
+}

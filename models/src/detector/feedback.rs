@@ -1,23 +1,31 @@
 //! Analyst feedback: suppressions (with a preview over the kept alert
 //! history), the bounded alert history itself, and verdicts — a true positive
-//! is excluded from training and its hops are taken out of the fleet graph.
+//! is excluded from training and its hops are taken out of the fleet graph;
+//! every verdict also trains the fleet's re-ranker ([`Learning`]).
 
 use super::{Detector, Verdict, NS_PER_HOUR};
 use crate::alert::{Alert, AlertKind};
 use crate::error::ModelError;
 use crate::graph::HopKeys;
+use crate::rerank::{Features, Reranker, RERANK_WEIGHT, VERDICT_FEATURE};
 use crate::suppress::{preview, Suppression, SuppressionError, SuppressionScope};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use vigil_proto::query::FeatureDeviation;
 
 /// Most past alerts kept for suppression previews.
 const MAX_HISTORY: usize = 2000;
 /// Most suppressed hops remembered to keep out of budget calibration.
 const MAX_BUDGET_EXCLUDED: usize = 4096;
+/// Most verdicts kept as re-ranker training data (the latest win).
+pub const MAX_VERDICTS: usize = 10_000;
 
 impl Detector {
     /// Records alerts in the history and drops those a suppression hides.
     pub(super) fn apply_suppressions(&mut self, alerts: Vec<Alert>, now_ns: u64) -> Vec<Alert> {
         let mut kept = Vec::with_capacity(alerts.len());
-        for a in alerts {
+        for mut a in alerts {
+            self.learning.explain(&mut a);
             let keys = self.alert_keys(&a);
             if self.history.len() >= MAX_HISTORY {
                 self.history.pop_front();
@@ -134,6 +142,8 @@ impl Detector {
             .iter()
             .position(|a| a.id == alert_id)
             .ok_or(ModelError::UnknownAlert(alert_id))?;
+        self.learning
+            .record(&self.history[pos], verdict == Verdict::TruePositive);
         if verdict == Verdict::FalsePositive {
             return Ok(());
         }
@@ -151,5 +161,115 @@ impl Detector {
         }
         self.history_keys[pos].1.clear();
         Ok(())
+    }
+}
+
+/// One verdict as training data: the alert's explanation, its pattern
+/// (which features moved, and its kind) and what the analyst said.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VerdictSample {
+    features: Features,
+    pattern: u64,
+    true_positive: bool,
+}
+
+/// What the fleet's analysts taught the detector: their latest verdicts
+/// and the re-ranker fitted on them (by [`Detector::train`]). Saved in
+/// the snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Learning {
+    verdicts: VecDeque<VerdictSample>,
+    reranker: Option<Reranker>,
+    fits: u32,
+}
+
+/// Which features are non-zero: alerts with the same pattern are
+/// "similar" in the explanation line.
+fn pattern(f: &Features) -> u64 {
+    f.0.iter()
+        .enumerate()
+        .skip(1) // the score itself is always there
+        .filter(|(_, x)| **x != 0.0)
+        .fold(0, |acc, (i, _)| acc | (1 << i))
+}
+
+impl Learning {
+    fn record(&mut self, a: &Alert, true_positive: bool) {
+        if self.verdicts.len() >= MAX_VERDICTS {
+            self.verdicts.pop_front();
+        }
+        let features = Features::from_alert(a);
+        self.verdicts.push_back(VerdictSample {
+            pattern: pattern(&features),
+            features,
+            true_positive,
+        });
+    }
+
+    /// Refits on the kept verdicts; keeps the identity ranking (no model)
+    /// until both classes have enough verdicts.
+    fn refit(&mut self) {
+        let samples: Vec<(Features, bool)> = self
+            .verdicts
+            .iter()
+            .map(|v| (v.features, v.true_positive))
+            .collect();
+        self.reranker = Reranker::fit(&samples).ok().map(|r| {
+            self.fits += 1;
+            r.with_version(self.fits)
+        });
+    }
+
+    /// Adds the re-ranker's line to an alert's explanation: the
+    /// probability that analysts confirm it (`observed`), its weighted
+    /// log-odds (`score`, what re-ranking adds) and how similar alerts
+    /// were closed.
+    fn explain(&self, a: &mut Alert) {
+        let Some(r) = &self.reranker else {
+            return;
+        };
+        let f = Features::from_alert(a);
+        let p = pattern(&f);
+        let (tp, fp) = self
+            .verdicts
+            .iter()
+            .filter(|v| v.pattern == p)
+            .fold((0, 0), |(t, f), v| {
+                if v.true_positive {
+                    (t + 1, f)
+                } else {
+                    (t, f + 1)
+                }
+            });
+        let prob = r.score(&f);
+        a.deviations.push(FeatureDeviation {
+            feature: VERDICT_FEATURE.into(),
+            observed: prob,
+            baseline: 0.5,
+            score: RERANK_WEIGHT * r.logit(&f),
+            sentence: format!(
+                "analysts closed {fp} similar alert{} as false positive and {tp} as true positive; the re-ranker ({}) gives {:.0} % that this one is real",
+                if fp == 1 { "" } else { "s" },
+                r.version_tag(),
+                prob * 100.0
+            ),
+        });
+    }
+}
+
+impl Detector {
+    /// Refits the analysts' re-ranker on the kept verdicts (from `train`).
+    pub(super) fn refit_reranker(&mut self) {
+        self.learning.refit();
+    }
+
+    /// The fleet's re-ranker, once verdicts of both classes sufficed.
+    pub fn reranker(&self) -> Option<&Reranker> {
+        self.learning.reranker.as_ref()
+    }
+
+    /// Verdicts kept as re-ranker training data.
+    pub fn verdicts_kept(&self) -> usize {
+        self.learning.verdicts.len()
     }
 }

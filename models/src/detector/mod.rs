@@ -292,6 +292,8 @@ pub struct Detector {
     last_train_ns: Option<u64>,
     fleet_hop_threshold: Option<f64>,
     last_ns: u64,
+    /// Analysts' verdicts and the re-ranker fitted on them.
+    learning: feedback::Learning,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -329,6 +331,7 @@ impl Detector {
             last_train_ns: None,
             fleet_hop_threshold: None,
             last_ns: 0,
+            learning: feedback::Learning::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use vigil_datasets::lanl::{
     auth_event, find, host_addr, host_id, open_lines, read_redteam, AuthRecord, LanlError,
     RedteamRecord, Sequencer, SideKind, SideStream,
 };
-use vigil_models::{Detector, DetectorConfig};
+use vigil_models::{Detector, DetectorConfig, Observed};
 use vigil_proto::{Event, HostId};
 
 const DAY_S: u64 = 86_400;
@@ -68,6 +68,16 @@ impl Feed {
 
 /// Runs the evaluation.
 pub fn eval_lanl(opts: &LanlOptions) -> Result<LanlReport, LanlError> {
+    eval_lanl_with(opts, &mut |_, _, _, score| score)
+}
+
+/// Sees every scored auth event with what the detector made of it and its
+/// score, and returns the score to write and judge (`eval enterprise
+/// --rerank` re-ranks alerted events with it). It never sees labels.
+pub type ScoreHook<'a> = dyn FnMut(&AuthRecord, &Event, &Observed, f64) -> f64 + 'a;
+
+/// [`eval_lanl`] with a [`ScoreHook`] on every scored auth event.
+pub fn eval_lanl_with(opts: &LanlOptions, hook: &mut ScoreHook) -> Result<LanlReport, LanlError> {
     let auth_path = find(&opts.dir, "auth.txt").ok_or_else(|| LanlError::Io {
         path: opts.dir.join("auth.txt"),
         source: std::io::Error::new(
@@ -161,7 +171,7 @@ pub fn eval_lanl(opts: &LanlOptions) -> Result<LanlReport, LanlError> {
         let obs = feed.det.observe_scored(&ev);
         let base = first.score(&r.src, &r.dst);
         if r.time > split {
-            let score = obs.score.unwrap_or(0.0);
+            let score = hook(&r, &ev, &obs, obs.score.unwrap_or(0.0));
             writeln!(
                 csv,
                 "{},{},{},{},{:.4}",

@@ -187,6 +187,7 @@ pub mod enterprise;
 pub mod lanl;
 pub mod otrf;
 pub mod report;
+pub mod rerank;
 pub mod synth;
 
 #[cfg(test)]
