@@ -115,6 +115,11 @@ enum Cmd {
         /// Print a JSON summary as the last line.
         #[arg(long)]
         json: bool,
+        /// Learn from simulated analyst verdicts: fit the re-ranker on the
+        /// tuning styles and seeds, then report Vigil and Vigil + re-ranker
+        /// on the held-out set (the default set with this flag).
+        #[arg(long)]
+        rerank: bool,
     },
     /// The `enterprise` report for an existing `lanl` run: DIR holds
     /// auth.txt, redteam.txt (and campaigns.tsv if any), CSV its scores.
@@ -136,14 +141,14 @@ enum Cmd {
         /// Days simulated (attacks in the second half).
         #[arg(long, default_value_t = 14)]
         days: u32,
+        /// Scoring signals to switch off, comma-separated (see `enterprise`).
+        #[arg(long, value_delimiter = ',')]
+        ablate: Vec<String>,
         /// Print a JSON summary as the last line.
         #[arg(long)]
         json: bool,
     },
 }
-        /// Scoring signals to switch off, comma-separated (see `enterprise`).
-        #[arg(long, value_delimiter = ',')]
-        ablate: Vec<String>,
 
 /// Parse `args` (the first one is the program name) and run the evaluation.
 pub fn run<I, T>(args: I) -> Result<()>
@@ -185,12 +190,14 @@ where
             styles,
             holdout,
             campaigns,
+            ablate,
             flows,
             out,
             json,
+            rerank,
         } => {
+            let holdout = holdout || rerank;
             let styles = parse_styles(styles, holdout)?;
-            ablate,
             let seeds = seeds.unwrap_or_else(|| {
                 if holdout {
                     HELD_OUT_SEEDS.to_vec()
@@ -207,6 +214,9 @@ where
                 flows,
                 detector: ablated_config(&ablate)?,
             };
+            if rerank {
+                return rerank_cli(&opts, &seeds, out.as_deref(), json);
+            }
             enterprise(&opts, &seeds, out.as_deref(), holdout, json)
         }
         Cmd::Report { dir, scores, json } => {
@@ -297,6 +307,58 @@ fn enterprise(
         j["styles"] = serde_json::json!(names);
         j["holdout"] = serde_json::json!(holdout);
         println!("{j}");
+    }
+    Ok(())
+}
+
+fn rerank_cli(
+    held: &EnterpriseOptions,
+    seeds: &[u64],
+    out: Option<&std::path::Path>,
+    json: bool,
+) -> Result<()> {
+    use crate::eval::rerank;
+    let tuning = EnterpriseOptions {
+        styles: TUNING_STYLES.to_vec(),
+        ..held.clone()
+    };
+    println!(
+        "re-ranker: verdicts simulated on the tuning styles (seeds {TUNING_SEEDS:?}), reported on seeds {seeds:?}"
+    );
+    let run = rerank::run(&tuning, &TUNING_SEEDS, held, seeds, out, &mut |l| {
+        println!("{l}")
+    })
+    .context("re-ranker evaluation")?;
+    println!(
+        "verdicts: {} true, {} false positive; leave-one-seed-out on tuning (skipped folds: {}):",
+        run.verdicts.0, run.verdicts.1, run.choice.skipped_folds
+    );
+    for (w, ap, tpr) in &run.choice.table {
+        let c = |x: &Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.4}"));
+        println!("  w = {w:<5} AP {}  TPR@1% {}", c(ap), c(tpr));
+    }
+    match &run.reranker {
+        Some(r) => {
+            let mut ws: Vec<(&str, f64)> = r.weights().collect();
+            ws.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+            let top: Vec<String> = ws
+                .iter()
+                .take(6)
+                .map(|(n, w)| format!("{n} {w:+.2}"))
+                .collect();
+            println!(
+                "chosen w = {}; re-ranker {} (largest weights: {})",
+                run.choice.weight,
+                r.version_tag(),
+                top.join(", ")
+            );
+        }
+        None => println!("too few verdicts of a class: no re-ranker, identity ranking"),
+    }
+    println!("held-out, mean over {} seed(s):", run.base.len());
+    print!("{}", rerank::table(&run));
+    if json {
+        println!("{}", rerank::json(&run));
     }
     Ok(())
 }

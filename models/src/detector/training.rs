@@ -35,6 +35,7 @@ impl Detector {
     /// Hops inside confirmed true positives are left out.
     pub fn train(&mut self, now_ns: u64) {
         self.train_hosts(now_ns, false);
+        self.refit_reranker();
         self.last_train_ns = Some(now_ns);
     }
 
