@@ -85,6 +85,17 @@ pub enum AdminRequest {
         role: String,
         operator: String,
     },
+    /// `vigil packages add`: a sensor package (base64) for the console's
+    /// "Add hosts" page; audited.
+    AddPackage {
+        name: String,
+        content_b64: String,
+        operator: String,
+    },
+    /// `vigil packages list`.
+    ListPackages,
+    /// `vigil packages remove`; audited.
+    RemovePackage { name: String, operator: String },
 }
 
 /// What `vigil export` names (hosts by id or name, resolved here).
@@ -184,6 +195,18 @@ pub enum AdminResponse {
         name: String,
         role: String,
         password: String,
+    },
+    /// A sensor package stored; `replaced`: one of that name was there.
+    PackageAdded {
+        package: crate::packages::StoredPackage,
+        replaced: bool,
+    },
+    /// The listed sensor packages, newest first.
+    Packages(Vec<crate::packages::StoredPackage>),
+    /// `removed`: false when no package had that name.
+    PackageRemoved {
+        name: String,
+        removed: bool,
     },
     Error(String),
 }
@@ -290,6 +313,20 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
             role,
             operator,
         } => add_user(core, &name, &role, &operator, now),
+        AdminRequest::AddPackage {
+            name,
+            content_b64,
+            operator,
+        } => crate::packages::admin_add(core, &name, &content_b64, &operator)
+            .map(|(package, replaced)| AdminResponse::PackageAdded { package, replaced }),
+        AdminRequest::ListPackages => crate::packages::PackageStore::new(&core.data_dir)
+            .list()
+            .map(AdminResponse::Packages)
+            .map_err(|e| e.to_string()),
+        AdminRequest::RemovePackage { name, operator } => {
+            crate::packages::admin_remove(core, &name, &operator)
+                .map(|removed| AdminResponse::PackageRemoved { name, removed })
+        }
         AdminRequest::Respond(req) => {
             crate::respond_admin::handle(core, req).map(AdminResponse::Respond)
         }

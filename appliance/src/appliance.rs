@@ -184,6 +184,11 @@ impl Appliance {
             crate::export_jobs::ExportJobs::open(core.clone()).map_err(io("exports dir"))?,
         ))
         .with_receivers(crate::forwarding::console::api(&core.forwarding))
+        .with_add_hosts(Arc::new(crate::packages::ConsoleHosts::new(
+            core.clone(),
+            quic_addr,
+            https_addr,
+        )))
         .with_idle_timeout(cfg.console_idle_timeout)
         .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));
         app = app.merge(vigil_web_ui::router(console));

@@ -247,6 +247,15 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         } => Ok(format!(
             "created {role} {name}; one-time password (to be changed at the first login): {password}\n"
         )),
+        AdminResponse::PackageAdded { package, replaced } => {
+            Ok(crate::packages::format_added(&package, replaced))
+        }
+        AdminResponse::Packages(list) => Ok(crate::packages::format_list(&list)),
+        AdminResponse::PackageRemoved { name, removed } => Ok(if removed {
+            format!("removed package {name}\n")
+        } else {
+            format!("no package {name}; see `vigil packages list`\n")
+        }),
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }

@@ -145,6 +145,8 @@ impl Core {
         let forwarding = Arc::new(crate::forwarding::Forwarding::new(
             data_dir.to_owned(),
             db.clone(),
+            audit_signer.clone(),
+            clock.clone(),
         ));
         let fwd = forwarding.clone();
         let console = Arc::new(

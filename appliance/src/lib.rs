@@ -51,6 +51,7 @@ pub mod internal_events;
 pub mod metrics;
 pub mod model_board;
 pub mod notices;
+pub mod packages;
 pub mod pipeline;
 pub mod pki;
 pub mod read;

@@ -12,6 +12,7 @@ use vigil_proto::query::{AlertFilter, EventFilter};
 use vigil_proto::{EventKind, HostId};
 
 mod evidence_cli;
+mod packages_cli;
 mod respond_cli;
 
 #[derive(Parser)]
@@ -135,6 +136,12 @@ enum Cmd {
     User {
         #[command(subcommand)]
         cmd: UserCmd,
+    },
+    /// Sensor packages the console's "Add hosts" page serves:
+    /// `vigil packages add FILE|list|remove NAME`.
+    Packages {
+        #[command(subcommand)]
+        cmd: packages_cli::PackagesCmd,
     },
     /// The provable audit log: `vigil audit verify|checkpoint|prove-extends`.
     Audit {
@@ -364,6 +371,7 @@ fn main() -> Result<()> {
             },
         ),
         Cmd::Audit { cmd } => return evidence_cli::audit(cmd),
+        Cmd::Packages { cmd } => return packages_cli::packages(cmd),
         Cmd::Respond { cmd } => return respond_cli::respond(cmd),
         Cmd::Rules { cmd } => return evidence_cli::rules(cmd),
         Cmd::Export {

@@ -16,6 +16,8 @@ use vigil_testkit::sim_sensor::{
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
+#[path = "support/add_hosts.rs"]
+mod add_hosts;
 #[path = "support/certs.rs"]
 mod certs;
 #[path = "support/forwarding.rs"]

@@ -46,6 +46,32 @@ pub struct ReceiverConfig {
     /// Most bytes waiting in its queue before new records are refused.
     #[serde(default = "default_max_bytes")]
     pub max_queue_bytes: u64,
+    /// Where its audit forwarding begins the first time the appliance
+    /// sees it (default: the log's first entry). The forwarder itself does
+    /// not read it: the appliance keeps the audit position per receiver.
+    #[serde(default)]
+    pub from: AuditFrom,
+}
+
+/// Where a new receiver's audit forwarding begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFrom {
+    /// The log's first entry: the SIEM gets the whole audit history.
+    #[default]
+    Start,
+    /// The entry after the last one written when the receiver was added.
+    Now,
+}
+
+impl AuditFrom {
+    /// `start` or `now`, as in `forward.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFrom::Start => "start",
+            AuditFrom::Now => "now",
+        }
+    }
 }
 
 fn default_kinds() -> Vec<RecordKind> {
@@ -207,6 +233,7 @@ mod tests {
             kinds: default_kinds(),
             facility: 13,
             max_queue_bytes: default_max_bytes(),
+            from: AuditFrom::Start,
         }
     }
 

@@ -56,7 +56,9 @@ pub enum ForwardError {
 pub struct Refusal {
     /// The receiver.
     pub receiver: String,
-    /// How many records of the submission.
+    /// How many records of the submission: the last ones it has for this
+    /// receiver (records are queued in order, so the accepted ones are
+    /// always the first).
     pub records: usize,
     /// Stable reason label (`full`, `io`, `too_large`).
     pub reason: &'static str,
@@ -134,11 +136,28 @@ impl Forwarder {
             .map_or(0, |d| d.as_nanos() as u64);
         let mut outcome = SubmitOutcome::default();
         for r in &self.receivers {
-            if let Some(refusal) = self.submit_to(r, records, now_ns) {
+            if let Some(refusal) = self.submit_to_receiver(r, records, now_ns) {
                 outcome.refused.push(refusal);
             }
         }
         outcome
+    }
+
+    /// Queues `records` for the receiver named `receiver` only (the ones
+    /// of its kinds), with one fsync. For a history only that receiver
+    /// still needs, such as its own position in the audit log. An unknown
+    /// name accepts nothing and refuses nothing.
+    pub fn submit_to(&self, receiver: &str, records: &[Record]) -> SubmitOutcome {
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let refused = self
+            .receivers
+            .iter()
+            .filter(|r| r.name == receiver)
+            .filter_map(|r| self.submit_to_receiver(r, records, now_ns))
+            .collect();
+        SubmitOutcome { refused }
     }
 
     /// Queues the audit log's signed checkpoint (signed-note text).
@@ -152,17 +171,20 @@ impl Forwarder {
         }))
     }
 
-    fn submit_to(&self, r: &Receiver, records: &[Record], now_ns: u64) -> Option<Refusal> {
+    fn submit_to_receiver(&self, r: &Receiver, records: &[Record], now_ns: u64) -> Option<Refusal> {
         let header = Header {
             facility: r.facility,
             hostname: self.hostname.clone(),
             procid: self.procid,
         };
         let mut refused: Option<QueueError> = None;
-        let mut refused_count = 0;
         let mut accepted = 0;
+        let mine: Vec<&Record> = records
+            .iter()
+            .filter(|rec| r.kinds.contains(&rec.kind()))
+            .collect();
         let mut q = lock(&r.queue);
-        for record in records.iter().filter(|rec| r.kinds.contains(&rec.kind())) {
+        for record in &mine {
             let appended = q.append(now_ns, |seq| {
                 let payload = render(r.format, record, seq, &self.ctx);
                 syslog::message(
@@ -178,19 +200,21 @@ impl Forwarder {
             match appended {
                 Ok(_) => accepted += 1,
                 Err(e) => {
-                    refused_count += 1;
-                    refused.get_or_insert(e);
+                    // In order: nothing after a refused record is queued,
+                    // so what was accepted is always a prefix.
+                    refused = Some(e);
+                    break;
                 }
             }
         }
         if accepted > 0 {
             if let Err(e) = q.sync() {
                 // Not durable, so not accepted: the caller must know.
-                refused_count += accepted;
                 accepted = 0;
                 refused = Some(e);
             }
         }
+        let refused_count = mine.len() - accepted;
         drop(q);
         if accepted > 0 {
             r.signal.notify();

@@ -51,7 +51,7 @@ mod forwarder;
 mod sender;
 mod stats;
 
-pub use config::{ConfigProblem, ForwarderConfig, ReceiverConfig, Timing, Transport};
+pub use config::{AuditFrom, ConfigProblem, ForwarderConfig, ReceiverConfig, Timing, Transport};
 pub use format::{Format, RenderContext};
 pub use forwarder::{ForwardError, Forwarder, Refusal, SubmitOutcome};
 pub use record::{AlertWithHosts, AuditEntry, Checkpoint, IncidentSummary, Record, RecordKind};

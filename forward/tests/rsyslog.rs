@@ -19,8 +19,8 @@ use rsyslog_daemon::{rsyslog_available, Rsyslog};
 use serde_json::Value;
 use vigil_forward::format::cef;
 use vigil_forward::{
-    AlertWithHosts, AuditEntry, Checkpoint, Format, Forwarder, ForwarderConfig, ReceiverConfig,
-    Record, RecordKind, RenderContext, Timing, Transport,
+    AlertWithHosts, AuditEntry, AuditFrom, Checkpoint, Format, Forwarder, ForwarderConfig,
+    ReceiverConfig, Record, RecordKind, RenderContext, Timing, Transport,
 };
 use vigil_proto::query::{AlertRecord, Severity, TriageState};
 use vigil_proto::HostId;
@@ -103,6 +103,7 @@ fn receivers(dir: &Path, tcp_port: u16, tls_port: u16) -> Vec<ReceiverConfig> {
             kinds: vec![RecordKind::Alert, RecordKind::Audit, RecordKind::Checkpoint],
             facility,
             max_queue_bytes: 16 << 20,
+            from: AuditFrom::Start,
         }
     };
     vec![
@@ -325,6 +326,7 @@ fn records_queued_while_the_receiver_is_down_survive_a_restart_of_the_forwarder(
             kinds: vec![RecordKind::Alert],
             facility: 16,
             max_queue_bytes: 1 << 20,
+            from: AuditFrom::Start,
         }],
         timing: Timing {
             backoff_base: Duration::from_millis(20),
@@ -357,6 +359,10 @@ fn records_queued_while_the_receiver_is_down_survive_a_restart_of_the_forwarder(
     let s = &fwd.snapshot(SystemTime::now())[0];
     assert!(s.full && s.full_refusals == 3, "{s:?}");
     assert!(s.queue_bytes <= s.queue_max_bytes);
+    // Records are queued in order: what a batch had accepted is a prefix,
+    // so the refusal counts the rest.
+    let out = fwd.submit_batch(&[alert(1), audit(2), alert(3)]);
+    assert_eq!(out.refused[0].records, 2, "the batch's two alerts");
     fwd.shutdown(Duration::ZERO);
 }
 
@@ -374,6 +380,7 @@ fn a_bad_configuration_names_every_problem() {
             kinds: vec![],
             facility: 99,
             max_queue_bytes: 0,
+            from: AuditFrom::Start,
         }],
         timing: Timing::default(),
     };
@@ -384,4 +391,108 @@ fn a_bad_configuration_names_every_problem() {
     for key in ["name", "address", "facility", "kinds", "max_queue_bytes"] {
         assert!(text.contains(&format!("receivers[0].{key}")), "{text}");
     }
+}
+
+/// A CA of its own, not the one that signed rsyslog's certificate.
+fn write_other_ca(path: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "Someone else's CA");
+    std::fs::write(path, ca.self_signed(&key).unwrap().pem()).unwrap();
+}
+
+#[test]
+fn a_tls_receiver_with_the_wrong_certificate_is_refused_counted_and_loses_nothing() {
+    if let Err(reason) = rsyslog_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs rsyslog: {reason}"
+        );
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Rsyslog::start(dir.path()).unwrap();
+    write_other_ca(&dir.path().join("other-ca.pem"));
+    let receiver = |name: &str, ca: &str, server_name: &str, facility: u8| ReceiverConfig {
+        name: name.into(),
+        address: format!("127.0.0.1:{}", daemon.tls_port),
+        transport: Transport::Tls {
+            ca_pem: dir.path().join(ca),
+            server_name: Some(server_name.into()),
+        },
+        format: Format::Ocsf,
+        kinds: vec![RecordKind::Alert, RecordKind::Audit],
+        facility,
+        max_queue_bytes: 1 << 20,
+        from: AuditFrom::Start,
+    };
+    let mut config = ForwarderConfig {
+        queue_dir: dir.path().join("queues"),
+        hostname: "vigil-test".into(),
+        product_version: "0.1.0".into(),
+        receivers: vec![
+            receiver("wrong-ca", "other-ca.pem", "localhost", 16),
+            receiver("wrong-name", "ca.pem", "siem.example", 17),
+        ],
+        timing: Timing {
+            connect_timeout: Duration::from_secs(2),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+            ..Timing::default()
+        },
+    };
+    let fwd = Forwarder::start(config.clone()).unwrap();
+    let records: Vec<Record> = (0..3).map(alert).collect();
+    assert!(fwd.submit_batch(&records).all_accepted());
+    // One receiver's own history: only it queues the record.
+    assert!(fwd.submit_to("wrong-ca", &[audit(1)]).all_accepted());
+    wait_for(
+        "both handshakes to fail repeatedly",
+        Duration::from_secs(30),
+        || {
+            fwd.snapshot(SystemTime::now())
+                .iter()
+                .all(|s| s.failed_attempts >= 3)
+        },
+    );
+    let snap = fwd.snapshot(SystemTime::now());
+    for (s, pending) in snap.iter().zip([4, 3]) {
+        assert_eq!(
+            (s.sent, s.pending),
+            (0, pending),
+            "{}: kept, not dropped",
+            s.name
+        );
+        let err = s.last_error.clone().unwrap_or_default();
+        assert!(err.contains("certificate"), "{}: {err}", s.name);
+        assert!(!s.connected);
+    }
+    assert!(received(dir.path()).is_empty(), "nothing reached rsyslog");
+    fwd.shutdown(Duration::ZERO);
+
+    // The operator fixes the receivers: what was queued arrives, once.
+    config.receivers = vec![
+        receiver("wrong-ca", "ca.pem", "localhost", 16),
+        receiver("wrong-name", "ca.pem", "localhost", 17),
+    ];
+    let fwd = Forwarder::start(config).unwrap();
+    wait_for("the kept records", Duration::from_secs(60), || {
+        let got = received(dir.path());
+        got.get(&16).map_or(0, Vec::len) == 4 && got.get(&17).map_or(0, Vec::len) == 3
+    });
+    let got = received(dir.path());
+    assert_eq!(
+        got[&16].iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(
+        got[&17].iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    fwd.shutdown(Duration::from_secs(5));
+    daemon.stop();
 }

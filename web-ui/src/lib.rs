@@ -55,6 +55,8 @@ pub struct ConsoleState {
     pub receivers: Option<Arc<dyn pages::receivers::ReceiversApi>>,
     /// Writes evidence bundles for console exports; `None`: no export.
     pub exports: Option<Arc<dyn pages::export::ExportApi>>,
+    /// Packages and CA for enrolling hosts (#18); `None` hides the page.
+    pub add_hosts: Option<Arc<dyn pages::add_hosts::AddHostsApi>>,
 }
 
 impl ConsoleState {
@@ -70,6 +72,7 @@ impl ConsoleState {
             respond: None,
             receivers: None,
             exports: None,
+            add_hosts: None,
         }
     }
 
@@ -103,6 +106,12 @@ impl ConsoleState {
     /// Let the console export evidence bundles through the appliance.
     pub fn with_exports(mut self, exports: Arc<dyn pages::export::ExportApi>) -> Self {
         self.exports = Some(exports);
+        self
+    }
+
+    /// Let admins enroll hosts from the packages the appliance serves.
+    pub fn with_add_hosts(mut self, api: Arc<dyn pages::add_hosts::AddHostsApi>) -> Self {
+        self.add_hosts = Some(api);
         self
     }
 
@@ -196,6 +205,10 @@ pub fn router(state: ConsoleState) -> Router {
             get(receivers::page).post(receivers::add),
         )
         .route("/settings/receivers/{name}/remove", post(receivers::remove))
+        .route("/add-hosts", get(add_hosts::page).post(add_hosts::create))
+        // No login: a host being enrolled has no console account.
+        .route("/enroll/ca.pem", get(add_hosts::ca_pem))
+        .route("/enroll/packages/{name}", get(add_hosts::package))
         .fallback(layout::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -333,7 +333,15 @@ impl Db {
 
     /// Insert or replace an alert (keyed by its id).
     pub fn put_alert(&self, alert: &AlertRecord) -> Result<(), StoreError> {
-        self.put(Cf::Alerts, &alert.id.to_be_bytes(), alert, true)
+        let mut b = WriteBatch::default();
+        Self::put_alert_in(&mut b, alert);
+        self.store.write(b, true)
+    }
+
+    /// Queue [`Db::put_alert`]'s write in `batch`, to be written atomically
+    /// with other records (SIEM forwarding's outbox entry).
+    pub fn put_alert_in(batch: &mut WriteBatch, alert: &AlertRecord) {
+        batch.put(Cf::Alerts, alert.id.to_be_bytes().to_vec(), encode(alert));
     }
 
     /// One alert.

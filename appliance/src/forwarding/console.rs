@@ -24,6 +24,7 @@ impl ReceiversApi for Forwarding {
                 },
                 format: format!("{:?}", rc.format).to_lowercase(),
                 kinds: rc.kinds.iter().map(|k| k.as_str().to_string()).collect(),
+                audit_from: rc.from.as_str().to_string(),
                 from_config_file: from_file,
                 sent: s.sent,
                 queued: s.pending,
@@ -104,6 +105,8 @@ impl ReceiversApi for Forwarding {
         settings::save_console(&self.data_dir, &console).map_err(|e| e.to_string())?;
         settings::remove_ca(&self.data_dir, &gone);
         self.reload_locked();
+        // After the reload: the forwarding thread no longer writes it.
+        super::audit::forget(&self.data_dir, name);
         Ok(true)
     }
 }

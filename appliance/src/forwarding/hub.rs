@@ -1,30 +1,29 @@
-//! The forwarding thread: tails the audit log from its own durable
-//! cursor, forwards the latest signed checkpoint on a timer, and takes
-//! raw events from a bounded channel. Everything that fsyncs a forwarding
-//! queue for these runs here, never on an async worker.
+//! The forwarding thread: queues what the store holds for the receivers
+//! — the alert outbox ([`super::outbox`]) and each receiver's audit entries
+//! ([`super::audit`]) — signs and forwards a fresh audit checkpoint on a
+//! timer, and takes raw events from a bounded channel. Everything that
+//! fsyncs a forwarding queue for these runs here, never on an async worker
+//! and never on the pipeline's thread.
 
-use super::settings::{forward_dir, SettingsError};
-use super::Forwarding;
-use crate::db::records::{id_key, AUDIT};
-use crate::pki::write_private;
-use crate::store::Cf;
-use std::path::{Path, PathBuf};
+use super::audit::{self, AuditCursors};
+use super::outbox::{self, OutboxEntry};
+use super::settings::SettingsError;
+use super::{lock, read, Forwarding};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vigil_forward::{AuditEntry, Record};
+use vigil_forward::{AlertWithHosts, IncidentSummary, Record};
 use vigil_proto::Event;
 
 /// Batches of raw events waiting for the thread before offers are refused.
 const EVENT_BATCHES: usize = 64;
-/// Most audit entries forwarded per queue write.
-const AUDIT_BATCH: u64 = 256;
-/// The thread looks at its flags at least this often.
+/// Most outbox entries queued per write.
+const OUTBOX_BATCH: usize = 256;
+/// The store is looked at this often even without a wake-up (a lost
+/// wake-up, a receiver added by a reload, a queue that drained).
 const POLL: Duration = Duration::from_secs(1);
-/// The last audit entry forwarded, under `DATA/forward/`.
-const CURSOR_FILE: &str = "audit.cursor";
 
 enum Job {
     Wake,
@@ -35,38 +34,38 @@ enum Job {
 /// Handle to the forwarding thread.
 pub(super) struct Hub {
     tx: SyncSender<Job>,
-    audit: Arc<AtomicBool>,
+    woken: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Hub {
-    /// Start the thread; the audit cursor is read (or set to the log's end
-    /// on the first start) before this returns.
+    /// Start the thread; the audit cursors' directory is ready (and the
+    /// legacy cursor read) before this returns.
     pub(super) fn spawn(
         fwd: Arc<Forwarding>,
         checkpoint_every: Duration,
     ) -> Result<Hub, SettingsError> {
-        let cursor = AuditCursor::open(&fwd)?;
+        let cursors = AuditCursors::open(&fwd.data_dir)?;
         let (tx, rx) = sync_channel(EVENT_BATCHES);
-        let audit = Arc::new(AtomicBool::new(true));
-        let flag = audit.clone();
+        let woken = Arc::new(AtomicBool::new(true));
+        let flag = woken.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-forward".into())
-            .spawn(move || run(&fwd, &rx, cursor, checkpoint_every, &flag))
+            .spawn(move || run(&fwd, &rx, cursors, checkpoint_every, &flag))
             .map_err(|e| SettingsError::File {
                 path: "vigil-forward thread".into(),
                 detail: e.to_string(),
             })?;
         Ok(Hub {
             tx,
-            audit,
+            woken,
             thread: Some(thread),
         })
     }
 
-    /// New audit entries: forward them soon. Never blocks.
-    pub(super) fn wake_audit(&self) {
-        self.audit.store(true, Ordering::Release);
+    /// An alert or audit entry was stored: queue it soon. Never blocks.
+    pub(super) fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
         let _ = self.tx.try_send(Job::Wake);
     }
 
@@ -75,7 +74,7 @@ impl Hub {
         self.tx.try_send(Job::Events(events)).is_ok()
     }
 
-    /// Forward what the audit log has left, then end the thread.
+    /// Queue what the store has left, then end the thread.
     pub(super) fn stop(mut self) {
         let _ = self.tx.send(Job::Stop);
         if let Some(t) = self.thread.take() {
@@ -89,13 +88,21 @@ impl Hub {
 fn run(
     fwd: &Forwarding,
     rx: &Receiver<Job>,
-    mut cursor: AuditCursor,
+    mut cursors: AuditCursors,
     checkpoint_every: Duration,
-    audit: &AtomicBool,
+    woken: &AtomicBool,
 ) {
     let mut next_checkpoint = Instant::now();
+    let mut next_look = Instant::now();
+    let mut more = false;
     loop {
-        let wait = POLL.min(next_checkpoint.saturating_duration_since(Instant::now()));
+        let wait = if more {
+            Duration::ZERO
+        } else {
+            next_look
+                .min(next_checkpoint)
+                .saturating_duration_since(Instant::now())
+        };
         let stop = match rx.recv_timeout(wait) {
             Ok(Job::Stop) | Err(RecvTimeoutError::Disconnected) => true,
             Ok(Job::Events(events)) => {
@@ -105,103 +112,105 @@ fn run(
             }
             Ok(Job::Wake) | Err(RecvTimeoutError::Timeout) => false,
         };
-        if audit.swap(false, Ordering::AcqRel) || stop {
-            if let Err(e) = forward_audit(fwd, &mut cursor) {
-                audit.store(true, Ordering::Release);
-                tracing::warn!(error = %e, "forwarding audit entries failed; retrying");
-            }
+        if stop || more || woken.swap(false, Ordering::AcqRel) || Instant::now() >= next_look {
+            next_look = Instant::now() + POLL;
+            more = forward_stored(fwd, &mut cursors);
         }
         if stop {
             return;
         }
         if Instant::now() >= next_checkpoint {
             next_checkpoint = Instant::now() + checkpoint_every;
-            match fwd.db.latest_audit_checkpoint() {
-                Ok(Some((_, note))) => fwd.submit_checkpoint(&note),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "reading the audit checkpoint failed"),
-            }
+            forward_checkpoint(fwd);
         }
     }
 }
 
-/// Forward every audit entry after the cursor, a batch at a time, moving
-/// the cursor after each batch is queued.
-fn forward_audit(fwd: &Forwarding, cursor: &mut AuditCursor) -> Result<(), String> {
-    loop {
-        let mut records = Vec::new();
-        let mut last = cursor.seq;
-        while (records.len() as u64) < AUDIT_BATCH {
-            let entry: Option<vigil_web_ui::store::AuditEntry> = fwd
-                .db
-                .record(Cf::Audit, &id_key(AUDIT, last + 1))
-                .map_err(|e| e.to_string())?;
-            let Some(e) = entry else { break };
-            last = e.seq;
-            records.push(Record::Audit(AuditEntry {
-                actor: e.actor,
-                time_ns: e.ts_ns,
-                action: e.action,
-                target: e.target,
-                detail: e.detail,
-                seq: e.seq,
-            }));
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        fwd.submit(&records);
-        cursor.save(last).map_err(|e| e.to_string())?;
+/// The outbox, then every receiver's audit entries; `true` when more is
+/// waiting right away.
+fn forward_stored(fwd: &Forwarding, cursors: &mut AuditCursors) -> bool {
+    let alerts = forward_outbox(fwd).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "forwarding stored alerts failed; retrying");
+        false
+    });
+    let audit = audit::forward(fwd, cursors).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "forwarding audit entries failed; retrying");
+        false
+    });
+    alerts || audit
+}
+
+/// Queue one batch of outbox entries for the receivers and delete them.
+/// While forwarding is configured but not running (a receiver's CA file
+/// missing…) they wait; with no receivers at all they are dropped, as no
+/// SIEM was meant to get them. `Ok(true)`: a full batch, more may wait.
+fn forward_outbox(fwd: &Forwarding) -> Result<bool, String> {
+    let pending = outbox::pending(&fwd.db, OUTBOX_BATCH).map_err(|e| e.to_string())?;
+    if pending.is_empty() {
+        return Ok(false);
     }
-}
-
-/// The last audit entry forwarded, fsync'd after each batch. A crash
-/// between the queue write and the cursor write forwards a batch again:
-/// each record carries the entry's own audit seq, so the SIEM sees it.
-struct AuditCursor {
-    path: PathBuf,
-    seq: u64,
-}
-
-impl AuditCursor {
-    fn open(fwd: &Forwarding) -> Result<AuditCursor, SettingsError> {
-        let path = forward_dir(&fwd.data_dir)?.join(CURSOR_FILE);
-        let bad = |detail: String| SettingsError::File {
-            path: path.clone(),
-            detail,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let seq = text
-                    .trim()
-                    .parse()
-                    .map_err(|e| bad(format!("not a number: {e}")))?;
-                Ok(AuditCursor {
-                    path: path.clone(),
-                    seq,
+    let guard = read(&fwd.running);
+    match guard.as_ref() {
+        None if lock(&fwd.problem).is_some() => return Ok(false),
+        None => {}
+        Some(running) => {
+            let records: Vec<Record> = pending
+                .iter()
+                .filter_map(|(revision, entry)| match entry {
+                    Some(e) => Some(alert_record(e, *revision)),
+                    None => {
+                        tracing::error!(
+                            revision,
+                            "an alert outbox entry no longer decodes: not forwarded"
+                        );
+                        None
+                    }
                 })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // First start: forward entries from now on, not the history.
-                let seq = fwd
-                    .db
-                    .audit_frontier()
-                    .map_err(|e| bad(e.to_string()))?
-                    .size();
-                let mut c = AuditCursor {
-                    path: path.clone(),
-                    seq,
-                };
-                c.save(seq).map_err(|e| bad(e.to_string()))?;
-                Ok(c)
-            }
-            Err(e) => Err(bad(e.to_string())),
+                .collect();
+            let outcome = running.forwarder.submit_batch(&records);
+            fwd.raise_refusals(&outcome);
         }
     }
+    drop(guard);
+    let revisions: Vec<u64> = pending.iter().map(|(r, _)| *r).collect();
+    outbox::remove(&fwd.db, &revisions).map_err(|e| e.to_string())?;
+    Ok(pending.len() == OUTBOX_BATCH)
+}
 
-    fn save(&mut self, seq: u64) -> Result<(), crate::pki::PkiError> {
-        write_private(Path::new(&self.path), format!("{seq}\n").as_bytes())?;
-        self.seq = seq;
-        Ok(())
+/// Sign a checkpoint of the log as it is now (the latest one when no
+/// entry came since) and queue it for the receivers.
+fn forward_checkpoint(fwd: &Forwarding) {
+    let empty_log = fwd.db.audit_frontier().map_or(true, |f| f.size() == 0);
+    if read(&fwd.running).is_none() || empty_log {
+        return;
     }
+    let now_ns = (fwd.clock)();
+    match crate::audit_log::checkpoint_now(&fwd.db, &fwd.signer, now_ns) {
+        Ok(note) => fwd.submit_checkpoint(&note),
+        Err(e) => tracing::warn!(error = %e, "signing the audit checkpoint failed"),
+    }
+}
+
+/// One outbox entry as a forwarding record; an incident's summary names
+/// its `revision`, the stable number a SIEM deduplicates re-sends by.
+fn alert_record(entry: &OutboxEntry, revision: u64) -> Record {
+    let rec = &entry.alert;
+    if !entry.incident {
+        return Record::Alert(AlertWithHosts {
+            alert: rec.clone(),
+            host_names: entry.host_names.clone(),
+        });
+    }
+    let mut summary = serde_json::to_value(rec).unwrap_or_default();
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("host_names".into(), entry.host_names.clone().into());
+        obj.insert("revision".into(), revision.into());
+    }
+    Record::Incident(IncidentSummary {
+        id: rec.id,
+        time_ns: rec.created_ns,
+        severity: rec.severity,
+        title: rec.title.clone(),
+        summary,
+    })
 }

@@ -3,30 +3,42 @@
 //! [`vigil_forward::Forwarder`], reloaded in place when an admin changes
 //! them.
 //!
-//! What is forwarded, and from where:
-//! - alerts and incidents: by the detection pipeline right after it stored
-//!   them ([`Forwarding::alerts_persisted`], on the pipeline's blocking
-//!   thread; suppressed alerts are not forwarded);
-//! - audit entries: the forwarding thread ([`hub`]) tails the audit log
-//!   from a cursor of its own (`DATA/forward/audit.cursor`), woken by
-//!   [`Forwarding::audit_appended`], so the audit append (often on an async
-//!   handler) never waits on a forwarding fsync, and an entry appended
-//!   just before a crash is still forwarded after the restart;
-//! - the latest signed audit checkpoint: at start and every
-//!   `checkpoint_every_secs`;
+//! What is forwarded, and from where — everything from the store, by the
+//! forwarding thread ([`hub`]), so nothing stored is lost to a crash:
+//! - alerts and incidents: the pipeline stores each one together with an
+//!   outbox entry in one synced write ([`Forwarding::store_alert`],
+//!   [`outbox`]); the thread queues the entries in order and then deletes
+//!   them. Each changed incident revision is forwarded once, numbered.
+//!   Suppressed alerts are not forwarded;
+//! - audit entries: to each receiver from a cursor of its own
+//!   (`DATA/forward/audit/NAME.cursor`, [`audit`]), starting at the log's
+//!   first entry or at the time it was added (its `from` setting), woken
+//!   by [`Forwarding::audit_appended`] so an audit append never waits on a
+//!   forwarding fsync;
+//! - the audit checkpoint: signed afresh when the log grew since the last
+//!   one, at start and every `checkpoint_every_secs`;
 //! - raw events (off by default): the events the pipeline scored are
 //!   offered to the forwarding thread through a bounded channel; a full
 //!   channel is counted (`vigil_forward_events_dropped_total`) and never
 //!   blocks anything.
 //!
-//! A record a receiver's queue refuses (full) is logged and counted, and
-//! the console's receivers page shows the alarm.
+//! Delivery is at least once: a crash between a queue write and the
+//! outbox delete (or cursor write) queues those records again, with new
+//! per-receiver seqs but the same alert id (and incident revision) or
+//! audit seq, for the SIEM to drop. A record a receiver's queue refuses
+//! (full) is logged and counted, and the console's receivers page shows
+//! the alarm; audit entries wait for room instead (the log keeps them).
 
+mod audit;
 pub mod console;
 mod hub;
+mod outbox;
 pub mod settings;
 
+use crate::audit_log::AuditSigner;
+use crate::core::Clock;
 use crate::db::Db;
+use crate::store::StoreError;
 use settings::{FileConfig, SettingsError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,8 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use vigil_forward::{
-    AlertWithHosts, Forwarder, ForwarderConfig, IncidentSummary, ReceiverConfig, ReceiverSnapshot,
-    Record, SubmitOutcome, Timing,
+    Forwarder, ForwarderConfig, ReceiverConfig, ReceiverSnapshot, Record, SubmitOutcome, Timing,
 };
 use vigil_proto::query::AlertRecord;
 use vigil_proto::{Event, HostId};
@@ -64,6 +75,10 @@ struct Carried {
 pub struct Forwarding {
     data_dir: PathBuf,
     db: Db,
+    /// Signs the audit checkpoints the receivers get.
+    signer: Arc<AuditSigner>,
+    clock: Clock,
+    outbox: outbox::Outbox,
     hostname: String,
     running: RwLock<Option<Running>>,
     carried: Mutex<BTreeMap<String, Carried>>,
@@ -81,8 +96,9 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
-    /// Idle forwarding over `data_dir` (the CLI's offline mode keeps it so).
-    pub fn new(data_dir: PathBuf, db: Db) -> Forwarding {
+    /// Idle forwarding over `data_dir` (the CLI's offline mode keeps it
+    /// so); `signer` signs the checkpoints it forwards, at `clock`'s time.
+    pub fn new(data_dir: PathBuf, db: Db, signer: Arc<AuditSigner>, clock: Clock) -> Forwarding {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
@@ -91,6 +107,9 @@ impl Forwarding {
         Forwarding {
             data_dir,
             db,
+            signer,
+            clock,
+            outbox: outbox::Outbox::default(),
             hostname,
             running: RwLock::new(None),
             carried: Mutex::default(),
@@ -160,6 +179,13 @@ impl Forwarding {
                 Err(e) => (None, Some(format!("forwarding stopped: {e}"))),
             },
         };
+        if let Some(running) = &started {
+            let receivers: Vec<ReceiverConfig> =
+                running.receivers.iter().map(|(r, _)| r.clone()).collect();
+            if let Err(e) = audit::begin(self, &receivers) {
+                tracing::error!(error = %e, "audit forwarding positions not set");
+            }
+        }
         if let Some(p) = &problem {
             tracing::error!(problem = %p, "SIEM forwarding not running");
         }
@@ -243,28 +269,40 @@ impl Forwarding {
         }
     }
 
-    /// The pipeline stored these alerts (`true`: an incident); `name`
-    /// gives a host's name. Blocking (called on the pipeline's thread).
-    pub fn alerts_persisted(
+    /// Store `rec` (`incident`: an incident) together with its outbox
+    /// entry in one synced write, so it reaches the receivers even after a
+    /// crash right after; `name` gives a host's name. Blocking (the
+    /// pipeline's thread). Call [`Forwarding::alerts_stored`] after a batch.
+    pub fn store_alert(
         &self,
-        alerts: &[(AlertRecord, bool)],
+        rec: &AlertRecord,
+        incident: bool,
         name: &dyn Fn(HostId) -> Option<String>,
-    ) {
-        if alerts.is_empty() || read(&self.running).is_none() {
-            return;
+    ) -> Result<(), StoreError> {
+        let entry = outbox::OutboxEntry {
+            alert: rec.clone(),
+            incident,
+            host_names: rec
+                .path
+                .iter()
+                .map(|h| name(*h).unwrap_or_default())
+                .collect(),
+        };
+        self.outbox.store(&self.db, &entry).map(|_| ())
+    }
+
+    /// Alerts were stored: the forwarding thread queues them. Never blocks.
+    pub fn alerts_stored(&self) {
+        if let Some(hub) = lock(&self.hub).as_ref() {
+            hub.wake();
         }
-        let records: Vec<Record> = alerts
-            .iter()
-            .map(|(rec, incident)| alert_record(rec, *incident, name))
-            .collect();
-        self.submit(&records);
     }
 
     /// An audit entry was appended: the forwarding thread picks it up.
     /// Never blocks.
     pub fn audit_appended(&self) {
         if let Some(hub) = lock(&self.hub).as_ref() {
-            hub.wake_audit();
+            hub.wake();
         }
     }
 
@@ -398,36 +436,6 @@ impl Forwarding {
         );
         out
     }
-}
-
-/// One stored alert as a forwarding record.
-fn alert_record(
-    rec: &AlertRecord,
-    incident: bool,
-    name: &dyn Fn(HostId) -> Option<String>,
-) -> Record {
-    let host_names: Vec<String> = rec
-        .path
-        .iter()
-        .map(|h| name(*h).unwrap_or_default())
-        .collect();
-    if !incident {
-        return Record::Alert(AlertWithHosts {
-            alert: rec.clone(),
-            host_names,
-        });
-    }
-    let mut summary = serde_json::to_value(rec).unwrap_or_default();
-    if let Some(obj) = summary.as_object_mut() {
-        obj.insert("host_names".into(), host_names.into());
-    }
-    Record::Incident(IncidentSummary {
-        id: rec.id,
-        time_ns: rec.created_ns,
-        severity: rec.severity,
-        title: rec.title.clone(),
-        summary,
-    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -14,6 +14,7 @@
 //! transport = { type = "tls", ca_pem = "/etc/vigil/siem-ca.pem" }
 //! format = "ocsf"                # ocsf | ecs | cef
 //! kinds = ["alert", "incident", "audit", "checkpoint"]
+//! from = "start"                 # audit from the log's first entry | "now"
 //! ```
 
 use crate::pki::write_private;
@@ -131,7 +132,8 @@ pub fn forward_dir(data_dir: &Path) -> Result<PathBuf, SettingsError> {
     Ok(dir)
 }
 
-fn private_dir(dir: &Path) -> Result<(), SettingsError> {
+/// `dir` (and its parents), created 0700.
+pub(super) fn private_dir(dir: &Path) -> Result<(), SettingsError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -170,6 +172,10 @@ pub fn console_receiver(
         .collect();
     // The signed checkpoint is what lets a SIEM check the audit entries.
     kinds.push(RecordKind::Checkpoint);
+    let from = match new.audit_from.as_str() {
+        "now" => vigil_forward::AuditFrom::Now,
+        _ => vigil_forward::AuditFrom::Start,
+    };
     let format = match new.format.as_str() {
         "ecs" => vigil_forward::Format::Ecs,
         "cef" => vigil_forward::Format::Cef,
@@ -183,6 +189,7 @@ pub fn console_receiver(
         kinds,
         facility: 13,
         max_queue_bytes: 256 << 20,
+        from,
     })
 }
 
@@ -197,13 +204,24 @@ mod tests {
         std::fs::write(
             dir.path().join(CONFIG_FILE),
             "raw_events = true\n[[receiver]]\nname = \"siem\"\naddress = \"127.0.0.1:514\"\n\
-             transport = { type = \"tcp\" }\nformat = \"cef\"\n",
+             transport = { type = \"tcp\" }\nformat = \"cef\"\n\
+             [[receiver]]\nname = \"late\"\naddress = \"h:1\"\ntransport = { type = \"tcp\" }\n\
+             from = \"now\"\n",
         )
         .unwrap();
         let cfg = load_file(dir.path()).unwrap();
         assert!(cfg.raw_events);
         assert_eq!(cfg.receivers[0].format, vigil_forward::Format::Cef);
         assert!(cfg.receivers[0].kinds.contains(&RecordKind::Audit));
+        // The audit log from its first entry unless the operator says now.
+        let from: Vec<_> = cfg.receivers.iter().map(|r| r.from).collect();
+        assert_eq!(
+            from,
+            [
+                vigil_forward::AuditFrom::Start,
+                vigil_forward::AuditFrom::Now
+            ]
+        );
         std::fs::write(dir.path().join(CONFIG_FILE), "raw_event = true\n").unwrap();
         let err = load_file(dir.path()).unwrap_err().to_string();
         assert!(err.contains("raw_event"), "{err}");
@@ -220,9 +238,11 @@ mod tests {
             tls_ca_pem: Some("-----BEGIN CERTIFICATE-----\n".into()),
             format: "ecs".into(),
             kinds: vec!["alert".into()],
+            audit_from: "now".into(),
         };
         let rc = console_receiver(dir.path(), &new).unwrap();
         assert_eq!(rc.address, "[::1]:6514");
+        assert_eq!(rc.from, vigil_forward::AuditFrom::Now);
         save_console(dir.path(), std::slice::from_ref(&rc)).unwrap();
         assert_eq!(load_console(dir.path()).unwrap(), vec![rc.clone()]);
         for f in ["forward/console.json", "forward/ca/s1.pem"] {

@@ -468,15 +468,15 @@ impl Pipeline {
     }
 
     /// Store alerts; an incident re-emitted as its chain grows keeps the
-    /// analyst's triage state and assignee. `forward`: hand them to SIEM
-    /// forwarding once stored (not the ones a suppression hid).
+    /// analyst's triage state and assignee. `forward`: store them through
+    /// SIEM forwarding's outbox (not the ones a suppression hid).
     fn store_alerts(
         &self,
         alerts: &[Alert],
         now_ns: u64,
         forward: bool,
     ) -> Result<usize, PipelineError> {
-        let mut stored = Vec::new();
+        let name = |h: HostId| self.registered.get(&h.0).map(|(n, _)| n.clone());
         for alert in alerts {
             let mut rec: AlertRecord = alert.to_record();
             if let Some(triage) = self.db.triage_of(rec.id)? {
@@ -486,9 +486,10 @@ impl Pipeline {
                 rec.state = old.state;
                 rec.assignee = old.assignee;
             }
-            self.db.put_alert(&rec)?;
-            if forward && self.forwarding.is_some() {
-                stored.push((rec, alert.kind == AlertKind::Incident));
+            match self.forwarding.as_ref().filter(|_| forward) {
+                // With its forwarding outbox entry, in the same synced write.
+                Some(fwd) => fwd.store_alert(&rec, alert.kind == AlertKind::Incident, &name)?,
+                None => self.db.put_alert(&rec)?,
             }
             let latency = Duration::from_nanos(now_ns.saturating_sub(alert.created_ns));
             match alert.kind {
@@ -496,10 +497,8 @@ impl Pipeline {
                 _ => self.metrics.alert_latency.0.observe(latency),
             }
         }
-        if let Some(fwd) = &self.forwarding {
-            // Runs on the round's blocking thread: the queue fsync is fine here.
-            let name = |h: HostId| self.registered.get(&h.0).map(|(n, _)| n.clone());
-            fwd.alerts_persisted(&stored, &name);
+        if let Some(fwd) = self.forwarding.as_ref().filter(|_| forward) {
+            fwd.alerts_stored();
         }
         self.metrics
             .alerts_written

@@ -153,7 +153,9 @@ async fn a_pipeline_alert_and_an_audit_entry_reach_a_real_rsyslog_in_sequence() 
         })
         .unwrap();
     wait_for("the audit entry at rsyslog", || {
-        received(&log).iter().any(|(m, _, _)| m == "audit")
+        received(&log)
+            .iter()
+            .any(|(m, _, msg)| m == "audit" && msg.contains("forwarding test"))
     })
     .await;
 
@@ -374,6 +376,369 @@ async fn admins_set_the_response_approval_policy_in_settings() {
             .iter()
             .any(|e| e.action == "response.policy" && e.actor == "root"),
         "no audit entry"
+    );
+    app.shutdown().await;
+}
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+
+/// `vigil ARGS --data DATA`: (exit code, stdout + stderr).
+fn vigil_cli(data: &Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(VIGIL)
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `vigil serve` on loopback, once its addresses are written.
+fn serve(data: &Path, quic_port: u16) -> std::process::Child {
+    let child = std::process::Command::new(VIGIL)
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
+        .args(["--https-listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while vigil_appliance::admin::read_addresses(data).is_none_or(|a| a.pid != child.id()) {
+        assert!(Instant::now() < deadline, "vigil serve did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn wait_blocking(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Bytes waiting in the receiver's forwarding queue on disk.
+fn queued_bytes(data: &Path, receiver: &str) -> u64 {
+    std::fs::read_dir(data.join("forward/queues").join(receiver))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+                .map(|e| e.metadata().map_or(0, |m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Issue #17's crash window with the real binary: an alert is stored
+/// while forwarding cannot run (its CA file not there yet) and the
+/// appliance is killed (SIGKILL); restarted with the CA file but the
+/// receiver down, the stored alert is queued from the store, and the
+/// appliance is killed again; restarted with rsyslog up, the alert arrives
+/// exactly once with its id, the whole audit log arrives from entry 1
+/// (written before forwarding was configured), each entry once, and a
+/// freshly signed checkpoint covering all of it, which `vigil audit
+/// prove-extends` accepts.
+#[test]
+fn a_stored_alert_survives_sigkill_and_the_siem_gets_the_whole_audit_log() {
+    let Some(()) = rsyslog_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rs = dir.path().join("rsyslog");
+    std::fs::create_dir_all(&rs).unwrap();
+    let mut daemon = Rsyslog::start(&rs).unwrap();
+    daemon.stop();
+    let data = dir.path().join("data");
+    // Offline, before any forwarding: audit entries the SIEM must get too.
+    let (code, out) = vigil_cli(&data, &["token", "create", "--ttl", "1h", "--uses", "1"]);
+    assert_eq!(code, 0, "{out}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (code, out) = vigil_cli(&data, &["user", "add", "early", "--role", "viewer"]);
+    assert_eq!(code, 0, "{out}");
+    let siem_ca = dir.path().join("siem-ca.pem");
+    std::fs::write(
+        data.join("forward.toml"),
+        format!(
+            "checkpoint_every_secs = 1\n[[receiver]]\nname = \"siem\"\n\
+             address = \"127.0.0.1:{}\"\n\
+             transport = {{ type = \"tls\", ca_pem = \"{}\", server_name = \"localhost\" }}\n",
+            daemon.tls_port,
+            siem_ca.display()
+        ),
+    )
+    .unwrap();
+
+    // 1. The CA file is missing: forwarding cannot start; an alert is stored.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = serve(&data, port);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = std::fs::read_to_string(data.join("keys/ca.crt")).unwrap();
+    let ca_der = x509_parser::pem::parse_x509_pem(ca.as_bytes())
+        .unwrap()
+        .1
+        .contents;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ep = client_endpoint().unwrap();
+        let creds = enroll(&ep, addr, &ca_der, &token, "ws-crash")
+            .await
+            .unwrap()
+            .expect("enrolled");
+        let mut conn = SimConn::connect(&ep, addr, &creds).await.unwrap();
+        assert!(matches!(
+            conn.hello(1).await.unwrap(),
+            ControlMessage::Welcome(_)
+        ));
+        let a = ack(conn
+            .send_batch(&[wmi_shell(creds.host, 1, now_ns())])
+            .await
+            .unwrap());
+        assert_eq!(a.last_seq, 1);
+    });
+    let mut alert_ids = Vec::new();
+    wait_blocking("the alert in the store", || {
+        let (_, out) = vigil_cli(&data, &["alerts", "--json", "--since", "1d"]);
+        alert_ids = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["id"].as_u64())
+            .collect();
+        !alert_ids.is_empty()
+    });
+    assert_eq!(alert_ids.len(), 1, "one alert");
+    assert_eq!(queued_bytes(&data, "siem"), 0, "nothing could be queued");
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    // 2. The CA is in place, the receiver still down: the stored alert is
+    // queued from the store after the restart. Killed again.
+    std::fs::copy(rs.join("ca.pem"), &siem_ca).unwrap();
+    let mut server = serve(&data, port);
+    wait_blocking("the alert and audit entries in the queue", || {
+        queued_bytes(&data, "siem") > 0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // 3. rsyslog up, the appliance restarted: everything arrives.
+    daemon.restart().unwrap();
+    let mut server = serve(&data, port);
+    let log = rs.join("tls.log");
+    // One more entry, written while forwarding runs.
+    let (code, out) = vigil_cli(&data, &["user", "add", "audrey", "--role", "auditor"]);
+    assert_eq!(code, 0, "{out}");
+    // Appends sign a checkpoint at the first entry and then every 64
+    // entries: one of a larger log that is no multiple of 64 was signed
+    // by forwarding, for the log as it had grown.
+    wait_blocking("the alert, the audit log and a fresh checkpoint", || {
+        let got = received(&log);
+        let audits = audit_seqs(&got);
+        got.iter().any(|(m, _, _)| m == "alert")
+            && audits.iter().filter(|(_, a)| a == "user.create").count() == 2
+            && last_checkpoint(&got)
+                .is_some_and(|(size, _)| size > 1 && size % 64 != 1 && audits.len() as u64 >= size)
+    });
+    std::thread::sleep(Duration::from_millis(500)); // room for a duplicate to show
+    let got = received(&log);
+    let alerts: Vec<&String> = got
+        .iter()
+        .filter(|(m, _, _)| m == "alert")
+        .map(|(_, _, msg)| msg)
+        .collect();
+    assert_eq!(alerts.len(), 1, "the alert exactly once: {alerts:?}");
+    let v: serde_json::Value = serde_json::from_str(alerts[0]).unwrap();
+    assert_eq!(
+        v["finding_info"]["uid"],
+        format!("alert-{}", alert_ids[0]),
+        "its stable id"
+    );
+    let audits = audit_seqs(&got);
+    let audit_log: Vec<u64> = audits.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        audit_log,
+        (1..=audit_log.len() as u64).collect::<Vec<_>>(),
+        "the audit log from entry 1 (written before forwarding was set up), in order, each once: {audits:?}"
+    );
+    let seqs: Vec<u64> = got.iter().map(|(_, s, _)| *s).collect();
+    assert_eq!(seqs, (1..=got.len() as u64).collect::<Vec<_>>(), "in order");
+
+    // The forwarded checkpoint was signed for the log as it was, and the
+    // appliance proves today's log extends it.
+    let (size, note) = last_checkpoint(&got).unwrap();
+    assert!(
+        size as usize <= audit_log.len(),
+        "{size} entries checkpointed"
+    );
+    let saved = dir.path().join("forwarded.checkpoint");
+    std::fs::write(&saved, note).unwrap();
+    let (code, out) = vigil_cli(&data, &["audit", "prove-extends", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "prove-extends: {out}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    daemon.stop();
+}
+
+/// `(audit seq, action)` of every audit entry received, in arrival order.
+fn audit_seqs(got: &[(String, u64, String)]) -> Vec<(u64, String)> {
+    got.iter()
+        .filter(|(m, _, _)| m == "audit")
+        .map(|(_, _, msg)| {
+            let v: serde_json::Value = serde_json::from_str(msg).unwrap();
+            let seq = v["unmapped"]["audit_seq"].as_u64().unwrap();
+            (
+                seq,
+                v["api"]["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The tree size and note of the last checkpoint message received.
+fn last_checkpoint(got: &[(String, u64, String)]) -> Option<(u64, String)> {
+    let (_, _, msg) = got.iter().rev().find(|(m, _, _)| m == "checkpoint")?;
+    let v: serde_json::Value = serde_json::from_str(msg).ok()?;
+    let note = v["message"].as_str()?.to_string();
+    let size = note.lines().nth(1)?.parse().ok()?;
+    Some((size, note))
+}
+
+/// Everything one accepted connection sends until `marker` shows up.
+fn read_until(
+    listener: std::net::TcpListener,
+    marker: &'static str,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains(marker) {
+            let n = std::io::Read::read(&mut sock, &mut buf).expect("forwarded bytes");
+            assert!(n > 0, "receiver closed: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        seen
+    })
+}
+
+/// `from = "start"` (the default) gives a receiver the audit entries
+/// written before forwarding was configured; `from = "now"` only those
+/// after it was first seen. A receiver that is down keeps what it is owed
+/// queued, with its oldest pending age on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_forwarding_starts_where_each_receiver_says_and_a_down_receiver_shows_its_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let draft = |detail: &str| AuditDraft {
+        ts_ns: now_ns(),
+        actor: "admin".into(),
+        action: "settings.update".into(),
+        target: "settings".into(),
+        detail: detail.into(),
+    };
+    let app = appliance(data).await;
+    app.core()
+        .console
+        .append_audit(draft("before-forwarding"))
+        .unwrap();
+    app.shutdown().await;
+
+    let (all, later) = (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    );
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let receiver = |name: &str, port: u16, from: &str| {
+        format!(
+            "[[receiver]]\nname = \"{name}\"\naddress = \"127.0.0.1:{port}\"\n\
+             transport = {{ type = \"tcp\" }}\nformat = \"cef\"\nkinds = [\"audit\"]\n{from}"
+        )
+    };
+    std::fs::write(
+        data.join("forward.toml"),
+        format!(
+            "checkpoint_every_secs = 3600\n{}{}{}",
+            receiver("all", all.local_addr().unwrap().port(), ""),
+            receiver(
+                "later",
+                later.local_addr().unwrap().port(),
+                "from = \"now\"\n"
+            ),
+            receiver("down", down, ""),
+        ),
+    )
+    .unwrap();
+    let (all, later) = (
+        read_until(all, "after-forwarding"),
+        read_until(later, "after-forwarding"),
+    );
+    let app = appliance(data).await;
+    app.core()
+        .console
+        .append_audit(draft("after-forwarding"))
+        .unwrap();
+    let all = tokio::task::spawn_blocking(move || all.join().unwrap())
+        .await
+        .unwrap();
+    let later = tokio::task::spawn_blocking(move || later.join().unwrap())
+        .await
+        .unwrap();
+    assert!(all.contains("before-forwarding"), "from start: {all}");
+    assert!(!later.contains("before-forwarding"), "from now: {later}");
+
+    use vigil_web_ui::pages::receivers::ReceiversApi;
+    let from: Vec<(String, String)> = app
+        .core()
+        .forwarding
+        .receivers()
+        .into_iter()
+        .map(|r| (r.name, r.audit_from))
+        .collect();
+    assert_eq!(
+        from,
+        [("all", "start"), ("later", "now"), ("down", "start")]
+            .map(|(n, f)| (n.to_string(), f.to_string()))
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let metrics = app.core().forwarding.prometheus();
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{receiver=\"down\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+    };
+    assert!(value("vigil_forward_queue_records") >= 2.0, "{metrics}");
+    assert!(
+        value("vigil_forward_oldest_pending_seconds") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("vigil_forward_send_failures_total") >= 1.0,
+        "{metrics}"
     );
     app.shutdown().await;
 }

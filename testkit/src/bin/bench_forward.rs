@@ -166,6 +166,7 @@ fn forwarder(dir: &Path, name: &str, port: u16, tls: Option<&Path>) -> Forwarder
             kinds: vec![RecordKind::Alert],
             facility: 16,
             max_queue_bytes: 1 << 30,
+            from: vigil_forward::AuditFrom::Start,
         }],
         timing: Timing::default(),
     })

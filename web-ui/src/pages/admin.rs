@@ -517,6 +517,19 @@ pub struct TokenForm {
     pub max_uses: u32,
 }
 
+/// The label of a new token (trimmed, at most 80 characters), once the
+/// token's fields are within bounds; the settings page and the add-hosts
+/// page check them the same way.
+pub fn token_label(label: &str, ttl_hours: u64, max_uses: u32) -> Result<String, UiError> {
+    let label: String = label.trim().chars().take(80).collect();
+    if label.is_empty() || !(1..=720).contains(&ttl_hours) || !(1..=100_000).contains(&max_uses) {
+        return Err(UiError::BadRequest(
+            "label: required; ttl_hours: 1 to 720; max_uses: 1 to 100000".into(),
+        ));
+    }
+    Ok(label)
+}
+
 /// `POST /settings/tokens` (admin): the secret is shown once on the next page.
 pub async fn token_create(
     State(state): State<ConsoleState>,
@@ -524,13 +537,7 @@ pub async fn token_create(
     Form(f): Form<TokenForm>,
 ) -> PageResult {
     auth.require(Role::Admin)?;
-    let label: String = f.label.trim().chars().take(80).collect();
-    if label.is_empty() || !(1..=720).contains(&f.ttl_hours) || !(1..=100_000).contains(&f.max_uses)
-    {
-        return Err(UiError::BadRequest(
-            "label: required; ttl_hours: 1 to 720; max_uses: 1 to 100000".into(),
-        ));
-    }
+    let label = token_label(&f.label, f.ttl_hours, f.max_uses)?;
     let t = state.store.create_enrollment_token(
         &label,
         f.ttl_hours * 3600 * 1_000_000_000,

@@ -20,10 +20,12 @@ pub enum Nav {
     Settings,
     /// SIEM receivers (admins only).
     Receivers,
+    /// Packages and enrollment commands (admins only).
+    AddHosts,
     Account,
 }
 
-const LINKS: [(Nav, &str, &str); 9] = [
+const LINKS: [(Nav, &str, &str); 10] = [
     (Nav::Overview, "/", "Overview"),
     (Nav::Alerts, "/alerts", "Alerts"),
     (Nav::Hosts, "/hosts", "Hosts"),
@@ -33,6 +35,7 @@ const LINKS: [(Nav, &str, &str); 9] = [
     (Nav::Users, "/users", "Users"),
     (Nav::Settings, "/settings", "Settings"),
     (Nav::Receivers, "/settings/receivers", "SIEM"),
+    (Nav::AddHosts, "/add-hosts", "Add hosts"),
 ];
 
 fn head(title: &str) -> impl IntoView {
@@ -51,7 +54,9 @@ fn head(title: &str) -> impl IntoView {
 pub fn render(title: &str, active: Nav, auth: &Authed, body: AnyView) -> Html<String> {
     let links = LINKS
         .iter()
-        .filter(|(n, _, _)| !matches!(n, Nav::Users | Nav::Receivers) || auth.can(Role::Admin))
+        .filter(|(n, _, _)| {
+            !matches!(n, Nav::Users | Nav::Receivers | Nav::AddHosts) || auth.can(Role::Admin)
+        })
         .map(|(n, href, label)| {
             let class = if *n == active { "active" } else { "" };
             view! { <a href={*href} class=class>{*label}</a> }

@@ -2,6 +2,7 @@
 //! logged-in user and the parsed request to an HTML string, so the bench and
 //! tests can render it without HTTP; handlers are thin wrappers.
 
+pub mod add_hosts;
 pub mod admin;
 pub mod alerts;
 pub mod export;

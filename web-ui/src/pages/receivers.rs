@@ -35,6 +35,8 @@ pub struct ReceiverStatus {
     pub format: String,
     /// Record kinds it takes (`alert`, `incident`, `audit`, `event`, `checkpoint`).
     pub kinds: Vec<String>,
+    /// Where its audit forwarding began: `start` (the whole log) or `now`.
+    pub audit_from: String,
     /// Configured in the appliance's config file (read-only here).
     pub from_config_file: bool,
     /// Records delivered.
@@ -70,6 +72,8 @@ pub struct NewReceiver {
     pub format: String,
     /// Record kinds: a subset of `alert`, `incident`, `audit`, `event`.
     pub kinds: Vec<String>,
+    /// `start`: the whole audit log; `now`: entries from now on.
+    pub audit_from: String,
 }
 
 /// What the console asks the appliance's forwarder. Calls block (files,
@@ -104,6 +108,9 @@ pub struct ReceiverForm {
     pub kind_incident: Option<String>,
     pub kind_audit: Option<String>,
     pub kind_event: Option<String>,
+    /// `start` (default) or `now`.
+    #[serde(default)]
+    pub audit_from: String,
 }
 
 /// Every problem with the add form, each naming its field.
@@ -172,6 +179,14 @@ pub fn validate_receiver(f: &ReceiverForm) -> Result<NewReceiver, Vec<String>> {
     .filter(|(_, v)| v.is_some())
     .map(|(k, _)| k.to_string())
     .collect();
+    let audit_from = match f.audit_from.as_str() {
+        "" | "start" => "start",
+        "now" => "now",
+        _ => {
+            errs.push("audit_from: start or now".to_string());
+            "start"
+        }
+    };
     if kinds.is_empty() {
         errs.push("kinds: tick at least one of alerts, incidents, audit, events".to_string());
     }
@@ -185,6 +200,7 @@ pub fn validate_receiver(f: &ReceiverForm) -> Result<NewReceiver, Vec<String>> {
         tls_ca_pem,
         format: f.format.clone(),
         kinds,
+        audit_from: audit_from.to_string(),
     })
 }
 
@@ -232,7 +248,7 @@ pub async fn add(
         Err(errs) => return Ok(refused(&auth, api, errs).await?.into_response()),
     };
     let detail = format!(
-        "{}:{} transport={} format={} kinds={}",
+        "{}:{} transport={} format={} kinds={} audit_from={}",
         new.host,
         new.port,
         if new.tls_ca_pem.is_some() {
@@ -241,7 +257,8 @@ pub async fn add(
             "tcp"
         },
         new.format,
-        new.kinds.join(",")
+        new.kinds.join(","),
+        new.audit_from
     );
     let name = new.name.clone();
     let a = api.clone();
@@ -318,6 +335,7 @@ fn row(auth: &Authed, r: &ReceiverStatus) -> impl IntoView {
             <td class="mono">{r.address.clone()}</td>
             <td>{format!("{} / {}", r.transport, r.format)}</td>
             <td>{r.kinds.join(", ")}</td>
+            <td>{r.kinds.iter().any(|k| k == "audit").then(|| r.audit_from.clone())}</td>
             <td class="num">{r.sent}</td>
             <td class="num">{r.queued}</td>
             <td class="num">{r.failed_attempts}</td>
@@ -375,7 +393,7 @@ fn view_page(
         <section class="panel flush">
             <table class="dense">
                 <thead><tr>
-                    <th>"Name"</th><th>"Address"</th><th>"Transport / format"</th><th>"Kinds"</th>
+                    <th>"Name"</th><th>"Address"</th><th>"Transport / format"</th><th>"Kinds"</th><th>"Audit from"</th>
                     <th>"Sent"</th><th>"Queued"</th><th>"Failed attempts"</th><th>"Oldest pending"</th>
                     <th>"Refused"</th><th>"State"</th><th>"Source"</th><th></th>
                 </tr></thead>
@@ -410,6 +428,12 @@ fn view_page(
                     <label><input type="checkbox" name="kind_audit" checked/>" audit entries"</label>
                     <label><input type="checkbox" name="kind_event"/>" raw events"</label>
                 </fieldset>
+                <label>"Audit entries from "
+                    <select name="audit_from">
+                        <option value="start" selected>"the log's first entry"</option>
+                        <option value="now">"now on"</option>
+                    </select>
+                </label>
                 <button type="submit" class="primary">"Add receiver"</button>
             </form>
             <p class="muted">"Receivers from the appliance's forward.toml are listed but changed only there. Signed audit checkpoints go to every receiver."</p>
@@ -440,6 +464,12 @@ mod tests {
         let n = validate_receiver(&form()).unwrap();
         assert_eq!((n.port, n.kinds.clone()), (6514, vec!["alert".to_string()]));
         assert!(n.tls_ca_pem.is_some());
+        assert_eq!(n.audit_from, "start");
+        let now = ReceiverForm {
+            audit_from: "now".into(),
+            ..form()
+        };
+        assert_eq!(validate_receiver(&now).unwrap().audit_from, "now");
     }
 
     #[test]
@@ -451,13 +481,22 @@ mod tests {
             transport: "tls".into(),
             ca_pem: "x".repeat(MAX_CA_PEM_BYTES + 1),
             format: "xml".into(),
+            audit_from: "yesterday".into(),
             ..ReceiverForm::default()
         };
         let errs = validate_receiver(&f).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.split(':').next().unwrap()).collect();
         assert_eq!(
             fields,
-            ["name", "host", "port", "ca_pem", "format", "kinds"]
+            [
+                "name",
+                "host",
+                "port",
+                "ca_pem",
+                "format",
+                "audit_from",
+                "kinds"
+            ]
         );
         let f = ReceiverForm {
             host: "evil.example\nX: y".into(),
