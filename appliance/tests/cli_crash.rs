@@ -927,6 +927,10 @@ fn sigma_rules_are_checked_and_imported_all_or_nothing() {
     );
     let (code, _, err) = vigil_status(&["rules", "import", stick.to_str().unwrap(), "--data", d]);
     assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad.yml:8"),
+        "the refused import does not name the bad rule's file and line: {err}"
+    );
     let installed = data.join("rules/sigma");
     assert!(
         !installed.join("good.yml").exists(),

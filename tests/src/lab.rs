@@ -345,6 +345,54 @@ impl Lab {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// A real local account `name` that can log in to every lab host with
+    /// the lab's key (as benign users and service accounts do); removed
+    /// when the returned guard drops. Accounts are machine-wide (network
+    /// namespaces share `/etc/passwd`), so give each test its own names.
+    pub fn add_user(&self, name: &str) -> Result<LabUser, LabError> {
+        // sshd reads authorized_keys as the user: let it through the lab
+        // folder (names only) to the public key file; private keys stay 0600.
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o711))?;
+        let authorized = self.dir.path().join("authorized_keys");
+        fs::set_permissions(&authorized, fs::Permissions::from_mode(0o644))?;
+        // `*` (not `!`): no password, yet not "locked", which sshd without
+        // PAM would refuse even for key logins.
+        sh(
+            &format!("useradd {name}"),
+            Command::new("useradd").args(["-M", "-d", "/", "-s", "/bin/sh", "-p", "*", name]),
+        )?;
+        Ok(LabUser(name.to_string()))
+    }
+
+    /// Run `command` on host `to` over ssh from host `from` as `user`.
+    pub fn ssh_as(
+        &self,
+        from: usize,
+        to: usize,
+        user: &str,
+        command: &str,
+    ) -> Result<Output, LabError> {
+        let (src, dst) = (&self.hosts[from], &self.hosts[to]);
+        sh(
+            &format!("ssh {user}@{} from {}", dst.name, src.name),
+            Command::new("ip")
+                .args(["netns", "exec", &src.netns, "ssh"])
+                .args(self.ssh_options())
+                .arg(format!("{user}@{}", dst.addr))
+                .arg(command),
+        )
+    }
+}
+
+/// A local account made by [`Lab::add_user`]; deleted on drop.
+#[derive(Debug)]
+pub struct LabUser(pub String);
+
+impl Drop for LabUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).status();
+    }
 }
 
 fn wait_listening(netns: &str, addr: Ipv4Addr) -> Result<(), LabError> {

@@ -23,6 +23,8 @@ mod evidence_lab;
 mod hostile_lab;
 #[path = "e2e/response_lab.rs"]
 mod response_lab;
+#[path = "e2e/sigma_console.rs"]
+mod sigma_console;
 
 /// One lab host with its enrolled, running sensor.
 struct Watched {
@@ -98,6 +100,13 @@ fn events(reader: &dyn ReadApi, host: HostId, kind: EventKind) -> Vec<Event> {
         })
         .expect("query events")
         .events
+}
+
+/// The `vigil` binary built with these tests (`target/debug/vigil`).
+fn vigil_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("vigil");
+    bin.is_file().then_some(bin)
 }
 
 /// Poll `check` until it holds or `secs` pass; returns whether it held.
@@ -347,17 +356,18 @@ async fn shot(c: &fantoccini::Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
 }
 
-/// Log into the real console with the first-start password in headless
-/// Chromium, open the incident, check it names every hop, close it as a
-/// true positive. `None` when no browser is installed (outside CI only).
-async fn console_closes_incident(
-    app: &Appliance,
-    incident: u64,
-    host_names: &[String],
-    host: HostId,
-    last: HostId,
-) -> Option<Result<(), String>> {
-    use fantoccini::{ClientBuilder, Locator};
+/// Headless Chromium under chromedriver, for the console over real HTTPS.
+/// The driver is killed and the throwaway profile removed on drop.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+/// Start chromedriver and a headless Chromium session. `None` when no
+/// browser is installed (outside CI only: under `CI` that fails).
+async fn browser() -> Option<Browser> {
+    use fantoccini::ClientBuilder;
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -368,17 +378,12 @@ async fn console_closes_incident(
         eprintln!("SKIPPED the console part: {msg}");
         return None;
     };
-    let password = app
-        .first_start
-        .admin_password
-        .clone()
-        .expect("a fresh appliance prints its first admin password");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let _chromedriver = tokio::process::Command::new(driver)
+    let chromedriver = tokio::process::Command::new(driver)
         .arg(format!("--port={port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -405,11 +410,36 @@ async fn console_closes_incident(
             ]
         }),
     );
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("WebDriver session");
+    Some(Browser {
+        client,
+        _driver: chromedriver,
+        _profile: profile,
+    })
+}
+
+/// Log into the real console with the first-start password in headless
+/// Chromium, open the incident, check it names every hop, close it as a
+/// true positive. `None` when no browser is installed (outside CI only).
+async fn console_closes_incident(
+    app: &Appliance,
+    incident: u64,
+    host_names: &[String],
+    host: HostId,
+    last: HostId,
+) -> Option<Result<(), String>> {
+    use fantoccini::Locator;
+    let browser = browser().await?;
+    let c = browser.client.clone();
+    let password = app
+        .first_start
+        .admin_password
+        .clone()
+        .expect("a fresh appliance prints its first admin password");
     let base = format!("https://127.0.0.1:{}", app.https_addr.port());
     let result = async {
         let text = |c: &fantoccini::Client| {

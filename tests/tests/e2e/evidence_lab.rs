@@ -4,17 +4,11 @@
 //! session, and the real `vigil verify` accepts it offline; one flipped
 //! byte makes it fail and name the broken file.
 
+use super::vigil_binary;
 use fantoccini::Locator;
-use std::path::PathBuf;
 use std::time::Duration;
 use vigil_appliance::Appliance;
 use vigil_web_ui::store::ConsoleStore;
-
-fn vigil_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("vigil");
-    bin.is_file().then_some(bin)
-}
 
 fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
     (0..s.len())
@@ -26,6 +20,25 @@ fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
 /// Log out whoever is in, then log in as a fresh console user `name` of
 /// `role` (created here with a test password).
 pub async fn relogin_as(
+    app: &Appliance,
+    c: &fantoccini::Client,
+    base: &str,
+    name: &str,
+    role: vigil_web_ui::store::Role,
+) -> Result<(), String> {
+    c.find(Locator::XPath("//button[normalize-space()='Log out']"))
+        .await
+        .map_err(|e| format!("log-out button: {e}"))?
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    login_as(app, c, base, name, role).await
+}
+
+/// Log in as a fresh console user `name` of `role` (created here with a
+/// test password).
+pub async fn login_as(
     app: &Appliance,
     c: &fantoccini::Client,
     base: &str,
@@ -46,13 +59,6 @@ pub async fn relogin_as(
             disabled: false,
         })
         .map_err(|e| e.to_string())?;
-    c.find(Locator::XPath("//button[normalize-space()='Log out']"))
-        .await
-        .map_err(|e| format!("log-out button: {e}"))?
-        .click()
-        .await
-        .map_err(err)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     c.goto(&format!("{base}/login")).await.map_err(err)?;
     for (field, value) in [("username", name), ("password", password)] {
         c.find(Locator::Css(&format!("input[name={field}]")))

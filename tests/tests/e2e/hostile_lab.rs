@@ -3,7 +3,7 @@
 //! trying to reach the console of an appliance that serves it on its
 //! management network only.
 
-use super::{events, eventually, start_appliance, watch};
+use super::{events, eventually, start_appliance, vigil_binary, watch};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -163,11 +163,6 @@ async fn a_forged_sshd_line_from_logger_is_tamper_not_a_login() {
 
 /// The `vigil` binary built next to this test (the same `--workspace
 /// --all-targets` build produces both).
-fn vigil_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("vigil");
-    bin.is_file().then_some(bin)
-}
 
 /// curl inside `netns`: the HTTP status, or the failure.
 fn https_status_from(netns: &str, url: &str) -> Result<String, String> {

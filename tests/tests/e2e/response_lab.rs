@@ -7,7 +7,7 @@
 //! when it returns, an isolation with an expiry lifts by itself, and a
 //! collected file comes back with its SHA-256.
 
-use super::{events, eventually, ran, start_sensor, watch};
+use super::{events, eventually, ran, start_sensor, vigil_binary, watch};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -107,12 +107,6 @@ async fn start_appliance_with_admin_socket(dir: &Path) -> Appliance {
     let mut cfg = ServeConfig::new(dir).loopback();
     cfg.pipeline.as_mut().expect("detection is on").poll = Duration::from_millis(200);
     Appliance::start(cfg).await.expect("appliance starts")
-}
-
-fn vigil_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("vigil");
-    bin.is_file().then_some(bin)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -426,6 +426,25 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
         super::export::ExportTarget::Alert(a.id)
     };
     let export = super::export::export_form(state, auth, &export_target);
+    // A Sigma hit is explained by its rule and the fields it matched; the
+    // behavioural table (observed against a baseline) means nothing for it.
+    let why = match sigma_rule(&a) {
+        Some(rule) => sigma_panel(&rule, &a),
+        None => view! {
+            <section class="panel">
+                <h2>"Why this fired"</h2>
+                <p class="lead">{a.summary.clone()}</p>
+                <ul class="because">{sentences}</ul>
+                <table class="dense">
+                    <thead><tr><th>"Feature"</th><th>"Observed"</th><th>"Baseline"</th><th>"Score"</th><th></th></tr></thead>
+                    <tbody>{dev_rows}</tbody>
+                </table>
+                <h3>"ATT&CK techniques"</h3>
+                <ul>{techniques}</ul>
+            </section>
+        }
+        .into_any(),
+    };
     let body = view! {
         {flash(q.msg.as_deref())}
         <div class="titlebar">
@@ -448,17 +467,7 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
         </section>
         {path_view}
         <div class="grid2">
-            <section class="panel">
-                <h2>"Why this fired"</h2>
-                <p class="lead">{a.summary.clone()}</p>
-                <ul class="because">{sentences}</ul>
-                <table class="dense">
-                    <thead><tr><th>"Feature"</th><th>"Observed"</th><th>"Baseline"</th><th>"Score"</th><th></th></tr></thead>
-                    <tbody>{dev_rows}</tbody>
-                </table>
-                <h3>"ATT&CK techniques"</h3>
-                <ul>{techniques}</ul>
-            </section>
+            {why}
             <div>
                 {panel}
             </div>
@@ -473,6 +482,79 @@ pub fn detail_page(state: &ConsoleState, auth: &Authed, id: u64, q: &AlertQuery)
     Ok(render(&a.title, Nav::Alerts, auth, body.into_any()))
 }
 
+/// What a Sigma alert says about the rule that raised it, read back from
+/// the record the detector writes (`vigil_models` `detector/sigma.rs`): the
+/// model version is `sigma:<rule id>`, the summary quotes the title before
+/// the id, and each matched field is a `sigma:<field>` deviation whose
+/// sentence is `<field> = <value>`.
+#[derive(Debug, PartialEq)]
+pub struct SigmaRule {
+    /// The rule's `id`.
+    pub id: String,
+    /// The rule's `title`.
+    pub title: String,
+    /// The fields that matched, with the values the event had.
+    pub matched: Vec<(String, String)>,
+}
+
+/// The Sigma rule behind `a`, if a Sigma rule raised it.
+pub fn sigma_rule(a: &AlertRecord) -> Option<SigmaRule> {
+    let id = a.model_version.as_deref()?.strip_prefix("sigma:")?;
+    let before_id = format!("\" ({id}) matched on ");
+    let title = a
+        .summary
+        .strip_prefix("Sigma rule \"")
+        .and_then(|s| s.split_once(before_id.as_str()))
+        .map(|(title, _)| title)
+        .or_else(|| a.title.strip_prefix("Sigma: "))
+        .unwrap_or(&a.title);
+    let matched = a
+        .deviations
+        .iter()
+        .filter_map(|d| {
+            let field = d.feature.strip_prefix("sigma:")?;
+            let value = d.sentence.strip_prefix(&format!("{field} = "));
+            Some((field.to_string(), value.unwrap_or(&d.sentence).to_string()))
+        })
+        .collect();
+    Some(SigmaRule {
+        id: id.to_string(),
+        title: title.to_string(),
+        matched,
+    })
+}
+
+fn sigma_panel(rule: &SigmaRule, a: &AlertRecord) -> AnyView {
+    let tags = a
+        .techniques
+        .iter()
+        .map(|t| view! { <li><span class="mono">{t.clone()}</span>" "{technique_name(t)}</li> })
+        .collect_view();
+    let rows = rule
+        .matched
+        .iter()
+        .map(|(field, value)| view! { <tr><td class="mono">{field.clone()}</td><td class="mono wrap">{value.clone()}</td></tr> })
+        .collect_view();
+    view! {
+        <section class="panel sigma-rule">
+            <h2>{format!("Sigma: {} ({})", rule.title, rule.id)}</h2>
+            <p class="lead">{a.summary.clone()}</p>
+            <dl class="facts">
+                <dt>"Level"</dt><dd>{severity_name(a.severity)}</dd>
+                <dt>"Rule id"</dt><dd class="mono">{rule.id.clone()}</dd>
+            </dl>
+            <h3>"Matched fields"</h3>
+            <table class="dense">
+                <thead><tr><th>"Field"</th><th>"Value"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <h3>"ATT&CK tags"</h3>
+            <ul>{tags}</ul>
+        </section>
+    }
+    .into_any()
+}
+
 /// `GET /alerts/{id}`.
 pub async fn detail(
     State(state): State<ConsoleState>,
@@ -481,4 +563,61 @@ pub async fn detail(
     Query(q): Query<AlertQuery>,
 ) -> PageResult {
     off_runtime(move || detail_page(&state, &auth, id, &q)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_proto::query::FeatureDeviation;
+
+    fn sigma_alert(title: &str, summary: &str) -> AlertRecord {
+        AlertRecord {
+            id: 1,
+            created_ns: 0,
+            severity: Severity::Low,
+            score: 0.0,
+            title: title.into(),
+            path: vec![HostId(1)],
+            users: Vec::new(),
+            techniques: vec!["T1033".into()],
+            summary: summary.into(),
+            deviations: vec![FeatureDeviation {
+                feature: "sigma:CommandLine".into(),
+                observed: 1.0,
+                baseline: 0.0,
+                score: 0.0,
+                sentence: "CommandLine = sh -c whoami".into(),
+            }],
+            evidence: Vec::new(),
+            state: TriageState::New,
+            assignee: None,
+            incident_id: None,
+            model_version: Some("sigma:3b1f0a9e".into()),
+            ports: Vec::new(),
+            processes: Vec::new(),
+            suppressed_by: None,
+        }
+    }
+
+    /// The rule's title is read exactly, even when it holds quotes or " on ".
+    #[test]
+    fn a_sigma_alert_names_its_rule_and_matched_fields() {
+        let a = sigma_alert(
+            "Sigma: whoami \"on\" h1 on h1",
+            "Sigma rule \"whoami \"on\" h1\" (3b1f0a9e) matched on h1: CommandLine = sh -c whoami",
+        );
+        assert_eq!(
+            sigma_rule(&a),
+            Some(SigmaRule {
+                id: "3b1f0a9e".into(),
+                title: "whoami \"on\" h1".into(),
+                matched: vec![("CommandLine".into(), "sh -c whoami".into())],
+            })
+        );
+        let behavioural = AlertRecord {
+            model_version: Some("v3-abcd".into()),
+            ..a
+        };
+        assert_eq!(sigma_rule(&behavioural), None);
+    }
 }
