@@ -41,6 +41,8 @@ impl InternalEvent for BatchStored {
 pub struct GroupCommitted {
     pub batches: usize,
     pub events: usize,
+    /// The new events by the minute of their own time (trend charts).
+    pub by_minute: std::collections::BTreeMap<u64, u64>,
     pub latency: Duration,
 }
 
@@ -53,6 +55,7 @@ impl InternalEvent for GroupCommitted {
             "group commit"
         );
         m.write_latency.observe(self.latency);
+        m.stored_by_minute.add(&self.by_minute);
     }
 }
 

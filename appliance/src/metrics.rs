@@ -221,10 +221,17 @@ pub struct Metrics {
     pub detection_errors: AtomicU64,
     /// Analyst true-positive verdicts handed to the detector for retraining.
     pub verdicts_applied: AtomicU64,
-    /// Sensor event time → single-host alert stored.
+    /// Sensor event time → single-host alert stored, for events scored
+    /// within `pipeline::LIVE_LATENCY_BOUND_NS` of their time.
     pub alert_latency: AlertLatency,
-    /// Sensor event time of the latest hop → incident stored.
+    /// Sensor event time of the latest hop → incident stored (same bound).
     pub incident_latency: AlertLatency,
+    /// Alerts on events older than that bound when scored (a replayed
+    /// history, a sensor's backlog): counted here, not as latency.
+    pub alerts_on_old_events: AtomicU64,
+    /// Events stored since the last trend sample, by the minute of their
+    /// own time (drained by the trend book).
+    pub stored_by_minute: crate::trends::EventMinutes,
 }
 
 /// A point-in-time copy of the counters, for `vigil status` and the UI.
@@ -255,6 +262,9 @@ pub struct MetricsSnapshot {
     /// Upper bound of the p99 bucket, ms (None before the first alert).
     pub alert_latency_p99_ms: Option<u64>,
     pub incident_latency_p99_ms: Option<u64>,
+    /// Alerts on events too old for their latency to mean detection.
+    #[serde(default)]
+    pub alerts_on_old_events: u64,
 }
 
 fn load(a: &AtomicU64) -> u64 {
@@ -319,6 +329,7 @@ impl Metrics {
             detection_errors: load(&self.detection_errors),
             alert_latency_p99_ms: self.alert_latency.0.quantile_upper_us(0.99).map(ms),
             incident_latency_p99_ms: self.incident_latency.0.quantile_upper_us(0.99).map(ms),
+            alerts_on_old_events: load(&self.alerts_on_old_events),
         }
     }
 
@@ -336,7 +347,7 @@ impl Metrics {
     }
 
     /// Every plain counter: (name, help, value).
-    fn counters(&self) -> [(&'static str, &'static str, u64); 15] {
+    fn counters(&self) -> [(&'static str, &'static str, u64); 16] {
         [
             (
                 "vigil_events_ingested_total",
@@ -407,6 +418,11 @@ impl Metrics {
                 "vigil_detection_errors_total",
                 "Detection rounds that failed.",
                 load(&self.detection_errors),
+            ),
+            (
+                "vigil_alerts_on_old_events_total",
+                "Alerts on events over 10 min old when scored (history, backlog), left out of the latency histograms.",
+                load(&self.alerts_on_old_events),
             ),
             (
                 "vigil_verdicts_applied_total",

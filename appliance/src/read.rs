@@ -38,8 +38,9 @@ pub fn sensor_state(rec: &HostRecord, now_ns: u64) -> SensorState {
     }
 }
 
-/// Record a trend sample: the ingest counter and how many registered
-/// sensors are online, stale and offline (revoked ones are not counted).
+/// Record a trend sample: the events stored since the last one, by their
+/// own time, and how many registered sensors are online, stale and
+/// offline (revoked ones are not counted).
 pub fn sample_trends(core: &Core, now_ns: u64) {
     let mut hosts = HostStates::default();
     for r in core.registry.all() {
@@ -50,11 +51,10 @@ pub fn sample_trends(core: &Core, now_ns: u64) {
             SensorState::Revoked => {}
         }
     }
-    let events = core
-        .metrics
-        .events_ingested
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if let Err(e) = core.trends.record(&core.db, now_ns, events, hosts) {
+    let stored = core.metrics.stored_by_minute.take();
+    if let Err(e) = core.trends.record(&core.db, now_ns, &stored, hosts) {
+        // Counted again with the next sample rather than lost.
+        core.metrics.stored_by_minute.add(&stored);
         tracing::warn!(error = %e, "trend sample not stored");
     }
 }
@@ -290,6 +290,7 @@ impl ReadApi for StoreReader {
             ("detection_events".to_owned(), snap.detection_events),
             ("alerts_written".to_owned(), snap.alerts_written),
             ("detection_errors".to_owned(), snap.detection_errors),
+            ("alerts_on_old_events".to_owned(), snap.alerts_on_old_events),
         ];
         for (name, p99) in [
             ("alert_latency_p99_ms", snap.alert_latency_p99_ms),

@@ -203,7 +203,12 @@ pub async fn run(core: Arc<Core>, interval: Duration, mut shutdown: Shutdown) {
     let mut last = (0u64, (core.clock)());
     loop {
         tokio::select! {
-            _ = shutdown.wait() => break,
+            _ = shutdown.wait() => {
+                // Events stored since the last sample are only counted in
+                // memory: fold them into the trend points before exiting.
+                crate::read::sample_trends(&core, (core.clock)());
+                break;
+            }
             _ = rate.tick() => {
                 let now = (core.clock)();
                 sample_rate(&core.metrics, &mut last, now);

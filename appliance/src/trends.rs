@@ -1,21 +1,25 @@
-//! The samples behind [`vigil_proto::query::ReadApi::trends`]: once a
-//! minute the retention task records the ingest counter and how many
-//! sensors are online, stale and offline; the console's charts read them
-//! back per bucket.
+//! The samples behind [`vigil_proto::query::ReadApi::trends`]: the ingest
+//! writer counts every stored event by the minute of its own time
+//! ([`EventMinutes`], in the metrics), and once a minute the retention task
+//! folds those counts into the store together with how many sensors are
+//! online, stale and offline; the console's charts read them back per
+//! bucket. Events are placed by when they happened, not when they arrived,
+//! so a replayed week charts as a week, not as a spike at load time.
 //!
 //! Points are kept in the store (`db::trends`), so the history survives a
 //! restart: one point per minute for [`MINUTE_KEEP_NS`] (a day, 1,440
 //! points) and one per hour for [`HOUR_KEEP_NS`] (30 days, 720 points),
-//! each holding the events stored during its bucket (the counter's growth
-//! since the previous sample), never the counter itself, which starts at
-//! zero with every process. Buckets nothing was recorded for read `None`
-//! (the appliance was not running), rather than a guess.
+//! each holding the events dated in its bucket (an event older than a
+//! point's horizon when it is stored goes only to the points still kept),
+//! and, for buckets the appliance sampled, the sensor states. Buckets
+//! nothing was recorded for read `None`, rather than a guess.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::db::trends::{point_key, point_start, TrendPoint, HOUR_PREFIX, MINUTE_PREFIX};
-use crate::db::{decode, encode, Db};
-use crate::store::{Cf, Direction, StoreError, Visit, WriteBatch};
+use crate::db::{encode, Db};
+use crate::store::{Cf, Direction, StoreError, WriteBatch};
 use vigil_proto::query::{HostStates, Trends};
 
 const MINUTE: u64 = 60 * 1_000_000_000;
@@ -27,24 +31,49 @@ pub const MINUTE_KEEP_NS: u64 = 24 * HOUR;
 /// How long per-hour points are kept.
 pub const HOUR_KEEP_NS: u64 = 30 * 24 * HOUR;
 
-/// The last sample this process recorded.
-#[derive(Debug, Default, Clone, Copy)]
-struct Last {
-    ts_ns: u64,
-    /// `Metrics::events_ingested` then (0 before the first sample: the
-    /// counter starts at zero with the process).
-    events: u64,
+/// The start of the minute holding `ts_ns`.
+pub fn minute_of(ts_ns: u64) -> u64 {
+    ts_ns - ts_ns % MINUTE
+}
+
+/// Events stored since the last trend sample, counted by the minute of
+/// their own time (minute start → events). The ingest writer adds after
+/// each durable group commit; the trend sample takes them. Bounded by the
+/// minutes ingest accepts (retention horizon to a few minutes ahead).
+#[derive(Debug, Default)]
+pub struct EventMinutes(Mutex<BTreeMap<u64, u64>>);
+
+impl EventMinutes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        // A panic while holding the lock leaves a whole map behind: keep going.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Count `counts` (minute start → events) in.
+    pub fn add(&self, counts: &BTreeMap<u64, u64>) {
+        let mut m = self.lock();
+        for (minute, n) in counts {
+            let c = m.entry(*minute).or_insert(0);
+            *c = c.saturating_add(*n);
+        }
+    }
+
+    /// Everything counted since the last take.
+    pub fn take(&self) -> BTreeMap<u64, u64> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// The appliance's trend book (time passed in; no clock here). Writes
 /// come from one task; the store is the only state that outlives it.
 #[derive(Debug, Default)]
 pub struct TrendBook {
-    last: Mutex<Option<Last>>,
+    /// When this process last sampled.
+    last: Mutex<Option<u64>>,
 }
 
 impl TrendBook {
-    fn last(&self) -> std::sync::MutexGuard<'_, Option<Last>> {
+    fn last(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
         // A panic while holding the lock leaves a whole value behind: keep going.
         self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -52,49 +81,62 @@ impl TrendBook {
     /// Whether a sample is due at `now_ns`.
     pub fn due(&self, now_ns: u64) -> bool {
         self.last()
-            .is_none_or(|s| now_ns >= s.ts_ns.saturating_add(SAMPLE_EVERY_NS))
+            .is_none_or(|t| now_ns >= t.saturating_add(SAMPLE_EVERY_NS))
     }
 
-    /// Record the ingest counter and sensor states at `now_ns` into the
-    /// minute and hour points holding it, and drop points past their
-    /// horizon, in one write. A clock that went back is ignored.
+    /// Add `stored` (events by the minute of their own time, from
+    /// [`EventMinutes::take`]) to the minute and hour points holding them,
+    /// record the sensor states in the points holding `now_ns`, and drop
+    /// points past their horizon, in one write. Minutes past a horizon
+    /// count only where points are still kept. A clock that went back
+    /// records no sensor states (the events are still counted).
     pub fn record(
         &self,
         db: &Db,
         now_ns: u64,
-        events_ingested: u64,
+        stored: &BTreeMap<u64, u64>,
         hosts: HostStates,
     ) -> Result<(), StoreError> {
         let mut last = self.last();
-        let prev = last.unwrap_or_default();
-        if last.is_some() && now_ns <= prev.ts_ns {
-            return Ok(());
+        let sample = last.is_none_or(|t| now_ns > t);
+        let mut touched: BTreeMap<Vec<u8>, TrendPoint> = BTreeMap::new();
+        let kept = [
+            (MINUTE_PREFIX, MINUTE, MINUTE_KEEP_NS),
+            (HOUR_PREFIX, HOUR, HOUR_KEEP_NS),
+        ];
+        for (prefix, width, keep) in kept {
+            let horizon = now_ns.saturating_sub(keep);
+            for (minute, n) in stored.range(horizon - horizon % width..) {
+                let start = minute - minute % width;
+                if start >= horizon {
+                    let p = point_mut(db, &mut touched, point_key(prefix, start))?;
+                    p.events = p.events.saturating_add(*n);
+                }
+            }
+            if sample {
+                let p = point_mut(db, &mut touched, point_key(prefix, now_ns - now_ns % width))?;
+                p.hosts = hosts;
+                p.samples = p.samples.saturating_add(1);
+            }
         }
-        let events = events_ingested.saturating_sub(prev.events);
         let mut batch = WriteBatch::default();
-        for (prefix, width) in [(MINUTE_PREFIX, MINUTE), (HOUR_PREFIX, HOUR)] {
-            let key = point_key(prefix, now_ns - now_ns % width);
-            let mut point: TrendPoint = db.record(Cf::Meta, &key)?.unwrap_or_default();
-            point.events = point.events.saturating_add(events);
-            point.hosts = hosts;
-            point.samples = point.samples.saturating_add(1);
-            batch.put(Cf::Meta, key, encode(&point));
+        for (key, p) in touched {
+            batch.put(Cf::Meta, key, encode(&p));
         }
-        for (prefix, keep) in [(MINUTE_PREFIX, MINUTE_KEEP_NS), (HOUR_PREFIX, HOUR_KEEP_NS)] {
+        for (prefix, _, keep) in kept {
             for (key, _) in points(db, prefix, 0, now_ns.saturating_sub(keep))? {
                 batch.delete(Cf::Meta, key);
             }
         }
         // Not synced: losing the last minute to a crash costs one point.
         db.store().write(batch, false)?;
-        *last = Some(Last {
-            ts_ns: now_ns,
-            events: events_ingested,
-        });
+        if sample {
+            *last = Some(now_ns);
+        }
         Ok(())
     }
 
-    /// Events stored per bucket and sensor states at each bucket's last
+    /// Events dated in each bucket and sensor states at each bucket's last
     /// sample, summed from the minute points where they are kept and from
     /// the hour points before that (each point counted in the bucket its
     /// start falls in).
@@ -119,8 +161,9 @@ impl TrendBook {
         }
         let end = since_ns.saturating_add(n as u64 * bucket_ns);
         let minutes = points(db, MINUTE_PREFIX, since_ns, end)?;
-        // Minute points cover everything from the oldest one kept (every
-        // sample writes both kinds); hour points what lies before it. The
+        // Minute points cover everything from the oldest one kept (an
+        // event counted in a minute point is counted in its hour point
+        // too); hour points what lies before it. The
         // hour holding that boundary counts only what its minutes no
         // longer show.
         let minute_from = oldest(db, MINUTE_PREFIX)?.unwrap_or(u64::MAX);
@@ -129,10 +172,14 @@ impl TrendBook {
         } else {
             Vec::new()
         };
-        let mut add = |start: u64, events: u64, hosts: HostStates| {
+        let mut add = |start: u64, events: u64, p: &TrendPoint| {
             if let Some(i) = t.bucket_of(start) {
                 t.events[i] = Some(t.events[i].unwrap_or(0).saturating_add(events));
-                t.hosts[i] = Some(hosts);
+                // Only a sample knows the sensors; a point holding events
+                // alone (a replayed past) says nothing about them.
+                if p.samples > 0 {
+                    t.hosts[i] = Some(p.hosts);
+                }
             }
         };
         for (k, p) in &hours {
@@ -140,7 +187,7 @@ impl TrendBook {
                 continue;
             };
             if s.saturating_add(HOUR) <= minute_from {
-                add(s, p.events, p.hosts);
+                add(s, p.events, p);
                 continue;
             }
             let shown: u64 = points(db, MINUTE_PREFIX, minute_from, s + HOUR)?
@@ -149,27 +196,34 @@ impl TrendBook {
                 .sum();
             let rest = p.events.saturating_sub(shown);
             if rest > 0 {
-                add(s, rest, p.hosts);
+                add(s, rest, p);
             }
         }
         for (k, p) in &minutes {
             if let Some(s) = point_start(MINUTE_PREFIX, k) {
-                add(s, p.events, p.hosts);
+                add(s, p.events, p);
             }
         }
         Ok(t)
     }
 }
 
-/// The newest minute point as Prometheus gauges for `/metrics`: sensors
-/// per state at the last sample and the events stored per second during
-/// its minute (nothing before the first sample).
+/// Where a sample wrote, as Prometheus gauges for `/metrics`: sensors per
+/// state at the last sample and the events per second dated in the whole
+/// minute before it (nothing before the first sample).
 pub fn prometheus(db: &Db) -> Result<String, StoreError> {
+    // The newest points may hold events dated a little ahead and no sample.
     let newest =
-        db.records_with_prefix::<TrendPoint>(Cf::Meta, MINUTE_PREFIX, Direction::Reverse, 1)?;
-    let Some((_, p)) = newest.first() else {
+        db.records_with_prefix::<TrendPoint>(Cf::Meta, MINUTE_PREFIX, Direction::Reverse, 16)?;
+    let Some((key, p)) = newest.iter().find(|(_, p)| p.samples > 0) else {
         return Ok(String::new());
     };
+    let before = point_start(MINUTE_PREFIX, key)
+        .and_then(|s| s.checked_sub(MINUTE))
+        .map(|s| db.record::<TrendPoint>(Cf::Meta, &point_key(MINUTE_PREFIX, s)))
+        .transpose()?
+        .flatten()
+        .unwrap_or_default();
     let mut out = String::from(
         "# HELP vigil_sensors Sensors per state at the last trend sample.\n\
          # TYPE vigil_sensors gauge\n",
@@ -182,12 +236,27 @@ pub fn prometheus(db: &Db) -> Result<String, StoreError> {
         out.push_str(&format!("vigil_sensors{{state=\"{state}\"}} {n}\n"));
     }
     out.push_str(&format!(
-        "# HELP vigil_trend_events_per_second Events stored per second during the last sampled minute.\n\
+        "# HELP vigil_trend_events_per_second Events per second dated in the whole minute before the last trend sample.\n\
          # TYPE vigil_trend_events_per_second gauge\n\
          vigil_trend_events_per_second {}\n",
-        p.events as f64 / 60.0
+        before.events as f64 / 60.0
     ));
     Ok(out)
+}
+
+/// The point under `key`, read from the store the first time it is touched.
+fn point_mut<'a>(
+    db: &Db,
+    touched: &'a mut BTreeMap<Vec<u8>, TrendPoint>,
+    key: Vec<u8>,
+) -> Result<&'a mut TrendPoint, StoreError> {
+    Ok(match touched.entry(key) {
+        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::btree_map::Entry::Vacant(v) => {
+            let p = db.record(Cf::Meta, v.key())?.unwrap_or_default();
+            v.insert(p)
+        }
+    })
 }
 
 /// The points under `prefix` whose bucket starts in `[from, to)`, in time order.
@@ -197,29 +266,11 @@ fn points(
     from: u64,
     to: u64,
 ) -> Result<Vec<(Vec<u8>, TrendPoint)>, StoreError> {
-    let mut out = Vec::new();
     if to <= from {
-        return Ok(out);
+        return Ok(Vec::new());
     }
-    let mut err = None;
     let (lo, hi) = (point_key(prefix, from), point_key(prefix, to));
-    db.store().scan(
-        Cf::Meta,
-        &lo,
-        Some(hi.as_slice()),
-        Direction::Forward,
-        &mut |k, v| match decode::<TrendPoint>(Cf::Meta, v) {
-            Ok(p) => {
-                out.push((k.to_vec(), p));
-                Visit::Continue
-            }
-            Err(e) => {
-                err = Some(e);
-                Visit::Stop
-            }
-        },
-    )?;
-    err.map_or(Ok(out), Err)
+    db.records_in_range(Cf::Meta, &lo, Some(&hi), Direction::Forward, 0)
 }
 
 /// The start of the oldest point under `prefix`.

@@ -1,7 +1,8 @@
 //! The overview's trend charts: alerts per day by severity (from the alerts
 //! the console shows, so they agree with its counters), events per second
-//! and sensor states over time (from [`ReadApi::trends`]). The series are
-//! built by pure functions so tests compare plotted totals with the store.
+//! by the events' own time (a replayed week shows as that week) and sensor
+//! states over time (from [`ReadApi::trends`]). The series are built by
+//! pure functions so tests compare plotted totals with the store.
 
 use crate::charts::{line_chart, stacked_bars, Series, Unit, XAxis};
 use crate::error::UiError;
@@ -15,8 +16,10 @@ const HOUR: u64 = 3600 * 1_000_000_000;
 const DAY: u64 = 24 * HOUR;
 /// Days of alerts drawn.
 pub const ALERT_DAYS: u64 = 14;
-/// Hours of ingest drawn.
-pub const EVENT_HOURS: u64 = 48;
+/// Days of events drawn (by their own time; what the host page draws too).
+pub const EVENT_DAYS: u64 = 7;
+/// Hours of sensor states drawn (they are sampled while the appliance runs).
+pub const SENSOR_HOURS: u64 = 48;
 /// Most alerts read for the chart.
 const ALERT_LIMIT: usize = 100_000;
 
@@ -64,6 +67,17 @@ fn hour_labels(t: &Trends) -> XAxis {
             .map(|i| format_ts(t.since_ns + i as u64 * t.bucket_ns)[5..16].to_string())
             .collect(),
         every: (t.len() / 4).max(1),
+    }
+}
+
+/// The last `n` buckets of `t` (all of them when it has fewer).
+pub fn last_buckets(t: &Trends, n: usize) -> Trends {
+    let skip = t.len().saturating_sub(n);
+    Trends {
+        since_ns: t.since_ns + skip as u64 * t.bucket_ns,
+        bucket_ns: t.bucket_ns,
+        events: t.events[skip..].to_vec(),
+        hosts: t.hosts[skip..].to_vec(),
     }
 }
 
@@ -127,15 +141,15 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
     let hour_now = now - now % HOUR + HOUR;
     let t = state
         .read
-        .trends(hour_now - EVENT_HOURS * HOUR, hour_now, HOUR)?;
-    let hours = hour_labels(&t);
+        .trends(hour_now - EVENT_DAYS * DAY, hour_now, HOUR)?;
     let events = match events_per_s(&t) {
-        Some(s) => line_chart(&hours, &[s], Unit::PerSecond),
-        None => nothing_yet("ingest history"),
+        Some(s) => line_chart(&hour_labels(&t), &[s], Unit::PerSecond),
+        None => nothing_yet("event history"),
     };
     let response = crate::pages::incident::response_times_panel(state, &alerts)?;
-    let sensors = match host_states(&t) {
-        Some(s) => line_chart(&hours, &s, Unit::Count),
+    let recent = last_buckets(&t, SENSOR_HOURS as usize);
+    let sensors = match host_states(&recent) {
+        Some(s) => line_chart(&hour_labels(&recent), &s, Unit::Count),
         None => nothing_yet("sensor history"),
     };
     Ok(view! {
@@ -145,11 +159,11 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
                 {stacked_bars(&days, &by_sev, Unit::Count)}
             </section>
             <section class="panel">
-                <h2>{format!("Events per second · last {EVENT_HOURS} h (hourly mean)")}</h2>
+                <h2>{format!("Events per second · last {EVENT_DAYS} days (hourly mean, by event time)")}</h2>
                 {events}
             </section>
             <section class="panel">
-                <h2>{format!("Sensors online / stale / offline · last {EVENT_HOURS} h")}</h2>
+                <h2>{format!("Sensors online / stale / offline · last {SENSOR_HOURS} h")}</h2>
                 {sensors}
             </section>
         </div>
@@ -338,6 +352,36 @@ mod tests {
             whole.iter().all(|n| (8.0..=9.0).contains(n)),
             "{per_hour:?}"
         );
+    }
+
+    /// The overview's events chart plots every event the store counted in
+    /// its range once, and the sensor chart is its last hours.
+    #[test]
+    fn events_chart_adds_up_to_the_stored_counts() {
+        let since = 1_795_442_400_000_000_000;
+        let mut t = Trends::unknown(since, HOUR, (EVENT_DAYS * 24) as usize);
+        for (i, e) in t.events.iter_mut().enumerate() {
+            *e = (i % 5 != 0).then_some(i as u64 * 37);
+        }
+        let stored: u64 = t.events.iter().flatten().sum();
+        let plotted: f64 = events_per_s(&t)
+            .unwrap()
+            .values
+            .iter()
+            .map(|v| v * 3600.0)
+            .sum();
+        assert_eq!(plotted.round() as u64, stored);
+        let recent = last_buckets(&t, SENSOR_HOURS as usize);
+        assert_eq!(recent.len(), SENSOR_HOURS as usize);
+        assert_eq!(
+            recent.since_ns,
+            since + (EVENT_DAYS * 24 - SENSOR_HOURS) * HOUR
+        );
+        assert_eq!(
+            recent.events[..],
+            t.events[t.len() - SENSOR_HOURS as usize..]
+        );
+        assert_eq!(last_buckets(&recent, 1000), recent);
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //! ([`fleet`]: 88 hosts over a week of the synthetic generator,
 //! through real sensor uplinks, dated so it ends before now), so every
 //! page has content and the lab incident stands out against a baseline
-//! the detector learned; `--no-fleet` skips it (`--no-build` skips the
-//! build and runs what an earlier one left). A timed run also fails
-//! unless at least [`fleet::MIN_HOSTS`] hosts have history in the store.
+//! the detector learned: the history is the learning period (the
+//! appliance runs with one longer than the history while it streams, then
+//! restarts with none, and trains on the week). `--no-fleet` skips it and
+//! starts cold (`--no-build` skips the build and runs what an earlier one
+//! left). A timed run also fails unless at least [`fleet::MIN_HOSTS`]
+//! hosts have history in the store.
 
 mod fleet;
 
@@ -86,6 +89,7 @@ fn parse(args: &[String]) -> Result<Options> {
 /// Entry point of `cargo xtask demo`.
 pub fn run_demo(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
+    let demo_started = Instant::now();
     if opts.build {
         build()?;
     }
@@ -108,15 +112,36 @@ pub fn run_demo(args: &[String]) -> Result<()> {
 
     let quic_port = free_port()?;
     let https_port = free_port()?;
-    let appliance = start_appliance(&vigil, &data, quic_port, https_port)?;
+    // With a history to learn from, the history is the learning period;
+    // without one, score from the first event (cold start).
+    let learning = if opts.fleet {
+        fleet::LEARNING_WHILE_REPLAYING
+    } else {
+        "0s"
+    };
+    let appliance = start_appliance(&vigil, &data, quic_port, https_port, learning)?;
     children.0.push(("appliance".into(), appliance));
     let admin_password = read_admin_password(&mut children.0[0].1, &data)?;
     wait_for_port(quic_port, https_port)?;
 
     if opts.fleet {
         let replay_token = create_token(&vigil, &data, fleet::TOKEN_USES)?;
-        fleet::replay(&vigil, &data, quic_port, &replay_token)?;
+        let replayed = fleet::replay(&vigil, &data, quic_port, &replay_token)?;
+        fleet::wait_scored(&vigil, &data, replayed.events)?;
+        // The history is in: its span was the learning period. Without
+        // one from now on, the detector trains every host on its week at
+        // once and scores hosts that enroll later from their first event.
+        eprintln!("demo: restarting the appliance without a learning period");
+        if let Some(old) = children.0.pop() {
+            drop(Children(vec![old]));
+        }
+        let mut appliance = start_appliance(&vigil, &data, quic_port, https_port, "0s")?;
+        echo_output(&mut appliance);
+        children.0.push(("appliance".into(), appliance));
+        wait_for_port(quic_port, https_port)?;
+        fleet::wait_trained(&vigil, &data, fleet::MIN_HOSTS)?;
     }
+    let live_from_ns = now_ns();
     let enrollment = create_token(&vigil, &data, 1 + lab_hosts)?;
     let state = data.join("sensor-state");
     enroll_sensor(&sensor_bin, quic_port, &enrollment, &state)?;
@@ -162,7 +187,22 @@ pub fn run_demo(args: &[String]) -> Result<()> {
     if opts.fleet && timed {
         fleet::check(&vigil, &data, &local_hostname())?;
     }
+    if opts.fleet {
+        let (history, all) = fleet::alerts_before(&vigil, &data, live_from_ns)?;
+        println!("demo: {history} alerts dated in the history, {all} alerts in the store");
+    }
+    println!(
+        "demo: end to end {:.0} s",
+        demo_started.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// Now, ns since the epoch.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// This machine's name, as its own sensor reports it.
@@ -185,11 +225,18 @@ fn build() -> Result<()> {
     run(cargo().args(["build", "--workspace", "--all-targets"]))
 }
 
-/// Starts `vigil serve` on a fresh store in `data`, stdout piped so the
-/// first admin password's location can be read from it.
-fn start_appliance(vigil: &Path, data: &Path, quic_port: u16, https_port: u16) -> Result<Child> {
+/// Starts `vigil serve` on the store in `data` with `learning` as its
+/// learning period, stdout piped so the first admin password's location
+/// can be read from it.
+fn start_appliance(
+    vigil: &Path,
+    data: &Path,
+    quic_port: u16,
+    https_port: u16,
+    learning: &str,
+) -> Result<Child> {
     eprintln!(
-        "demo: starting the appliance on a fresh store in {}",
+        "demo: starting the appliance on the store in {} (learning period {learning})",
         data.display()
     );
     Command::new(vigil)
@@ -197,9 +244,7 @@ fn start_appliance(vigil: &Path, data: &Path, quic_port: u16, https_port: u16) -
         .arg(data)
         .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
         .args(["--https-listen", &format!("127.0.0.1:{https_port}")])
-        // A fresh network has no history to learn from: score from the
-        // first event (cold start) so the lab's first hops count.
-        .args(["--learning-period", "0s"])
+        .args(["--learning-period", learning])
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("start {}: {e}", vigil.display()))
@@ -470,6 +515,17 @@ fn read_admin_password(child: &mut Child, data: &Path) -> Result<String> {
         }
     }
     Err("appliance did not say where the first admin password is".into())
+}
+
+/// Echoes a restarted appliance's output, so it never blocks on stdout.
+fn echo_output(child: &mut Child) {
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                println!("  appliance: {l}");
+            }
+        });
+    }
 }
 
 fn wait_for_port(_quic: u16, https: u16) -> Result<()> {

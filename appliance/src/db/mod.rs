@@ -296,14 +296,24 @@ impl Db {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         let end = keys::prefix_end(prefix);
+        self.records_in_range(cf, prefix, end.as_deref(), dir, limit)
+    }
+
+    /// Every record with a key in `[from, to)` (`None`: to the family's
+    /// end), in key order (`Reverse`: last first; `limit` 0 = all), with
+    /// its key. A record that does not decode stops the scan with its error.
+    pub fn records_in_range<T: DeserializeOwned>(
+        &self,
+        cf: Cf,
+        from: &[u8],
+        to: Option<&[u8]>,
+        dir: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
         let mut out = Vec::new();
         let mut err = None;
-        self.store.scan(
-            cf,
-            prefix,
-            end.as_deref(),
-            dir,
-            &mut |k, v| match decode(cf, v) {
+        self.store
+            .scan(cf, from, to, dir, &mut |k, v| match decode(cf, v) {
                 Ok(r) => {
                     out.push((k.to_vec(), r));
                     if limit != 0 && out.len() >= limit {
@@ -316,8 +326,7 @@ impl Db {
                     err = Some(e);
                     Visit::Stop
                 }
-            },
-        )?;
+            })?;
         err.map_or(Ok(out), Err)
     }
 

@@ -244,6 +244,8 @@ impl Writer {
         let mut losses = Vec::new();
         let mut quarantined = Vec::new();
         let mut events_in_group = 0;
+        // Stored events by the minute of their own time, for the trend charts.
+        let mut by_minute = std::collections::BTreeMap::new();
         let now_ns = (self.clock)();
         let max_age_days = self.max_age_days(now_ns);
         for batch in group {
@@ -280,6 +282,9 @@ impl Writer {
                     continue;
                 }
                 new += 1;
+                *by_minute
+                    .entry(crate::trends::minute_of(ev.ts_ns))
+                    .or_insert(0u64) += 1;
                 wb.put(
                     Cf::Events,
                     event_key(batch.host, ev.ts_ns, ev.seq),
@@ -331,6 +336,7 @@ impl Writer {
         let written = self.db.store().write(wb, true);
         let outcome = Outcome {
             events: events_in_group,
+            by_minute,
             stored,
             losses,
             quarantined,
@@ -352,6 +358,7 @@ impl Writer {
         GroupCommitted {
             batches: o.replies.len(),
             events: o.events,
+            by_minute: o.by_minute,
             latency: started.elapsed(),
         }
         .emit(&self.metrics);
@@ -387,6 +394,7 @@ impl Writer {
 /// What one group commit will report once the write is done.
 struct Outcome {
     events: usize,
+    by_minute: std::collections::BTreeMap<u64, u64>,
     stored: Vec<BatchStored>,
     losses: Vec<LossReported>,
     quarantined: Vec<EventQuarantined>,

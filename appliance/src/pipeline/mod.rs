@@ -40,6 +40,10 @@ const MIN_PER_HOST: usize = 50;
 /// A host with a backlog holds the others' time-ordered scoring back only
 /// while its events are this recent (well over a chain's hop spacing).
 const MAX_HOLD_BACK_NS: u64 = 10 * 60 * 1_000_000_000;
+/// An alert on an event older than this when scored measures how late the
+/// event arrived (a replayed history, a sensor's spool after days
+/// offline), not detection: it is counted apart from the latency histograms.
+pub const LIVE_LATENCY_BOUND_NS: u64 = MAX_HOLD_BACK_NS;
 const MAX_PER_HOST: usize = 20_000;
 
 /// A pipeline failure.
@@ -127,7 +131,15 @@ impl Pipeline {
         let (det, cursors) = match db.pipeline_state()? {
             Some(saved) => {
                 match Detector::restore(&saved.detector) {
-                    Ok(det) => (det, saved.cursors),
+                    Ok(mut det) => {
+                        // The learning period is the operator's word (this
+                        // start's configuration, then the console's), not
+                        // the snapshot's: `cargo xtask demo` learns from a
+                        // replayed history, then restarts with none.
+                        let budget = det.config().alert_budget_per_day;
+                        det.set_tuning(cfg.detector.learning_period_ns, budget);
+                        (det, saved.cursors)
+                    }
                     // Saved by another version of the detector: rebuild the
                     // baselines from the stored events (cursors from zero)
                     // rather than refuse to detect.
@@ -491,8 +503,14 @@ impl Pipeline {
                 Some(fwd) => fwd.store_alert(&rec, alert.kind == AlertKind::Incident, &name)?,
                 None => self.db.put_alert(&rec)?,
             }
-            let latency = Duration::from_nanos(now_ns.saturating_sub(alert.created_ns));
+            let age = now_ns.saturating_sub(alert.created_ns);
+            let latency = Duration::from_nanos(age);
             match alert.kind {
+                _ if age > LIVE_LATENCY_BOUND_NS => {
+                    self.metrics
+                        .alerts_on_old_events
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 AlertKind::Incident => self.metrics.incident_latency.0.observe(latency),
                 _ => self.metrics.alert_latency.0.observe(latency),
             }

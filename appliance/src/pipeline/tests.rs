@@ -434,3 +434,75 @@ fn sigma_rules_fire_on_stored_events_and_imports_are_reloaded() {
     p.round(t0 + 5 * S).unwrap();
     assert_eq!(seen(&db), 1, "the imported rule did not run");
 }
+
+/// A replayed week scored while learning raises no hop alert; restarted
+/// without a learning period (what `cargo xtask demo` does once the
+/// history is in), the pipeline takes the new period over the snapshot's
+/// and trains every host on the week at once.
+#[test]
+fn learning_period_follows_the_configuration_across_a_restart() {
+    let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
+    host(&db, 1, "a", [10, 0, 0, 1]);
+    host(&db, 2, "b", [10, 0, 0, 2]);
+    let (now, day) = (1_700_000_000 * S, 86_400 * S);
+    let history: Vec<Event> = (0..7)
+        .flat_map(|d| {
+            let t = now - 7 * day + d * day;
+            [
+                connect(1, d + 1, t, [10, 0, 0, 2]),
+                ssh_hop(2, d + 1, t + S, [10, 0, 0, 1]),
+            ]
+        })
+        .collect();
+    store_events(&db, &notices, &history);
+    let learning = PipelineConfig {
+        detector: DetectorConfig {
+            learning_period_ns: 8 * day,
+            ..DetectorConfig::default()
+        },
+        ..cold_start()
+    };
+    let mut p = Pipeline::open(db.clone(), notices.clone(), &learning, now).unwrap();
+    assert_eq!(p.round(now).unwrap().events, history.len());
+    assert!(db.alerts(&AlertFilter::default()).unwrap().is_empty());
+    let learning_hosts = |p: &Pipeline| {
+        let m = p.model_status();
+        (
+            m.len(),
+            m.iter()
+                .filter(|m| m.phase == vigil_models::HostPhase::Learning)
+                .count(),
+        )
+    };
+    assert_eq!(learning_hosts(&p), (2, 2));
+    p.save(now).unwrap();
+    let mut p = Pipeline::open(db.clone(), notices, &cold_start(), now + S).unwrap();
+    assert_eq!(
+        p.det.config().learning_period_ns,
+        0,
+        "the configuration's, not the snapshot's"
+    );
+    p.round(now + S).unwrap();
+    assert_eq!(learning_hosts(&p), (2, 0), "trained on the history at once");
+}
+
+/// Event → alert latency counts live events only: an alert on an event
+/// scored long after it happened (a replayed history, a backlog) is
+/// counted apart.
+#[test]
+fn latency_leaves_out_alerts_on_old_events() {
+    let db = Db::new(Arc::new(MemoryStore::default()));
+    let notices = DetectionNotices::default();
+    host(&db, 1, "a", [10, 0, 0, 1]);
+    host(&db, 2, "b", [10, 0, 0, 2]);
+    let t0 = 1_700_000_000 * S;
+    store_events(&db, &notices, &[ssh_hop(2, 1, t0, [10, 0, 0, 1])]);
+    let mut p = Pipeline::open(db.clone(), notices, &cold_start(), t0).unwrap();
+    p.round(t0 + LIVE_LATENCY_BOUND_NS + S).unwrap();
+    assert_eq!(db.alerts(&AlertFilter::default()).unwrap().len(), 1);
+    let m = p.metrics();
+    assert_eq!(m.alert_latency.0.snapshot().2, 0, "no latency observed");
+    assert_eq!(m.alerts_on_old_events.load(Ordering::Relaxed), 1);
+    assert_eq!(m.snapshot().alerts_on_old_events, 1);
+}

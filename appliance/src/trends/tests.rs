@@ -15,40 +15,92 @@ fn memory_db() -> Db {
     Db::new(Arc::new(MemoryStore::new()))
 }
 
+/// `n` events in each of the given minutes.
+fn minutes(starts: impl IntoIterator<Item = u64>, n: u64) -> BTreeMap<u64, u64> {
+    starts.into_iter().map(|m| (minute_of(m), n)).collect()
+}
+
 #[test]
-fn buckets_count_the_growth_inside_them() {
+fn buckets_count_the_events_dated_in_them() {
     let (db, book) = (memory_db(), TrendBook::default());
     let t0 = 1_000 * MINUTE;
     assert!(book.due(t0));
     for m in 0..120 {
-        book.record(&db, t0 + m * MINUTE, m * 600, states(m))
-            .unwrap();
+        let now = t0 + m * MINUTE;
+        // What the writer stored during the minute before this sample.
+        let stored = minutes((m > 0).then(|| now - MINUTE), 600);
+        book.record(&db, now, &stored, states(m)).unwrap();
     }
     assert!(!book.due(t0 + 119 * MINUTE + 1));
     let t = book
         .trends(&db, t0 - 60 * MINUTE, t0 + 120 * MINUTE, 60 * MINUTE)
         .unwrap();
-    assert_eq!(t.events, vec![None, Some(59 * 600), Some(60 * 600)]);
+    assert_eq!(t.events, vec![None, Some(60 * 600), Some(59 * 600)]);
     assert_eq!(t.hosts[2], Some(states(119)));
     let total: u64 = t.events.iter().flatten().sum();
-    assert_eq!(total, 119 * 600, "buckets add up to the counter's growth");
+    assert_eq!(total, 119 * 600, "buckets add up to the events stored");
+}
+
+/// A replayed history lands where it happened, not when it arrived; the
+/// hours it covers know nothing of the sensors then.
+#[test]
+fn a_replayed_past_is_charted_at_its_own_time() {
+    let (db, book) = (memory_db(), TrendBook::default());
+    let now = 5_000 * HOUR + 30 * MINUTE;
+    // Three days, 10 events a minute, all stored in one go.
+    let history = minutes(
+        (0..3 * 24 * 60).map(|m| now - 3 * 24 * HOUR + m * MINUTE),
+        10,
+    );
+    book.record(&db, now, &history, states(88)).unwrap();
+    let since = now - now % HOUR - 3 * 24 * HOUR;
+    let t = book
+        .trends(&db, since, now - now % HOUR + HOUR, HOUR)
+        .unwrap();
+    assert_eq!(t.len(), 3 * 24 + 1);
+    let total: u64 = t.events.iter().flatten().sum();
+    assert_eq!(total, 3 * 24 * 60 * 10, "every replayed event plotted once");
+    assert!(
+        t.events[1..72].iter().all(|e| *e == Some(600)),
+        "{:?}",
+        t.events
+    );
+    assert_eq!(t.hosts[..72], vec![None; 72][..], "no sample then");
+    assert_eq!(t.hosts[72], Some(states(88)));
+    // Per minute over the last day: only minute points, same events.
+    let day = book.trends(&db, now - 24 * HOUR, now, MINUTE).unwrap();
+    assert_eq!(day.events.iter().flatten().sum::<u64>(), 24 * 60 * 10);
 }
 
 #[test]
-fn old_points_go_and_clocks_going_back_are_ignored() {
+fn old_points_go_and_clocks_going_back_record_no_sample() {
     let (db, book) = (memory_db(), TrendBook::default());
     let t0 = 100 * HOUR;
-    book.record(&db, t0, 1, states(1)).unwrap();
-    book.record(&db, t0 - 5 * MINUTE, 2, states(2)).unwrap();
+    book.record(&db, t0, &minutes([t0], 1), states(1)).unwrap();
+    book.record(
+        &db,
+        t0 - 5 * MINUTE,
+        &minutes([t0 - 5 * MINUTE], 2),
+        states(2),
+    )
+    .unwrap();
+    let t = book.trends(&db, t0 - HOUR, t0 + HOUR, HOUR).unwrap();
+    assert_eq!(
+        t.events,
+        vec![Some(2), Some(1)],
+        "events count, whatever the clock"
+    );
+    assert_eq!(t.hosts[0], None, "the clock went back: no sample");
     let later = t0 + HOUR_KEEP_NS + HOUR;
-    book.record(&db, later, 3, states(3)).unwrap();
+    book.record(&db, later, &minutes([later, t0], 3), states(3))
+        .unwrap();
     let kept = |prefix| points(&db, prefix, 0, u64::MAX).unwrap().len();
     assert_eq!((kept(MINUTE_PREFIX), kept(HOUR_PREFIX)), (1, 1));
     let t = book.trends(&db, t0 - HOUR, later + HOUR, HOUR).unwrap();
     assert_eq!(
         t.events.iter().flatten().sum::<u64>(),
-        2,
-        "the last sample's growth"
+        3,
+        "only what lies inside the horizon"
     );
     assert_eq!(book.trends(&db, 0, 10, 0).unwrap().len(), 0);
 }
@@ -59,8 +111,9 @@ fn days_before_the_minute_points_read_from_the_hour_points() {
     let t0 = 1_000 * HOUR;
     // Two days of samples, 60 events a minute: the first day's minute
     // points are gone by the end, its hour points are not.
-    for m in 0..(48 * 60) {
-        book.record(&db, t0 + m * MINUTE, m * 60, states(m))
+    for m in 1..(48 * 60) {
+        let now = t0 + m * MINUTE;
+        book.record(&db, now, &minutes([now - MINUTE], 60), states(m))
             .unwrap();
     }
     assert!(points(&db, MINUTE_PREFIX, 0, t0 + 23 * HOUR)
@@ -68,20 +121,19 @@ fn days_before_the_minute_points_read_from_the_hour_points() {
         .is_empty());
     let t = book.trends(&db, t0, t0 + 48 * HOUR, HOUR).unwrap();
     assert!(t.events.iter().all(Option::is_some), "{:?}", t.events);
-    assert_eq!(
-        t.events[0],
-        Some(59 * 60),
-        "the first sample only starts the count"
-    );
+    assert_eq!(t.events[0], Some(3_600));
     assert_eq!(t.events[10], Some(3_600));
-    assert_eq!(t.events[47], Some(3_600));
+    assert_eq!(
+        t.events[47],
+        Some(59 * 60),
+        "the last minute is not stored yet"
+    );
     let total: u64 = t.events.iter().flatten().sum();
     assert_eq!(total, (48 * 60 - 1) * 60);
 }
 
 /// The history outlives the process: a new book on the reopened store
-/// reads the same points, and the new process's counter (from zero again)
-/// adds to them.
+/// reads the same points, and the new process's counts add to them.
 #[test]
 fn points_survive_a_restart_of_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,32 +141,37 @@ fn points_survive_a_restart_of_the_store() {
     let t0 = 2_000 * HOUR;
     let before = {
         let (db, book) = (open(), TrendBook::default());
-        for m in 0..90 {
-            book.record(&db, t0 + m * MINUTE, m * 100, states(60))
+        for m in 1..90 {
+            let now = t0 + m * MINUTE;
+            book.record(&db, now, &minutes([now - MINUTE], 100), states(60))
                 .unwrap();
         }
         book.trends(&db, t0, t0 + 2 * HOUR, HOUR).unwrap()
     };
-    assert_eq!(before.events, vec![Some(5_900), Some(3_000)]);
+    assert_eq!(before.events, vec![Some(6_000), Some(2_900)]);
     let (db, book) = (open(), TrendBook::default());
     assert_eq!(book.trends(&db, t0, t0 + 2 * HOUR, HOUR).unwrap(), before);
     assert_eq!(
-        book.trends(&db, t0, t0 + 2 * HOUR, MINUTE).unwrap().events[89],
+        book.trends(&db, t0, t0 + 2 * HOUR, MINUTE).unwrap().events[88],
         Some(100)
     );
-    book.record(&db, t0 + 95 * MINUTE, 40, states(59)).unwrap();
+    let now = t0 + 95 * MINUTE;
+    book.record(&db, now, &minutes([now - MINUTE], 40), states(59))
+        .unwrap();
     let after = book.trends(&db, t0, t0 + 2 * HOUR, HOUR).unwrap();
-    assert_eq!(after.events, vec![Some(5_900), Some(3_040)]);
+    assert_eq!(after.events, vec![Some(6_000), Some(2_940)]);
     assert_eq!(after.hosts[1], Some(states(59)));
 }
 
 #[test]
-fn metrics_show_the_newest_minute() {
+fn metrics_show_the_last_sample() {
     let (db, book) = (memory_db(), TrendBook::default());
     assert_eq!(prometheus(&db).unwrap(), "");
-    book.record(&db, 10 * HOUR, 0, states(5)).unwrap();
-    book.record(&db, 10 * HOUR + MINUTE, 600, states(7))
-        .unwrap();
+    let t = 10 * HOUR;
+    book.record(&db, t, &BTreeMap::new(), states(5)).unwrap();
+    // Events dated a little ahead make a newer point without a sample.
+    let stored = minutes([t, t + 3 * MINUTE], 600);
+    book.record(&db, t + MINUTE, &stored, states(7)).unwrap();
     let text = prometheus(&db).unwrap();
     assert!(
         text.contains("vigil_sensors{state=\"online\"} 7\n"),
@@ -128,4 +185,14 @@ fn metrics_show_the_newest_minute() {
         text.contains("vigil_trend_events_per_second 10\n"),
         "{text}"
     );
+}
+
+#[test]
+fn event_minutes_add_up_until_taken() {
+    let m = EventMinutes::default();
+    m.add(&minutes([0, MINUTE + 5], 2));
+    m.add(&minutes([MINUTE], 3));
+    assert_eq!(m.take(), BTreeMap::from([(0, 2), (MINUTE, 5)]));
+    assert!(m.take().is_empty());
+    assert_eq!(minute_of(MINUTE + 59), MINUTE);
 }

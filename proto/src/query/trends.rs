@@ -13,7 +13,7 @@ pub struct Trends {
     pub since_ns: u64,
     /// Width of a bucket, ns.
     pub bucket_ns: u64,
-    /// Events stored during each bucket.
+    /// Events dated in each bucket (by their own time, not their arrival).
     pub events: Vec<Option<u64>>,
     /// Sensors online, stale and offline at the end of each bucket.
     pub hosts: Vec<Option<HostStates>>,
