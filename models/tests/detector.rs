@@ -490,6 +490,28 @@ fn a_slow_chain_over_a_day_still_becomes_one_incident() {
 }
 
 #[test]
+fn an_incident_follows_the_account_that_moved_on_not_another_visitor() {
+    let mut d = cold_fleet();
+    // Two anomalous logons reach host 5 a few seconds apart: mallory's
+    // first, then carol's, which scores higher (carol had just reached
+    // her source 2 from 3: a chain bonus).
+    let mallory = d.observe_scored(&login(5, 1, 100 * S, "mallory", 6)).score;
+    d.observe(&login(2, 1, 105 * S, "carol", 3));
+    let carol = d.observe_scored(&login(5, 2, 110 * S, "carol", 2)).score;
+    assert!(
+        carol > mallory,
+        "carol's hop must be the stronger one: {carol:?} {mallory:?}"
+    );
+    let a = d.observe(&login(4, 1, 160 * S, "mallory", 5));
+    let inc = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Incident)
+        .expect("incident");
+    assert_eq!(inc.path, vec![HostId(6), HostId(5), HostId(4)]);
+    assert_eq!(inc.users, vec!["mallory".to_string()]);
+}
+
+#[test]
 fn routine_outbound_logons_of_the_landing_host_stay_out_of_the_incident() {
     let mut d = cold_fleet();
     let mut seq = 0;

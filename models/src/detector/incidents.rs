@@ -17,6 +17,34 @@ impl Detector {
     /// inside the chain window that scored at least `chain_factor ×
     /// threshold`, among recent hops and the kept chain heads.
     pub(super) fn chain_predecessor(&self, src: HostId, dst: HostId, ts: u64) -> Option<HopRef> {
+        self.strongest_predecessor(src, dst, ts, None)
+    }
+
+    /// Like [`Detector::chain_predecessor`], but among the candidates made
+    /// by `user`, when there are any: the hop an incident grows from. An
+    /// account moving on from where it just arrived is the stronger link
+    /// than whichever other anomalous logon reached `src` at about the
+    /// same time (a landing host's own benign visitors, say). Scores do
+    /// not use this, so it changes which incident a hop joins, never its
+    /// score.
+    pub(super) fn incident_predecessor(
+        &self,
+        src: HostId,
+        dst: HostId,
+        ts: u64,
+        user: Option<&str>,
+    ) -> Option<HopRef> {
+        user.and_then(|u| self.strongest_predecessor(src, dst, ts, Some(u)))
+            .or_else(|| self.strongest_predecessor(src, dst, ts, None))
+    }
+
+    fn strongest_predecessor(
+        &self,
+        src: HostId,
+        dst: HostId,
+        ts: u64,
+        user: Option<&str>,
+    ) -> Option<HopRef> {
         let from = ts.saturating_sub(self.cfg.chain_window_ns);
         let recent = self.positions_into(src).into_iter().map(HopRef::Recent);
         let kept = (0..self.chain_heads.len())
@@ -26,6 +54,9 @@ impl Detector {
         for r in recent.chain(kept) {
             let h = self.hop_at(r);
             if h.dst != src || h.src == dst || h.first_ns < from || h.first_ns > ts {
+                continue;
+            }
+            if user.is_some_and(|u| h.user.as_deref() != Some(u)) {
                 continue;
             }
             let thr = self
@@ -54,7 +85,8 @@ impl Detector {
             self.hops[idx].dst,
             self.hops[idx].first_ns,
         );
-        let Some(pred) = self.chain_predecessor(src, dst, first) else {
+        let user = self.hops[idx].user.clone();
+        let Some(pred) = self.incident_predecessor(src, dst, first, user.as_deref()) else {
             return Vec::new();
         };
         if pred == HopRef::Recent(idx) {
