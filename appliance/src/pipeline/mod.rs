@@ -366,10 +366,12 @@ impl Pipeline {
     }
 
     /// Analysts' closing verdicts: a true positive is left out of the next
-    /// training (its hour on every host of its path, its hops out of the
-    /// graph). A false positive changes nothing here: what keeps it from
-    /// coming back is a suppression, which the detector applies (and which
-    /// keeps such hops out of the alert budget).
+    /// training (its hops out of the graph). Both kinds join the
+    /// re-ranker's training set, which explains later alerts ("analysts
+    /// closed N similar alerts as false positive") but never changes their
+    /// scores (measured not to help, `docs/DETECTION.md`). What keeps a
+    /// false positive from coming back is a suppression, which the detector
+    /// applies (and which keeps such hops out of the alert budget).
     fn apply_verdicts(&mut self) -> Result<(), PipelineError> {
         for QueuedVerdict {
             key,

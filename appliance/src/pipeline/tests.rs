@@ -205,6 +205,11 @@ fn verdicts_settings_and_latency_reach_the_detector() {
     p.round(t0 + 3 * S).unwrap();
     p.round(t0 + 4 * S).unwrap();
     assert_eq!(p.metrics().verdicts_applied.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        p.det.verdicts_kept(),
+        1,
+        "the verdict joins the re-ranker's training set"
+    );
     assert!(
         db.store().get(Cf::Models, &key).unwrap().is_some(),
         "kept until saved"
