@@ -201,6 +201,9 @@ mod tests {
         assert!(!cfg.signals.edge && !cfg.signals.chain);
         assert!(cfg.signals.user && cfg.signals.failures);
         let err = ablated(&["windows".into()]).unwrap_err().to_string();
-        assert!(err.contains("\"windows\"") && err.contains("fanout"), "{err}");
+        assert!(
+            err.contains("\"windows\"") && err.contains("fanout"),
+            "{err}"
+        );
     }
 }
