@@ -161,9 +161,6 @@ async fn a_forged_sshd_line_from_logger_is_tamper_not_a_login() {
     app.shutdown().await;
 }
 
-/// The `vigil` binary built next to this test (the same `--workspace
-/// --all-targets` build produces both).
-
 /// curl inside `netns`: the HTTP status, or the failure.
 fn https_status_from(netns: &str, url: &str) -> Result<String, String> {
     let out = Command::new("ip")
