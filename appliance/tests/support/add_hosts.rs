@@ -7,53 +7,23 @@
 //! `vigil-sensor enroll`; `dpkg` and `systemctl` stand-ins, system paths
 //! pointed at a temp dir) and the host shows up enrolled.
 
+use super::forwarding::session;
 use super::{header, https_raw};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use vigil_appliance::admin::{self, AdminRequest, AdminResponse};
 use vigil_appliance::{Appliance, ServeConfig};
-use vigil_web_ui::auth::{random_token, token_id, SESSION_TTL_NS};
-use vigil_web_ui::store::{ConsoleStore, Role, Session, User};
+use vigil_web_ui::store::Role;
 
 const DEB: &str = "vigil-sensor_0.9.1_amd64.deb";
 const TGZ: &str = "vigil-sensor-0.9.1-x86_64-linux.tar.gz";
-
-fn now_ns() -> u64 {
-    vigil_appliance::system_clock()()
-}
 
 async fn appliance(data: &Path) -> Appliance {
     let mut cfg = ServeConfig::new(data).loopback();
     cfg.admin_socket = false;
     cfg.pipeline = None;
     Appliance::start(cfg).await.unwrap()
-}
-
-/// A logged-in console user of `role`: the cookie and CSRF token.
-fn session(app: &Appliance, name: &str, role: Role) -> (String, String) {
-    let console = app.core().console.clone();
-    console
-        .put_user(User {
-            name: name.into(),
-            role,
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$AAAA$AAAA".into(),
-            created_ns: now_ns(),
-            must_change_password: false,
-            disabled: false,
-        })
-        .unwrap();
-    let (token, csrf) = (random_token(), random_token());
-    console
-        .put_session(Session {
-            id: token_id(&token),
-            user: name.into(),
-            csrf: csrf.clone(),
-            created_ns: now_ns(),
-            expires_ns: now_ns() + SESSION_TTL_NS,
-        })
-        .unwrap();
-    (format!("__Host-vigil_session={token}"), csrf)
 }
 
 async fn request(app: &Appliance, method: &str, path: &str, extra: &str, form: &str) -> String {

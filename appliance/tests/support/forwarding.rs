@@ -194,8 +194,9 @@ async fn a_pipeline_alert_and_an_audit_entry_reach_a_real_rsyslog_in_sequence() 
     daemon.stop();
 }
 
-/// A logged-in console user of `role`: the cookie and CSRF token.
-fn session(app: &Appliance, name: &str, role: Role) -> (String, String) {
+/// A logged-in console user of `role`: the cookie and CSRF token (also
+/// used by the Add hosts tests).
+pub(crate) fn session(app: &Appliance, name: &str, role: Role) -> (String, String) {
     let console = app.core().console.clone();
     console
         .put_user(User {

@@ -65,6 +65,23 @@ pub struct SeedRun {
     pub report: Report,
 }
 
+impl EnterpriseOptions {
+    /// The generator's configuration for `seed` under these options (one
+    /// definition for the scored runs and the re-ranker's runs).
+    pub fn generator_config(&self, seed: u64) -> EnterpriseConfig {
+        EnterpriseConfig {
+            seed,
+            hosts: self.hosts,
+            days: self.days,
+            train_days: self.train_days,
+            styles: self.styles.clone(),
+            campaigns_per_style: self.campaigns_per_style,
+            flows: self.flows,
+            ..EnterpriseConfig::default()
+        }
+    }
+}
+
 /// Generates seed `seed` into `dir`, scores it into `dir/scores.csv`, and
 /// reports it.
 pub fn run_seed(
@@ -72,16 +89,7 @@ pub fn run_seed(
     seed: u64,
     dir: &Path,
 ) -> Result<SeedRun, EnterpriseEvalError> {
-    let cfg = EnterpriseConfig {
-        seed,
-        hosts: opts.hosts,
-        days: opts.days,
-        train_days: opts.train_days,
-        styles: opts.styles.clone(),
-        campaigns_per_style: opts.campaigns_per_style,
-        flows: opts.flows,
-        ..EnterpriseConfig::default()
-    };
+    let cfg = opts.generator_config(seed);
     let written = write_dir(&cfg, dir)?;
     let scores = dir.join("scores.csv");
     let scored = eval_lanl(&LanlOptions {

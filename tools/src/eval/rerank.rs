@@ -20,7 +20,7 @@ use super::report::{mean, report_dir, MeanMethod, Report, ReportError};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use vigil_datasets::enterprise::{write_dir, EnterpriseConfig};
+use vigil_datasets::enterprise::write_dir;
 use vigil_datasets::lanl::{read_redteam, RedteamRecord};
 use vigil_models::rerank::{combine, Features, Reranker};
 use vigil_proto::HostId;
@@ -57,16 +57,7 @@ pub fn collect_seed(
     seed: u64,
     dir: &Path,
 ) -> Result<SeedData, EnterpriseEvalError> {
-    let cfg = EnterpriseConfig {
-        seed,
-        hosts: opts.hosts,
-        days: opts.days,
-        train_days: opts.train_days,
-        styles: opts.styles.clone(),
-        campaigns_per_style: opts.campaigns_per_style,
-        flows: opts.flows,
-        ..EnterpriseConfig::default()
-    };
+    let cfg = opts.generator_config(seed);
     write_dir(&cfg, dir)?;
     let mut rows = Vec::new();
     let mut events: HashMap<(HostId, u64), RedteamRecord> = HashMap::new();

@@ -593,6 +593,13 @@ const UPDATE: &[&str] = &["/usr/bin/vigil-update"];
 /// another; a tampered and an old bundle refused, a good one applied.
 fn updates(root: &Path) -> Result<()> {
     let work = root.join("tmp/update-check");
+    // The check root is cached for the day: start from nothing, or the last
+    // run's slots (trusting its keys and versions) refuse this run's repo.
+    match fs::remove_dir_all(&work) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&work, e)),
+    }
     fs::create_dir_all(work.join("slots/a")).map_err(|e| io(&work, e))?;
     let vigil = |args: &[&str]| -> Result<String> {
         // chroot(1) starts in /: the shell moves to the work directory.
