@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use vigil_appliance::admin::{self, AdminRequest, AdminResponse};
 use vigil_appliance::{Appliance, ServeConfig};
-use vigil_web_ui::store::Role;
+use vigil_web_ui::store::{ConsoleStore, Role};
 
 const DEB: &str = "vigil-sensor_0.9.1_amd64.deb";
 const TGZ: &str = "vigil-sensor-0.9.1-x86_64-linux.tar.gz";
