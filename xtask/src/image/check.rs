@@ -653,7 +653,10 @@ fn updates(root: &Path) -> Result<()> {
         "$UPDATE sign --repo repo --key t.key --key s.key --key ts.key \
         --release 2.0 --out good.tar root.img",
     )?;
-    sh("$UPDATE init-appliance --slots slots --root repo/metadata/1.root.json")?;
+    // Release 0 explicitly: the root also carries the image's shipped
+    // release (whatever the last full build signed), which this test's
+    // fresh repository must not be compared with.
+    sh("$UPDATE init-appliance --slots slots --root repo/metadata/1.root.json --release 0")?;
     fs::write(work.join("slots/a/data-marker"), b"kept").map_err(|e| io(&work, e))?;
     let mut bad = fs::read(work.join("good.tar")).map_err(|e| io(&work, e))?;
     let at = find(&bad, b"VIGIL-SLOT-PAYLOAD-").ok_or("payload not in the bundle")? + 100;
