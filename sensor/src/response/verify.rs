@@ -140,9 +140,11 @@ impl SeenIds {
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e,
                         "the record of executed commands is corrupt; set aside, and commands created before now are refused");
-                    fs::rename(&path, dir.join(SEEN_CORRUPT_FILE)).map_err(|e| store(&e))?;
+                    // The marker first: a crash before the rename then
+                    // finds both, never a missing record without a marker.
                     write_private(&dir.join(SEEN_LOST_FILE), format!("{now_ns}\n").as_bytes())
                         .map_err(|e| store(&e))?;
+                    fs::rename(&path, dir.join(SEEN_CORRUPT_FILE)).map_err(|e| store(&e))?;
                     lost_before_ns = Some(lost_before_ns.map_or(now_ns, |h| h.max(now_ns)));
                     BTreeMap::new()
                 }
