@@ -19,9 +19,11 @@
 
 mod boot;
 mod check;
+mod container;
 mod disk;
 mod enroll;
 mod guest;
+mod persist;
 mod signing;
 mod trial;
 
@@ -61,9 +63,15 @@ const ENABLED_UNITS: &[&str] = &[
     "vigil-report.service",
     "vigil-update-boot.service",
     "vigil-health.service",
+    "vigil-packages.service",
+    "vigil-machine-id.service",
     "nftables.service",
     "systemd-networkd.service",
 ];
+
+/// Where the image ships the sensor packages, read-only; every boot
+/// `vigil-packages.service` lists the new ones in the console's store.
+pub const SHIPPED_PACKAGES: &str = "usr/share/vigil/packages";
 
 /// The vigil user's fixed id (`image/rootfs/usr/lib/sysusers.d/vigil.conf`).
 pub const VIGIL_UID: u32 = 990;
@@ -112,8 +120,14 @@ impl Binaries {
 /// no partitions to mount, so no `fstab`, and no link to wait for, so no
 /// `systemd-networkd-wait-online` (its management address comes as a
 /// credential). The updates' root of trust and the release number go to
-/// `/usr/lib/vigil/update/` (read by `vigil-update init-appliance`).
-pub fn customize(root: &Path, bins: &Binaries, container: bool) -> Result<()> {
+/// `/usr/lib/vigil/update/` (read by `vigil-update init-appliance`), the
+/// sensor `packages` to [`SHIPPED_PACKAGES`].
+pub fn customize(
+    root: &Path,
+    bins: &Binaries,
+    packages: &[PathBuf],
+    container: bool,
+) -> Result<()> {
     let signing = signing::Signing::open(&bins.update)?;
     let trust = root.join("usr/lib/vigil/update");
     fs::create_dir_all(&trust).map_err(|e| io(&trust, e))?;
@@ -135,6 +149,13 @@ pub fn customize(root: &Path, bins: &Binaries, container: bool) -> Result<()> {
     for (src, name) in [(&bins.vigil, "vigil"), (&bins.update, "vigil-update")] {
         install_binary(src, &root.join("usr/bin").join(name))?;
     }
+    ship_packages(root, packages)?;
+    // Empty: on the read-only root systemd makes a transient id at boot,
+    // until vigil-machine-id.service has put the appliance's on the
+    // boot entries (image/README.md, "Machine ID").
+    fs::write(root.join("etc/machine-id"), "").map_err(|e| io(root, e))?;
+    // The ESP's mount point (a directory bound there in the check).
+    fs::create_dir_all(root.join("boot/efi")).map_err(|e| io(root, e))?;
     let doc = root.join("usr/share/doc/vigil");
     fs::create_dir_all(&doc).map_err(|e| io(&doc, e))?;
     fs::copy(repo_root().join("image/README.md"), doc.join("README.md"))
@@ -166,6 +187,23 @@ pub fn customize(root: &Path, bins: &Binaries, container: bool) -> Result<()> {
     // systemd-tmpfiles creates what the system needs there.
     let var_lib = root.join("var/lib/vigil");
     fs::create_dir_all(&var_lib).map_err(|e| io(&var_lib, e))?;
+    Ok(())
+}
+
+/// The sensor packages, root's and world-readable, in [`SHIPPED_PACKAGES`]
+/// (the `vigil` user reads them to add them to its store).
+fn ship_packages(root: &Path, packages: &[PathBuf]) -> Result<()> {
+    let dir = root.join(SHIPPED_PACKAGES);
+    fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    for package in packages {
+        let name = package
+            .file_name()
+            .ok_or_else(|| format!("{} is not a file", package.display()))?;
+        let dest = dir.join(name);
+        fs::copy(package, &dest).map_err(|e| io(package, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).map_err(|e| io(&dest, e))?;
+    }
     Ok(())
 }
 

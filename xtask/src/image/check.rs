@@ -6,10 +6,12 @@
 //! 2. the nftables policy: `nft -c`, then applied in a network namespace
 //!    this check creates (and removes), probed from a second one;
 //! 3. first boot: the reduced root booted twice by `systemd-nspawn --boot`
-//!    (read-only root, a fresh directory as the data partition on /var):
-//!    the first boot creates the credentials with private modes and the
-//!    console banner, the server answers HTTPS and listens on nothing
-//!    else; the second boot skips first-boot and changes nothing;
+//!    (read-only root, a fresh directory as the data partition on /var,
+//!    another as the ESP): the first boot creates the credentials with
+//!    private modes and the console banner, the server answers HTTPS and
+//!    listens on nothing else, the store lists the shipped sensor packages
+//!    and the boot entries carry the kept machine ID ([`super::persist`]);
+//!    the second boot skips first-boot, keeps the ID and changes nothing;
 //! 4. updates: the image's update tool in the root refuses a tampered
 //!    bundle and an old one, applies a good one to slot B, boots it on
 //!    trial, commits it.
@@ -23,6 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::container::Container;
+use super::persist;
 use super::{customize, debian_root, package_list, tools_present, unpack, Binaries, BUILD_DIR};
 use crate::package::{capture, io};
 use crate::{repo_root, run, Result};
@@ -74,16 +78,20 @@ pub fn check() -> Result<()> {
     let build = PathBuf::from(BUILD_DIR);
     let root = build.join("check-root");
     unpack(&tarball, &root)?;
-    customize(&root, &bins, true)?;
+    let shipped = persist::stand_in_packages()?;
+    customize(&root, &bins, &shipped, true)?;
     verify_units(&root)?;
     let var = build.join("check-var");
-    first_boot(&root, &var).map_err(|e| format!("image check (first boot): {e}"))?;
+    let esp = persist::make_esp(&bins)?;
+    first_boot(&root, &var, &bins, &shipped)
+        .map_err(|e| format!("image check (first boot): {e}"))?;
     updates(&root).map_err(|e| format!("image check (updates): {e}"))?;
-    for dir in [&root, &var] {
+    let stand_ins = shipped[0].parent().expect("in a directory").to_path_buf();
+    for dir in [&root, &var, &esp, &stand_ins] {
         fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
     }
     eprintln!(
-        "xtask: image check passed in {:.0} s: units (exposure {score}), nftables, first boot, updates",
+        "xtask: image check passed in {:.0} s: units (exposure {score}), nftables, first boot, packages, machine ID, updates",
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -117,6 +125,8 @@ fn verify_units(root: &Path) -> Result<()> {
             "vigil-issue.service",
             "vigil-update-boot.service",
             "vigil-health.service",
+            "vigil-packages.service",
+            "vigil-machine-id.service",
         ])
         .output()
         .map_err(|e| format!("cannot run chroot: {e}"))?;
@@ -307,13 +317,14 @@ pub fn probe(args: &[String]) -> Result<()> {
 
 // ---- first boot ---------------------------------------------------------------
 
-fn first_boot(root: &Path, var: &Path) -> Result<()> {
+fn first_boot(root: &Path, var: &Path, bins: &Binaries, shipped: &[PathBuf]) -> Result<()> {
     if var.exists() {
         fs::remove_dir_all(var).map_err(|e| io(var, e))?;
     }
     fs::create_dir_all(var).map_err(|e| io(var, e))?;
     let data = var.join("lib/vigil");
-    let boot = Container::boot(root, var)?;
+    let esp = persist::esp_dir();
+    let boot = Container::boot(root, var, &esp, &persist::boot_loader_words(&esp)?)?;
     let t = boot.wait_running()?;
     eprintln!("xtask: image check: first boot reached {t}");
     boot.wait_active("vigil.service")?;
@@ -350,11 +361,17 @@ fn first_boot(root: &Path, var: &Path) -> Result<()> {
     if !(code.starts_with('2') || code.starts_with('3') || code == "401") {
         return Err(format!("the console over HTTPS answered {code}"));
     }
+    persist::expect_store(&boot, &data, shipped)?;
+    let id = persist::expect_machine_id(&boot, var, &esp, None)?;
+    persist::add_update_entry(&esp, bins)?;
     let before = snapshot(&data)?;
     boot.poweroff()?;
-    let again = Container::boot(root, var)?;
+    let words = persist::boot_loader_words(&esp)?;
+    let again = Container::boot(root, var, &esp, &words)?;
     again.wait_running()?;
     again.wait_active("vigil.service")?;
+    persist::expect_machine_id(&again, var, &esp, Some(&id))?;
+    persist::expect_store(&again, &data, shipped)?;
     let ran = again.exec(&[
         "systemctl",
         "show",
@@ -368,9 +385,16 @@ fn first_boot(root: &Path, var: &Path) -> Result<()> {
     }
     again.poweroff()?;
     if snapshot(&data)? != before {
-        return Err("the second boot changed the first boot's keys or password".into());
+        return Err(
+            "the second boot changed the first boot's keys or password, or the package store"
+                .into(),
+        );
     }
     eprintln!("xtask: image check: first boot ran once (CA {}…), HTTPS answers {code}, second boot changed nothing", &fingerprint[..16.min(fingerprint.len())]);
+    eprintln!(
+        "xtask: image check: the store lists and serves the {} shipped packages once; machine ID {id} kept on both boots and on every entry (an update's too)",
+        shipped.len()
+    );
     Ok(())
 }
 
@@ -402,7 +426,12 @@ fn expect_private(data: &Path) -> Result<()> {
 
 /// The bytes of the first boot's secrets, to compare across boots.
 fn snapshot(data: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut files = vec!["first-admin-password".to_string(), "management.json".into()];
+    let mut files = vec![
+        "first-admin-password".to_string(),
+        "management.json".into(),
+        "packages/index.json".into(),
+        ".shipped-packages".into(),
+    ];
     for e in fs::read_dir(data.join("keys"))
         .map_err(|e| io(data, e))?
         .flatten()
@@ -423,163 +452,6 @@ fn read_trim(path: &Path) -> Result<String> {
     fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|e| io(path, e))
-}
-
-/// A `systemd-nspawn --boot` of the reduced root: read-only, its own
-/// network namespace (loopback only), `var` as the data partition.
-struct Container {
-    nspawn: Child,
-    leader: u32,
-}
-
-impl Container {
-    fn boot(root: &Path, var: &Path) -> Result<Container> {
-        let log = fs::File::create(Path::new(BUILD_DIR).join("check-nspawn.log"))
-            .map_err(|e| format!("nspawn log: {e}"))?;
-        let mut nspawn = Command::new("systemd-nspawn")
-            .args([
-                "--quiet",
-                "--register=no",
-                "--keep-unit",
-                "--read-only",
-                "--private-network",
-            ])
-            .args(["--boot", "--console=passive", "--machine=vigil-image-check"])
-            .arg(format!("--directory={}", root.display()))
-            .arg(format!("--bind={}:/var", var.display()))
-            .arg("--set-credential=vigil.management_address:127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start systemd-nspawn: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(leader) = leader_of(nspawn.id()) {
-                return Ok(Container { nspawn, leader });
-            }
-            if let Ok(Some(status)) = nspawn.try_wait() {
-                return Err(format!(
-                    "systemd-nspawn exited ({status}); see {BUILD_DIR}/check-nspawn.log"
-                ));
-            }
-            if Instant::now() > deadline {
-                let _ = nspawn.kill();
-                return Err("the container's init did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// A command inside the container (all its namespaces, its root).
-    fn exec(&self, args: &[&str]) -> Result<String> {
-        capture(
-            Command::new("nsenter")
-                .arg(format!("--target={}", self.leader))
-                .args(["-m", "-u", "-i", "-n", "-p", "-r", "-w", "--"])
-                .args(args),
-        )
-    }
-
-    /// A host command inside the container's network namespace only.
-    fn net_exec(&self, args: &[&str]) -> Result<String> {
-        capture(
-            Command::new("nsenter")
-                .arg(format!("--target={}", self.leader))
-                .args(["-n", "--"])
-                .args(args),
-        )
-    }
-
-    fn root_path(&self, rel: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root", self.leader)).join(rel)
-    }
-
-    /// Wait for the boot to finish; the state it reached.
-    fn wait_running(&self) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            // Exits non-zero until "running", saying the state on stdout.
-            let state = Command::new("nsenter")
-                .arg(format!("--target={}", self.leader))
-                .args(["-m", "-u", "-i", "-n", "-p", "-r", "-w", "--"])
-                .args(["systemctl", "is-system-running"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            match state.trim() {
-                "running" => return Ok("running".into()),
-                "degraded" => {
-                    let failed = self.exec(&["systemctl", "--failed", "--no-legend"]);
-                    return Err(format!("boot degraded: {failed:?}"));
-                }
-                _ if Instant::now() > deadline => {
-                    return Err(format!("boot did not finish in 90 s (state {state:?})"))
-                }
-                _ => std::thread::sleep(Duration::from_millis(300)),
-            }
-        }
-    }
-
-    fn wait_active(&self, unit: &str) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(s) = self.exec(&["systemctl", "is-active", unit]) {
-                if s.trim() == "active" && self.net_exec(&["ss", "-Hlnt"])?.contains(":8443") {
-                    return Ok(());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let status = self.exec(&["systemctl", "status", "--no-pager", "-n", "30", unit]);
-        Err(format!("{unit} did not come up: {status:?}"))
-    }
-
-    fn poweroff(mut self) -> Result<()> {
-        let _ = self.exec(&["systemctl", "poweroff"]);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.nspawn.try_wait() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Err("the container did not power off in 30 s".into())
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        if let Ok(None) = self.nspawn.try_wait() {
-            // The container's init first: killing systemd-nspawn alone
-            // would leave the container running, orphaned.
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.leader.to_string()])
-                .status();
-            let _ = self.nspawn.kill();
-            let _ = self.nspawn.wait();
-        }
-    }
-}
-
-/// The container's init: the process named `systemd` among the
-/// descendants of systemd-nspawn.
-fn leader_of(nspawn: u32) -> Option<u32> {
-    let mut queue = vec![nspawn];
-    while let Some(pid) = queue.pop() {
-        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        for c in children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<u32>().ok())
-        {
-            let comm = fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
-            if comm.trim() == "systemd" {
-                return Some(c);
-            }
-            queue.push(c);
-        }
-    }
-    None
 }
 
 // ---- updates --------------------------------------------------------------------

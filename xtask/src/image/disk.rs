@@ -30,7 +30,7 @@ const VAR_TYPE: &str = "4D21B016-B534-45C2-A9FB-5C16E091FD2D";
 
 /// Fixed identities, so two builds of one commit are the same bytes.
 const DISK_ID: &str = "5669676C-0000-4000-8000-000000000000";
-const PART_IDS: [&str; 4] = [
+pub(super) const PART_IDS: [&str; 4] = [
     "5669676C-0000-4000-8000-000000000001",
     "5669676C-0000-4000-8000-000000000002",
     "5669676C-0000-4000-8000-000000000003",
@@ -103,7 +103,7 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
             "xtask: image with the binaries in {} (VIGIL_IMAGE_BINARIES)",
             dir.display()
         );
-        let image = build(&bins, boot)?;
+        let image = build(&bins, &given_packages(&dir)?, boot)?;
         return if boot {
             super::boot::boot_test(&image)
         } else {
@@ -112,7 +112,8 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
     }
     // Release binaries in the release profile's own directory: no dev
     // build is disturbed (it still compiles RocksDB once, ~20 minutes on
-    // 2 cores, and holds the target dir's lock meanwhile).
+    // 2 cores, and holds the target dir's lock meanwhile). The sensor too:
+    // its release packages go into the image.
     let release = cargo();
     let mut nice = Command::new("nice");
     nice.args(["-n", "10"])
@@ -128,6 +129,10 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
             "vigil-update",
             "--bin",
             "vigil-update",
+            "-p",
+            "vigil-sensor",
+            "--bin",
+            "vigil-sensor",
         ])
         .current_dir(crate::repo_root());
     for (k, v) in release.get_envs() {
@@ -136,16 +141,50 @@ pub fn build_and_boot(boot: bool) -> Result<()> {
         }
     }
     run(&mut nice)?;
-    let image = build(&bins, boot)?;
+    let packages = crate::package::build(crate::package::Flavour::Release)?;
+    let image = build(&bins, &[packages.deb, packages.tarball], boot)?;
     if boot {
         super::boot::boot_test(&image)?;
     }
     Ok(())
 }
 
-/// Build the disk around `bins`; with `trials`, also the update bundles
-/// the boot test applies (a broken release and a good one).
-pub fn build(bins: &Binaries, trials: bool) -> Result<Image> {
+/// The sensor packages beside binaries given in `dir`
+/// (`VIGIL_IMAGE_BINARIES`), else the release ones `cargo xtask package`
+/// left in `target/packages/`.
+fn given_packages(dir: &Path) -> Result<Vec<PathBuf>> {
+    let find = |dir: &Path| -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("vigil-sensor")
+                    && (name.ends_with(".deb") || name.ends_with(".tar.gz"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let mut found = find(dir);
+    if found.is_empty() {
+        found = find(&crate::repo_root().join("target/packages"));
+    }
+    if found.is_empty() {
+        return Err(format!(
+            "no sensor packages in {} or target/packages: run `cargo xtask package` (the image ships them)",
+            dir.display()
+        ));
+    }
+    Ok(found)
+}
+
+/// Build the disk around `bins` with the sensor `packages`; with `trials`,
+/// also the update bundles the boot test applies (a broken release and a
+/// good one).
+pub fn build(bins: &Binaries, packages: &[PathBuf], trials: bool) -> Result<Image> {
     let started = Instant::now();
     let epoch = source_date_epoch();
     let out = PathBuf::from(BUILD_DIR);
@@ -156,7 +195,7 @@ pub fn build(bins: &Binaries, trials: bool) -> Result<Image> {
     )?;
     let root = out.join("root");
     unpack(&tarball, &root)?;
-    customize(&root, bins, false)?;
+    customize(&root, bins, packages, false)?;
     appliance_only(&root)?;
     let esp = out.join("esp.img");
     make_esp(&root, &esp, &epoch, bins)?;
@@ -215,7 +254,7 @@ pub fn build(bins: &Binaries, trials: bool) -> Result<Image> {
 }
 
 /// What only the disk image has: SSH off, no package manager state
-/// under the data mount, a hostname, a transient machine id.
+/// under the data mount, a hostname.
 fn appliance_only(root: &Path) -> Result<()> {
     run(Command::new("systemctl")
         .arg(format!("--root={}", root.display()))
@@ -229,8 +268,6 @@ fn appliance_only(root: &Path) -> Result<()> {
             fs::remove_file(e.path()).map_err(|err| io(&e.path(), err))?;
         }
     }
-    // Empty: systemd makes a transient id on the read-only root.
-    fs::write(root.join("etc/machine-id"), "").map_err(|e| io(root, e))?;
     fs::write(root.join("etc/hostname"), "vigil\n").map_err(|e| io(root, e))?;
     // The data partition is mounted over /var; what the packages left
     // there would be hidden anyway.
@@ -243,7 +280,6 @@ fn appliance_only(root: &Path) -> Result<()> {
             fs::remove_file(&p).map_err(|err| io(&p, err))?;
         }
     }
-    fs::create_dir_all(root.join("boot/efi")).map_err(|e| io(root, e))?;
     trim_modules(root)
 }
 
