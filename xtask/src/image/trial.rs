@@ -11,6 +11,10 @@
 //!    (`vigil-b.conf`), and the enrolled sensor and the CA are still
 //!    there.
 //!
+//! Along the way: the store lists the shipped sensor packages at the first
+//! boot, and the machine ID stays the first boot's on every boot through
+//! slot A's entry and on every entry (see `image/README.md`).
+//!
 //! Both releases are the image's own root with the release number moved
 //! on (and, for the broken one, `vigil` replaced), signed by the same
 //! repository whose root the image ships.
@@ -157,6 +161,13 @@ pub fn run(machine: &Machine, vm: Vm, bundles: &Bundles) -> Result<Figures> {
     let hosts_before = sensors(&mut agent)?;
     let ca_before = agent.ok("cat /var/lib/vigil/ca.sha256", LONG)?;
     status_has(&mut agent, &["\"booted\": \"a\"", "\"active\": \"a\""])?;
+    let packages = agent.ok("runuser -u vigil -- vigil packages list", LONG)?;
+    if !packages.contains(".deb") || !packages.contains(".tar.gz") {
+        return Err(format!(
+            "the store lacks the packages the image ships:\n{packages}"
+        ));
+    }
+    let machine_id = machine_id_on_entries(&mut agent)?;
     super::enroll::clean()?;
 
     // A release whose vigil exits 1: tried once, then slot A by itself.
@@ -172,6 +183,7 @@ pub fn run(machine: &Machine, vm: Vm, bundles: &Bundles) -> Result<Figures> {
     wait_report(&machine.console(3), boot_limit)?;
     let rollback_s = started.elapsed().as_secs_f64();
     expect(&mut agent, "cat /proc/cmdline", "vigil.slot=a")?;
+    expect(&mut agent, "cat /etc/machine-id", &machine_id)?;
     status_has(
         &mut agent,
         &[
@@ -182,7 +194,8 @@ pub fn run(machine: &Machine, vm: Vm, bundles: &Bundles) -> Result<Figures> {
     )?;
     expect(
         &mut agent,
-        // Every directory: the read-only root's machine id is new each boot.
+        // Every directory: the failed trial booted through the update's
+        // entry, which may lack the machine ID (a transient one then).
         "journalctl -D /var/log/journal -o cat -u vigil-health.service",
         "failed its health check",
     )?;
@@ -235,6 +248,17 @@ pub fn run(machine: &Machine, vm: Vm, bundles: &Bundles) -> Result<Figures> {
     {
         return Err("the enrolled sensor or the CA did not survive the update".into());
     }
+    if machine_id_on_entries(&mut agent)? != machine_id {
+        return Err("the kept machine ID changed across the update".into());
+    }
+    // The first boot of B came through the entry `vigil update apply`
+    // wrote: it has the ID only if the update tool carries it.
+    let on_b = agent.ok("cat /etc/machine-id", LONG)?;
+    eprintln!(
+        "xtask: boot test: machine ID {} on every boot through slot A and on every entry; slot B's first boot {}",
+        machine_id,
+        if on_b.trim() == machine_id { "had it too" } else { "had a transient one (its entry was written without it)" }
+    );
     eprintln!("xtask: boot test: the good release runs from slot B, blessed, with the data kept");
     Ok(Figures {
         enroll_s,
@@ -264,6 +288,28 @@ fn apply_and_reboot(agent: &mut Agent, mut vm: Vm, serial: &str) -> Result<(f64,
     agent.ok("(sleep 1; systemctl reboot) > /dev/null 2>&1 &", LONG)?;
     vm.wait_exit(Duration::from_secs(300))?;
     Ok((secs, vm))
+}
+
+/// The machine ID kept on the data partition, once `vigil-machine-id`
+/// has put it on every boot entry of the ESP (it runs early in each boot).
+fn machine_id_on_entries(agent: &mut Agent) -> Result<String> {
+    let id = agent.ok(
+        "while ! systemctl is-active -q vigil-machine-id.service; do sleep 1; done; \
+         cat /var/lib/vigil-machine-id/machine-id",
+        LONG,
+    )?;
+    let id = id.trim().to_string();
+    let missing = agent.ok(
+        &format!("grep -L 'systemd.machine_id={id}' /boot/efi/loader/entries/vigil-*.conf || true"),
+        LONG,
+    )?;
+    if id.len() != 32 || !missing.trim().is_empty() {
+        return Err(format!(
+            "machine ID {id:?}: entries without it: {}",
+            missing.trim()
+        ));
+    }
+    Ok(id)
 }
 
 /// The enrolled hosts' ids (the first column of `vigil sensor list`).
