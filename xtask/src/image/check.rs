@@ -364,6 +364,8 @@ fn first_boot(root: &Path, var: &Path, bins: &Binaries, shipped: &[PathBuf]) -> 
     persist::expect_store(&boot, &data, shipped)?;
     let id = persist::expect_machine_id(&boot, var, &esp, None)?;
     persist::add_update_entry(&esp, bins)?;
+    let (kept, removed) = (&shipped[..1], &shipped[1]);
+    persist::remove_package(&boot, &data, removed)?;
     let before = snapshot(&data)?;
     boot.poweroff()?;
     let words = persist::boot_loader_words(&esp)?;
@@ -371,7 +373,8 @@ fn first_boot(root: &Path, var: &Path, bins: &Binaries, shipped: &[PathBuf]) -> 
     again.wait_running()?;
     again.wait_active("vigil.service")?;
     persist::expect_machine_id(&again, var, &esp, Some(&id))?;
-    persist::expect_store(&again, &data, shipped)?;
+    persist::expect_store(&again, &data, kept)?;
+    persist::expect_unlisted(&data, removed)?;
     let ran = again.exec(&[
         "systemctl",
         "show",
@@ -392,7 +395,7 @@ fn first_boot(root: &Path, var: &Path, bins: &Binaries, shipped: &[PathBuf]) -> 
     }
     eprintln!("xtask: image check: first boot ran once (CA {}…), HTTPS answers {code}, second boot changed nothing", &fingerprint[..16.min(fingerprint.len())]);
     eprintln!(
-        "xtask: image check: the store lists and serves the {} shipped packages once; machine ID {id} kept on both boots and on every entry (an update's too)",
+        "xtask: image check: the store lists and serves the {} shipped packages once, a removed one stays removed; machine ID {id} kept on both boots and on every entry (an update's too)",
         shipped.len()
     );
     Ok(())

@@ -3,8 +3,8 @@
 //!
 //! - the sensor packages the image ships in `/usr/share/vigil/packages`
 //!   are listed in the console's store after the first boot and served
-//!   over HTTPS without login (the Add hosts page's downloads), and a
-//!   second boot adds nothing again. The check ships small stand-ins
+//!   over HTTPS without login (the Add hosts page's downloads); a second
+//!   boot adds nothing again, nor one the administrator removed. The check ships small stand-ins
 //!   ([`stand_in_packages`]): the real `.deb` and tarball around the debug
 //!   sensor are 20 MB each, and their install is `cargo xtask package`'s
 //!   own check; the full image ships the release ones.
@@ -123,6 +123,32 @@ pub fn expect_store(boot: &Container, data: &Path, shipped: &[PathBuf]) -> Resul
                 bytes.len()
             ));
         }
+    }
+    Ok(())
+}
+
+/// The administrator removes `file`'s package (through the running
+/// server): the next boot must not add it back.
+pub fn remove_package(boot: &Container, data: &Path, file: &Path) -> Result<()> {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    boot.exec(&[
+        "vigil",
+        "packages",
+        "remove",
+        &name,
+        "--data",
+        "/var/lib/vigil",
+    ])?;
+    expect_unlisted(data, file)
+}
+
+/// The store does not list `file`'s package.
+pub fn expect_unlisted(data: &Path, file: &Path) -> Result<()> {
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let index_path = data.join("packages/index.json");
+    let index = fs::read_to_string(&index_path).map_err(|e| io(&index_path, e))?;
+    if index.contains(&format!("\"name\": \"{name}\"")) {
+        return Err(format!("the store lists the removed {name}:\n{index}"));
     }
     Ok(())
 }
