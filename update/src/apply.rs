@@ -109,7 +109,9 @@ fn check<R: Read + Seek>(
     state: &UpdateState,
     opts: &VerifyOptions,
 ) -> Result<Verified, UpdateError> {
-    let verified = bundle.verify(&state.trusted, opts)?;
+    // Cheap refusals first: a release already installed (or older) is
+    // refused from its metadata, before hashing every target's bytes.
+    let verified = bundle.verify_metadata(&state.trusted, opts)?;
     if verified.release <= state.trusted.targets_version {
         return Err(VerifyError::NotNewer {
             installed: state.trusted.targets_version,
@@ -120,6 +122,7 @@ fn check<R: Read + Seek>(
     if let Some(p) = state.slots.pending {
         return Err(crate::slots::SlotError::UpdatePending(p.slot).into());
     }
+    bundle.verify_targets(&verified)?;
     Ok(verified)
 }
 

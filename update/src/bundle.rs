@@ -111,7 +111,25 @@ impl<R: Read + Seek> Bundle<R> {
         trusted: &TrustedState,
         opts: &VerifyOptions,
     ) -> Result<Verified, VerifyError> {
-        let verified = verify_metadata(trusted, &self.metadata, opts)?;
+        let verified = self.verify_metadata(trusted, opts)?;
+        self.verify_targets(&verified)?;
+        Ok(verified)
+    }
+
+    /// Verifies the metadata only (signatures, versions, expiry): cheap,
+    /// so refusals that need no target bytes come before any hashing.
+    pub fn verify_metadata(
+        &self,
+        trusted: &TrustedState,
+        opts: &VerifyOptions,
+    ) -> Result<Verified, VerifyError> {
+        verify_metadata(trusted, &self.metadata, opts)
+    }
+
+    /// Checks that the archive holds no unsigned target and that every
+    /// signed target has its signed length and hash (streamed, hundreds
+    /// of megabytes for an image).
+    pub fn verify_targets(&mut self, verified: &Verified) -> Result<(), VerifyError> {
         for name in self.targets.keys() {
             if !verified.targets.contains_key(name) {
                 return Err(VerifyError::Archive(format!(
@@ -122,7 +140,12 @@ impl<R: Read + Seek> Bundle<R> {
         for (name, desc) in &verified.targets {
             self.copy_target(name, desc, &mut io::sink())?;
         }
-        Ok(verified)
+        Ok(())
+    }
+
+    /// Whether the archive holds target `name` (signed or not).
+    pub fn has_target(&self, name: &str) -> bool {
+        self.targets.contains_key(name)
     }
 
     /// Streams target `name` into `out`, failing if its length or hash is

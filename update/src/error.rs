@@ -90,6 +90,24 @@ pub enum VerifyError {
         /// Which field differs.
         reason: String,
     },
+    /// A file could not be fetched from a remote repository (the sensor
+    /// side: network, HTTP status, or longer than its cap).
+    #[error("cannot fetch {path}: {reason}")]
+    Fetch {
+        /// The repository path (`metadata/timestamp.json`, `targets/NAME`).
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A fetched file is longer than the length signed for it (or the
+    /// fixed cap of metadata nothing signed a length for).
+    #[error("{path} is longer than the {cap} bytes allowed")]
+    TooLong {
+        /// The repository path.
+        path: String,
+        /// Bytes allowed.
+        cap: u64,
+    },
     /// A target file's length or hash differs from targets metadata.
     #[error("target {name} was altered: {reason}")]
     TargetAltered {
@@ -114,6 +132,8 @@ impl VerifyError {
             VerifyError::NotNewer { .. } => "not_newer",
             VerifyError::Expired { .. } => "expired",
             VerifyError::Mismatch { .. } => "mismatch",
+            VerifyError::Fetch { .. } => "fetch",
+            VerifyError::TooLong { .. } => "too_long",
             VerifyError::TargetAltered { .. } => "target_altered",
         }
     }

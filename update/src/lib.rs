@@ -37,6 +37,8 @@
 //! 2. [`pack`] — the signing side: keygen, root rotation, releases, bundles.
 //! 3. [`bundle`] — the one-file bundle, read with bounded memory.
 //! 4. [`verify`] — the TUF client workflow (pure, clock passed in).
+//!    [`remote`] — the same workflow over files fetched one at a time
+//!    (sensors updating from the appliance), then one named target.
 //! 5. [`slots`] — the A/B state machine (pure).
 //! 6. [`state`], [`partition`], [`disk`] — `slots.json` on disk; slot
 //!    writers (directories in tests, the appliance's partitions and ESP).
@@ -51,6 +53,7 @@ pub mod keys;
 pub mod metadata;
 pub mod pack;
 pub mod partition;
+pub mod remote;
 pub mod slots;
 pub mod state;
 pub mod verify;

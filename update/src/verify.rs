@@ -1,7 +1,8 @@
 //! The TUF client workflow (specification v1.0 section 5.3–5.6) over
-//! metadata already read from a bundle: root rotation chain, timestamp,
-//! snapshot, targets. Pure: the clock is passed in, target bytes are
-//! checked by the bundle reader against what this returns.
+//! metadata already read from a bundle ([`verify_metadata`]) or fetched
+//! one file at a time ([`Walk`], used by [`crate::remote`]): root rotation
+//! chain, timestamp, snapshot, targets. Pure: the clock is passed in,
+//! target bytes are checked by the caller against what this returns.
 //!
 //! Expiry on a machine whose clock may drift: the time used is the later
 //! of the caller's clock and the latest time this appliance has already
@@ -121,75 +122,161 @@ pub fn verify_metadata(
     meta: &BundleMetadata,
     opts: &VerifyOptions,
 ) -> Result<Verified, VerifyError> {
-    let now = effective_now(trusted, opts)?;
-    let old_root = trusted.root()?;
-    let (root_env, root) = rotate_root(&trusted.root, &old_root, meta)?;
-    check_expiry(Role::Root, &root.expires, "root.json", now, opts.grace)?;
-    let mut floor = trusted.clone();
-    // A rotated timestamp or snapshot key resets its version floor (spec
-    // 5.3.11): it recovers from a fast-forward attack by the old key.
-    if role_keys_changed(&old_root, &root, Role::Timestamp) {
-        floor.timestamp_version = 0;
+    let mut walk = Walk::start(trusted, &meta.roots, opts)?;
+    walk.timestamp(meta.timestamp.as_deref())?;
+    walk.snapshot(meta.snapshot.as_deref())?;
+    walk.targets(meta.targets.as_deref())
+}
+
+/// The same workflow one role at a time, for a client that fetches each
+/// file only once the one before it verified ([`crate::remote`]): the
+/// signed length of the next file then caps its download.
+#[derive(Debug)]
+pub struct Walk {
+    now: SystemTime,
+    grace: Duration,
+    old_version: u64,
+    root_env: Envelope,
+    root: Root,
+    floor: TrustedState,
+    timestamp_version: u64,
+    snapshot_version: u64,
+    targets_ref: Option<MetaFile>,
+    snapshot_ref: Option<MetaFile>,
+}
+
+impl Walk {
+    /// Rotates the trusted root through `roots` (`N.root.json` by N) and
+    /// checks the resulting root's expiry.
+    pub fn start(
+        trusted: &TrustedState,
+        roots: &BTreeMap<u64, Vec<u8>>,
+        opts: &VerifyOptions,
+    ) -> Result<Walk, VerifyError> {
+        let now = effective_now(trusted, opts)?;
+        let old_root = trusted.root()?;
+        let (root_env, root) = rotate_root(&trusted.root, &old_root, roots)?;
+        check_expiry(Role::Root, &root.expires, "root.json", now, opts.grace)?;
+        let mut floor = trusted.clone();
+        // A rotated timestamp or snapshot key resets its version floor (spec
+        // 5.3.11): it recovers from a fast-forward attack by the old key.
+        if role_keys_changed(&old_root, &root, Role::Timestamp) {
+            floor.timestamp_version = 0;
+        }
+        if role_keys_changed(&old_root, &root, Role::Snapshot) {
+            floor.snapshot_version = 0;
+        }
+        Ok(Walk {
+            now,
+            grace: opts.grace,
+            old_version: old_root.version,
+            root_env,
+            root,
+            floor,
+            timestamp_version: 0,
+            snapshot_version: 0,
+            targets_ref: None,
+            snapshot_ref: None,
+        })
     }
-    if role_keys_changed(&old_root, &root, Role::Snapshot) {
-        floor.snapshot_version = 0;
+
+    /// Checks `timestamp.json`; returns what it signed for `snapshot.json`.
+    pub fn timestamp(&mut self, bytes: Option<&[u8]>) -> Result<MetaFile, VerifyError> {
+        let timestamp = check_role::<Versions>(&self.root, Role::Timestamp, bytes, None)?;
+        check_version(
+            Role::Timestamp,
+            self.floor.timestamp_version,
+            timestamp.version,
+        )?;
+        check_expiry(
+            Role::Timestamp,
+            &timestamp.expires,
+            "timestamp.json",
+            self.now,
+            self.grace,
+        )?;
+        let snap_ref = referenced(&timestamp, "snapshot.json", "timestamp.json")?.clone();
+        self.timestamp_version = timestamp.version;
+        self.snapshot_ref = Some(snap_ref.clone());
+        Ok(snap_ref)
     }
-    let timestamp =
-        check_role::<Versions>(&root, Role::Timestamp, meta.timestamp.as_deref(), None)?;
-    check_version(Role::Timestamp, floor.timestamp_version, timestamp.version)?;
-    check_expiry(
-        Role::Timestamp,
-        &timestamp.expires,
-        "timestamp.json",
-        now,
-        opts.grace,
-    )?;
-    let snap_ref = referenced(&timestamp, "snapshot.json", "timestamp.json")?;
-    let snapshot = check_role::<Versions>(
-        &root,
-        Role::Snapshot,
-        meta.snapshot.as_deref(),
-        Some((snap_ref, Role::Timestamp)),
-    )?;
-    check_version(Role::Snapshot, floor.snapshot_version, snapshot.version)?;
-    let targets_ref = referenced(&snapshot, "targets.json", "snapshot.json")?;
-    check_version(Role::Targets, floor.targets_version, targets_ref.version)?;
-    check_expiry(
-        Role::Snapshot,
-        &snapshot.expires,
-        "snapshot.json",
-        now,
-        opts.grace,
-    )?;
-    let targets = check_role::<Targets>(
-        &root,
-        Role::Targets,
-        meta.targets.as_deref(),
-        Some((targets_ref, Role::Snapshot)),
-    )?;
-    check_expiry(
-        Role::Targets,
-        &targets.expires,
-        "targets.json",
-        now,
-        opts.grace,
-    )?;
-    check_target_names(&targets)?;
-    let rotated = (root.version != old_root.version).then_some((old_root.version, root.version));
-    let last_known = format_time(now);
-    Ok(Verified {
-        state: TrustedState {
-            root: root_env,
-            timestamp_version: timestamp.version,
-            snapshot_version: snapshot.version,
-            targets_version: targets.version,
-            last_known_time: Some(last_known),
-        },
-        root_rotation: rotated,
-        release: targets.version,
-        release_name: release_name(&targets),
-        targets: targets.targets,
-    })
+
+    /// Checks `snapshot.json` against the timestamp; returns what it
+    /// signed for `targets.json`.
+    pub fn snapshot(&mut self, bytes: Option<&[u8]>) -> Result<MetaFile, VerifyError> {
+        let snap_ref = self.snapshot_ref.as_ref().ok_or_else(out_of_order)?;
+        let snapshot = check_role::<Versions>(
+            &self.root,
+            Role::Snapshot,
+            bytes,
+            Some((snap_ref, Role::Timestamp)),
+        )?;
+        check_version(
+            Role::Snapshot,
+            self.floor.snapshot_version,
+            snapshot.version,
+        )?;
+        let targets_ref = referenced(&snapshot, "targets.json", "snapshot.json")?.clone();
+        check_version(
+            Role::Targets,
+            self.floor.targets_version,
+            targets_ref.version,
+        )?;
+        check_expiry(
+            Role::Snapshot,
+            &snapshot.expires,
+            "snapshot.json",
+            self.now,
+            self.grace,
+        )?;
+        self.snapshot_version = snapshot.version;
+        self.targets_ref = Some(targets_ref.clone());
+        Ok(targets_ref)
+    }
+
+    /// Checks `targets.json` against the snapshot and returns the whole
+    /// verified result.
+    pub fn targets(self, bytes: Option<&[u8]>) -> Result<Verified, VerifyError> {
+        let targets_ref = self.targets_ref.as_ref().ok_or_else(out_of_order)?;
+        let targets = check_role::<Targets>(
+            &self.root,
+            Role::Targets,
+            bytes,
+            Some((targets_ref, Role::Snapshot)),
+        )?;
+        check_expiry(
+            Role::Targets,
+            &targets.expires,
+            "targets.json",
+            self.now,
+            self.grace,
+        )?;
+        check_target_names(&targets)?;
+        let rotated = (self.root.version != self.old_version)
+            .then_some((self.old_version, self.root.version));
+        Ok(Verified {
+            state: TrustedState {
+                root: self.root_env,
+                timestamp_version: self.timestamp_version,
+                snapshot_version: self.snapshot_version,
+                targets_version: targets.version,
+                last_known_time: Some(format_time(self.now)),
+            },
+            root_rotation: rotated,
+            release: targets.version,
+            release_name: release_name(&targets),
+            targets: targets.targets,
+        })
+    }
+}
+
+/// A [`Walk`] step called before the one it depends on: a caller's bug,
+/// reported rather than panicking.
+fn out_of_order() -> VerifyError {
+    VerifyError::Malformed {
+        file: "metadata".into(),
+        reason: "timestamp, snapshot and targets must be checked in that order".into(),
+    }
 }
 
 fn effective_now(trusted: &TrustedState, opts: &VerifyOptions) -> Result<SystemTime, VerifyError> {
@@ -204,11 +291,11 @@ fn effective_now(trusted: &TrustedState, opts: &VerifyOptions) -> Result<SystemT
 fn rotate_root(
     trusted_env: &Envelope,
     trusted: &Root,
-    meta: &BundleMetadata,
+    roots: &BTreeMap<u64, Vec<u8>>,
 ) -> Result<(Envelope, Root), VerifyError> {
     let mut env = trusted_env.clone();
     let mut root = trusted.clone();
-    for (&n, bytes) in meta.roots.range(trusted.version.saturating_add(1)..) {
+    for (&n, bytes) in roots.range(trusted.version.saturating_add(1)..) {
         let file = format!("{n}.root.json");
         let expected = root.version + 1;
         if n != expected {

@@ -4,6 +4,9 @@
 
 mod support;
 
+#[path = "cases/remote.rs"]
+mod remote;
+
 use std::path::PathBuf;
 
 use support::*;
@@ -476,6 +479,24 @@ fn the_signing_side_refuses_too_few_keys() {
     assert!(
         err.to_string()
             .contains("root: 1 of the given keys belong to the role, 2 required"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_release_not_newer_is_refused_before_its_targets_are_hashed() {
+    let f = Fixture::new();
+    f.apply_at(&release2(&f), at(2)).unwrap();
+    f.boot_and_check(true);
+    // Release 2 again with a target altered: the cheap refusal (not newer)
+    // comes first, so the altered bytes are never read.
+    let mut files = unpack(&f.path("bundle-2.0.tar"));
+    replace(&mut files, "targets/appliance.img", b"image tw0".to_vec());
+    let out = f.path("again-tampered.tar");
+    repack(&files, &out);
+    let err = f.apply_at(&out, at(3)).unwrap_err();
+    assert!(
+        matches!(err, UpdateError::Refused(VerifyError::NotNewer { .. })),
         "{err}"
     );
 }
