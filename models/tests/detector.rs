@@ -511,6 +511,62 @@ fn an_incident_follows_the_account_that_moved_on_not_another_visitor() {
     assert_eq!(inc.users, vec!["mallory".to_string()]);
 }
 
+/// An outbound ssh connection from `host` to `to` (seen by `host`'s sensor).
+fn ssh_connect(host: u64, seq: u64, ts: u64, to: u64) -> Event {
+    ev(
+        host,
+        seq,
+        ts,
+        Payload::NetConnect(NetFlow {
+            transport: Transport::Tcp,
+            local: SocketAddr::new(ip(host), 40000 + seq as u16),
+            remote: SocketAddr::new(ip(to), 22),
+            pid: None,
+            exe: None,
+            repeat: 1,
+        }),
+    )
+}
+
+#[test]
+fn a_connection_seen_before_its_logon_joins_the_incident_of_the_account_it_carries() {
+    let mut d = cold_fleet();
+    // As above: mallory reaches 5, then carol more strongly.
+    d.observe(&login(5, 1, 100 * S, "mallory", 6));
+    d.observe(&login(2, 1, 105 * S, "carol", 3));
+    d.observe(&login(5, 2, 110 * S, "carol", 2));
+    // mallory moves on 5 → 4: host 5's sensor sees the connection first,
+    // with no user; host 4 logs the logon a second later.
+    let early = d.observe(&ssh_connect(5, 3, 160 * S, 4));
+    assert!(
+        !early.iter().any(|a| a.kind == AlertKind::Incident),
+        "a user-less hop must wait for its logon: {early:?}"
+    );
+    let a = d.observe(&login(4, 1, 161 * S, "mallory", 5));
+    let inc = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Incident)
+        .expect("incident once the logon says who moved");
+    assert_eq!(inc.path, vec![HostId(6), HostId(5), HostId(4)]);
+    assert_eq!(inc.users, vec!["mallory".to_string()]);
+}
+
+#[test]
+fn a_connection_whose_logon_never_comes_is_correlated_after_the_grace() {
+    let mut d = cold_fleet();
+    d.observe(&login(5, 1, 100 * S, "mallory", 6));
+    assert!(d
+        .observe(&ssh_connect(5, 2, 160 * S, 4))
+        .iter()
+        .all(|a| a.kind != AlertKind::Incident));
+    let later = d.tick(170 * S);
+    let inc = later
+        .iter()
+        .find(|a| a.kind == AlertKind::Incident)
+        .expect("incident after the grace");
+    assert_eq!(inc.path, vec![HostId(6), HostId(5), HostId(4)]);
+}
+
 #[test]
 fn routine_outbound_logons_of_the_landing_host_stay_out_of_the_incident() {
     let mut d = cold_fleet();

@@ -198,6 +198,7 @@ impl Detector {
         ts: u64,
         ev_id: (HostId, u64),
     ) -> Vec<Alert> {
+        let overdue = self.correlate_overdue(self.last_ns.max(ts));
         self.prune_hops(ts);
         let dedupe_from = ts.saturating_sub(self.cfg.hop_dedupe_ns);
         let latest = self
@@ -290,7 +291,11 @@ impl Detector {
                 alerts.insert(0, self.hop_alert(idx, id, thr, ts));
             }
         }
-        alerts
+        if overdue.is_empty() {
+            alerts
+        } else {
+            overdue.into_iter().chain(alerts).collect()
+        }
     }
 
     /// Forgets recent hops past twice the dedupe window (anomalous ones
@@ -353,7 +358,7 @@ impl Detector {
         if score >= self.cfg.chain_factor * thr {
             self.hops[idx].chain_head = true;
             if self.hops[idx].novel {
-                alerts.extend(self.correlate(idx, ts));
+                alerts.extend(self.correlate_or_defer(idx, ts));
             }
         }
         if score >= thr && self.hops[idx].alert_id.is_none() {

@@ -12,6 +12,14 @@ use vigil_proto::HostId;
 /// source still chains, with a sixteenth of the bonus it had at once.
 const CHAIN_HALF_LIFE_NS: u64 = 6 * 3_600_000_000_000;
 
+/// How long a user-less hop (a connection) waits for its logon before it
+/// is correlated without knowing the account: the target's log line
+/// reaches the appliance within a second or two of the source's connect.
+pub(super) const USERLESS_GRACE_NS: u64 = 5_000_000_000;
+
+/// Deferred hops kept at most (a connection storm must not grow memory).
+const MAX_DEFERRED: usize = 1024;
+
 impl Detector {
     /// The strongest (after decay) anomalous hop X → `src` (not from `dst`)
     /// inside the chain window that scored at least `chain_factor ×
@@ -78,8 +86,85 @@ impl Detector {
         self.cfg.chain_weight * h.score.min(20.0) * 0.5f64.powf(age)
     }
 
+    /// Correlates hop `idx` now, or — when it has no user yet — once its
+    /// logon has had [`USERLESS_GRACE_NS`] to merge into it. A connection
+    /// to an admin port is usually seen (on the source) a moment before
+    /// the target logs the logon that says who moved; correlated at once
+    /// it would join whichever anomalous hop reached the source most
+    /// strongly, not the one its own account arrived by.
+    pub(super) fn correlate_or_defer(&mut self, idx: usize, ts: u64) -> Vec<Alert> {
+        let h = &self.hops[idx];
+        let g = self.hop_base + idx as u64;
+        if h.incident_id.is_some() {
+            return Vec::new();
+        }
+        if h.user.is_some() {
+            return match self.deferred.iter().position(|x| *x == g) {
+                Some(at) => {
+                    // Its logon merged within the grace.
+                    self.deferred.remove(at);
+                    self.correlate_deferred(idx, ts, ts)
+                }
+                None => self.correlate(idx, ts),
+            };
+        }
+        if !self.deferred.contains(&g) {
+            if self.deferred.len() >= MAX_DEFERRED {
+                self.deferred.pop_front();
+            }
+            self.deferred.push_back(g);
+        }
+        Vec::new()
+    }
+
+    /// Correlates the deferred user-less hops whose grace has passed by
+    /// `now` (those whose logon merged meanwhile were correlated then, and
+    /// are skipped by [`Detector::correlate`] itself).
+    pub(super) fn correlate_overdue(&mut self, now: u64) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        while let Some(&g) = self.deferred.front() {
+            let Some(idx) = g
+                .checked_sub(self.hop_base)
+                .map(|p| p as usize)
+                .filter(|p| *p < self.hops.len())
+            else {
+                // Pruned meanwhile: too old to open an incident now.
+                self.deferred.pop_front();
+                continue;
+            };
+            if self.hops[idx].first_ns.saturating_add(USERLESS_GRACE_NS) > now {
+                break;
+            }
+            self.deferred.pop_front();
+            let when = self.hops[idx].last_ns;
+            alerts.extend(self.correlate_deferred(idx, now, when));
+        }
+        alerts
+    }
+
+    /// Correlates a hop whose correlation was deferred. Its hop alert
+    /// went out before its incident existed, so when it joins one the
+    /// hop alert is re-emitted under its id, naming the incident.
+    fn correlate_deferred(&mut self, idx: usize, ts: u64, when: u64) -> Vec<Alert> {
+        let mut grown = self.correlate_at(idx, ts, when);
+        if !grown.is_empty() {
+            let h = &self.hops[idx];
+            if let (Some(id), Some(thr)) = (h.alert_id, self.hop_threshold(h.dst)) {
+                grown.insert(0, self.hop_alert(idx, id, thr, ts));
+            }
+        }
+        grown
+    }
+
     /// Chains hop `idx` (S → D) onto an anomalous X → S hop, if any.
     pub(super) fn correlate(&mut self, idx: usize, ts: u64) -> Vec<Alert> {
+        self.correlate_at(idx, ts, ts)
+    }
+
+    /// [`Detector::correlate`] raised at `ts` for a hop last seen at
+    /// `when` (earlier when its correlation was deferred): the incident's
+    /// span ends at `when`, its alert is created at `ts`.
+    fn correlate_at(&mut self, idx: usize, ts: u64, when: u64) -> Vec<Alert> {
         let (src, dst, first) = (
             self.hops[idx].src,
             self.hops[idx].dst,
@@ -142,7 +227,7 @@ impl Detector {
             }
         }
         inc.hop_scores.push(h.score);
-        inc.last_ns = ts;
+        inc.last_ns = inc.last_ns.max(when);
         vec![self.incident_alert(inc_pos, ts)]
     }
 

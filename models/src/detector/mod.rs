@@ -265,6 +265,11 @@ pub struct Detector {
     by_dst: HashMap<HostId, Vec<u64>>,
     by_pair: HashMap<(HostId, HostId), u64>,
     pending: VecDeque<PendingTrace>,
+    /// Global indices of user-less hops whose incident correlation waits
+    /// for their logon (see `incidents::USERLESS_GRACE_NS`). Not saved: a
+    /// restart within the grace correlates them without a user.
+    #[serde(skip)]
+    deferred: VecDeque<u64>,
     /// Anomalous hops past the recent window, kept for the chain window.
     chain_heads: VecDeque<HopRecord>,
     /// Successful-logon edges, fan-out and failures (see `logons`).
@@ -315,6 +320,7 @@ impl Detector {
             by_dst: HashMap::new(),
             by_pair: HashMap::new(),
             pending: VecDeque::new(),
+            deferred: VecDeque::new(),
             chain_heads: VecDeque::new(),
             logons: logons::LogonMemory::default(),
             incidents: VecDeque::new(),

@@ -201,7 +201,8 @@ impl Detector {
     /// Advances time: traces whose hop never came alert, retrains when due.
     pub fn tick(&mut self, now_ns: u64) -> Vec<Alert> {
         self.last_ns = self.last_ns.max(now_ns);
-        let alerts = self.expire_pending(now_ns);
+        let mut alerts = self.expire_pending(now_ns);
+        alerts.extend(self.correlate_overdue(self.last_ns));
         match self.retrain_due(now_ns) {
             Some(true) => self.train(now_ns),
             Some(false) => self.train_hosts(now_ns, true),
