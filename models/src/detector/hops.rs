@@ -72,11 +72,11 @@ impl Detector {
         let rarity = self.graph.rarity(&keys, self.cfg.prior_mass);
         let remote = obs.src != obs.dst;
         let sig = self.cfg.signals;
+        let host_w = self.cfg.host_relation_weight;
         let base: f64 = rarity
             .parts
             .iter()
-            .filter(|(k, _)| sig.relation(*k))
-            .map(|(k, r)| k.weight() * r.surprise)
+            .map(|(k, r)| sig.relation_weight(*k, host_w, obs.user.is_some()) * r.surprise)
             .sum();
         let signals = if remote && obs.user.is_some() {
             self.logon_signals(obs.src, obs.dst, rarity.new_triple, obs.failure, ts)
@@ -382,7 +382,11 @@ impl Detector {
                 feature: k.name().to_string(),
                 observed: f64::from(r.count),
                 baseline: f64::from(r.ctx.n),
-                score: k.weight() * r.surprise,
+                score: self.cfg.signals.relation_weight(
+                    *k,
+                    self.cfg.host_relation_weight,
+                    h.user.is_some(),
+                ) * r.surprise,
                 sentence: relation_sentence(*k, r, &src_name, &dst_name, h.user.as_deref()),
             })
             .collect();

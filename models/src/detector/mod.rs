@@ -31,6 +31,7 @@ mod logons;
 mod observe;
 mod sigma;
 mod signals;
+mod snapshot;
 mod traces;
 mod training;
 
@@ -54,8 +55,10 @@ const NS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
 /// rules, and suppressed hops are kept out of budget calibration; 3: logon
 /// memory, chain heads, hop signals — session 5 scoring; 4, session 8:
 /// analysts' verdicts and re-ranker; window models, feature windows and the
-/// alert kind `Window` removed; scoring switches in the configuration).
-pub const SNAPSHOT_FORMAT: u32 = 4;
+/// alert kind `Window` removed; scoring switches in the configuration;
+/// 5, session 9: host-relation weight in the configuration). Format 4 and
+/// later load through the migrations in `snapshot`.
+pub const SNAPSHOT_FORMAT: u32 = 5;
 
 /// Tunables. Defaults are the values frozen on the generator's dev seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +88,13 @@ pub struct DetectorConfig {
     pub chain_factor: f64,
     /// Which scoring signals are on (all, outside ablation runs).
     pub signals: Signals,
+    /// Multiplier on the graph's three host relations (who reaches this
+    /// host, where this source goes, its admin services) in the score of a
+    /// logon hop; a user-less connection hop keeps them whole. Kept at 1 in
+    /// session 9 by a rule fixed before measuring, on the tuning styles and
+    /// dev seeds only: lower weights raise the top of the ranking but cost
+    /// FP/day at 80 % recall (`docs/DETECTION.md`, "Session 9").
+    pub host_relation_weight: f64,
 }
 
 impl Default for DetectorConfig {
@@ -102,6 +112,7 @@ impl Default for DetectorConfig {
             chain_weight: 0.5,
             chain_factor: 0.6,
             signals: Signals::ALL,
+            host_relation_weight: 1.0,
         }
     }
 }
@@ -301,12 +312,6 @@ pub struct Detector {
     learning: feedback::Learning,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Snapshot {
-    format: u32,
-    detector: Detector,
-}
-
 impl Detector {
     /// A detector with this configuration and no hosts.
     pub fn new(cfg: DetectorConfig) -> Self {
@@ -414,21 +419,25 @@ impl Detector {
     }
 
     /// Restores a detector from [`Detector::snapshot`] bytes. The format
-    /// number is read first, so a snapshot of another format is refused as
-    /// [`ModelError::SnapshotVersion`] (the appliance then relearns) even
-    /// when its body no longer decodes.
+    /// number is read first: an older format from
+    /// `snapshot::OLDEST_LOADABLE_FORMAT` on is migrated, any other is
+    /// refused as [`ModelError::SnapshotVersion`] (the appliance then
+    /// relearns) even when its body no longer decodes.
     pub fn restore(bytes: &[u8]) -> Result<Self, ModelError> {
-        let (format, _) = postcard::take_from_bytes::<u32>(bytes)
+        let (format, body) = postcard::take_from_bytes::<u32>(bytes)
             .map_err(|e| ModelError::Decode(e.to_string()))?;
-        if format != SNAPSHOT_FORMAT {
+        if !(snapshot::OLDEST_LOADABLE_FORMAT..=SNAPSHOT_FORMAT).contains(&format) {
             return Err(ModelError::SnapshotVersion {
                 found: format,
                 expected: SNAPSHOT_FORMAT,
             });
         }
-        let s: Snapshot =
-            postcard::from_bytes(bytes).map_err(|e| ModelError::Decode(e.to_string()))?;
-        Ok(s.detector)
+        let body = if format == SNAPSHOT_FORMAT {
+            std::borrow::Cow::Borrowed(body)
+        } else {
+            std::borrow::Cow::Owned(snapshot::upgrade(format, body)?)
+        };
+        postcard::from_bytes(&body).map_err(|e| ModelError::Decode(e.to_string()))
     }
 
     /// Distinct edges in the fleet graph.

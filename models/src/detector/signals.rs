@@ -76,6 +76,27 @@ impl Signals {
             K::DstFromSrc | K::SrcToDst | K::SrcPort => self.host,
         }
     }
+
+    /// The weight of relation `k` in a hop's score: its own weight, times
+    /// `host_weight` for a host relation of a logon hop (`logon`: the hop
+    /// carries a user), zero when its signal is off. A user-less hop (an
+    /// admin-port connection) keeps full host relations: they are all it
+    /// is scored by.
+    pub fn relation_weight(
+        &self,
+        k: crate::graph::RelationKind,
+        host_weight: f64,
+        logon: bool,
+    ) -> f64 {
+        use crate::graph::RelationKind as K;
+        if !self.relation(k) {
+            return 0.0;
+        }
+        match k {
+            K::DstFromSrc | K::SrcToDst | K::SrcPort if logon => k.weight() * host_weight,
+            _ => k.weight(),
+        }
+    }
 }
 
 impl Default for Signals {

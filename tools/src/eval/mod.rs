@@ -11,14 +11,24 @@ use vigil_models::{DetectorConfig, Signals};
 
 /// `--ablate` named a signal the detector does not have.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown signal {0:?} for --ablate (known: {known})", known = Signals::NAMES.join(", "))]
+#[error("unknown signal {0:?} for --ablate (known: {known}, or host=W with W from 0 to 1)", known = Signals::NAMES.join(", "))]
 pub struct UnknownSignal(pub String);
 
 /// The default detector configuration with the named scoring signals
 /// switched off (`--ablate edge,chain`); no names, the defaults unchanged.
+/// `host=W` (W from 0 to 1) keeps the host relations on and sets their
+/// weight in logon hops (`DetectorConfig::host_relation_weight`) instead.
 pub fn ablated(names: &[String]) -> Result<DetectorConfig, UnknownSignal> {
     let mut cfg = DetectorConfig::default();
     for n in names {
+        if let Some(w) = n.trim().strip_prefix("host=") {
+            cfg.host_relation_weight = w
+                .parse::<f64>()
+                .ok()
+                .filter(|w| (0.0..=1.0).contains(w))
+                .ok_or_else(|| UnknownSignal(n.clone()))?;
+            continue;
+        }
         let on = cfg
             .signals
             .switch(n.trim())
@@ -200,6 +210,9 @@ mod tests {
         let cfg = ablated(&["edge".into(), " chain".into()]).unwrap();
         assert!(!cfg.signals.edge && !cfg.signals.chain);
         assert!(cfg.signals.user && cfg.signals.failures);
+        let cfg = ablated(&["host=0.25".into()]).unwrap();
+        assert!(cfg.signals.host && cfg.host_relation_weight == 0.25);
+        assert!(ablated(&["host=2".into()]).is_err());
         let err = ablated(&["windows".into()]).unwrap_err().to_string();
         assert!(
             err.contains("\"windows\"") && err.contains("fanout"),
