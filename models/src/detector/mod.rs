@@ -56,9 +56,10 @@ const NS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
 /// memory, chain heads, hop signals — session 5 scoring; 4, session 8:
 /// analysts' verdicts and re-ranker; window models, feature windows and the
 /// alert kind `Window` removed; scoring switches in the configuration;
-/// 5, session 9: host-relation weight in the configuration). Format 4 and
-/// later load through the migrations in `snapshot`.
-pub const SNAPSHOT_FORMAT: u32 = 5;
+/// 5, session 9: host-relation weight in the configuration; 6, session 9:
+/// Sigma hits learned per rule and host). Format 4 and later load through
+/// the migrations in `snapshot`.
+pub const SNAPSHOT_FORMAT: u32 = 6;
 
 /// Tunables. Defaults are the values frozen on the generator's dev seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,6 +311,9 @@ pub struct Detector {
     last_ns: u64,
     /// Analysts' verdicts and the re-ranker fitted on them.
     learning: feedback::Learning,
+    /// Sigma hits counted per (rule, host) while hosts learn (last field:
+    /// format 5 migrates by appending its empty encoding).
+    sigma_learning: sigma::SigmaLearning,
 }
 
 impl Detector {
@@ -343,6 +347,7 @@ impl Detector {
             fleet_hop_threshold: None,
             last_ns: 0,
             learning: feedback::Learning::default(),
+            sigma_learning: sigma::SigmaLearning::default(),
         }
     }
 

@@ -4,10 +4,20 @@
 //! techniques, and passed through the same suppressions as every other
 //! alert. Rules are configuration (like suppressions): set by the
 //! appliance, never saved in the snapshot.
+//!
+//! Hits are learned per host like the behavioural baseline: while a host
+//! is in its learning period a hit raises nothing and is counted per
+//! (rule, host); after it, a hit of a pair that was routine in learning
+//! ([`ROUTINE_MIN_HITS`] on [`ROUTINE_MIN_DAYS`] distinct days) still
+//! alerts, one severity lower, saying so; a pair never routine keeps the
+//! rule's level. Counting stops when learning ends, so nothing an attacker
+//! repeats afterwards becomes routine. The counts are in the snapshot.
 
-use super::Detector;
+use super::{Detector, NS_PER_DAY};
 use crate::alert::{Alert, AlertKind};
 use crate::sigma::{Level, RuleSet, SigmaHit};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use vigil_proto::query::{FeatureDeviation, Severity};
 use vigil_proto::{Event, HostId};
 
@@ -15,6 +25,60 @@ use vigil_proto::{Event, HostId};
 pub const SIGMA_DEDUPE_NS: u64 = 3_600 * 1_000_000_000;
 /// Most (rule, host) pairs remembered for deduplication.
 const MAX_SEEN: usize = 100_000;
+/// A (rule, host) pair with at least this many hits during learning…
+pub const ROUTINE_MIN_HITS: u32 = 3;
+/// …on at least this many distinct UTC days is routine on that host.
+pub const ROUTINE_MIN_DAYS: usize = 2;
+/// Most (rule, host) pairs counted during learning; a pair beyond it is
+/// never routine (it keeps the rule's severity: never blind by overflow).
+const MAX_ROUTINE_PAIRS: usize = 100_000;
+/// Distinct days kept per pair (enough to say "on N days").
+const MAX_DAYS: usize = 32;
+
+/// Sigma hits counted per (rule id, host) during the hosts' learning.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct SigmaLearning {
+    pairs: BTreeMap<(String, HostId), PairCount>,
+}
+
+/// One (rule, host) pair's hits during learning.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PairCount {
+    hits: u32,
+    /// Distinct UTC day numbers with a hit, sorted, at most [`MAX_DAYS`].
+    days: Vec<u32>,
+}
+
+impl PairCount {
+    fn routine(&self) -> bool {
+        self.hits >= ROUTINE_MIN_HITS && self.days.len() >= ROUTINE_MIN_DAYS
+    }
+}
+
+impl SigmaLearning {
+    fn count(&mut self, rule: &str, host: HostId, ts: u64) {
+        let key = (rule.to_string(), host);
+        if !self.pairs.contains_key(&key) && self.pairs.len() >= MAX_ROUTINE_PAIRS {
+            return;
+        }
+        let c = self.pairs.entry(key).or_default();
+        c.hits = c.hits.saturating_add(1);
+        let day = (ts / NS_PER_DAY) as u32;
+        if let Err(i) = c.days.binary_search(&day) {
+            if c.days.len() < MAX_DAYS {
+                c.days.insert(i, day);
+            }
+        }
+    }
+
+    /// (hits, distinct days) of a pair that was routine in learning.
+    fn routine(&self, rule: &str, host: HostId) -> Option<(u32, usize)> {
+        self.pairs
+            .get(&(rule.to_string(), host))
+            .filter(|c| c.routine())
+            .map(|c| (c.hits, c.days.len()))
+    }
+}
 
 impl Detector {
     /// Evaluate these Sigma rules on every event from now on.
@@ -27,14 +91,37 @@ impl Detector {
         &self.sigma
     }
 
+    /// (hits, distinct days) during learning of a (rule id, host) pair
+    /// that is routine on that host; `None` for a pair that is not.
+    pub fn sigma_routine(&self, rule_id: &str, host: HostId) -> Option<(u32, usize)> {
+        self.sigma_learning.routine(rule_id, host)
+    }
+
+    /// Whether `host` is in its learning period at `ts`: the criterion that
+    /// ends a host's learning for its first model (`retrain_due`), so
+    /// Sigma hits and behavioural alerts learn over the same span. With no
+    /// learning period nothing learns.
+    fn learning_at(&self, host: HostId, ts: u64) -> bool {
+        self.hosts.get(&host).is_some_and(|s| {
+            s.phase == super::HostPhase::Learning
+                && ts.saturating_sub(s.first_seen_ns) < self.cfg.learning_period_ns
+        })
+    }
+
     /// Alerts for the rules `ev` fires (at most one per rule and host per
-    /// [`SIGMA_DEDUPE_NS`]).
+    /// [`SIGMA_DEDUPE_NS`]); while its host learns, hits are only counted.
     pub(super) fn sigma_alerts(&mut self, ev: &Event) -> Vec<Alert> {
         if self.sigma.is_empty() || !self.sigma.wants(ev.payload.kind()) {
             return Vec::new();
         }
         let (host, ts) = (ev.header.host, ev.header.ts_ns);
         let hits = self.sigma.matches(ev);
+        if self.learning_at(host, ts) {
+            for hit in &hits {
+                self.sigma_learning.count(&hit.rule_id, host, ts);
+            }
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for hit in hits {
             let key = (hit.rule_id.clone(), host);
@@ -48,12 +135,19 @@ impl Detector {
                     .retain(|_, t| ts.saturating_sub(*t) < SIGMA_DEDUPE_NS);
             }
             self.sigma_seen.insert(key, ts);
-            out.push(self.sigma_alert(ev, host, hit));
+            let routine = self.sigma_learning.routine(&hit.rule_id, host);
+            out.push(self.sigma_alert(ev, host, hit, routine));
         }
         out
     }
 
-    fn sigma_alert(&mut self, ev: &Event, host: HostId, hit: SigmaHit) -> Alert {
+    fn sigma_alert(
+        &mut self,
+        ev: &Event,
+        host: HostId,
+        hit: SigmaHit,
+        routine: Option<(u32, usize)>,
+    ) -> Alert {
         let id = self.alloc_id();
         let name = self.registry.name(host);
         let matched: Vec<String> = hit
@@ -61,28 +155,42 @@ impl Detector {
             .iter()
             .map(|(field, value)| format!("{field} = {value}"))
             .collect();
-        let sentence = format!(
+        let mut sentence = format!(
             "Sigma rule \"{}\" ({}) matched on {name}: {}",
             hit.title,
             hit.rule_id,
             matched.join("; ")
         );
-        let deviations = hit
-            .matched
-            .iter()
-            .map(|(field, value)| FeatureDeviation {
-                feature: format!("sigma:{field}"),
-                observed: 1.0,
-                baseline: 0.0,
+        let mut deviations = Vec::new();
+        let mut level = severity(hit.level);
+        if let Some((hits, days)) = routine {
+            let routine_line = format!(
+                "routine on {name}: {hits} hits during learning (on {days} days); severity lowered from {}",
+                severity_name(level)
+            );
+            sentence.push_str("; ");
+            sentence.push_str(&routine_line);
+            level = lower(level);
+            deviations.push(FeatureDeviation {
+                feature: "sigma_routine".into(),
+                observed: f64::from(hits),
+                baseline: days as f64,
                 score: 0.0,
-                sentence: format!("{field} = {value}"),
-            })
-            .collect();
+                sentence: routine_line,
+            });
+        }
+        deviations.extend(hit.matched.iter().map(|(field, value)| FeatureDeviation {
+            feature: format!("sigma:{field}"),
+            observed: 1.0,
+            baseline: 0.0,
+            score: 0.0,
+            sentence: format!("{field} = {value}"),
+        }));
         Alert {
             id,
             created_ns: ev.header.ts_ns,
             kind: AlertKind::Sigma,
-            severity: severity(hit.level),
+            severity: level,
             score: 0.0,
             title: format!("Sigma: {} on {name}", hit.title),
             host,
@@ -109,3 +217,25 @@ fn severity(level: Level) -> Severity {
         Level::Critical => Severity::Critical,
     }
 }
+
+/// One step down (low stays low: a routine hit is still an alert).
+fn lower(s: Severity) -> Severity {
+    match s {
+        Severity::Critical => Severity::High,
+        Severity::High => Severity::Medium,
+        Severity::Medium | Severity::Low => Severity::Low,
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+#[cfg(test)]
+#[path = "sigma_tests.rs"]
+mod tests;

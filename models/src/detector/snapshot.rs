@@ -9,7 +9,11 @@
 //! - 4 → 5 (session 9): the configuration gains `host_relation_weight`; an
 //!   older snapshot takes today's default (the weight is not an operator
 //!   setting, so the frozen value applies to existing installs too).
+//! - 5 → 6 (session 9): the detector gains a last field, the Sigma hits
+//!   counted per (rule, host) during learning; an older snapshot has none
+//!   (every pair keeps its rule's severity until hosts relearn).
 
+use super::sigma::SigmaLearning;
 use super::{DetectorConfig, Signals};
 use crate::error::ModelError;
 use serde::{Deserialize, Serialize};
@@ -41,6 +45,11 @@ pub(super) fn upgrade(format: u32, body: &[u8]) -> Result<Vec<u8>, ModelError> {
     if format <= 4 {
         body = v4_to_v5(&body)?;
     }
+    if format <= 5 {
+        let empty = postcard::to_allocvec(&SigmaLearning::default())
+            .map_err(|e| ModelError::Encode(e.to_string()))?;
+        body.extend_from_slice(&empty);
+    }
     Ok(body)
 }
 
@@ -68,11 +77,27 @@ fn v4_to_v5(body: &[u8]) -> Result<Vec<u8>, ModelError> {
     Ok(out)
 }
 
+/// A current snapshot rewritten as format 5 (no Sigma learning), for the
+/// migration tests.
+#[cfg(test)]
+pub(super) fn as_format_5(snapshot: &[u8]) -> Vec<u8> {
+    let mut d = super::Detector::restore(snapshot).unwrap();
+    d.sigma_learning = SigmaLearning::default();
+    let mut bytes = d.snapshot().unwrap();
+    // The empty last field is one byte (a zero length).
+    assert_eq!(bytes.pop(), Some(0));
+    let (_, body) = postcard::take_from_bytes::<u32>(&bytes).unwrap();
+    let mut out = postcard::to_allocvec(&5u32).unwrap();
+    out.extend_from_slice(body);
+    out
+}
+
 /// A current snapshot rewritten as format 4 (what the session-8 detector
 /// saved), for the migration tests.
 #[cfg(test)]
 pub(super) fn as_format_4(snapshot: &[u8]) -> Vec<u8> {
-    let (_, body) = postcard::take_from_bytes::<u32>(snapshot).unwrap();
+    let v5 = as_format_5(snapshot);
+    let (_, body) = postcard::take_from_bytes::<u32>(&v5).unwrap();
     let (cfg, rest) = postcard::take_from_bytes::<DetectorConfig>(body).unwrap();
     let old = ConfigV4 {
         learning_period_ns: cfg.learning_period_ns,
