@@ -75,6 +75,9 @@ pub mod health;
 /// The validated TOML configuration.
 pub mod config;
 
+/// Self-update from the appliance, verified against the enrolled TUF root.
+pub mod update;
+
 pub use config::Config;
 pub use enroll::{enroll, EnrollParams, Identity};
 pub use runtime::{Sensor, SensorHandle};

@@ -40,6 +40,27 @@ enum Cmd {
         /// Where key, certificate, CA and host id are stored.
         #[arg(long, default_value = "/var/lib/vigil-sensor")]
         state_dir: PathBuf,
+        /// TUF root (`root.json`) updates are verified against; default
+        /// /usr/share/vigil-sensor/update-root.json if present, else
+        /// updates are off.
+        #[arg(long)]
+        update_root: Option<PathBuf>,
+        /// The appliance's console, https://HOST:PORT, to update from.
+        #[arg(long)]
+        updates_url: Option<String>,
+    },
+    /// Update this sensor's binary from the appliance, verified against
+    /// the TUF root it was enrolled with.
+    Update {
+        /// Only report whether a newer release is available.
+        #[arg(long)]
+        check: bool,
+        /// The state directory enrollment wrote.
+        #[arg(long, default_value = "/var/lib/vigil-sensor")]
+        state_dir: PathBuf,
+        /// The binary to replace (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
     /// Run the sensor.
     Run {
@@ -96,8 +117,13 @@ fn real_main() -> anyhow::Result<()> {
             token_file,
             ca_sha256,
             state_dir,
+            update_root,
+            updates_url,
         } => {
             let token = read_token(token, token_file)?;
+            // Checked before the token is spent.
+            let (updates, said) =
+                vigil_sensor::update::prepare(update_root.as_deref(), updates_url.as_deref())?;
             let id = rt.block_on(vigil_sensor::enroll(&EnrollParams {
                 appliance,
                 token,
@@ -109,8 +135,17 @@ fn real_main() -> anyhow::Result<()> {
                 id.host,
                 state_dir.display()
             );
+            if let Some(u) = updates {
+                u.save(&state_dir)?;
+            }
+            println!("{said}");
             Ok(())
         }
+        Cmd::Update {
+            check,
+            state_dir,
+            binary,
+        } => update(&rt, &state_dir, binary, check),
         Cmd::Run { config, netns } => {
             let mut cfg = Config::load(&config)?;
             cfg.netns = netns;
@@ -124,6 +159,35 @@ fn real_main() -> anyhow::Result<()> {
         }
         Cmd::DebugSpoolWriter { dir } => debug_writer(&dir).map_err(Into::into),
     }
+}
+
+/// `vigil-sensor update [--check]`: fetch, verify, install, say what
+/// happened; any refusal is an error (non-zero exit) with the binary
+/// untouched.
+fn update(
+    rt: &tokio::runtime::Runtime,
+    state_dir: &std::path::Path,
+    binary: Option<PathBuf>,
+    check: bool,
+) -> anyhow::Result<()> {
+    use vigil_sensor::update::{self, BaseUrl, HttpsFetcher, UpdateSettings};
+    let settings = UpdateSettings::load(state_dir)?.ok_or(update::UpdateError::Off)?;
+    let identity = vigil_sensor::Identity::load(state_dir)?;
+    let base = BaseUrl::parse(&settings.url).map_err(anyhow::Error::msg)?;
+    let mut fetcher = HttpsFetcher::new(rt, base, &identity.ca_der).map_err(anyhow::Error::msg)?;
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe().context("locating this binary")?,
+    };
+    let outcome = update::run(
+        state_dir,
+        &mut fetcher,
+        &binary,
+        check,
+        std::time::SystemTime::now(),
+    )?;
+    println!("{outcome}");
+    Ok(())
 }
 
 /// The token from `--token VALUE`, `--token -` (stdin) or `--token-file`,
