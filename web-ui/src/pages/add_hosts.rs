@@ -260,18 +260,9 @@ pub async fn create(
         )
     })?;
     off_runtime(move || {
-        let t = state.store.create_enrollment_token(
-            &label,
-            f.ttl_hours * 3600 * 1_000_000_000,
-            f.max_uses,
-            state.now(),
-        )?;
-        state.audit(
-            &auth.user.name,
-            "enrollment.token_create",
-            &format!("token:{}", t.info.id),
-            &format!("{label} (add hosts; address {address})"),
-        )?;
+        let detail = format!("{label} (add hosts; address {address})");
+        let t =
+            super::admin::create_token(&state, &auth, &label, f.ttl_hours, f.max_uses, &detail)?;
         let new = NewToken {
             enrollment: Enrollment {
                 address: address.clone(),

@@ -530,6 +530,32 @@ pub fn token_label(label: &str, ttl_hours: u64, max_uses: u32) -> Result<String,
     Ok(label)
 }
 
+/// Create an enrollment token of `label` (already checked by
+/// [`token_label`]) and audit it with `detail`: the one write path of the
+/// settings page and the Add hosts page, so both are audited alike.
+pub(crate) fn create_token(
+    state: &ConsoleState,
+    auth: &Authed,
+    label: &str,
+    ttl_hours: u64,
+    max_uses: u32,
+    detail: &str,
+) -> Result<crate::store::NewEnrollmentToken, UiError> {
+    let t = state.store.create_enrollment_token(
+        label,
+        ttl_hours * 3600 * 1_000_000_000,
+        max_uses,
+        state.now(),
+    )?;
+    state.audit(
+        &auth.user.name,
+        "enrollment.token_create",
+        &format!("token:{}", t.info.id),
+        detail,
+    )?;
+    Ok(t)
+}
+
 /// `POST /settings/tokens` (admin): the secret is shown once on the next page.
 pub async fn token_create(
     State(state): State<ConsoleState>,
@@ -538,18 +564,7 @@ pub async fn token_create(
 ) -> PageResult {
     auth.require(Role::Admin)?;
     let label = token_label(&f.label, f.ttl_hours, f.max_uses)?;
-    let t = state.store.create_enrollment_token(
-        &label,
-        f.ttl_hours * 3600 * 1_000_000_000,
-        f.max_uses,
-        state.now(),
-    )?;
-    state.audit(
-        &auth.user.name,
-        "enrollment.token_create",
-        &format!("token:{}", t.info.id),
-        &label,
-    )?;
+    let t = create_token(&state, &auth, &label, f.ttl_hours, f.max_uses, &label)?;
     // Rendered directly (not redirected) so the secret never appears in a URL.
     settings_view(&state, &auth, None, Some(t.secret))
 }
