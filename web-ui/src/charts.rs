@@ -132,67 +132,162 @@ fn frame(max: f64, unit: Unit, x: &XAxis, xpos: &dyn Fn(usize) -> f64) -> AnyVie
 }
 
 fn legend(series: &[Series]) -> AnyView {
+    legend_of(series.iter().map(|s| (s.name.as_str(), s.class.as_str())))
+}
+
+fn legend_of<'a>(series: impl Iterator<Item = (&'a str, &'a str)>) -> AnyView {
     let items = series
-        .iter()
-        .map(|s| view! { <span class=format!("key {}", s.class)>{s.name.clone()}</span> })
+        .map(|(name, class)| view! { <span class=format!("key {class}")>{name.to_owned()}</span> })
         .collect_view();
     view! { <div class="chartkeys">{items}</div> }.into_any()
+}
+
+/// One bucket of a [`GappedSeries`]: a value, or no value and why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Point {
+    /// A plotted value.
+    Value(f64),
+    /// Nothing to plot (e.g. "no incident" that day): the line breaks
+    /// there and the bucket's hover title gives this reason, so an empty
+    /// day never reads as a zero.
+    Gap(String),
+}
+
+/// A line-chart series whose buckets may be empty; `class` picks its colour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GappedSeries {
+    pub name: String,
+    pub class: String,
+    pub points: Vec<Point>,
 }
 
 /// Lines over the buckets, one per series, with a dot per point that
 /// carries its value in a hover title.
 pub fn line_chart(x: &XAxis, series: &[Series], unit: Unit) -> AnyView {
+    let gapped: Vec<GappedSeries> = series
+        .iter()
+        .map(|s| GappedSeries {
+            name: s.name.clone(),
+            class: s.class.clone(),
+            points: s.values.iter().map(|v| Point::Value(*v)).collect(),
+        })
+        .collect();
+    gapped_line_chart(x, &gapped, unit)
+}
+
+/// [`line_chart`] over series with empty buckets: each run of values is
+/// its own polyline (no segment crosses a gap, and no gap is drawn as 0),
+/// and a bucket where any series has a gap gets a faint full-height band
+/// whose hover title names the reasons.
+pub fn gapped_line_chart(x: &XAxis, series: &[GappedSeries], unit: Unit) -> AnyView {
     let n = series
         .iter()
-        .map(|s| s.values.len())
+        .map(|s| s.points.len())
         .max()
         .unwrap_or(0)
         .max(2);
+    let value = |p: &Point| match p {
+        Point::Value(v) if v.is_finite() => Some(*v),
+        _ => None,
+    };
     let max = nice_max(
         series
             .iter()
-            .flat_map(|s| s.values.iter().copied())
+            .flat_map(|s| s.points.iter().filter_map(value))
             .fold(0.0, f64::max),
     );
     let xpos = move |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (n - 1) as f64;
     let y = move |v: f64| TOP + (H - TOP - BOTTOM) * (1.0 - v.max(0.0) / max);
+    let when = |i: usize| x.labels.get(i).cloned().unwrap_or_default();
+    let bands = gap_bands(series, n, &xpos, &when);
     let lines = series
         .iter()
         .map(|s| {
-            let points: String = s
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| format!("{},{} ", f(xpos(i)), f(y(*v))))
-                .collect();
+            let runs = s
+                .points
+                .split(|p| value(p).is_none())
+                .scan(0, |start, run| {
+                    let first = *start;
+                    *start += run.len() + 1;
+                    Some((first, run))
+                })
+                .filter(|(_, run)| run.len() >= 2)
+                .map(|(first, run)| {
+                    let points: String = run
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, p)| value(p).map(|v| (first + k, v)))
+                        .map(|(i, v)| format!("{},{} ", f(xpos(i)), f(y(v))))
+                        .collect();
+                    view! { <polyline class=format!("series {}", s.class) points=points></polyline> }
+                })
+                .collect_view();
             let dots = s
-                .values
+                .points
                 .iter()
                 .enumerate()
+                .filter_map(|(i, p)| value(p).map(|v| (i, v)))
                 .map(|(i, v)| {
-                    let when = x.labels.get(i).cloned().unwrap_or_default();
                     view! {
                         <g>
-                            <title>{format!("{when} · {}: {}", s.name, unit.format(*v))}</title>
-                            <circle class=format!("pt {}", s.class) cx=f(xpos(i)) cy=f(y(*v)) r="3"></circle>
+                            <title>{format!("{} · {}: {}", when(i), s.name, unit.format(v))}</title>
+                            <circle class=format!("pt {}", s.class) cx=f(xpos(i)) cy=f(y(v)) r="3"></circle>
                         </g>
                     }
                 })
                 .collect_view();
-            view! {
-                <polyline class=format!("series {}", s.class) points=points></polyline>
-                {dots}
-            }
+            view! { {runs} {dots} }
         })
         .collect_view();
     view! {
         <svg class="chart trend" viewBox=format!("0 0 {W} {H}") role="img">
             {frame(max, unit, x, &xpos)}
+            {bands}
             {lines}
         </svg>
-        {legend(series)}
+        {legend_of(series.iter().map(|s| (s.name.as_str(), s.class.as_str())))}
     }
     .into_any()
+}
+
+/// One hoverable band per bucket where a series has no value; the title
+/// says why ("05-12: no incident", or per series when reasons differ).
+fn gap_bands(
+    series: &[GappedSeries],
+    n: usize,
+    xpos: &dyn Fn(usize) -> f64,
+    when: &dyn Fn(usize) -> String,
+) -> AnyView {
+    let width = ((W - LEFT - RIGHT) / (n - 1) as f64 * 0.6).min(24.0);
+    (0..n)
+        .filter_map(|i| {
+            let gaps: Vec<(&str, &str)> = series
+                .iter()
+                .filter_map(|s| match s.points.get(i) {
+                    Some(Point::Gap(why)) => Some((s.name.as_str(), why.as_str())),
+                    Some(Point::Value(v)) if !v.is_finite() => Some((s.name.as_str(), "no value")),
+                    _ => None,
+                })
+                .collect();
+            if gaps.is_empty() {
+                return None;
+            }
+            let all_same = gaps.len() == series.len() && gaps.iter().all(|g| g.1 == gaps[0].1);
+            let title = if all_same {
+                format!("{}: {}", when(i), gaps[0].1)
+            } else {
+                let each: Vec<String> = gaps.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+                format!("{} · {}", when(i), each.join(" · "))
+            };
+            Some(view! {
+                <g class="gap">
+                    <title>{title}</title>
+                    <rect class="gapband" x=f(xpos(i) - width / 2.0) width=f(width) y=f(TOP) height=f(H - TOP - BOTTOM)></rect>
+                </g>
+            })
+        })
+        .collect_view()
+        .into_any()
 }
 
 /// Bars per bucket, the series stacked bottom to top in order; each
@@ -312,5 +407,53 @@ mod tests {
         assert_eq!(html.matches("<circle").count(), 3);
         assert!(html.contains("d1 · events/s: 12/s"));
         assert!(!html.contains("style="));
+    }
+
+    #[test]
+    fn gaps_break_the_line_and_say_why() {
+        let series = vec![
+            GappedSeries {
+                name: "MTTD".into(),
+                class: "s-mttd".into(),
+                points: vec![
+                    Point::Value(2e9),
+                    Point::Value(4e9),
+                    Point::Gap("no incident".into()),
+                    Point::Value(3e9),
+                    Point::Value(5e9),
+                ],
+            },
+            GappedSeries {
+                name: "time to close".into(),
+                class: "s-close".into(),
+                points: vec![
+                    Point::Gap("not yet".into()),
+                    Point::Value(60e9),
+                    Point::Gap("no incident".into()),
+                    Point::Value(90e9),
+                    Point::Gap("not yet".into()),
+                ],
+            },
+        ];
+        let html = gapped_line_chart(&axis(5), &series, Unit::DurationNs).to_html();
+        // MTTD: two runs of two points; close: two lone points, no line.
+        assert_eq!(html.matches("<polyline").count(), 2, "{html}");
+        assert_eq!(html.matches("<circle").count(), 6, "one dot per value only");
+        // No dot sits on the zero line: an empty day is not a zero.
+        let zero_y = format!("cy=\"{}\"", f(H - BOTTOM));
+        assert!(!html.contains(&zero_y), "{html}");
+        // Every polyline stays left or right of the gap at bucket 2.
+        let gap_x = LEFT + (W - LEFT - RIGHT) * 2.0 / 4.0;
+        for line in html.split("points=\"").skip(1) {
+            let xs: Vec<f64> = line[..line.find('"').unwrap()]
+                .split_whitespace()
+                .map(|p| p.split(',').next().unwrap().parse().unwrap())
+                .collect();
+            assert!(xs.iter().all(|x| *x < gap_x) || xs.iter().all(|x| *x > gap_x));
+        }
+        assert_eq!(html.matches("class=\"gapband\"").count(), 3);
+        assert!(html.contains("<title>d2: no incident</title>"), "{html}");
+        assert!(html.contains("d0 · time to close: not yet"), "{html}");
+        assert!(html.contains("d1 · time to close: 1.0 min"));
     }
 }

@@ -342,7 +342,6 @@ pub fn response_times_panel(
     state: &ConsoleState,
     alerts: &[AlertRecord],
 ) -> Result<AnyView, UiError> {
-    use crate::charts::{line_chart, Series, Unit, XAxis};
     // The registry is read once: at 10,000 hosts a read costs tens of ms.
     let hosts = state.read.hosts()?;
     let mut times = Vec::new();
@@ -370,34 +369,7 @@ pub fn response_times_panel(
     let body = if days.is_empty() {
         view! { <p class="muted">"No incidents in this window."</p> }.into_any()
     } else {
-        let median = |f: fn(&vigil_proto::incident::TrendBucket) -> Option<u64>,
-                      name: &str,
-                      class: &str| Series {
-            name: name.into(),
-            class: class.into(),
-            values: days.iter().map(|d| f(d).unwrap_or(0) as f64).collect(),
-        };
-        let series = [
-            median(|d| d.mttd.map(|s| s.median_ns), "MTTD", "s-mttd"),
-            median(
-                |d| d.contain.map(|s| s.median_ns),
-                "time to contain (0: not yet)",
-                "s-contain",
-            ),
-            median(
-                |d| d.close.map(|s| s.median_ns),
-                "time to close (0: not yet)",
-                "s-close",
-            ),
-        ];
-        let x = XAxis {
-            labels: days
-                .iter()
-                .map(|d| format_ts(d.day_start_ns)[5..10].to_string())
-                .collect(),
-            every: (days.len() / 7).max(1),
-        };
-        line_chart(&x, &series, Unit::DurationNs)
+        response_times_chart(&days, state.now())
     };
     Ok(view! {
         <section class="panel">
@@ -406,6 +378,58 @@ pub fn response_times_panel(
         </section>
     }
     .into_any())
+}
+
+/// The most days the MTTD/MTTR chart spans (ending at its last day).
+const TREND_MAX_DAYS: u64 = 60;
+
+/// One point per UTC day from the first incident's day to today: a day
+/// without an incident is a gap titled "no incident" (never a 0), and a
+/// day whose incidents are not yet contained or closed is a gap titled
+/// "not yet" in that series.
+fn response_times_chart(days: &[vigil_proto::incident::TrendBucket], now_ns: u64) -> AnyView {
+    use crate::charts::{gapped_line_chart, GappedSeries, Point, Unit, XAxis};
+    const DAY: u64 = 86_400 * 1_000_000_000;
+    let last = days
+        .last()
+        .map_or(0, |d| d.day_start_ns / DAY)
+        .max(now_ns / DAY);
+    let first = days
+        .first()
+        .map_or(last, |d| d.day_start_ns / DAY)
+        .max(last.saturating_sub(TREND_MAX_DAYS - 1));
+    let by_day: std::collections::HashMap<u64, &vigil_proto::incident::TrendBucket> =
+        days.iter().map(|d| (d.day_start_ns / DAY, d)).collect();
+    let series =
+        |name: &str, class: &str, f: fn(&vigil_proto::incident::TrendBucket) -> Option<u64>| {
+            GappedSeries {
+                name: name.into(),
+                class: class.into(),
+                points: (first..=last)
+                    .map(|day| match by_day.get(&day) {
+                        None => Point::Gap("no incident".into()),
+                        Some(d) => {
+                            f(d).map_or(Point::Gap("not yet".into()), |v| Point::Value(v as f64))
+                        }
+                    })
+                    .collect(),
+            }
+        };
+    let series = [
+        series("MTTD", "s-mttd", |d| d.mttd.map(|s| s.median_ns)),
+        series("time to contain", "s-contain", |d| {
+            d.contain.map(|s| s.median_ns)
+        }),
+        series("time to close", "s-close", |d| d.close.map(|s| s.median_ns)),
+    ];
+    let n = (last - first + 1) as usize;
+    let x = XAxis {
+        labels: (first..=last)
+            .map(|day| format_ts(day * DAY)[5..10].to_string())
+            .collect(),
+        every: (n / 7).max(1),
+    };
+    gapped_line_chart(&x, &series, Unit::DurationNs)
 }
 
 #[cfg(test)]
@@ -530,5 +554,36 @@ mod tests {
             "{html}"
         );
         assert!(key_choices(&remove_step(HostId(7), "svc"), 1, &f).is_some());
+    }
+
+    #[test]
+    fn response_chart_leaves_quiet_days_empty() {
+        use vigil_proto::incident::{DurationStats, TrendBucket};
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        let stats = |s: u64| {
+            Some(DurationStats {
+                count: 1,
+                median_ns: s * 1_000_000_000,
+                p90_ns: s * 1_000_000_000,
+            })
+        };
+        let bucket = |day: u64, close| TrendBucket {
+            day_start_ns: day * DAY,
+            incidents: 1,
+            mttd: stats(4),
+            contain: None,
+            close,
+        };
+        // Incidents on days 20,000 and 20,003; "now" is day 20,004.
+        let days = [bucket(20_000, stats(60)), bucket(20_003, None)];
+        let html = response_times_chart(&days, 20_004 * DAY + 5).to_html();
+        assert_eq!(html.matches("<circle").count(), 3, "{html}");
+        assert_eq!(html.matches("class=\"gapband\"").count(), 5, "{html}");
+        assert_eq!(html.matches(": no incident</title>").count(), 3, "{html}");
+        assert!(html.contains("time to contain: not yet"), "{html}");
+        assert!(
+            !html.contains("<polyline"),
+            "no line across a quiet day: {html}"
+        );
     }
 }
