@@ -13,13 +13,23 @@
 //! point's horizon when it is stored goes only to the points still kept),
 //! and, for buckets the appliance sampled, the sensor states. Buckets
 //! nothing was recorded for read `None`, rather than a guess.
+//!
+//! Points written before events were bucketed by their own time counted
+//! them by arrival, a different meaning under the same key. Stores carry a
+//! format marker ([`TrendFormat`]) since the change; on a store without it
+//! the first sample drops every point (counted in the marker and in
+//! `/metrics`) before it writes new ones, and until then the trends read
+//! as unknown, so no chart ever mixes the two meanings.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 
 use crate::db::trends::{point_key, point_start, TrendPoint, HOUR_PREFIX, MINUTE_PREFIX};
 use crate::db::{encode, Db};
-use crate::store::{Cf, Direction, StoreError, WriteBatch};
+use crate::store::{Cf, Direction, StoreError, Visit, WriteBatch};
 use vigil_proto::query::{HostStates, Trends};
 
 const MINUTE: u64 = 60 * 1_000_000_000;
@@ -30,6 +40,28 @@ pub const SAMPLE_EVERY_NS: u64 = MINUTE;
 pub const MINUTE_KEEP_NS: u64 = 24 * HOUR;
 /// How long per-hour points are kept.
 pub const HOUR_KEEP_NS: u64 = 30 * 24 * HOUR;
+
+/// Meta key of the [`TrendFormat`] marker (outside both point prefixes).
+pub const FORMAT_KEY: &[u8] = b"trend/format";
+/// Points count events by their own time. Format 1 (no marker) counted
+/// them by when they were stored.
+pub const EVENT_TIME_FORMAT: u32 = 2;
+
+/// What the trend points of a store mean, and what the switch to it cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrendFormat {
+    /// [`EVENT_TIME_FORMAT`] once the store's points are all of that kind.
+    pub version: u32,
+    /// When the marker was written (the first sample of this format).
+    pub since_ns: u64,
+    /// Points of the old format dropped then (minute and hour points).
+    pub dropped_points: u64,
+}
+
+/// The store's marker, if any.
+pub fn format(db: &Db) -> Result<Option<TrendFormat>, StoreError> {
+    db.record(Cf::Meta, FORMAT_KEY)
+}
 
 /// The start of the minute holding `ts_ns`.
 pub fn minute_of(ts_ns: u64) -> u64 {
@@ -70,12 +102,69 @@ impl EventMinutes {
 pub struct TrendBook {
     /// When this process last sampled.
     last: Mutex<Option<u64>>,
+    /// The store's points are known to be of [`EVENT_TIME_FORMAT`].
+    current: AtomicBool,
 }
 
 impl TrendBook {
     fn last(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
         // A panic while holding the lock leaves a whole value behind: keep going.
         self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the store's points are of [`EVENT_TIME_FORMAT`] (read once,
+    /// then remembered).
+    fn is_current(&self, db: &Db) -> Result<bool, StoreError> {
+        if self.current.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let ok = format(db)?.is_some_and(|f| f.version >= EVENT_TIME_FORMAT);
+        if ok {
+            self.current.store(true, Ordering::Release);
+        }
+        Ok(ok)
+    }
+
+    /// Bring a store without the format marker to [`EVENT_TIME_FORMAT`]:
+    /// its points counted events by arrival and cannot be re-dated, so
+    /// they are dropped (counted in the marker) in the same write that
+    /// sets the marker. Returns how many were dropped.
+    pub fn upgrade(&self, db: &Db, now_ns: u64) -> Result<u64, StoreError> {
+        if self.is_current(db)? {
+            return Ok(0);
+        }
+        let mut batch = WriteBatch::default();
+        let mut dropped = 0u64;
+        for prefix in [MINUTE_PREFIX, HOUR_PREFIX] {
+            let end = crate::db::keys::prefix_end(prefix);
+            // Keys only: an old point need not decode as today's.
+            db.store().scan(
+                Cf::Meta,
+                prefix,
+                end.as_deref(),
+                Direction::Forward,
+                &mut |k, _| {
+                    batch.delete(Cf::Meta, k.to_vec());
+                    dropped += 1;
+                    Visit::Continue
+                },
+            )?;
+        }
+        let marker = TrendFormat {
+            version: EVENT_TIME_FORMAT,
+            since_ns: now_ns,
+            dropped_points: dropped,
+        };
+        batch.put(Cf::Meta, FORMAT_KEY.to_vec(), encode(&marker));
+        db.store().write(batch, true)?;
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "trend points from before event-time bucketing dropped (they counted events by arrival time)"
+            );
+        }
+        self.current.store(true, Ordering::Release);
+        Ok(dropped)
     }
 
     /// Whether a sample is due at `now_ns`.
@@ -97,6 +186,9 @@ impl TrendBook {
         stored: &BTreeMap<u64, u64>,
         hosts: HostStates,
     ) -> Result<(), StoreError> {
+        // Before anything is read back into a point: old points must not
+        // take new counts.
+        self.upgrade(db, now_ns)?;
         let mut last = self.last();
         let sample = last.is_none_or(|t| now_ns > t);
         let mut touched: BTreeMap<Vec<u8>, TrendPoint> = BTreeMap::new();
@@ -156,7 +248,9 @@ impl TrendBook {
                 .min(10_000) as usize
         };
         let mut t = Trends::unknown(since_ns, bucket_ns, n);
-        if n == 0 {
+        // Until the first sample upgrades the store, its points may count
+        // events by arrival: nothing is known rather than a mix.
+        if n == 0 || !self.is_current(db)? {
             return Ok(t);
         }
         let end = since_ns.saturating_add(n as u64 * bucket_ns);
@@ -212,11 +306,21 @@ impl TrendBook {
 /// state at the last sample and the events per second dated in the whole
 /// minute before it (nothing before the first sample).
 pub fn prometheus(db: &Db) -> Result<String, StoreError> {
+    let Some(marker) = format(db)?.filter(|f| f.version >= EVENT_TIME_FORMAT) else {
+        // Not sampled in this format yet: the points may be old ones.
+        return Ok(String::new());
+    };
+    let mut out = format!(
+        "# HELP vigil_trend_points_dropped_total Trend points dropped because they counted events by arrival time (stores from before event-time bucketing).\n\
+         # TYPE vigil_trend_points_dropped_total counter\n\
+         vigil_trend_points_dropped_total {}\n",
+        marker.dropped_points
+    );
     // The newest points may hold events dated a little ahead and no sample.
     let newest =
         db.records_with_prefix::<TrendPoint>(Cf::Meta, MINUTE_PREFIX, Direction::Reverse, 16)?;
     let Some((key, p)) = newest.iter().find(|(_, p)| p.samples > 0) else {
-        return Ok(String::new());
+        return Ok(out);
     };
     let before = point_start(MINUTE_PREFIX, key)
         .and_then(|s| s.checked_sub(MINUTE))
@@ -224,7 +328,7 @@ pub fn prometheus(db: &Db) -> Result<String, StoreError> {
         .transpose()?
         .flatten()
         .unwrap_or_default();
-    let mut out = String::from(
+    out.push_str(
         "# HELP vigil_sensors Sensors per state at the last trend sample.\n\
          # TYPE vigil_sensors gauge\n",
     );

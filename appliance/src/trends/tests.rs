@@ -196,3 +196,85 @@ fn event_minutes_add_up_until_taken() {
     assert!(m.take().is_empty());
     assert_eq!(minute_of(MINUTE + 59), MINUTE);
 }
+
+/// A store from before event-time bucketing: its points (here one minute
+/// and one hour point, and one that no longer decodes) counted events by
+/// arrival. Until the first sample nothing is shown; the sample drops
+/// them all, counts them, and charts only what it adds.
+#[test]
+fn points_from_before_event_time_are_dropped_and_counted() {
+    let db = memory_db();
+    let t0 = 3_000 * HOUR;
+    let old = TrendPoint {
+        events: 999_999,
+        hosts: states(4),
+        samples: 1,
+    };
+    let mut batch = WriteBatch::default();
+    batch.put(
+        Cf::Meta,
+        point_key(MINUTE_PREFIX, t0 - MINUTE),
+        encode(&old),
+    );
+    batch.put(Cf::Meta, point_key(HOUR_PREFIX, t0 - HOUR), encode(&old));
+    batch.put(Cf::Meta, point_key(HOUR_PREFIX, t0 - 2 * HOUR), vec![0xff]);
+    db.store().write(batch, false).unwrap();
+
+    let book = TrendBook::default();
+    let before = book.trends(&db, t0 - 2 * HOUR, t0 + HOUR, HOUR).unwrap();
+    assert!(
+        before.events.iter().all(Option::is_none),
+        "old points are not shown: {:?}",
+        before.events
+    );
+    assert!(before.hosts.iter().all(Option::is_none));
+    assert_eq!(prometheus(&db).unwrap(), "", "nor in /metrics");
+
+    // The first sample: the old points go, the new counts stand alone
+    // (not added to the old minute's 999,999).
+    book.record(&db, t0, &minutes([t0 - MINUTE], 7), states(9))
+        .unwrap();
+    let marker = format(&db).unwrap().expect("marker written");
+    assert_eq!(
+        marker,
+        TrendFormat {
+            version: EVENT_TIME_FORMAT,
+            since_ns: t0,
+            dropped_points: 3
+        }
+    );
+    let t = book.trends(&db, t0 - 2 * HOUR, t0 + HOUR, HOUR).unwrap();
+    assert_eq!(
+        t.events,
+        vec![None, Some(7), Some(0)],
+        "the sampled hour had none"
+    );
+    assert_eq!(t.hosts, vec![None, None, Some(states(9))]);
+    let text = prometheus(&db).unwrap();
+    assert!(
+        text.contains("vigil_trend_points_dropped_total 3\n"),
+        "{text}"
+    );
+
+    // Once upgraded, never again: a new book (a restart) keeps the points.
+    let again = TrendBook::default();
+    assert_eq!(again.upgrade(&db, t0 + MINUTE).unwrap(), 0);
+    assert_eq!(
+        again.trends(&db, t0 - 2 * HOUR, t0 + HOUR, HOUR).unwrap(),
+        t
+    );
+    assert_eq!(format(&db).unwrap(), Some(marker));
+}
+
+/// A fresh store gets the marker with its first sample and drops nothing.
+#[test]
+fn a_fresh_store_is_marked_current() {
+    let (db, book) = (memory_db(), TrendBook::default());
+    assert_eq!(format(&db).unwrap(), None);
+    book.record(&db, 10 * HOUR, &BTreeMap::new(), states(1))
+        .unwrap();
+    assert_eq!(format(&db).unwrap().map(|f| f.dropped_points), Some(0));
+    assert!(prometheus(&db)
+        .unwrap()
+        .contains("vigil_trend_points_dropped_total 0\n"));
+}
