@@ -12,10 +12,15 @@
 //!   host name, else its subnet), at most [`Limits::groups`] groups plus
 //!   `other`, each drawn once with its host count; routine edges between
 //!   groups become one edge with counts;
-//! - at most [`Limits::edges`] edges, alert and new edges first.
+//! - at most [`Limits::edges`] edges, alert and new edges first;
+//! - a host reaching at least [`Limits::fan_out`] hosts over edges no alert
+//!   is behind (a scanner's sweep) drawn with one edge to an "N hosts" node
+//!   ([`fan`]), so its sweep neither swamps the picture nor pulls its
+//!   targets in as focus hosts.
 //!
 //! So a graph never has more than [`Limits::max_nodes`] nodes.
 
+mod fan;
 pub mod group;
 pub mod labels;
 pub mod layout;
@@ -44,6 +49,11 @@ pub struct Limits {
     pub groups: usize,
     /// Edges drawn.
     pub edges: usize,
+    /// A source reaching this many distinct hosts over edges with no alert
+    /// behind has them folded into one fan-out edge.
+    pub fan_out: usize,
+    /// Fan-out nodes at most (the widest sources).
+    pub fans: usize,
 }
 
 impl Default for Limits {
@@ -53,14 +63,16 @@ impl Default for Limits {
             hosts: 90,
             groups: 30,
             edges: 400,
+            fan_out: 12,
+            fans: 6,
         }
     }
 }
 
 impl Limits {
-    /// Most nodes a graph can have: hosts, groups and `other`.
+    /// Most nodes a graph can have: hosts, groups, `other` and fan-outs.
     pub fn max_nodes(&self) -> usize {
-        self.hosts + self.groups + 1
+        self.hosts + self.groups + 1 + self.fans
     }
 }
 
@@ -90,6 +102,9 @@ pub enum NodeKind {
         hosts: usize,
         inner_edges: usize,
     },
+    /// The hosts one source reaches over routine edges, drawn as one node
+    /// at the end of its one fan-out edge.
+    Fan { source: HostId, targets: usize },
 }
 
 /// A node with its place on the canvas.
@@ -192,12 +207,23 @@ pub fn build(input: &Input, limits: &Limits) -> FleetGraph {
         .map(|e| alerts_behind(&hops, e))
         .collect();
     let is_new = |e: &EdgeRecord| e.first_seen_ns >= input.since_ns;
-    let drawn = choose_hosts(input, limits, &behind);
+    let fans = fan::Fans::find(input.edges, &behind, limits.fan_out, limits.fans);
+    let drawn = choose_hosts(input, limits, &behind, &fans);
     let in_window: BTreeSet<HostId> = input.edges.iter().flat_map(|e| [e.src, e.dst]).collect();
     let (mut nodes, slot) = make_nodes(&info, &drawn, &in_window, limits);
+    let mut fan_slot: HashMap<HostId, usize> = HashMap::new();
+    for (source, targets) in fans.sources() {
+        fan_slot.insert(source, nodes.len());
+        nodes.push(fan::node(source, targets, &info));
+    }
     let mut agg: BTreeMap<(usize, usize), Edge> = BTreeMap::new();
     for (e, alerts) in input.edges.iter().zip(&behind) {
-        let (Some(&a), Some(&b)) = (slot.get(&e.src), slot.get(&e.dst)) else {
+        let to = if fans.folds(e, alerts) {
+            fan_slot.get(&e.src)
+        } else {
+            slot.get(&e.dst)
+        };
+        let (Some(&a), Some(&b)) = (slot.get(&e.src), to) else {
             continue;
         };
         if a == b {
@@ -258,7 +284,7 @@ pub fn build(input: &Input, limits: &Limits) -> FleetGraph {
         .iter()
         .map(|n| match n.kind {
             NodeKind::Group { hosts, .. } => hosts,
-            NodeKind::Host(_) => 0,
+            NodeKind::Host(_) | NodeKind::Fan { .. } => 0,
         })
         .sum();
     let mut g = FleetGraph {
@@ -289,6 +315,7 @@ fn prune(nodes: Vec<Node>, edges: &mut [Edge], pinned: &HashSet<HostId>) -> Vec<
             || match &n.kind {
                 NodeKind::Host(h) => pinned.contains(h),
                 NodeKind::Group { .. } => true,
+                NodeKind::Fan { .. } => false,
             };
         if keep {
             slot[i] = kept.len();
@@ -303,13 +330,25 @@ fn prune(nodes: Vec<Node>, edges: &mut [Edge], pinned: &HashSet<HostId>) -> Vec<
 }
 
 /// Focus hosts (alert hops, new edges, pinned), then their busiest routine
-/// neighbours, up to the limits.
-fn choose_hosts(input: &Input, limits: &Limits, behind: &[Vec<&AlertRecord>]) -> Vec<HostId> {
+/// neighbours, up to the limits. A folded fan-out edge counts for its
+/// source only, and makes no neighbours.
+fn choose_hosts(
+    input: &Input,
+    limits: &Limits,
+    behind: &[Vec<&AlertRecord>],
+    fans: &fan::Fans,
+) -> Vec<HostId> {
     let mut score: HashMap<HostId, u64> = HashMap::new();
     for h in input.pinned {
         *score.entry(*h).or_default() += 1 << 40;
     }
     for (e, alerts) in input.edges.iter().zip(behind) {
+        if fans.folds(e, alerts) {
+            if e.first_seen_ns >= input.since_ns {
+                score.entry(e.src).or_insert(1);
+            }
+            continue;
+        }
         let s = if !alerts.is_empty() {
             1 << 20
         } else if e.first_seen_ns >= input.since_ns {
@@ -332,7 +371,10 @@ fn choose_hosts(input: &Input, limits: &Limits, behind: &[Vec<&AlertRecord>]) ->
         .collect();
     let chosen: HashSet<HostId> = drawn.iter().copied().collect();
     let mut near: HashMap<HostId, u64> = HashMap::new();
-    for e in input.edges {
+    for (e, alerts) in input.edges.iter().zip(behind) {
+        if fans.folds(e, alerts) {
+            continue;
+        }
         match (chosen.contains(&e.src), chosen.contains(&e.dst)) {
             (true, false) => *near.entry(e.dst).or_default() += e.count.max(1),
             (false, true) => *near.entry(e.src).or_default() += e.count.max(1),
@@ -425,6 +467,7 @@ fn radius(n: &Node) -> f64 {
         NodeKind::Host(_) if n.alert => 10.0,
         NodeKind::Host(_) => 7.0,
         NodeKind::Group { hosts, .. } => (8.0 + 2.5 * (*hosts as f64).log2()).min(24.0),
+        NodeKind::Fan { targets, .. } => (6.0 + 2.0 * (*targets as f64).log2()).min(20.0),
     }
 }
 
@@ -450,6 +493,8 @@ fn node_title(n: &Node, info: &HashMap<HostId, &HostSummary>) -> String {
             count(*hosts as u64),
             count(*inner_edges as u64)
         ),
+        // Written with the node (it names its source).
+        NodeKind::Fan { .. } => n.title.clone(),
     }
 }
 
@@ -527,6 +572,7 @@ fn position(nodes: &mut [Node], edges: &[Edge]) {
                 match &n.kind {
                     NodeKind::Host(id) => id.to_string().into_bytes(),
                     NodeKind::Group { key, .. } => format!("group:{}", key.label).into_bytes(),
+                    NodeKind::Fan { source, .. } => format!("fan:{source}").into_bytes(),
                 }
                 .as_slice(),
             ),
@@ -563,6 +609,7 @@ fn place_labels(g: &mut FleetGraph) {
         let (rank, size) = match &n.kind {
             NodeKind::Host(_) if n.alert => (0, 0),
             NodeKind::Group { hosts, .. } => (1, u64::MAX - *hosts as u64),
+            NodeKind::Fan { targets, .. } => (1, u64::MAX - *targets as u64),
             NodeKind::Host(_) if n.new => (3, 0),
             NodeKind::Host(_) => (5, 0),
         };

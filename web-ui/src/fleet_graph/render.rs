@@ -35,6 +35,8 @@ fn node_class(n: &Node) -> &'static str {
         (NodeKind::Host(_), true, _) => "gnode alert",
         (NodeKind::Host(_), false, true) => "gnode new",
         (NodeKind::Host(_), false, false) => "gnode",
+        // Its one edge carries the colour; the node reads as a group.
+        (NodeKind::Fan { .. }, _, _) => "gnode group fan",
     }
 }
 

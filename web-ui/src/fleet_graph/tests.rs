@@ -174,7 +174,7 @@ fn routine_traffic_is_folded_into_groups_at_scale() {
         .iter()
         .map(|n| match n.kind {
             NodeKind::Group { hosts, .. } => hosts,
-            NodeKind::Host(_) => 0,
+            NodeKind::Host(_) | NodeKind::Fan { .. } => 0,
         })
         .sum();
     assert_eq!(grouped, g.hosts_grouped);
@@ -205,6 +205,97 @@ fn svg_is_links_and_titles() {
     assert!(!html.contains("<script") && !html.contains("style="));
 }
 
+/// `fleet(n)` plus a scanner (host 0) sweeping every other host with
+/// connections first seen in the window, one of them (0 → 5, port 3389) a
+/// hop of a second incident.
+fn scanned_fleet(n: u64) -> (Vec<HostSummary>, Vec<EdgeRecord>, Vec<AlertRecord>) {
+    let (hosts, mut edges, mut alerts) = fleet(n);
+    edges.retain(|e| e.src != HostId(0x1000));
+    for dst in 1..n {
+        edges.push(edge(
+            0,
+            dst,
+            [22, 445, 3389][(dst % 3) as usize],
+            NOW - 1800,
+        ));
+    }
+    alerts.push(AlertRecord {
+        ports: vec![3389],
+        ..incident(102, &[0, 5])
+    });
+    (hosts, edges, alerts)
+}
+
+#[test]
+fn a_scanner_is_one_fan_out_edge_and_the_incident_stands_out() {
+    for n in [60, 1_000] {
+        let (hosts, edges, alerts) = scanned_fleet(n);
+        let input = Input {
+            hosts: &hosts,
+            edges: &edges,
+            alerts: &alerts,
+            since_ns: NOW - DAY,
+            pinned: &HashSet::new(),
+        };
+        let g = build(&input, &Limits::default());
+        let fans: Vec<(usize, &Node)> = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| matches!(n.kind, NodeKind::Fan { .. }))
+            .collect();
+        assert_eq!(fans.len(), 1, "{n}: one fan-out node");
+        let (fan_at, fan) = fans[0];
+        // Every target but the incident's hop (0 → 5) is folded.
+        assert_eq!(fan.label, format!("{} hosts", n - 2), "{n}");
+        let scanner = g
+            .nodes
+            .iter()
+            .position(|x| x.kind == NodeKind::Host(HostId(0x1000)))
+            .expect("the scanner is drawn");
+        let from_scanner: Vec<&Edge> = g.edges.iter().filter(|e| e.from == scanner).collect();
+        assert_eq!(from_scanner.len(), 2, "{n}: the fan-out edge and the hop");
+        assert!(from_scanner
+            .iter()
+            .any(|e| e.to == fan_at && e.edges == n as usize - 2 && !e.alert));
+        assert!(
+            g.edges[..3].iter().all(|e| e.alert),
+            "{n}: alert hops first"
+        );
+        assert_eq!(g.edges.iter().filter(|e| e.alert).count(), 3, "{n}");
+        for h in [1, 2, 3, 5] {
+            let node = host_node_of(&g, h).unwrap_or_else(|| panic!("{n}: host {h}"));
+            assert!(node.alert && node.label_at.is_some(), "{n}: host {h}");
+        }
+        // The sweep pulled no target in: the same hosts are drawn one by
+        // one as without it.
+        let unswept: Vec<EdgeRecord> = edges
+            .iter()
+            .filter(|e| e.src != HostId(0x1000) || e.dst == HostId(0x1005))
+            .cloned()
+            .collect();
+        let drawn = |g: &FleetGraph| -> BTreeSet<HostId> {
+            g.nodes
+                .iter()
+                .filter_map(|x| match x.kind {
+                    NodeKind::Host(h) => Some(h),
+                    _ => None,
+                })
+                .collect()
+        };
+        let without = build(
+            &Input {
+                edges: &unswept,
+                ..input
+            },
+            &Limits::default(),
+        );
+        assert_eq!(drawn(&g), drawn(&without), "{n}");
+        assert!(fan.title.contains("ws-hr-00000 reaches"), "{}", fan.title);
+        assert_labels_apart(&g);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -220,7 +311,7 @@ proptest! {
             .filter(|(a, b, _, _)| a % n != b % n)
             .map(|(a, b, p, new)| edge(a % n, b % n, [22, 443, 445, 3389][*p as usize], if *new { NOW } else { NOW - 30 * DAY }))
             .collect();
-        let limits = Limits { focus_hosts: limit_hosts / 2 + 1, hosts: limit_hosts, groups: 12, edges: 150 };
+        let limits = Limits { focus_hosts: limit_hosts / 2 + 1, hosts: limit_hosts, groups: 12, edges: 150, fan_out: 8, fans: 3 };
         let input = Input { hosts: &hosts, edges: &edges, alerts: &[], since_ns: NOW - DAY, pinned: &HashSet::new() };
         let g = build(&input, &limits);
         prop_assert!(g.nodes.len() <= limits.max_nodes());

@@ -137,13 +137,22 @@ pub fn page(state: &ConsoleState, auth: &Authed, q: &GraphQuery) -> PageResult {
         edges.iter().filter(|e| e.first_seen_ns >= since).collect();
     new_edges.sort_by_key(|e| std::cmp::Reverse(e.first_seen_ns));
     let summary = format!(
-        "{} edges · {} hosts ({} drawn, {} in groups) · {} behind alerts · {} new in window{}",
+        "{} edges · {} hosts ({} drawn, {} in groups) · {} behind alerts · {} new in window{}{}",
         count(graph.edges_in_window as u64),
         count(graph.hosts_in_window as u64),
         count(graph.hosts_drawn as u64),
         count(graph.hosts_grouped as u64),
         count(alert_edges.len() as u64),
         count(new_edges.len() as u64),
+        match graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, fleet_graph::NodeKind::Fan { .. }))
+            .count()
+        {
+            0 => String::new(),
+            n => format!(" · {n} fan-out (scan, backup, monitoring) folded into one edge each"),
+        },
         if graph.edges_not_drawn > 0 {
             format!(
                 " · {} minor group edges not drawn",
@@ -165,6 +174,7 @@ pub fn page(state: &ConsoleState, auth: &Authed, q: &GraphQuery) -> PageResult {
                 <span class="swatch new"></span>"first seen in the window"
                 <span class="swatch"></span>"routine"
                 <span class="dot group"></span>"group of hosts (role from the name, else subnet), routine traffic folded in"
+                <span class="dot group fan"></span>"N hosts: one host's routine fan-out (a scanner's sweep) as one edge"
             </div>
             {fleet_graph::render(&graph)}
         </section>
