@@ -103,6 +103,46 @@ fn learning_hosts_do_not_alert_then_train_makes_them_active() {
 }
 
 #[test]
+fn a_routine_hop_first_seen_while_learning_never_alerts_on_its_stale_score() {
+    let mut d = fleet(DetectorConfig {
+        learning_period_ns: 60 * S,
+        ..Default::default()
+    });
+    // host 4 backs up hosts 1-3 every 2 s, from the first second on: the
+    // first sighting of each edge scores high, every later one low, and
+    // the repeats keep that first hop record alive past the learning end.
+    let mut seq = 0;
+    for round in 0..120u64 {
+        for dst in 1..=3u64 {
+            seq += 1;
+            let ts = S + round * 2 * S + dst * S / 10;
+            let mut a = d.observe(&login(dst, seq, ts, "backup", 4));
+            // each backup runs a shell from its remote session (a trace)
+            seq += 1;
+            let shell = Payload::ProcessStart(ProcessStart {
+                exe: Some("/bin/dash".into()),
+                parent_exe: Some("/usr/sbin/sshd".into()),
+                argv: vec!["sh".into(), "-c".into(), "true".into()],
+                user: Some("backup".into()),
+                ..Default::default()
+            });
+            a.extend(d.observe(&ev(dst, seq, ts + S / 20, shell)));
+            assert!(
+                a.is_empty(),
+                "round {round} (t = {} s): routine alerted: {:?}",
+                ts / S,
+                a.iter().map(|a| &a.summary).collect::<Vec<_>>()
+            );
+            d.tick(ts);
+        }
+    }
+    assert_eq!(d.phase(HostId(1)), Some(HostPhase::Active));
+    // A new account on a known edge still alerts.
+    let a = d.observe(&login(1, seq + 1, 250 * S, "mallory", 6));
+    assert!(a.iter().any(|a| a.kind == AlertKind::Hop), "{a:?}");
+}
+
+#[test]
 fn retrain_bumps_version_and_changes_hash() {
     let mut d = fleet(DetectorConfig {
         learning_period_ns: DAY,

@@ -134,6 +134,19 @@ impl Detector {
         (score, new_edge, alerts)
     }
 
+    /// Whether hop `h` was first seen before its target's learning period
+    /// ended. A period lengthened after the host became active (it applies
+    /// to hosts still learning) ends at its latest training at the latest.
+    fn scored_while_learning(&self, h: &HopRecord) -> bool {
+        self.hosts.get(&h.dst).is_some_and(|st| {
+            let mut end = st.first_seen_ns.saturating_add(self.cfg.learning_period_ns);
+            if let Some(m) = &st.model {
+                end = end.min(m.trained_to_ns);
+            }
+            h.first_ns < end
+        })
+    }
+
     /// The hop threshold of `dst`: its model's once active, none while it
     /// learns, the fleet's for a host never seen.
     pub(super) fn hop_threshold(&self, dst: HostId) -> Option<f64> {
@@ -213,6 +226,9 @@ impl Detector {
                 && h.dst == obs.dst
                 && h.last_ns >= dedupe_from
                 && (h.user == obs.user || h.user.is_none() || obs.user.is_none())
+                // Once its target is active, a hop first seen while it
+                // learnt starts afresh, scored on everything learnt since.
+                && !(self.scored_while_learning(h) && self.hop_threshold(h.dst).is_some())
         });
         let mut new_technique = false;
         let idx = match existing {
@@ -350,6 +366,12 @@ impl Detector {
     /// Alerts hop `idx` once it reaches its threshold, and correlates it
     /// into an incident from `chain_factor × threshold` on.
     pub(super) fn maybe_alert_hop(&mut self, idx: usize, ts: u64) -> Vec<Alert> {
+        // Its score was read against a model still learning (a routine
+        // edge's very first sighting): it never alerts, however long
+        // repeats keep it alive.
+        if self.scored_while_learning(&self.hops[idx]) {
+            return Vec::new();
+        }
         let (dst, score) = (self.hops[idx].dst, self.hops[idx].score);
         let Some(thr) = self.hop_threshold(dst) else {
             return Vec::new();
