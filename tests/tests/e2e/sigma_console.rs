@@ -41,11 +41,14 @@ fn vigil(bin: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The appliance as installed (default learning period: Sigma rules run
-/// from the first event), with its admin socket for the real CLI.
+/// The appliance as installed but without a learning period (a host in
+/// its learning period only counts Sigma hits, it raises none), with its
+/// admin socket for the real CLI.
 async fn start_appliance_with_admin_socket(dir: &Path) -> Appliance {
     let mut cfg = ServeConfig::new(dir).loopback();
-    cfg.pipeline.as_mut().expect("detection is on").poll = Duration::from_millis(200);
+    let pipeline = cfg.pipeline.as_mut().expect("detection is on");
+    pipeline.poll = Duration::from_millis(200);
+    pipeline.detector.learning_period_ns = 0;
     Appliance::start(cfg).await.expect("appliance starts")
 }
 
