@@ -96,6 +96,9 @@ pub enum AdminRequest {
     ListPackages,
     /// `vigil packages remove`; audited.
     RemovePackage { name: String, operator: String },
+    /// `vigil update publish-sensors`: a verified bundle's metadata and
+    /// sensor targets for sensors to update from; audited.
+    PublishSensorUpdates(crate::sensor_updates::PublishRequest),
 }
 
 /// What `vigil export` names (hosts by id or name, resolved here).
@@ -208,6 +211,8 @@ pub enum AdminResponse {
         name: String,
         removed: bool,
     },
+    /// The sensor update now served.
+    SensorUpdatesPublished(crate::sensor_updates::Published),
     Error(String),
 }
 
@@ -330,6 +335,8 @@ pub fn handle(core: &Arc<Core>, req: AdminRequest, server_running: bool) -> Admi
         AdminRequest::Respond(req) => {
             crate::respond_admin::handle(core, req).map(AdminResponse::Respond)
         }
+        AdminRequest::PublishSensorUpdates(req) => crate::sensor_updates::admin_publish(core, req)
+            .map(AdminResponse::SensorUpdatesPublished),
         // The running pipeline's view when there is one, else the last save.
         AdminRequest::Models => match core.models.all() {
             live if !live.is_empty() => Ok(AdminResponse::Models(live)),

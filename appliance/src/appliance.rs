@@ -191,6 +191,8 @@ impl Appliance {
         )))
         .with_idle_timeout(cfg.console_idle_timeout)
         .with_first_password_file(cfg.data_dir.join(crate::core::FIRST_PASSWORD_FILE));
+        // Beside `/enroll/packages`: sensor updates, no login (#18).
+        app = app.merge(crate::sensor_updates::router(core.data_dir.clone()));
         app = app.merge(vigil_web_ui::router(console));
         if let Some(extra) = cfg.extra_router {
             app = app.merge(extra);

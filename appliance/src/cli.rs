@@ -256,6 +256,9 @@ pub fn render(resp: AdminResponse) -> Result<String, CliError> {
         } else {
             format!("no package {name}; see `vigil packages list`\n")
         }),
+        AdminResponse::SensorUpdatesPublished(p) => {
+            Ok(crate::sensor_updates::format_published(&p))
+        }
         AdminResponse::Error(e) => Err(CliError::Refused(e)),
     }
 }

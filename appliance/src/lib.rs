@@ -59,6 +59,7 @@ pub mod registry;
 pub mod respond_admin;
 pub mod response;
 pub mod retention;
+pub mod sensor_updates;
 pub mod shutdown;
 pub mod store;
 pub mod tls;

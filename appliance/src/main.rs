@@ -14,6 +14,7 @@ use vigil_proto::{EventKind, HostId};
 mod evidence_cli;
 mod packages_cli;
 mod respond_cli;
+mod sensor_updates_cli;
 
 #[derive(Parser)]
 #[command(name = "vigil", version, about = "Vigil EDR appliance")]
@@ -95,7 +96,8 @@ enum Cmd {
         args: Vec<std::ffi::OsString>,
     },
     /// Signed offline updates: `vigil update pack|verify|apply|boot|health|status …`
-    /// (the `vigil-update` tool, installed next to this binary on the appliance).
+    /// (the `vigil-update` tool, installed next to this binary on the appliance);
+    /// `vigil update publish-sensors BUNDLE` serves its sensor targets to sensors.
     #[command(disable_help_flag = true)]
     Update {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -390,6 +392,9 @@ fn main() -> Result<()> {
         Cmd::Verify { bundle, key, json } => return evidence_cli::verify(&bundle, key, json),
         Cmd::Eval { args } => return run_tool("eval", args),
         Cmd::Replay { args } => return run_tool("replay", args),
+        Cmd::Update { args } if sensor_updates_cli::is_publish(&args) => {
+            return sensor_updates_cli::publish(args)
+        }
         Cmd::Update { args } => return run_tool("update", args),
         Cmd::Alerts {
             data,

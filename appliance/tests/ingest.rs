@@ -26,6 +26,8 @@ mod forwarding;
 mod hostile;
 #[path = "../../forward/tests/rsyslog/rsyslog_daemon.rs"]
 mod rsyslog_daemon;
+#[path = "support/sensor_updates.rs"]
+mod sensor_updates;
 
 struct Lab {
     app: Appliance,
