@@ -137,9 +137,15 @@ fn a_routine_hop_first_seen_while_learning_never_alerts_on_its_stale_score() {
         }
     }
     assert_eq!(d.phase(HostId(1)), Some(HostPhase::Active));
-    // A new account on a known edge still alerts.
-    let a = d.observe(&login(1, seq + 1, 250 * S, "mallory", 6));
-    assert!(a.iter().any(|a| a.kind == AlertKind::Hop), "{a:?}");
+    // A move out of a host the routine reached is no chain: the routine's
+    // learning-time records are no anomalous predecessors.
+    let a = d.observe(&login(2, seq + 1, 250 * S, "mallory", 1));
+    let hop = a
+        .iter()
+        .find(|a| a.kind == AlertKind::Hop)
+        .expect("hop alert");
+    assert!(!features(hop).contains(&"chained_hop"), "{hop:?}");
+    assert!(a.iter().all(|a| a.kind != AlertKind::Incident), "{a:?}");
 }
 
 #[test]

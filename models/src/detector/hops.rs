@@ -137,7 +137,7 @@ impl Detector {
     /// Whether hop `h` was first seen before its target's learning period
     /// ended. A period lengthened after the host became active (it applies
     /// to hosts still learning) ends at its latest training at the latest.
-    fn scored_while_learning(&self, h: &HopRecord) -> bool {
+    pub(super) fn scored_while_learning(&self, h: &HopRecord) -> bool {
         self.hosts.get(&h.dst).is_some_and(|st| {
             let mut end = st.first_seen_ns.saturating_add(self.cfg.learning_period_ns);
             if let Some(m) = &st.model {

@@ -67,6 +67,10 @@ impl Detector {
             if user.is_some_and(|u| h.user.as_deref() != Some(u)) {
                 continue;
             }
+            // Read against a model still learning: no evidence of a move.
+            if self.scored_while_learning(h) {
+                continue;
+            }
             let thr = self
                 .hop_threshold(h.dst)
                 .unwrap_or(self.cfg.cold_start_hop_threshold);
