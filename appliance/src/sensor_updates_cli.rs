@@ -25,6 +25,7 @@ use vigil_appliance::sensor_updates::request_from_bundle;
 #[derive(Parser)]
 #[command(
     name = "vigil update publish-sensors",
+    bin_name = "vigil update publish-sensors",
     about = "Serve a verified bundle's sensor targets to enrolled sensors"
 )]
 struct PublishArgs {
