@@ -71,7 +71,11 @@ pub fn capability() -> Result<(), Unavailable> {
             )));
         }
     }
-    let probe = format!("vigil-probe-{}", std::process::id());
+    // Tests of one process probe concurrently: a name per probe, not per
+    // process, or one's `add` meets the other's namespace.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = format!("vigil-probe-{}-{n}", std::process::id());
     let ok = Command::new("ip")
         .args(["netns", "add", &probe])
         .status()
