@@ -125,8 +125,12 @@ fn nothing_yet(what: &str) -> AnyView {
         .into_any()
 }
 
-/// The trend panels of the overview.
-pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
+/// The trend panels of the overview (`hosts`: the overview's registry read).
+pub fn panels(
+    state: &ConsoleState,
+    now: u64,
+    hosts: &[vigil_proto::query::HostSummary],
+) -> Result<AnyView, UiError> {
     let since = day_start(now).saturating_sub((ALERT_DAYS - 1) * DAY);
     let alerts = seen_alerts(
         state,
@@ -146,7 +150,7 @@ pub fn panels(state: &ConsoleState, now: u64) -> Result<AnyView, UiError> {
         Some(s) => line_chart(&hour_labels(&t), &[s], Unit::PerSecond),
         None => nothing_yet("event history"),
     };
-    let response = crate::pages::incident::response_times_panel(state, &alerts)?;
+    let response = crate::pages::incident::response_times_panel(state, &alerts, hosts)?;
     let recent = last_buckets(&t, SENSOR_HOURS as usize);
     let sensors = match host_states(&recent) {
         Some(s) => line_chart(&hour_labels(&recent), &s, Unit::Count),

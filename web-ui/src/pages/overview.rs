@@ -45,7 +45,7 @@ pub fn page(state: &ConsoleState, auth: &Authed) -> PageResult {
         .map(|(k, v)| view! { <tr><td class="mono">{k.clone()}</td><td class="num">{count(*v)}</td></tr> })
         .collect_view();
     let sev_cards = severity_cards(&by_sev);
-    let trends = crate::trends::panels(state, now)?;
+    let trends = crate::trends::panels(state, now, &hosts)?;
     let loss_class = if stats.lost_total > 0 {
         "kpi warn"
     } else {
