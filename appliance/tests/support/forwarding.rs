@@ -406,6 +406,9 @@ fn serve(data: &Path, quic_port: u16) -> std::process::Child {
         .arg(data)
         .args(["--quic-listen", &format!("127.0.0.1:{quic_port}")])
         .args(["--https-listen", "127.0.0.1:0"])
+        // No learning period: the Sigma hit this test sends must alert at
+        // once (a host still learning only counts its Sigma hits).
+        .args(["--learning-period", "0s"])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
