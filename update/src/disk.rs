@@ -167,7 +167,11 @@ impl SlotWriter for DiskSlots {
                 BOOT_FILES.join(" and ")
             )));
         }
-        let text = boot_entry(slot, release, &self.partuuid(slot)?);
+        let kept = fs::read_to_string(MACHINE_ID_FILE).ok();
+        let text = with_machine_id(
+            &boot_entry(slot, release, &self.partuuid(slot)?),
+            kept.as_deref(),
+        );
         let entries = self.entries();
         let tmp = entries.join(format!("vigil-{slot}.tmp"));
         let mut file = File::create(&tmp)?;
@@ -193,6 +197,25 @@ pub fn boot_entry(slot: Slot, release: u64, partuuid: &str) -> String {
          quiet systemd.show_status=error vigil.slot={slot}\n",
         partuuid.to_lowercase()
     )
+}
+
+/// Where the appliance keeps the machine ID its first boot chose (written
+/// by `vigil-machine-id.service`; image/README.md, "Machine ID").
+pub const MACHINE_ID_FILE: &str = "/var/lib/vigil-machine-id/machine-id";
+
+/// `entry` with `systemd.machine_id=ID` on its command line when `kept`
+/// holds a valid machine ID (32 hex digits), so the first boot of a new
+/// slot keeps the appliance's ID instead of a transient one; otherwise
+/// `entry` unchanged.
+pub fn with_machine_id(entry: &str, kept: Option<&str>) -> String {
+    match kept.map(str::trim) {
+        Some(id) if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) => entry.replacen(
+            " vigil.slot=",
+            &format!(" systemd.machine_id={id} vigil.slot="),
+            1,
+        ),
+        _ => entry.to_string(),
+    }
 }
 
 /// The slot an entry file boots: `vigil-a.conf`, `vigil-b+1.conf`,
@@ -232,6 +255,25 @@ mod tests {
             "{e}"
         );
         assert!(e.ends_with(" vigil.slot=b\n"), "{e}");
+    }
+
+    #[test]
+    fn a_kept_machine_id_goes_on_the_new_entry_and_junk_never_does() {
+        let e = boot_entry(Slot::B, 7, "5669676C-0000-4000-8000-000000000003");
+        let id = "0123456789abcdef0123456789abcdef";
+        let with = with_machine_id(&e, Some(&format!("{id}\n")));
+        assert!(
+            with.ends_with(&format!(" systemd.machine_id={id} vigil.slot=b\n")),
+            "{with}"
+        );
+        for junk in [
+            None,
+            Some(""),
+            Some("xyz"),
+            Some("0123 rd.break vigil.slot=a"),
+        ] {
+            assert_eq!(with_machine_id(&e, junk), e, "{junk:?}");
+        }
     }
 
     #[test]
