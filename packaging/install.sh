@@ -11,7 +11,9 @@
 #
 # Layout: /usr/local/bin/vigil-sensor (0755),
 # /etc/systemd/system/vigil-sensor.service (0644), /etc/vigil/sensor.toml
-# (0640, never overwritten), /var/lib/vigil-sensor (0700).
+# (0640, never overwritten), /var/lib/vigil-sensor (0700), and when the
+# tarball ships one, the vendor's update root
+# /usr/share/vigil-sensor/update-root.json (0644).
 set -eu
 
 BIN=/usr/local/bin/vigil-sensor
@@ -19,6 +21,8 @@ UNIT=/etc/systemd/system/vigil-sensor.service
 CONF_DIR=/etc/vigil
 CONF=$CONF_DIR/sensor.toml
 STATE=/var/lib/vigil-sensor
+ROOT_DIR=/usr/share/vigil-sensor
+ROOT_FILE=$ROOT_DIR/update-root.json
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 die() {
@@ -62,7 +66,8 @@ if [ "$uninstall" = yes ]; then
     if systemd_running; then
         systemctl disable --now vigil-sensor.service >/dev/null 2>&1 || true
     fi
-    rm -f "$BIN" "$UNIT"
+    rm -f "$BIN" "$UNIT" "$ROOT_FILE"
+    rmdir "$ROOT_DIR" 2>/dev/null || true
     rm -f /etc/systemd/system/multi-user.target.wants/vigil-sensor.service
     if systemd_running; then
         systemctl daemon-reload
@@ -95,6 +100,13 @@ fi
 install -d -m 0755 /usr/local/bin
 install -m 0755 "$HERE/vigil-sensor" "$BIN.new"
 mv -f "$BIN.new" "$BIN"
+
+# The root `vigil-sensor enroll` trusts for updates by default.
+if [ -f "$HERE/usr/share/vigil-sensor/update-root.json" ]; then
+    install -d -m 0755 "$ROOT_DIR"
+    install -m 0644 "$HERE/usr/share/vigil-sensor/update-root.json" "$ROOT_FILE.new"
+    mv -f "$ROOT_FILE.new" "$ROOT_FILE"
+fi
 
 install -d -m 0755 /etc/systemd/system
 sed 's#^ExecStart=/usr/bin/vigil-sensor #ExecStart=/usr/local/bin/vigil-sensor #' \

@@ -9,6 +9,10 @@
 //! Both archives are reproducible: timestamps are the last commit's
 //! (`SOURCE_DATE_EPOCH`), owners are root, entries sorted.
 //!
+//! With `VIGIL_UPDATE_ROOT=FILE` (the vendor's TUF `root.json`) both also
+//! ship it as [`UPDATE_ROOT_DEST`], the root `vigil-sensor enroll` trusts
+//! for updates when given no `--update-root`; without it they are as before.
+//!
 //! `--check` installs both into a fresh Debian root (mmdebstrap minbase,
 //! cached per day under `/var/cache/vigil/debian-root`) and checks files,
 //! modes, the unit, that the binary runs, and that only a purge deletes the
@@ -30,7 +34,14 @@ const PACKAGE_TOOLS: &[&str] = &["mmdebstrap", "systemd"];
 /// README records the current score. Raise it only with a reason there.
 const MAX_EXPOSURE: f32 = 4.0;
 
-/// One file of the package: source (under `packaging/`, or the binary when
+/// Names the vendor's TUF root to ship (optional).
+const UPDATE_ROOT_ENV: &str = "VIGIL_UPDATE_ROOT";
+
+/// Where a shipped root goes, in the `.deb` and under the tarball's top
+/// directory: the sensor's default root (`vigil_sensor::update::DEFAULT_ROOT`).
+const UPDATE_ROOT_DEST: &str = "usr/share/vigil-sensor/update-root.json";
+
+/// One file of the `.deb`: source (under `packaging/`, or the binary when
 /// `None`), path in the installed system, mode.
 struct Staged {
     source: Option<&'static str>,
@@ -38,7 +49,16 @@ struct Staged {
     mode: u32,
 }
 
-/// Everything the `.deb` installs.
+/// A file to put in an archive: where it comes from, its path in the
+/// archive (the `.deb`'s root, or the tarball's top directory), its mode.
+#[derive(Debug, PartialEq)]
+struct Entry {
+    src: PathBuf,
+    dest: String,
+    mode: u32,
+}
+
+/// Everything the `.deb` installs besides a shipped root.
 const STAGED: &[Staged] = &[
     Staged {
         source: None,
@@ -74,6 +94,62 @@ const TARBALL_FILES: &[(&str, u32)] = &[
     ("install.sh", 0o755),
     ("README.md", 0o644),
 ];
+
+/// The root `VIGIL_UPDATE_ROOT` names, checked to be a TUF root file; none
+/// when it is unset or empty.
+fn update_root() -> Result<Option<PathBuf>> {
+    let Some(path) = std::env::var_os(UPDATE_ROOT_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    let text = read(&path).map_err(|e| format!("{UPDATE_ROOT_ENV}: {e}"))?;
+    let compact: String = text.split_whitespace().collect();
+    if !compact.contains("\"_type\":\"root\"") {
+        return Err(format!(
+            "{UPDATE_ROOT_ENV}: {} is not a TUF root.json",
+            path.display()
+        ));
+    }
+    Ok(Some(path))
+}
+
+/// The `.deb`'s files, in a fixed order (so its `md5sums` is reproducible).
+fn deb_entries(binary: &Path, packaging: &Path, root: Option<&Path>) -> Vec<Entry> {
+    let mut files: Vec<Entry> = STAGED
+        .iter()
+        .map(|f| Entry {
+            src: f.source.map_or(binary.to_path_buf(), |s| packaging.join(s)),
+            dest: f.dest.to_string(),
+            mode: f.mode,
+        })
+        .collect();
+    files.extend(root.map(shipped_root));
+    files
+}
+
+/// The tarball's files under its top directory.
+fn tarball_entries(binary: &Path, packaging: &Path, root: Option<&Path>) -> Vec<Entry> {
+    let mut files = vec![Entry {
+        src: binary.to_path_buf(),
+        dest: "vigil-sensor".into(),
+        mode: 0o755,
+    }];
+    files.extend(TARBALL_FILES.iter().map(|(f, mode)| Entry {
+        src: packaging.join(f),
+        dest: f.to_string(),
+        mode: *mode,
+    }));
+    files.extend(root.map(shipped_root));
+    files
+}
+
+fn shipped_root(root: &Path) -> Entry {
+    Entry {
+        src: root.to_path_buf(),
+        dest: UPDATE_ROOT_DEST.into(),
+        mode: 0o644,
+    }
+}
 
 /// Which packages to build.
 #[derive(Clone, Copy)]
@@ -128,6 +204,8 @@ pub struct Packages {
     pub deb: PathBuf,
     /// `vigil-sensor-<ver>-<arch>-linux.tar.gz`.
     pub tarball: PathBuf,
+    /// Whether both ship an update root (`VIGIL_UPDATE_ROOT`).
+    pub update_root: bool,
 }
 
 /// `cargo xtask package [--check]`.
@@ -185,6 +263,8 @@ pub fn build(flavour: Flavour) -> Result<Packages> {
         return Err(format!("{} is not built", binary.display()));
     }
     let version = binary_version(binary)?;
+    let root = update_root()?;
+    let root = root.as_deref();
     let out = flavour.out_dir();
     let stage = out.join("stage");
     recreate(&stage)?;
@@ -197,11 +277,13 @@ pub fn build(flavour: Flavour) -> Result<Packages> {
         epoch: &epoch,
         compression: flavour.deb_compression(),
     };
-    build_deb(binary, &stage.join("deb"), &deb, &meta)?;
+    let packaging = repo_root().join("packaging");
+    let files = deb_entries(binary, &packaging, root);
+    build_deb(&files, &stage.join("deb"), &deb, &meta)?;
     let tar_name = format!("vigil-sensor-{version}-{}-linux", std::env::consts::ARCH);
     let tarball = out.join(format!("{tar_name}.tar.gz"));
     build_tarball(
-        binary,
+        &tarball_entries(binary, &packaging, root),
         &stage.join("tar"),
         &tar_name,
         &tarball,
@@ -214,10 +296,14 @@ pub fn build(flavour: Flavour) -> Result<Packages> {
         let sum = sum.split_whitespace().next().unwrap_or_default();
         println!("{}  {size} bytes  sha256 {sum}", path.display());
     }
+    if let Some(root) = root {
+        println!("both ship {} as /{UPDATE_ROOT_DEST}", root.display());
+    }
     Ok(Packages {
         version,
         deb,
         tarball,
+        update_root: root.is_some(),
     })
 }
 
@@ -240,16 +326,15 @@ struct DebMeta<'a> {
     compression: [&'static str; 2],
 }
 
-fn build_deb(binary: &Path, root: &Path, deb: &Path, meta: &DebMeta) -> Result<()> {
+fn build_deb(files: &[Entry], root: &Path, deb: &Path, meta: &DebMeta) -> Result<()> {
     let packaging = repo_root().join("packaging");
     let mut installed_bytes = 0;
-    for file in STAGED {
-        let src = file
-            .source
-            .map_or(binary.to_path_buf(), |s| packaging.join(s));
-        installed_bytes += copy_mode(&src, &root.join(file.dest), file.mode)?;
+    for file in files {
+        installed_bytes += copy_mode(&file.src, &root.join(&file.dest), file.mode)?;
     }
     let control_dir = root.join("DEBIAN");
+    let binary = &files[0].src; // STAGED starts with the binary
+
     let bytes = fs::read(binary).map_err(|e| io(binary, e))?;
     let control = read(&packaging.join("deb/control"))?
         .replace("@VERSION@", meta.version)
@@ -273,7 +358,7 @@ fn build_deb(binary: &Path, root: &Path, deb: &Path, meta: &DebMeta) -> Result<(
         )?;
     }
     let mut md5 = Command::new("md5sum");
-    md5.current_dir(root).args(STAGED.iter().map(|f| f.dest));
+    md5.current_dir(root).args(files.iter().map(|f| &f.dest));
     write(
         &control_dir.join("md5sums"),
         &(capture(&mut md5)? + "\n"),
@@ -317,18 +402,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn build_tarball(
-    binary: &Path,
+    files: &[Entry],
     stage: &Path,
     name: &str,
     tarball: &Path,
     epoch: &str,
     flavour: Flavour,
 ) -> Result<()> {
-    let packaging = repo_root().join("packaging");
     let top = stage.join(name);
-    copy_mode(binary, &top.join("vigil-sensor"), 0o755)?;
-    for (file, mode) in TARBALL_FILES {
-        copy_mode(&packaging.join(file), &top.join(file), *mode)?;
+    for file in files {
+        copy_mode(&file.src, &top.join(&file.dest), file.mode)?;
     }
     run(Command::new("tar")
         .current_dir(stage)
@@ -467,6 +550,7 @@ fn check_deb(root: &Path, p: &Packages) -> Result<()> {
         "etc/systemd/system/multi-user.target.wants/vigil-sensor.service",
     )?;
     verify_unit(root, "/lib/systemd/system/vigil-sensor.service")?;
+    shipped_root_installed(root, p)?;
     runs(root, "/usr/bin/vigil-sensor", &p.version)?;
     let id = "var/lib/vigil-sensor/host_id";
     write(&root.join(id), "0000000000000001\n", 0o600)?;
@@ -516,6 +600,7 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
         return Err("install.sh did not point ExecStart at /usr/local/bin".into());
     }
     verify_unit(root, "/etc/systemd/system/vigil-sensor.service")?;
+    shipped_root_installed(root, p)?;
     runs(root, "/usr/local/bin/vigil-sensor", &p.version)?;
     let id = "var/lib/vigil-sensor/host_id";
     write(&root.join(id), "0000000000000001\n", 0o600)?;
@@ -525,6 +610,7 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
     chroot(root, &["sh", &script, "--uninstall"])?;
     expect_absent(root, "usr/local/bin/vigil-sensor")?;
     expect_absent(root, "etc/systemd/system/vigil-sensor.service")?;
+    expect_absent(root, UPDATE_ROOT_DEST)?;
     expect_modes(root, &[(id, 0o600), ("etc/vigil/sensor.toml", 0o640)])
         .map_err(|e| format!("after --uninstall (state must stay): {e}"))?;
     chroot(root, &["sh", &script, "--uninstall", "--purge"])?;
@@ -538,6 +624,15 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
         Err(e) if e.contains("installed from the .deb") => Ok(()),
         Err(e) => Err(format!("install.sh over the .deb failed unclearly: {e}")),
         Ok(_) => Err("install.sh installed over the .deb instead of refusing".into()),
+    }
+}
+
+/// A shipped update root is installed 0644; none is when not shipped.
+fn shipped_root_installed(root: &Path, p: &Packages) -> Result<()> {
+    if p.update_root {
+        expect_modes(root, &[(UPDATE_ROOT_DEST, 0o644)])
+    } else {
+        expect_absent(root, UPDATE_ROOT_DEST)
     }
 }
 
@@ -705,3 +800,6 @@ pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
 pub(crate) fn io(path: &Path, e: std::io::Error) -> String {
     format!("{}: {e}", path.display())
 }
+
+#[cfg(test)]
+mod tests;
