@@ -185,15 +185,8 @@ impl<R: Read + Seek> Bundle<R> {
             out.write_all(&buf[..got])?;
             left -= got as u64;
         }
-        let got = hex::encode(hasher.finalize());
-        let want = desc
-            .hashes
-            .get("sha256")
-            .map(String::as_str)
-            .unwrap_or_default();
-        if !want.eq_ignore_ascii_case(&got) {
-            return Err(altered(format!("sha256 {got} but {want} signed")));
-        }
+        desc.check_sha256(&hex::encode(hasher.finalize()))
+            .map_err(altered)?;
         Ok(())
     }
 }

@@ -131,6 +131,23 @@ pub struct TargetDesc {
     pub custom: Option<Value>,
 }
 
+impl TargetDesc {
+    /// Whether `got_hex` (the SHA-256 of the bytes read) is the signed one;
+    /// `Err` says how they differ, for the caller's "altered" error.
+    pub fn check_sha256(&self, got_hex: &str) -> Result<(), String> {
+        let want = self
+            .hashes
+            .get("sha256")
+            .map(String::as_str)
+            .unwrap_or_default();
+        if want.eq_ignore_ascii_case(got_hex) {
+            Ok(())
+        } else {
+            Err(format!("sha256 {got_hex} but {want} signed"))
+        }
+    }
+}
+
 /// Targets metadata: every file of a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Targets {

@@ -99,15 +99,8 @@ pub fn fetch_target(
             desc.length
         )));
     }
-    let got = hex::encode(Sha256::digest(&bytes));
-    let want = desc
-        .hashes
-        .get("sha256")
-        .map(String::as_str)
-        .unwrap_or_default();
-    if !want.eq_ignore_ascii_case(&got) {
-        return Err(altered(format!("sha256 {got} but {want} signed")));
-    }
+    desc.check_sha256(&hex::encode(Sha256::digest(&bytes)))
+        .map_err(altered)?;
     Ok(bytes)
 }
 
