@@ -5,7 +5,8 @@
 //! SHA-256 in a header, and nothing else does. Then the printed Debian
 //! line itself runs (real curl against the appliance, the real
 //! `vigil-sensor enroll`; `dpkg` and `systemctl` stand-ins, system paths
-//! pointed at a temp dir) and the host shows up enrolled.
+//! pointed at a temp dir) and the host shows up enrolled, with this
+//! console as its update source.
 
 use super::forwarding::session;
 use super::{header, https_raw};
@@ -76,6 +77,35 @@ fn add_package(app: &Appliance, name: &str, bytes: &[u8]) {
         AdminResponse::PackageAdded { package, .. } => assert_eq!(package.name, name),
         other => panic!("package not added: {other:?}"),
     }
+}
+
+/// A vendor's TUF root (version 1, one key per role) in `dir`, standing in
+/// for the `update-root.json` a package ships.
+fn update_root(dir: &Path) -> PathBuf {
+    use vigil_update::{keys, pack};
+    let spec_key = |role: &str| {
+        let path = dir.join(format!("{role}.key"));
+        let key = keys::generate();
+        keys::write_key_pair(&key, &path).unwrap();
+        let public = keys::read_public(&dir.join(format!("{role}.key.pub"))).unwrap();
+        (
+            key,
+            pack::RoleSpec {
+                keys: vec![public],
+                threshold: 1,
+            },
+        )
+    };
+    let (root_key, root) = spec_key("root");
+    let spec = pack::RootSpec {
+        root,
+        targets: spec_key("targets").1,
+        snapshot: spec_key("snapshot").1,
+        timestamp: spec_key("timestamp").1,
+        expires: std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    };
+    pack::Repo::create(&dir.join("repo"), &spec, &[root_key]).unwrap();
+    dir.join("repo/metadata/1.root.json")
 }
 
 fn deb_bytes() -> Vec<u8> {
@@ -317,12 +347,19 @@ async fn the_printed_debian_line_enrolls_a_real_sensor() {
         std::env::var("PATH").unwrap_or_default()
     );
     // The line as printed; only where it writes on the host is redirected.
+    // The root passed as a flag stands for the one the package installs
+    // at /usr/share/vigil-sensor/update-root.json.
+    let root = update_root(&host);
     let run = |line: &str| {
         let line = line
             .replace("/etc/vigil/sensor.toml", &conf.display().to_string())
             .replace(
                 "vigil-sensor enroll ",
-                &format!("vigil-sensor enroll --state-dir {} ", state.display()),
+                &format!(
+                    "vigil-sensor enroll --state-dir {} --update-root {} ",
+                    state.display(),
+                    root.display()
+                ),
             );
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -355,6 +392,19 @@ async fn the_printed_debian_line_enrolls_a_real_sensor() {
     let toml = std::fs::read_to_string(&conf).unwrap();
     assert!(toml.lines().any(|l| l == want), "{toml}");
     assert!(state.join("cert.pem").is_file(), "{said}");
+    // Updates come from the console the page was served on.
+    let url = format!("https://127.0.0.1:{}", app.https_addr.port());
+    assert!(
+        deb_line.contains(&format!("--updates-url '{url}' ")),
+        "{deb_line}"
+    );
+    assert!(
+        said.contains(&format!("updates: from {url}, verified against")),
+        "{said}"
+    );
+    let updates: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("updates.json")).unwrap()).unwrap();
+    assert_eq!(updates["url"], url.as_str(), "{updates}");
     let hosts = app.reader().hosts().unwrap();
     assert_eq!(hosts.len(), 1, "the host is registered");
     let tokens = app.core().console.enrollment_tokens().unwrap();

@@ -14,7 +14,10 @@
 //! Trust on the host: the CA is fetched without verification (`curl -k`),
 //! then its SHA-256 is checked against the fingerprint printed on this
 //! page; only then is it used (`--cacert`) to fetch the package, whose
-//! SHA-256 is checked again. The appliance implements [`AddHostsApi`].
+//! SHA-256 is checked again. `enroll` is given `--updates-url` (this
+//! console), so the sensor fetches its updates here and verifies them
+//! against the TUF root its package ships. The appliance implements
+//! [`AddHostsApi`].
 
 use super::layout::{render, Nav};
 use super::*;
@@ -176,14 +179,24 @@ impl Enrollment {
         )
     }
 
-    /// `vigil-sensor enroll …` with the token on stdin (kept out of `ps`).
+    /// `https://ADDRESS:PORT` of this console, where the sensor fetches
+    /// its updates (`/enroll/updates/`, the listener the packages come from).
+    pub fn updates_url(&self) -> String {
+        format!("https://{}:{}", self.address, self.https_port)
+    }
+
+    /// `vigil-sensor enroll …` with the token on stdin (kept out of `ps`),
+    /// told where updates are: the sensor verifies them against the TUF
+    /// root its package ships, so the URL alone grants the console nothing.
     pub fn enroll_command(&self, binary: &str) -> String {
         format!(
-            "printf '%s' {t} | {binary} enroll --appliance {a}:{q} --ca-sha256 {fp} --token -",
+            "printf '%s' {t} | {binary} enroll --appliance {a}:{q} --ca-sha256 {fp} \
+             --updates-url {u} --token -",
             t = sh_quote(&self.token),
             a = self.address,
             q = self.quic_port,
             fp = sh_quote(&self.ca_fingerprint),
+            u = sh_quote(&self.updates_url()),
         )
     }
 
@@ -365,7 +378,7 @@ fn commands_panel(new: &NewToken, packages: &[PackageInfo]) -> impl IntoView {
                 <code class="secret">{new.enrollment.token.clone()}</code>
                 {format!(" — enrolls up to {} host(s) until {}.", new.max_uses, format_ts(new.expires_ns))}
             </div>
-            <p>"Run as root on each host, in a POSIX shell (sh, bash). The line fetches this appliance's CA, checks its fingerprint, downloads the package over HTTPS pinned to that CA, checks its SHA-256, installs it, enrolls and starts the sensor."</p>
+            <p>"Run as root on each host, in a POSIX shell (sh, bash). The line fetches this appliance's CA, checks its fingerprint, downloads the package over HTTPS pinned to that CA, checks its SHA-256, installs it, enrolls the sensor (it updates from this console when its package ships the vendor's update root) and starts it."</p>
             {line("Debian and Ubuntu", PackageKind::Deb)}
             {line("Other systemd distributions", PackageKind::Tarball)}
             <h3>"Sensor already installed"</h3>
@@ -581,7 +594,7 @@ mod tests {
             "curl -fsS --cacert ca.pem --connect-to vigil-appliance:8443:10.0.0.1:8443 -o 'vigil-sensor_0.1.0_amd64.deb' https://vigil-appliance:8443/enroll/packages/'vigil-sensor_0.1.0_amd64.deb'; ".to_string(),
             format!("echo '{}  vigil-sensor_0.1.0_amd64.deb' | sha256sum -c -; ", "cd".repeat(32)),
             "dpkg -i 'vigil-sensor_0.1.0_amd64.deb'; ".to_string(),
-            format!("printf '%s' 'vgl_0123' | vigil-sensor enroll --appliance 10.0.0.1:4433 --ca-sha256 '{fp}' --token -; "),
+            format!("printf '%s' 'vgl_0123' | vigil-sensor enroll --appliance 10.0.0.1:4433 --ca-sha256 '{fp}' --updates-url 'https://10.0.0.1:8443' --token -; "),
             "sed -i 's/^#\\{0,1\\}appliance = .*/appliance = \"10.0.0.1:4433\"/' /etc/vigil/sensor.toml; systemctl start vigil-sensor)".to_string(),
         ] {
             assert!(line.contains(&part), "{part}\nnot in\n{line}");
@@ -601,6 +614,7 @@ mod tests {
             line.contains("tar xzf 'vigil-sensor-0.1.0-x86_64-linux.tar.gz'; sh ./*/install.sh; ")
         );
         assert!(line.contains("| /usr/local/bin/vigil-sensor enroll --appliance [fd00::1]:4433"));
+        assert!(line.contains(" --updates-url 'https://[fd00::1]:8443' --token -; "));
     }
 
     #[test]
