@@ -138,6 +138,11 @@ impl Detector {
     /// ended. A period lengthened after the host became active (it applies
     /// to hosts still learning) ends at its latest training at the latest.
     pub(super) fn scored_while_learning(&self, h: &HopRecord) -> bool {
+        // A cold start learns nothing first (its hosts may be made active
+        // before events dated earlier arrive).
+        if self.cfg.learning_period_ns == 0 {
+            return false;
+        }
         self.hosts.get(&h.dst).is_some_and(|st| {
             let mut end = st.first_seen_ns.saturating_add(self.cfg.learning_period_ns);
             if let Some(m) = &st.model {
