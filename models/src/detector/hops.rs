@@ -134,21 +134,27 @@ impl Detector {
         (score, new_edge, alerts)
     }
 
-    /// Whether hop `h` was first seen before its target's learning period
-    /// ended. A period lengthened after the host became active (it applies
-    /// to hosts still learning) ends at its latest training at the latest.
+    /// Whether hop `h` was first seen while its target learnt.
     pub(super) fn scored_while_learning(&self, h: &HopRecord) -> bool {
-        // A cold start learns nothing first (its hosts may be made active
-        // before events dated earlier arrive).
+        self.learning_at(h.dst, h.first_ns)
+    }
+
+    /// Whether `host` was in its learning period at `ts` — the one rule for
+    /// hop records and Sigma hits alike. A period lengthened after the host
+    /// became active (it applies to hosts still learning) ends at its latest
+    /// training at the latest; with no learning period nothing learns (a
+    /// cold start makes its hosts active at training time, before events
+    /// dated earlier arrive).
+    pub(super) fn learning_at(&self, host: HostId, ts: u64) -> bool {
         if self.cfg.learning_period_ns == 0 {
             return false;
         }
-        self.hosts.get(&h.dst).is_some_and(|st| {
+        self.hosts.get(&host).is_some_and(|st| {
             let mut end = st.first_seen_ns.saturating_add(self.cfg.learning_period_ns);
             if let Some(m) = &st.model {
                 end = end.min(m.trained_to_ns);
             }
-            h.first_ns < end
+            ts < end
         })
     }
 

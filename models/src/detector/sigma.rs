@@ -97,17 +97,6 @@ impl Detector {
         self.sigma_learning.routine(rule_id, host)
     }
 
-    /// Whether `host` is in its learning period at `ts`: the criterion that
-    /// ends a host's learning for its first model (`retrain_due`), so
-    /// Sigma hits and behavioural alerts learn over the same span. With no
-    /// learning period nothing learns.
-    fn learning_at(&self, host: HostId, ts: u64) -> bool {
-        self.hosts.get(&host).is_some_and(|s| {
-            s.phase == super::HostPhase::Learning
-                && ts.saturating_sub(s.first_seen_ns) < self.cfg.learning_period_ns
-        })
-    }
-
     /// Alerts for the rules `ev` fires (at most one per rule and host per
     /// [`SIGMA_DEDUPE_NS`]); while its host learns, hits are only counted.
     pub(super) fn sigma_alerts(&mut self, ev: &Event) -> Vec<Alert> {
