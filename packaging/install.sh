@@ -10,7 +10,9 @@
 #                                      spool)
 #
 # Layout: /usr/local/bin/vigil-sensor (0755),
-# /etc/systemd/system/vigil-sensor.service (0644), /etc/vigil/sensor.toml
+# /etc/systemd/system/vigil-sensor.service (0644), the daily update check
+# /etc/systemd/system/vigil-sensor-update.{service,timer} (0644, the timer
+# enabled), /etc/vigil/sensor.toml
 # (0640, never overwritten), /var/lib/vigil-sensor (0700), and when the
 # tarball ships one, the vendor's update root
 # /usr/share/vigil-sensor/update-root.json (0644).
@@ -18,6 +20,8 @@ set -eu
 
 BIN=/usr/local/bin/vigil-sensor
 UNIT=/etc/systemd/system/vigil-sensor.service
+UPDATE_UNIT=/etc/systemd/system/vigil-sensor-update.service
+UPDATE_TIMER=/etc/systemd/system/vigil-sensor-update.timer
 CONF_DIR=/etc/vigil
 CONF=$CONF_DIR/sensor.toml
 STATE=/var/lib/vigil-sensor
@@ -64,11 +68,16 @@ systemd_running() {
 
 if [ "$uninstall" = yes ]; then
     if systemd_running; then
+        systemctl disable --now vigil-sensor-update.timer >/dev/null 2>&1 || true
+        systemctl stop vigil-sensor-update.service >/dev/null 2>&1 || true
         systemctl disable --now vigil-sensor.service >/dev/null 2>&1 || true
     fi
-    rm -f "$BIN" "$UNIT" "$ROOT_FILE"
+    # With the binary goes what `vigil-sensor update` left beside it.
+    rm -f "$BIN" "$BIN.prev" /usr/local/bin/.vigil-sensor.new
+    rm -f "$UNIT" "$UPDATE_UNIT" "$UPDATE_TIMER" "$ROOT_FILE"
     rmdir "$ROOT_DIR" 2>/dev/null || true
     rm -f /etc/systemd/system/multi-user.target.wants/vigil-sensor.service
+    rm -f /etc/systemd/system/timers.target.wants/vigil-sensor-update.timer
     if systemd_running; then
         systemctl daemon-reload
     fi
@@ -84,7 +93,7 @@ if [ "$uninstall" = yes ]; then
     exit 0
 fi
 
-for f in vigil-sensor vigil-sensor.service sensor.toml; do
+for f in vigil-sensor vigil-sensor.service vigil-sensor-update.service vigil-sensor-update.timer sensor.toml; do
     [ -f "$HERE/$f" ] || die "$HERE/$f is missing: run install.sh from the extracted tarball"
 done
 
@@ -113,6 +122,14 @@ sed 's#^ExecStart=/usr/bin/vigil-sensor #ExecStart=/usr/local/bin/vigil-sensor #
     "$HERE/vigil-sensor.service" >"$UNIT.new"
 chmod 0644 "$UNIT.new"
 mv -f "$UNIT.new" "$UNIT"
+# The update service runs and replaces the binary in /usr/local/bin.
+sed -e 's#^ExecStart=/usr/bin/vigil-sensor #ExecStart=/usr/local/bin/vigil-sensor #' \
+    -e 's#^ReadWritePaths=/usr/bin #ReadWritePaths=/usr/local/bin #' \
+    "$HERE/vigil-sensor-update.service" >"$UPDATE_UNIT.new"
+chmod 0644 "$UPDATE_UNIT.new"
+mv -f "$UPDATE_UNIT.new" "$UPDATE_UNIT"
+install -m 0644 "$HERE/vigil-sensor-update.timer" "$UPDATE_TIMER.new"
+mv -f "$UPDATE_TIMER.new" "$UPDATE_TIMER"
 
 install -d -m 0755 "$CONF_DIR"
 if [ -e "$CONF" ]; then
@@ -130,10 +147,14 @@ if systemd_running; then
     # Enabled now; the unit's ConditionPathExists keeps it from starting
     # until `vigil-sensor enroll` has written the certificate.
     systemctl enable vigil-sensor.service >/dev/null 2>&1
+    # The daily update check; its service skips itself until enrollment
+    # turned updates on.
+    systemctl enable --now vigil-sensor-update.timer >/dev/null 2>&1
     [ "$was_active" = yes ] && systemctl start vigil-sensor.service
 elif command -v systemctl >/dev/null 2>&1; then
     # No running systemd (a chroot, an image build): enable offline.
     systemctl enable vigil-sensor.service >/dev/null 2>&1 || true
+    systemctl enable vigil-sensor-update.timer >/dev/null 2>&1 || true
 fi
 
 say "installed $BIN ($("$BIN" --version))"

@@ -61,6 +61,11 @@ enum Cmd {
         /// The binary to replace (default: this one).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// Exit with status 10 instead of 0 when a new binary was
+        /// installed, so the caller restarts the sensor only then (the
+        /// update timer's unit does). Refusals still exit 1.
+        #[arg(long)]
+        installed_exit_code: bool,
     },
     /// Run the sensor.
     Run {
@@ -89,7 +94,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("vigil-sensor: {e:#}");
             ExitCode::FAILURE
@@ -97,7 +102,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main() -> anyhow::Result<()> {
+/// The exit status on success: 0, or what `update --installed-exit-code`
+/// maps its outcome to.
+fn real_main() -> anyhow::Result<u8> {
     // Everything the sensor writes (identity, spool, state) is its own:
     // no file or directory it creates is readable by anyone else.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -139,13 +146,14 @@ fn real_main() -> anyhow::Result<()> {
                 u.save(&state_dir)?;
             }
             println!("{said}");
-            Ok(())
+            Ok(0)
         }
         Cmd::Update {
             check,
             state_dir,
             binary,
-        } => update(&rt, &state_dir, binary, check),
+            installed_exit_code,
+        } => update(&rt, &state_dir, binary, check, installed_exit_code),
         Cmd::Run { config, netns } => {
             let mut cfg = Config::load(&config)?;
             cfg.netns = netns;
@@ -154,22 +162,23 @@ fn real_main() -> anyhow::Result<()> {
                 wait_for_signal().await;
                 tracing::info!("shutting down");
                 handle.shutdown().await;
-                anyhow::Ok(())
+                anyhow::Ok(0)
             })
         }
-        Cmd::DebugSpoolWriter { dir } => debug_writer(&dir).map_err(Into::into),
+        Cmd::DebugSpoolWriter { dir } => debug_writer(&dir).map(|()| 0).map_err(Into::into),
     }
 }
 
 /// `vigil-sensor update [--check]`: fetch, verify, install, say what
 /// happened; any refusal is an error (non-zero exit) with the binary
-/// untouched.
+/// untouched. Returns the exit status (`update::exit_status`).
 fn update(
     rt: &tokio::runtime::Runtime,
     state_dir: &std::path::Path,
     binary: Option<PathBuf>,
     check: bool,
-) -> anyhow::Result<()> {
+    installed_exit_code: bool,
+) -> anyhow::Result<u8> {
     use vigil_sensor::update::{self, BaseUrl, HttpsFetcher, UpdateSettings};
     let settings = UpdateSettings::load(state_dir)?.ok_or(update::UpdateError::Off)?;
     let identity = vigil_sensor::Identity::load(state_dir)?;
@@ -187,7 +196,7 @@ fn update(
         std::time::SystemTime::now(),
     )?;
     println!("{outcome}");
-    Ok(())
+    Ok(update::exit_status(&outcome, installed_exit_code))
 }
 
 /// The token from `--token VALUE`, `--token -` (stdin) or `--token-file`,

@@ -71,6 +71,16 @@ const STAGED: &[Staged] = &[
         mode: 0o644,
     },
     Staged {
+        source: Some("vigil-sensor-update.service"),
+        dest: "lib/systemd/system/vigil-sensor-update.service",
+        mode: 0o644,
+    },
+    Staged {
+        source: Some("vigil-sensor-update.timer"),
+        dest: "lib/systemd/system/vigil-sensor-update.timer",
+        mode: 0o644,
+    },
+    Staged {
         source: Some("sensor.toml"),
         dest: "etc/vigil/sensor.toml",
         mode: 0o640,
@@ -90,6 +100,8 @@ const STAGED: &[Staged] = &[
 /// What the tarball holds next to `install.sh` (all at its top level).
 const TARBALL_FILES: &[(&str, u32)] = &[
     ("vigil-sensor.service", 0o644),
+    ("vigil-sensor-update.service", 0o644),
+    ("vigil-sensor-update.timer", 0o644),
     ("sensor.toml", 0o640),
     ("install.sh", 0o755),
     ("README.md", 0o644),
@@ -208,12 +220,14 @@ pub struct Packages {
     pub update_root: bool,
 }
 
-/// `cargo xtask package [--check]`.
+/// `cargo xtask package [--check | --check-debug]`; `--check-debug` is
+/// the install check `cargo xtask test` runs, alone ([`check_debug_build`]).
 pub fn package(args: &[String]) -> Result<()> {
     let check = match args {
         [] => false,
         [flag] if flag == "--check" => true,
-        _ => return Err("usage: cargo xtask package [--check]".into()),
+        [flag] if flag == "--check-debug" => return check_debug_build(),
+        _ => return Err("usage: cargo xtask package [--check | --check-debug]".into()),
     };
     prereq::ensure_packages(&["clang"])?;
     if check {

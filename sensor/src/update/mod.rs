@@ -214,6 +214,23 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// The exit status of `vigil-sensor update --installed-exit-code` when it
+/// installed a new binary. Without the flag an install exits 0 as always;
+/// with it, the caller (the update timer's unit) restarts the sensor only
+/// on this status. 10 is outside the range shells (126–165), systemd
+/// (200–243) and sysexits (64–78) give meanings to.
+pub const EXIT_INSTALLED: u8 = 10;
+
+/// The exit status for a successful run: [`EXIT_INSTALLED`] when a binary
+/// was installed and the caller asked for a distinct status, else 0 (so
+/// existing callers see what they always saw). Refusals exit 1 elsewhere.
+pub fn exit_status(outcome: &Outcome, distinct_install: bool) -> u8 {
+    match outcome {
+        Outcome::Installed { .. } if distinct_install => EXIT_INSTALLED,
+        _ => 0,
+    }
+}
+
 /// One update run against `fetcher`, installing into `binary` unless
 /// `check_only`. The settings in `state_dir` move forward only when
 /// something was verified and acted on.
@@ -322,6 +339,31 @@ mod tests {
             b"new"
         );
         assert!(!dir.path().join(".vigil-sensor.new").exists());
+    }
+
+    #[test]
+    fn only_an_install_asked_to_be_told_apart_exits_10() {
+        let installed = Outcome::Installed {
+            release: 2,
+            path: PathBuf::from("/usr/bin/vigil-sensor"),
+            sha256: "ab".into(),
+        };
+        let others = [
+            Outcome::UpToDate { release: 2 },
+            Outcome::NoTarget { release: 2 },
+            Outcome::Available {
+                release: 2,
+                sha256: "ab".into(),
+            },
+        ];
+        assert_eq!(exit_status(&installed, true), EXIT_INSTALLED);
+        assert_eq!(EXIT_INSTALLED, 10, "packaging/vigil-sensor-update.service");
+        // Without the flag, an install is a plain success as before.
+        assert_eq!(exit_status(&installed, false), 0);
+        for o in &others {
+            assert_eq!(exit_status(o, true), 0, "{o}");
+            assert_eq!(exit_status(o, false), 0, "{o}");
+        }
     }
 
     #[test]

@@ -8,17 +8,40 @@ use super::*;
 /// Where fresh Debian roots are cached, one tarball per day.
 pub(crate) const ROOT_CACHE: &str = "/var/cache/vigil/debian-root";
 
+/// The worst exposure the update service may have: it needs no
+/// capability and no local socket, so it scores far below the sensor.
+const MAX_UPDATE_EXPOSURE: f32 = 2.5;
+
+/// The units the `.deb` installs under `/lib/systemd/system` and
+/// `install.sh` under `/etc/systemd/system`.
+const UNITS: [&str; 3] = [
+    "vigil-sensor.service",
+    "vigil-sensor-update.service",
+    "vigil-sensor-update.timer",
+];
+
+/// Where enabling puts the units' links (relative to the root).
+const WANTS: [&str; 2] = [
+    "etc/systemd/system/multi-user.target.wants/vigil-sensor.service",
+    "etc/systemd/system/timers.target.wants/vigil-sensor-update.timer",
+];
+
 /// Install both packages into fresh Debian roots and check the result.
 pub(super) fn install_check(packages: &Packages) -> Result<()> {
-    let unit = repo_root().join("packaging/vigil-sensor.service");
-    let score = exposure(&unit)?;
-    if score > MAX_EXPOSURE {
-        return Err(format!(
-            "systemd-analyze security: exposure {score} of {} is above {MAX_EXPOSURE}",
-            unit.display()
-        ));
+    for (name, max) in [
+        ("vigil-sensor.service", MAX_EXPOSURE),
+        ("vigil-sensor-update.service", MAX_UPDATE_EXPOSURE),
+    ] {
+        let unit = repo_root().join("packaging").join(name);
+        let score = exposure(&unit)?;
+        if score > max {
+            return Err(format!(
+                "systemd-analyze security: exposure {score} of {} is above {max}",
+                unit.display()
+            ));
+        }
+        eprintln!("xtask: package check: {name} exposure {score} (at most {max})");
     }
-    eprintln!("xtask: package check: unit exposure {score} (at most {MAX_EXPOSURE})");
     let cached = debian_root_tarball()?;
     let root = repo_root().join("target/packages/check-root");
     fresh_root(&cached, &root)?;
@@ -89,41 +112,38 @@ fn check_deb(root: &Path, p: &Packages) -> Result<()> {
     let name = p.deb.file_name().expect("deb has a name").to_string_lossy();
     copy_mode(&p.deb, &root.join("tmp").join(&*name), 0o644)?;
     chroot(root, &["dpkg", "-i", &format!("/tmp/{name}")])?;
-    expect_modes(
-        root,
-        &[
-            ("usr/bin/vigil-sensor", 0o755),
-            ("lib/systemd/system/vigil-sensor.service", 0o644),
-            ("etc/vigil", 0o755),
-            ("etc/vigil/sensor.toml", 0o640),
-            ("usr/share/doc/vigil-sensor/copyright", 0o644),
-            ("var/lib/vigil-sensor", 0o700),
-        ],
-    )?;
-    expect_exists(
-        root,
-        "etc/systemd/system/multi-user.target.wants/vigil-sensor.service",
-    )?;
-    verify_unit(root, "/lib/systemd/system/vigil-sensor.service")?;
+    let units = UNITS.map(|u| format!("lib/systemd/system/{u}"));
+    let mut installed = vec![
+        ("usr/bin/vigil-sensor", 0o755),
+        ("etc/vigil", 0o755),
+        ("etc/vigil/sensor.toml", 0o640),
+        ("usr/share/doc/vigil-sensor/copyright", 0o644),
+        ("var/lib/vigil-sensor", 0o700),
+    ];
+    installed.extend(units.iter().map(|u| (u.as_str(), 0o644)));
+    expect_modes(root, &installed)?;
+    for link in WANTS {
+        expect_exists(root, link)?;
+    }
+    verify_units(root, &units)?;
     shipped_root_installed(root, p)?;
     runs(root, "/usr/bin/vigil-sensor", &p.version)?;
     let id = "var/lib/vigil-sensor/host_id";
     write(&root.join(id), "0000000000000001\n", 0o600)?;
+    // As `vigil-sensor update` leaves it: removed with the binary.
+    write(&root.join("usr/bin/vigil-sensor.prev"), "old\n", 0o755)?;
     chroot(root, &["dpkg", "-r", "vigil-sensor"])?;
     expect_absent(root, "usr/bin/vigil-sensor")?;
+    expect_absent(root, "usr/bin/vigil-sensor.prev")?;
     expect_modes(root, &[(id, 0o600), ("etc/vigil/sensor.toml", 0o640)])
         .map_err(|e| format!("after dpkg -r (state must stay): {e}"))?;
     chroot(root, &["dpkg", "-i", &format!("/tmp/{name}")])?;
     expect_modes(root, &[(id, 0o600), ("var/lib/vigil-sensor", 0o700)])
         .map_err(|e| format!("after re-install (enrollment must stay): {e}"))?;
     chroot(root, &["dpkg", "-P", "vigil-sensor"])?;
-    for gone in [
-        "var/lib/vigil-sensor",
-        "etc/vigil",
-        "lib/systemd/system/vigil-sensor.service",
-        "etc/systemd/system/multi-user.target.wants/vigil-sensor.service",
-    ] {
-        expect_absent(root, gone).map_err(|e| format!("after dpkg -P: {e}"))?;
+    let gone = ["var/lib/vigil-sensor", "etc/vigil"].into_iter();
+    for path in gone.chain(units.iter().map(String::as_str)).chain(WANTS) {
+        expect_absent(root, path).map_err(|e| format!("after dpkg -P: {e}"))?;
     }
     Ok(())
 }
@@ -142,19 +162,23 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
         .trim_end_matches(".tar.gz")
         .to_string();
     let script = format!("/tmp/{dir}/install.sh");
-    let installed = [
+    let units = UNITS.map(|u| format!("etc/systemd/system/{u}"));
+    let mut installed = vec![
         ("usr/local/bin/vigil-sensor", 0o755),
-        ("etc/systemd/system/vigil-sensor.service", 0o644),
         ("etc/vigil/sensor.toml", 0o640),
         ("var/lib/vigil-sensor", 0o700),
     ];
+    installed.extend(units.iter().map(|u| (u.as_str(), 0o644)));
     chroot(root, &["sh", &script])?;
     expect_modes(root, &installed)?;
-    let unit = read(&root.join("etc/systemd/system/vigil-sensor.service"))?;
-    if !unit.contains("\nExecStart=/usr/local/bin/vigil-sensor run ") {
-        return Err("install.sh did not point ExecStart at /usr/local/bin".into());
+    tarball_units_point_at_local_bin(root)?;
+    // install.sh enables with systemctl; minbase roots have none.
+    if root.join("usr/bin/systemctl").exists() {
+        for link in WANTS {
+            expect_exists(root, link)?;
+        }
     }
-    verify_unit(root, "/etc/systemd/system/vigil-sensor.service")?;
+    verify_units(root, &units)?;
     shipped_root_installed(root, p)?;
     runs(root, "/usr/local/bin/vigil-sensor", &p.version)?;
     let id = "var/lib/vigil-sensor/host_id";
@@ -162,9 +186,22 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
     chroot(root, &["sh", &script]).map_err(|e| format!("second run (must be idempotent): {e}"))?;
     expect_modes(root, &installed)?;
     expect_modes(root, &[(id, 0o600)])?;
+    write(
+        &root.join("usr/local/bin/vigil-sensor.prev"),
+        "old\n",
+        0o755,
+    )?;
     chroot(root, &["sh", &script, "--uninstall"])?;
-    expect_absent(root, "usr/local/bin/vigil-sensor")?;
-    expect_absent(root, "etc/systemd/system/vigil-sensor.service")?;
+    let gone = [
+        "usr/local/bin/vigil-sensor",
+        "usr/local/bin/vigil-sensor.prev",
+    ];
+    for path in gone.into_iter().chain(units.iter().map(String::as_str)) {
+        expect_absent(root, path).map_err(|e| format!("after --uninstall: {e}"))?;
+    }
+    for link in WANTS {
+        expect_absent(root, link).map_err(|e| format!("after --uninstall: {e}"))?;
+    }
     expect_absent(root, UPDATE_ROOT_DEST)?;
     expect_modes(root, &[(id, 0o600), ("etc/vigil/sensor.toml", 0o640)])
         .map_err(|e| format!("after --uninstall (state must stay): {e}"))?;
@@ -180,6 +217,30 @@ fn check_tarball(root: &Path, p: &Packages) -> Result<()> {
         Err(e) => Err(format!("install.sh over the .deb failed unclearly: {e}")),
         Ok(_) => Err("install.sh installed over the .deb instead of refusing".into()),
     }
+}
+
+/// `install.sh` points both services at `/usr/local/bin`, where it put the
+/// binary, and lets the update service write there and nowhere in `/usr/bin`.
+fn tarball_units_point_at_local_bin(root: &Path) -> Result<()> {
+    let unit = read(&root.join("etc/systemd/system/vigil-sensor.service"))?;
+    let update = read(&root.join("etc/systemd/system/vigil-sensor-update.service"))?;
+    let wants = [
+        (&unit, "\nExecStart=/usr/local/bin/vigil-sensor run "),
+        (&update, "\nExecStart=/usr/local/bin/vigil-sensor update "),
+        (
+            &update,
+            "\nReadWritePaths=/usr/local/bin /var/lib/vigil-sensor\n",
+        ),
+    ];
+    for (text, want) in wants {
+        if !text.contains(want) {
+            return Err(format!("install.sh did not write {:?}", want.trim()));
+        }
+    }
+    if update.contains("/usr/bin") {
+        return Err("the installed update unit still names /usr/bin".into());
+    }
+    Ok(())
 }
 
 /// A shipped update root is installed 0644; none is when not shipped.
@@ -207,30 +268,37 @@ fn runs(root: &Path, binary: &str, version: &str) -> Result<()> {
     Ok(())
 }
 
-/// `systemd-analyze verify` of the installed unit. The minbase root has no
-/// systemd units to verify against, so the host's are used, on a copy whose
-/// ExecStart points at the binary installed in the root (verify checks it
-/// exists and is executable).
-fn verify_unit(root: &Path, unit: &str) -> Result<()> {
-    let text = read(&root.join(unit.trim_start_matches('/')))?;
-    let mut rewritten = String::new();
-    for line in text.lines() {
-        match line.strip_prefix("ExecStart=") {
-            Some(cmd) => rewritten.push_str(&format!("ExecStart={}{cmd}", root.display())),
-            None => rewritten.push_str(line),
+/// `systemd-analyze verify` of the installed units, together (the timer
+/// with its service). The minbase root has no systemd units to verify
+/// against, so the host's are used, on copies whose ExecStart points at the
+/// binary installed in the root (verify checks it exists and is executable).
+fn verify_units(root: &Path, units: &[String]) -> Result<()> {
+    let dir = repo_root().join("target/packages/verify");
+    recreate(&dir)?;
+    let mut copies = Vec::new();
+    for unit in units {
+        let text = read(&root.join(unit))?;
+        let mut rewritten = String::new();
+        for line in text.lines() {
+            match line.strip_prefix("ExecStart=") {
+                Some(cmd) => rewritten.push_str(&format!("ExecStart={}{cmd}", root.display())),
+                None => rewritten.push_str(line),
+            }
+            rewritten.push('\n');
         }
-        rewritten.push('\n');
+        let name = Path::new(unit).file_name().expect("units have names");
+        let copy = dir.join(name);
+        write(&copy, &rewritten, 0o644)?;
+        copies.push(copy);
     }
-    let copy = repo_root().join("target/packages/verify/vigil-sensor.service");
-    write(&copy, &rewritten, 0o644)?;
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no", "--generators=no"])
-        .arg(&copy)
+        .args(&copies)
         .output()
         .map_err(|e| format!("cannot run systemd-analyze: {e}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || stderr.contains("vigil-sensor") {
-        return Err(format!("systemd-analyze verify {unit}:\n{stderr}"));
+        return Err(format!("systemd-analyze verify {units:?}:\n{stderr}"));
     }
     Ok(())
 }
