@@ -11,7 +11,9 @@
 //! | Sysmon 1, Security 4688 | `ProcessStart` |
 //! | Sysmon 3, Security 5156 (WFP allowed connection) | `NetConnect` (outbound) / `NetAccept` (inbound) |
 //! | Security 4697, System 7045 (service installed) | `ProcessStart` of the service image under `services.exe` (the proto has no service payload; services.exe is what will start it) |
+//! | Security 4624 logon type 9 (NewCredentials) | `Login` over `Other("logon-type-9:<LogonProcessName>")`, lower case (`seclogo`: runas /netonly, mimikatz pass-the-hash; the catalogue's `logon` evidence) |
 //! | Security 4624 logon type 10, TerminalServices-RemoteConnectionManager 1149 | `Login` over `Rdp` (1149: `Param1` user, `Param3` source address) |
+//! | Security 4778 / 4779 / 4825 (RDP session reconnected / disconnected / denied) | `Login` / `Logout` / `AuthFailure` over `Rdp` from `ClientAddress` (`AccountName` the user, `ClientName` the source's name); none without a client address (console sessions) |
 //! | Security 5140 / 5145 on an admin share (`ADMIN$`, `C$`…) or on `IPC$\svcctl` | `Login` over `Smb` from `IpAddress` (the share was reached over an authenticated SMB session from there) |
 //! | Security 4698 / 4702 (scheduled task created / updated) by a user | `FileChange` of `C:\Windows\System32\Tasks\<TaskName>` (the file the Task Scheduler writes for it) |
 //!
@@ -87,6 +89,12 @@ fn login_info(r: &Record) -> Option<LoginInfo> {
         Some(2) | Some(11) => LoginService::Console,
         Some(10) => LoginService::Rdp,
         Some(3) => LoginService::Other("network".into()),
+        // NewCredentials: who started it (`seclogo` for runas /netonly and
+        // mimikatz sekurlsa::pth) is what the catalogue keys on
+        Some(9) => match field(r, "LogonProcessName") {
+            Some(p) => LoginService::Other(format!("logon-type-9:{}", p.to_ascii_lowercase())),
+            None => LoginService::Other("logon-type-9".into()),
+        },
         Some(t) => LoginService::Other(format!("logon-type-{t}")),
         None => LoginService::Other("unknown".into()),
     };
@@ -241,11 +249,12 @@ pub fn payload(r: &Record) -> Option<Payload> {
     }
 }
 
-/// Remote-access records beyond logons: RDP authentication (1149), SMB
-/// admin-share and service-control-pipe access (5140/5145) and scheduled
-/// task changes by a user (4698/4702).
+/// Remote-access records beyond logons: RDP authentication (1149) and
+/// sessions (4778/4779/4825), SMB admin-share and service-control-pipe
+/// access (5140/5145) and scheduled task changes by a user (4698/4702).
 fn remote_access(r: &Record, id: u64) -> Option<Payload> {
     match id {
+        4778 | 4779 | 4825 if is_security(r) => rdp_session(r, id),
         1149 if field(r, "Channel").is_some_and(|c| c.contains("RemoteConnectionManager")) => {
             let user = field(r, "Param1")?;
             Some(Payload::Login(LoginInfo {
@@ -302,6 +311,32 @@ fn remote_access(r: &Record, id: u64) -> Option<Payload> {
         }
         _ => None,
     }
+}
+
+/// Security 4778 (an RDP session reconnected: a logon from its client),
+/// 4779 (disconnected: a logout) and 4825 (RDP denied to a user whose
+/// credentials were valid: a failed logon). A console session has no
+/// client address and is not a remote logon.
+fn rdp_session(r: &Record, id: u64) -> Option<Payload> {
+    let user = field(r, "AccountName").filter(|u| !is_background_account(u))?;
+    let src = field(r, "ClientAddress").and_then(parse_ip)?;
+    let (what, wrap): (&str, fn(LoginInfo) -> Payload) = match id {
+        4778 => ("rdp-reconnect", Payload::Login),
+        4779 => ("rdp-disconnect", Payload::Logout),
+        _ => ("rdp-denied", Payload::AuthFailure),
+    };
+    Some(wrap(LoginInfo {
+        user: user.to_string(),
+        method: AuthMethod::Other(what.into()),
+        service: LoginService::Rdp,
+        src_addr: Some(src),
+        src_port: None,
+        src_host: field(r, "ClientName")
+            .filter(|n| !n.eq_ignore_ascii_case("unknown"))
+            .map(str::to_string),
+        from_user: None,
+        pid: None,
+    }))
 }
 
 /// Private ranges (RFC 1918 and link-local IPv4, unique-local and
@@ -433,5 +468,51 @@ mod tests {
         };
         assert_eq!(f.path, "C:\\Windows\\System32\\Tasks\\Updater");
         assert_eq!(task("WORKSTATION6$"), None);
+    }
+
+    #[test]
+    fn maps_new_credentials_logon_with_its_process() {
+        let pth = |process: Option<&str>| {
+            let mut v = serde_json::json!({"Channel":"Security","EventID":4624,"LogonType":9,
+                "TargetUserName":"admmig","AuthenticationPackageName":"Negotiate","IpAddress":"::1"});
+            if let Some(p) = process {
+                v["LogonProcessName"] = p.into();
+            }
+            match payload(&rec(v)) {
+                Some(Payload::Login(l)) => l.service,
+                other => panic!("type 9: {other:?}"),
+            }
+        };
+        assert_eq!(
+            pth(Some("seclogo")),
+            LoginService::Other("logon-type-9:seclogo".into())
+        );
+        assert_eq!(pth(None), LoginService::Other("logon-type-9".into()));
+    }
+
+    #[test]
+    fn maps_rdp_session_reconnect_disconnect_and_denial() {
+        let ev = |id: u32, user: &str, addr: &str| {
+            payload(&rec(serde_json::json!({"Channel":"Security","EventID":id,
+                "AccountName":user,"AccountDomain":"OFFSEC","SessionName":"RDP-Tcp#8",
+                "ClientName":"JUMP01","ClientAddress":addr})))
+        };
+        let Some(Payload::Login(l)) = ev(4778, "admmarsid", "10.23.23.9") else {
+            panic!("4778")
+        };
+        assert_eq!(l.service, LoginService::Rdp);
+        assert_eq!(l.src_addr, Some("10.23.23.9".parse().unwrap()));
+        assert_eq!(l.src_host.as_deref(), Some("JUMP01"));
+        assert!(matches!(
+            ev(4779, "admmig", "10.23.23.9"),
+            Some(Payload::Logout(_))
+        ));
+        let Some(Payload::AuthFailure(f)) = ev(4825, "svc6test1", "10.23.23.9") else {
+            panic!("4825")
+        };
+        assert_eq!(f.service, LoginService::Rdp);
+        // a console session reconnecting has no client address
+        assert_eq!(ev(4778, "admmig", "LOCAL"), None);
+        assert_eq!(ev(4778, "FS01$", "10.23.23.9"), None);
     }
 }

@@ -65,10 +65,11 @@ pub struct Technique {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
-    /// `port`, `service`, `auth`, `parent`, `child`, `file`, `event`,
-    /// `pipe` or `unmapped`.
+    /// `port`, `service`, `auth`, `logon`, `parent`, `child`, `file`,
+    /// `event`, `pipe` or `unmapped`.
     pub kind: String,
-    /// Port number, service, package, process basename, path text, event id.
+    /// Port number, service, package, logon label, process basename, path
+    /// text, event id.
     pub value: String,
     /// For `parent`: `any` (default) or `shells`.
     #[serde(default)]
@@ -85,8 +86,8 @@ pub struct Evidence {
 }
 
 /// Evidence kinds the catalogue may use.
-pub const EVIDENCE_KINDS: [&str; 9] = [
-    "port", "service", "auth", "parent", "child", "file", "event", "pipe", "unmapped",
+pub const EVIDENCE_KINDS: [&str; 10] = [
+    "port", "service", "auth", "logon", "parent", "child", "file", "event", "pipe", "unmapped",
 ];
 
 /// How a remote-session parent's children count.
@@ -104,6 +105,7 @@ pub struct Catalogue {
     ports: HashMap<u16, usize>,
     services: HashMap<String, usize>,
     auth: HashMap<String, usize>,
+    logons: HashMap<String, (usize, Option<String>)>,
     parents: HashMap<String, ParentRule>,
     children: HashMap<String, (usize, Option<String>)>,
     files: Vec<(String, usize)>,
@@ -132,6 +134,7 @@ impl Catalogue {
             ports: HashMap::new(),
             services: HashMap::new(),
             auth: HashMap::new(),
+            logons: HashMap::new(),
             parents: HashMap::new(),
             children: HashMap::new(),
             files: Vec::new(),
@@ -141,7 +144,7 @@ impl Catalogue {
                 return Err(CatalogueError::DuplicateId(t.id.clone()));
             }
             for e in t.windows.iter().chain(&t.linux) {
-                cat.index(i, &t.id, e)?;
+                cat.index(i, t, e)?;
             }
         }
         cat.techniques = file.technique;
@@ -151,7 +154,8 @@ impl Catalogue {
     /// Adds one evidence entry of technique `i` to the lookup tables. The
     /// first technique to claim a value keeps it (Windows and Linux lists
     /// may repeat a value).
-    fn index(&mut self, i: usize, id: &str, e: &Evidence) -> Result<(), CatalogueError> {
+    fn index(&mut self, i: usize, t: &Technique, e: &Evidence) -> Result<(), CatalogueError> {
+        let id = t.id.as_str();
         let bad = |why| CatalogueError::BadValue {
             id: id.to_string(),
             kind: e.kind.clone(),
@@ -178,6 +182,14 @@ impl Catalogue {
                     return Err(bad("not an authentication package (ntlm, kerberos)"));
                 }
                 self.auth.entry(v).or_insert(i);
+            }
+            "logon" => {
+                // a local logon has no hop to carry the technique: it can
+                // only ever show as an alert of its own
+                if !t.alone {
+                    return Err(bad("logon evidence needs `alone = true`"));
+                }
+                self.logons.entry(v).or_insert((i, e.note.clone()));
             }
             "parent" => {
                 let shells_only = match e.children.as_deref() {
@@ -238,6 +250,15 @@ impl Catalogue {
     /// Technique named by a remote logon's authentication package.
     pub fn auth(&self, package: &str) -> Option<&str> {
         self.auth.get(package).map(|&i| self.id(i))
+    }
+
+    /// Technique (and the evidence's note) named by a logon the data-set
+    /// adapter labelled `label` (a `LoginService::Other` text such as
+    /// `logon-type-9:seclogo`).
+    pub fn logon(&self, label: &str) -> Option<(&str, Option<&str>)> {
+        self.logons
+            .get(&label.to_ascii_lowercase())
+            .map(|(i, note)| (self.id(*i), note.as_deref()))
     }
 
     /// Technique named by a change to `path`.
@@ -367,5 +388,40 @@ mod tests {
         assert_eq!(c.spawn("sqlservr.exe", "cmd.exe", true), Some("T1210"));
         assert_eq!(c.spawn("sqlservr.exe", "sqlagent.exe", false), None);
         assert!(c.alone("T1569.002") && !c.alone("T1021.001"));
+    }
+
+    #[test]
+    fn rdp_hijack_and_new_credentials_logon() {
+        let c = catalogue();
+        // tscon into the caller's RDP connection is the hijack; moving a
+        // session to the console is an admin's routine
+        assert_eq!(
+            c.child("tscon.exe", "tscon  2 /dest:rdp-tcp#8"),
+            Some("T1563.002")
+        );
+        assert_eq!(c.child("tscon.exe", "tscon 1 /dest:console"), None);
+        assert!(c.alone("T1563.002"));
+        let (id, note) = c.logon("logon-type-9:seclogo").unwrap();
+        assert_eq!(id, "T1550.002");
+        assert!(note.unwrap().contains("sekurlsa::pth"));
+        assert_eq!(
+            c.logon("LOGON-TYPE-9:SECLOGO").map(|t| t.0),
+            Some("T1550.002")
+        );
+        assert_eq!(c.logon("logon-type-9"), None);
+        assert!(c.alone("T1550.002"));
+        assert_eq!(c.service("rdp"), Some("T1021.001"));
+    }
+
+    #[test]
+    fn logon_evidence_needs_alone() {
+        let t =
+            "[[technique]]\nid='T1'\nname='a'\nwindows=[{kind='logon',value='logon-type-9:x'}]\n";
+        assert!(matches!(
+            Catalogue::parse(t),
+            Err(CatalogueError::BadValue { .. })
+        ));
+        let ok = "[[technique]]\nid='T1'\nname='a'\nalone=true\nwindows=[{kind='logon',value='logon-type-9:x'}]\n";
+        assert!(Catalogue::parse(ok).is_ok());
     }
 }

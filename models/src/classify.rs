@@ -95,6 +95,17 @@ pub fn service_technique(service: &LoginService) -> Option<&'static str> {
     catalogue().service(name)
 }
 
+/// Technique (and why) of a logon that is by itself a trace on its own
+/// host: the catalogue's `logon` evidence, keyed by the label a data-set
+/// adapter gives a logon kind that has no service of its own
+/// (`LoginService::Other("logon-type-9:seclogo")`).
+pub fn logon_technique(service: &LoginService) -> Option<(&'static str, Option<&'static str>)> {
+    match service {
+        LoginService::Other(label) => catalogue().logon(label),
+        _ => None,
+    }
+}
+
 /// Technique of a change to `path` that is a trace (an SSH
 /// `authorized_keys` file, a scheduled task's file…).
 pub fn file_technique(path: &str) -> Option<&'static str> {
@@ -139,6 +150,11 @@ mod tests {
         assert_eq!(port_technique(135), None);
         assert_eq!(service_technique(&LoginService::Wmi), Some("T1047"));
         assert_eq!(auth_technique(&AuthMethod::Ntlm), Some("T1550.002"));
+        let pth = LoginService::Other("logon-type-9:seclogo".into());
+        assert_eq!(logon_technique(&pth).map(|t| t.0), Some("T1550.002"));
+        let other = LoginService::Other("logon-type-9:advapi".into());
+        assert_eq!(logon_technique(&other), None);
+        assert_eq!(logon_technique(&LoginService::Rdp), None);
         assert_eq!(
             file_technique("C:\\Windows\\System32\\Tasks\\Evil"),
             Some("T1053.005")

@@ -11,6 +11,8 @@ use vigil_proto::{
     ProcessStart, Transport,
 };
 
+mod techniques;
+
 const S: u64 = 1_000_000_000;
 const DAY: u64 = 86_400 * S;
 

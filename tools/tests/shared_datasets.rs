@@ -91,14 +91,26 @@ fn evtx_samples_parse_and_map() {
 
 /// Techniques each sample must name, run as `vigil eval otrf` runs it.
 /// Every entry fails if its catalogue evidence or its adapter mapping breaks.
-const EVTX_TECHNIQUES: [(&str, &str); 6] = [
+const EVTX_TECHNIQUES: [(&str, &str); 11] = [
     ("T1021.002-SMB Windows Admin Shares/ID4688,4697,5140-5145 PSexec remote execution + admin share.evtx", "T1021.002"),
     ("T1021.002-SMB Windows Admin Shares/ID4688,4697,5140-5145 PSexec remote execution + admin share.evtx", "T1569.002"),
     ("T1021.002-SMB Windows Admin Shares/ID5140-ADMIN$ share connection with Golden ticket.evtx", "T1021.002"),
     ("T1021.002-SMB Windows Admin Shares/ID5142- New file share created.evtx", "T1021.002"),
     ("T1021.002-SMB Windows Admin Shares/ID5145-remote shell execution via SMB admin share.evtx", "T1021.002"),
     ("T1021.003-Distributed Component Object Model (DCOM)/ID4688,4674-DCOMexec process spawned.evtx", "T1021.003"),
+    // 4778: the victim's session reconnected from the attacker's client (an RDP logon);
+    // tscon /dest:rdp-tcp#N run as SYSTEM before it is the hijack
+    ("T1021.001-Remote Desktop Protocol/ID4688,4778,4779 RDP hijack direct.evtx", "T1021.001"),
+    ("T1021.001-Remote Desktop Protocol/ID4688,4778,4779 RDP hijack direct.evtx", "T1563.002"),
+    ("T1021.001-Remote Desktop Protocol/ID4688-4778 RDP hijack command execution.evtx", "T1021.001"),
+    ("T1021.001-Remote Desktop Protocol/ID4688-4778 RDP hijack command execution.evtx", "T1563.002"),
+    // 4624 logon type 9 by seclogo (sekurlsa::pth)
+    (PTH_SAMPLE, "T1550.002"),
 ];
+
+/// The mimikatz pass-the-hash excerpt (one host, FS03).
+const PTH_SAMPLE: &str =
+    "T1550-Use Alternate Authentication Material/ID4624-Mimikatz Pass the hash.evtx";
 
 #[test]
 fn evtx_samples_name_their_technique() {
@@ -119,13 +131,21 @@ fn evtx_samples_name_their_technique() {
 }
 
 /// A service shell with no inbound hop in the excerpt alerts on its own.
+/// The excerpt's RDP session records (4778/4779) are the hop it followed,
+/// so they are left out here: what remains has no hop.
 #[test]
 fn evtx_service_shell_without_its_hop_alerts_alone() {
     let Some(dir) = shared("evtx-to-mitre-lateral") else {
         return;
     };
     let file = "T1021.001-Remote Desktop Protocol/ID4688-4778 RDP hijack command execution.evtx";
-    let recs = vigil_datasets::evtx_file::read_evtx(&dir.join(file)).unwrap();
+    let mut recs = vigil_datasets::evtx_file::read_evtx(&dir.join(file)).unwrap();
+    recs.retain(|r| {
+        !matches!(
+            vigil_datasets::windows::int_field(&r.record, "EventID"),
+            Some(4778 | 4779)
+        )
+    });
     let (_, alerts, _) = run_capture(&recs, &DetectorConfig::default());
     let t = alerts
         .iter()
@@ -134,9 +154,133 @@ fn evtx_service_shell_without_its_hop_alerts_alone() {
     assert_eq!(t.techniques, vec!["T1569.002".to_string()]);
 }
 
+/// The RDP hijack excerpt: the victim's session reconnected from the
+/// attacker's client is an RDP hop, and tscon run as SYSTEM just before it
+/// names the hijack on that hop.
+#[test]
+fn evtx_rdp_hijack_names_the_hop_and_the_hijack() {
+    let Some(dir) = shared("evtx-to-mitre-lateral") else {
+        return;
+    };
+    let file = "T1021.001-Remote Desktop Protocol/ID4688,4778,4779 RDP hijack direct.evtx";
+    let recs = vigil_datasets::evtx_file::read_evtx(&dir.join(file)).unwrap();
+    let (_, alerts, _) = run_capture(&recs, &DetectorConfig::default());
+    let hop = alerts
+        .iter()
+        .find(|a| a.kind == vigil_models::AlertKind::Hop)
+        .expect("hop alert");
+    assert_eq!(hop.path_names[0], "10.23.23.9", "{hop:?}");
+    assert_eq!(hop.users, vec!["admmarsid".to_string()]);
+    for t in ["T1021.001", "T1563.002"] {
+        assert!(hop.techniques.iter().any(|x| x == t), "{t}: {hop:?}");
+    }
+    assert!(hop.processes.iter().any(|p| p == "tscon.exe"), "{hop:?}");
+}
+
+/// 4825 (RDP refused to valid credentials) is a failed RDP logon from the
+/// client: scored and learned, never an alert by itself.
+#[test]
+fn evtx_rdp_denied_is_a_failed_rdp_logon() {
+    let Some(dir) = shared("evtx-to-mitre-lateral") else {
+        return;
+    };
+    let file =
+        "T1021.001-Remote Desktop Protocol/ID4825-Denied RDP connection with valid credentials.evtx";
+    let recs = vigil_datasets::evtx_file::read_evtx(&dir.join(file)).unwrap();
+    let failures: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match vigil_datasets::windows::payload(&r.record) {
+            Some(Payload::AuthFailure(l)) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 2);
+    for l in &failures {
+        assert_eq!(l.user, "svc6test1");
+        assert_eq!(l.src_addr, Some("10.23.23.9".parse().unwrap()));
+        assert_eq!(
+            vigil_models::classify::service_technique(&l.service),
+            Some("T1021.001")
+        );
+    }
+    let (_, alerts, events) = run_capture(&recs, &DetectorConfig::default());
+    assert_eq!((events, alerts.len()), (2, 0), "{alerts:?}");
+}
+
+/// The pass-the-hash excerpt: FS03's own logon type 9 by seclogo alerts
+/// there, naming T1550.002 alone. The excerpt also holds reads of FS03's
+/// C$ from 10.23.23.9 (5145, an SMB session that predates the type-9
+/// logon): that hop, and only it, is the admin-share access T1021.002.
+#[test]
+fn evtx_pass_the_hash_names_t1550_002_on_its_host() {
+    let Some(dir) = shared("evtx-to-mitre-lateral") else {
+        return;
+    };
+    let recs = vigil_datasets::evtx_file::read_evtx(&dir.join(PTH_SAMPLE)).unwrap();
+    let (_, alerts, _) = run_capture(&recs, &DetectorConfig::default());
+    let pth = alerts
+        .iter()
+        .find(|a| a.kind == vigil_models::AlertKind::Trace)
+        .expect("trace alert");
+    assert_eq!(pth.techniques, vec!["T1550.002".to_string()]);
+    assert_eq!(pth.path_names, vec!["FS03.offsec.lan".to_string()]);
+    assert_eq!(pth.users, vec!["admmig".to_string()]);
+    for a in alerts
+        .iter()
+        .filter(|a| a.techniques.iter().any(|t| t == "T1021.002"))
+    {
+        assert_eq!(a.kind, vigil_models::AlertKind::Hop, "{a:?}");
+        assert_eq!(a.path_names[0], "10.23.23.9", "{a:?}");
+        assert!(!a.techniques.iter().any(|t| t == "T1550.002"), "{a:?}");
+    }
+}
+
+/// Catalogue techniques with no public sample in `../shared/datasets/`,
+/// each with why. Each has a test on constructed events instead
+/// (`models/tests/detector.rs` and its `techniques` module).
+const NO_PUBLIC_SAMPLE: [(&str, &str); 7] = [
+    ("T1021.004", "the two OpenSSH EVTX samples show the server installed and listening, no logon; the SSH lab is not a public sample"),
+    ("T1021.005", "no VNC capture"),
+    ("T1053.005", "the OTRF scheduled-task captures are held out of ../shared/datasets; no 4698/4702 EVTX sample"),
+    ("T1210", "no MSSQL xp_cmdshell or Zerologon capture"),
+    ("T1098.004", "no Linux capture with an authorized_keys write"),
+    ("T1112", "no remote-registry (winreg pipe) capture"),
+    ("T1187", "no SpoolSample capture (the Mimispool 5142/5143 sample is a print share, not the spoolss coercion)"),
+];
+
+/// Every catalogue technique is named by a public sample above or says in
+/// NO_PUBLIC_SAMPLE why not: a new entry cannot slip in untested.
+#[test]
+fn every_catalogue_technique_has_a_public_sample_or_says_why() {
+    let sampled: Vec<&str> = EVTX_TECHNIQUES
+        .iter()
+        .chain(OTRF_TECHNIQUES.iter())
+        .map(|(_, t)| *t)
+        .collect();
+    let cat = vigil_models::catalogue::catalogue();
+    for t in cat.techniques() {
+        let with_sample = sampled.contains(&t.id.as_str());
+        let without = NO_PUBLIC_SAMPLE.iter().any(|(id, _)| *id == t.id);
+        assert!(
+            with_sample || without,
+            "{} has no public-sample test and is not in NO_PUBLIC_SAMPLE",
+            t.id
+        );
+        assert!(
+            !(with_sample && without),
+            "{} has a public sample now: take it out of NO_PUBLIC_SAMPLE",
+            t.id
+        );
+    }
+    for (id, why) in NO_PUBLIC_SAMPLE {
+        assert!(cat.get(id).is_some(), "{id} is not in the catalogue");
+        assert!(!why.is_empty());
+    }
+}
+
 /// OTRF dev captures: the technique each must name on its labelled hop,
 /// and RPC on 135 alone must not name WMI where no WmiPrvSE child ran.
-const OTRF_TECHNIQUES: [(&str, &str); 9] = [
+const OTRF_TECHNIQUES: [(&str, &str); 10] = [
     ("covenant_psremoting_command.zip", "T1021.006"),
     ("empire_psremoting_stager.zip", "T1021.006"),
     ("covenant_sharpwmi_create_dcerpc_wmi.zip", "T1047"),
@@ -147,6 +291,8 @@ const OTRF_TECHNIQUES: [(&str, &str); 9] = [
     ("empire_msbuild_dcerpc_wmi_smb.zip", "T1047"),
     ("empire_psexec_dcerpc_tcp_svcctl.zip", "T1569.002"),
     ("empire_smbexec_dcerpc_smb_svcctl.zip", "T1569.002"),
+    // invoke_smbexec authenticates with the hash: an NTLM network logon
+    ("empire_smbexec_dcerpc_smb_svcctl.zip", "T1550.002"),
     ("covenant_sharpsc_create_dcerpc_smb_svcctl.zip", "T1569.002"),
     ("covenant_copy_smb_CreateRequest.zip", "T1021.002"),
 ];

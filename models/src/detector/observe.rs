@@ -123,6 +123,9 @@ impl Detector {
         let (score, new_edge, mut alerts) = self.hop(obs, ts, ev_id, !logout);
         if failure {
             alerts.extend(self.note_failure(peer, host, &normalise_user(&l.user), ts, ev_id));
+        } else if !logout {
+            // a logon kind that is a technique's trace by itself
+            alerts.extend(self.logon_trace(host, ts, ev_id, l));
         }
         (score, new_edge, alerts)
     }

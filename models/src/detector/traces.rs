@@ -3,14 +3,15 @@
 //! used. The trace adds its bonus (once per technique) to the latest hop into
 //! its host; a trace that arrives before its hop waits a minute for it. A
 //! strong trace whose hop never came (the other side is not monitored)
-//! alerts on its own, naming the technique from the catalogue.
+//! alerts on its own, naming the technique from the catalogue; so does a
+//! logon that is a technique's trace by itself (`logon` evidence).
 
-use super::{Detector, PendingTrace};
+use super::{normalise_user, Detector, PendingTrace};
 use crate::alert::{push_unique, Alert, AlertKind};
 use crate::catalogue::catalogue;
-use crate::classify::is_shell;
+use crate::classify::{is_shell, logon_technique};
 use vigil_proto::query::{FeatureDeviation, Severity};
-use vigil_proto::HostId;
+use vigil_proto::{HostId, LoginInfo, LoginService};
 
 /// How long a trace waits for its hop, ns.
 const PENDING_WAIT_NS: u64 = 60_000_000_000;
@@ -147,28 +148,82 @@ impl Detector {
 
     /// The alert for a strong trace with no seen hop.
     fn trace_alert(&mut self, p: PendingTrace) -> Alert {
-        let id = self.alloc_id();
         let name = self.registry.name(p.host);
         let what = p.process.clone().unwrap_or_default();
         let label = catalogue().label(&p.technique);
+        let title = format!("Remote execution on {name}: {label}, source unseen");
         let sentence = format!(
             "{name} ran {what} from a remote session ({label}) and no inbound hop was seen within a minute: the source is not monitored or not logged"
         );
+        self.single_host_alert(p, None, title, sentence)
+    }
+
+    /// A logon that is by itself a technique's trace (the catalogue's
+    /// `logon` evidence, e.g. logon type 9 by `seclogo`: pass-the-hash)
+    /// alerts on its host at once: that host is the source side of what
+    /// follows, so there is no inbound hop to wait for. While the host
+    /// learns it is part of the baseline and raises nothing.
+    pub(super) fn logon_trace(
+        &mut self,
+        host: HostId,
+        ts: u64,
+        ev_id: (HostId, u64),
+        l: &LoginInfo,
+    ) -> Vec<Alert> {
+        let Some((technique, note)) = logon_technique(&l.service) else {
+            return Vec::new();
+        };
+        if self.learning_at(host, ts) {
+            return Vec::new();
+        }
+        let name = self.registry.name(host);
+        let label = catalogue().label(technique);
+        let user = normalise_user(&l.user);
+        let kind = match &l.service {
+            LoginService::Other(k) => k.as_str(),
+            _ => "",
+        };
+        let title = format!("{label} on {name} by {user}");
+        let why = note.map(|n| format!(": {n}")).unwrap_or_default();
+        let sentence = format!("{name} logged {user} on with a {kind} logon ({label}){why}");
+        let p = PendingTrace {
+            host,
+            ts,
+            technique: technique.to_string(),
+            process: None,
+            ev_id,
+            bonus: self.cfg.spawn_bonus,
+        };
+        vec![self.single_host_alert(p, Some(user), title, sentence)]
+    }
+
+    /// A trace alert on one host, the other side of the hop unknown.
+    fn single_host_alert(
+        &mut self,
+        p: PendingTrace,
+        user: Option<String>,
+        title: String,
+        sentence: String,
+    ) -> Alert {
+        let id = self.alloc_id();
+        let name = self.registry.name(p.host);
         Alert {
             id,
             created_ns: p.ts,
             kind: AlertKind::Trace,
             severity: Severity::Medium,
             score: p.bonus,
-            title: format!("Remote execution on {name}: {label}, source unseen"),
+            title,
             host: p.host,
             path: vec![p.host],
             path_names: vec![name],
-            users: Vec::new(),
+            users: user.into_iter().collect(),
             processes: p.process.into_iter().collect(),
             ports: Vec::new(),
             techniques: vec![p.technique],
             summary: sentence.clone(),
+            // the same signal as a remote-session trace (a catalogue
+            // technique standing alone): the re-ranker weighs it alike
             deviations: vec![FeatureDeviation {
                 feature: "remote_session_trace".into(),
                 observed: 1.0,

@@ -1,0 +1,161 @@
+//! Catalogue techniques on constructed events: each one that has no public
+//! sample in `../shared/datasets/` (the `NO_PUBLIC_SAMPLE` list in
+//! `tools/tests/shared_datasets.rs`) is named here from the events its
+//! catalogue evidence describes, and so are the single-host traces.
+
+use super::{cold_fleet, ev, fleet, ip, login, win_proc, DAY, S};
+use std::net::SocketAddr;
+use vigil_models::{Alert, AlertKind, DetectorConfig};
+use vigil_proto::{
+    AuthMethod, FileChange, FileOp, HostId, LoginInfo, LoginService, NetFlow, Payload, Transport,
+};
+
+fn techniques(alerts: &[Alert]) -> Vec<&str> {
+    alerts
+        .iter()
+        .flat_map(|a| &a.techniques)
+        .map(String::as_str)
+        .collect()
+}
+
+/// A local logon of `kind` (the adapter's label for a logon type without a
+/// service of its own) by `user` on `host`.
+fn local_logon(host: u64, seq: u64, ts: u64, user: &str, kind: &str) -> vigil_proto::Event {
+    ev(
+        host,
+        seq,
+        ts,
+        Payload::Login(LoginInfo {
+            user: user.into(),
+            method: AuthMethod::Other("Negotiate".into()),
+            service: LoginService::Other(kind.into()),
+            src_addr: Some("::1".parse().unwrap()),
+            src_port: None,
+            src_host: None,
+            from_user: None,
+            pid: None,
+        }),
+    )
+}
+
+fn file(path: &str) -> Payload {
+    Payload::FileChange(FileChange {
+        path: path.into(),
+        op: FileOp::Modified,
+        size: None,
+        mode: None,
+        uid: None,
+        sha256: None,
+        pid: None,
+    })
+}
+
+#[test]
+fn a_new_credentials_logon_by_seclogo_alerts_alone_naming_t1550_002() {
+    let mut d = cold_fleet();
+    let a = d.observe(&local_logon(
+        5,
+        1,
+        100 * S,
+        "OFFSEC\\admmig",
+        "logon-type-9:seclogo",
+    ));
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].kind, AlertKind::Trace);
+    assert_eq!(a[0].techniques, vec!["T1550.002".to_string()]);
+    assert_eq!(a[0].path, vec![HostId(5)]);
+    assert_eq!(a[0].users, vec!["admmig".to_string()]);
+    assert!(a[0].summary.contains("sekurlsa::pth"), "{}", a[0].summary);
+    // a type-9 logon by another process, or any other local logon: nothing
+    let other = d.observe(&local_logon(5, 2, 200 * S, "admmig", "logon-type-9:advapi"));
+    assert!(techniques(&other).is_empty(), "{other:?}");
+    // while its host learns it is baseline
+    let mut learning = fleet(DetectorConfig {
+        learning_period_ns: 7 * DAY,
+        ..Default::default()
+    });
+    let a = learning.observe(&local_logon(
+        5,
+        1,
+        100 * S,
+        "admmig",
+        "logon-type-9:seclogo",
+    ));
+    assert!(a.is_empty(), "{a:?}");
+}
+
+#[test]
+fn tscon_into_an_rdp_session_after_an_rdp_hop_names_t1563_002() {
+    let mut d = cold_fleet();
+    // tscon as SYSTEM first, then the victim's session reconnects from the
+    // attacker's client (4778 as the adapter maps it)
+    let tscon = win_proc(
+        r"C:\Windows\System32\tscon.exe",
+        r"C:\Windows\System32\cmd.exe",
+        "tscon 2 /dest:rdp-tcp#8",
+    );
+    let mut all = d.observe(&ev(5, 1, 100 * S, tscon));
+    let mut rdp = login(5, 2, 101 * S, "victim", 2);
+    if let Payload::Login(l) = &mut rdp.payload {
+        l.service = LoginService::Rdp;
+        l.method = AuthMethod::Other("rdp-reconnect".into());
+    }
+    all.extend(d.observe(&rdp));
+    all.extend(d.tick(400 * S));
+    let t = techniques(&all);
+    assert!(
+        t.contains(&"T1021.001") && t.contains(&"T1563.002"),
+        "{all:?}"
+    );
+    // moving a session to the console is routine
+    let mut d = cold_fleet();
+    let console = win_proc(
+        r"C:\Windows\System32\tscon.exe",
+        r"C:\Windows\System32\cmd.exe",
+        "tscon 1 /dest:console",
+    );
+    let a = d.observe(&ev(5, 1, 100 * S, console));
+    assert!(!techniques(&a).contains(&"T1563.002"), "{a:?}");
+}
+
+#[test]
+fn a_vnc_connection_names_t1021_005() {
+    let mut d = cold_fleet();
+    let mut all = d.observe(&login(5, 1, 100 * S, "admin", 2));
+    let vnc = Payload::NetAccept(NetFlow {
+        transport: Transport::Tcp,
+        local: SocketAddr::new(ip(5), 5900),
+        remote: SocketAddr::new(ip(2), 50000),
+        pid: None,
+        exe: None,
+        repeat: 1,
+    });
+    all.extend(d.observe(&ev(5, 2, 101 * S, vnc)));
+    assert!(techniques(&all).contains(&"T1021.005"), "{all:?}");
+}
+
+#[test]
+fn a_shell_under_sqlservr_after_a_hop_names_t1210() {
+    let mut d = cold_fleet();
+    let mut all = d.observe(&login(5, 1, 100 * S, "sa", 2));
+    let xp = win_proc(
+        r"C:\Windows\System32\cmd.exe",
+        r"C:\Program Files\Microsoft SQL Server\MSSQL15\MSSQL\Binn\sqlservr.exe",
+        "cmd.exe /c whoami",
+    );
+    all.extend(d.observe(&ev(5, 2, 101 * S, xp)));
+    assert!(techniques(&all).contains(&"T1210"), "{all:?}");
+}
+
+#[test]
+fn an_authorized_keys_write_after_a_hop_names_t1098_004() {
+    let mut d = cold_fleet();
+    let mut all = d.observe(&login(5, 1, 100 * S, "deploy", 2));
+    all.extend(d.observe(&ev(
+        5,
+        2,
+        101 * S,
+        file("/home/deploy/.ssh/authorized_keys"),
+    )));
+    assert!(techniques(&all).contains(&"T1098.004"), "{all:?}");
+}
