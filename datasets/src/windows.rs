@@ -15,6 +15,7 @@
 //! | Security 4624 logon type 10, TerminalServices-RemoteConnectionManager 1149 | `Login` over `Rdp` (1149: `Param1` user, `Param3` source address) |
 //! | Security 4778 / 4779 / 4825 (RDP session reconnected / disconnected / denied) | `Login` / `Logout` / `AuthFailure` over `Rdp` from `ClientAddress` (`AccountName` the user, `ClientName` the source's name); none without a client address (console sessions) |
 //! | Security 5140 / 5145 on an admin share (`ADMIN$`, `C$`…) or on `IPC$\svcctl` | `Login` over `Smb` from `IpAddress` (the share was reached over an authenticated SMB session from there) |
+//! | Security 5145 on `IPC$\atsvc`, `IPC$\winreg`, `IPC$\spoolss` | the same `Login`, method `Other("smb-pipe:<pipe>")` (the catalogue's `pipe` evidence names its technique) |
 //! | Security 4698 / 4702 (scheduled task created / updated) by a user | `FileChange` of `C:\Windows\System32\Tasks\<TaskName>` (the file the Task Scheduler writes for it) |
 //!
 //! Machine and built-in accounts (`…$`, `ANONYMOUS LOGON`, `SYSTEM`,
@@ -278,11 +279,18 @@ fn remote_access(r: &Record, id: u64) -> Option<Payload> {
             let admin =
                 share == "ADMIN$" || (share.len() == 2 && share.ends_with('$') && share != "IPC$");
             let svcctl = share == "IPC$" && target.eq_ignore_ascii_case("svcctl");
+            let pipe = (share == "IPC$")
+                .then(|| target.to_ascii_lowercase())
+                .filter(|t| TECHNIQUE_PIPES.contains(&t.as_str()));
             let src = field(r, "IpAddress").and_then(parse_ip)?;
-            (admin || svcctl).then(|| {
+            let method = match &pipe {
+                Some(p) => format!("smb-pipe:{p}"),
+                None => format!("smb-share:{share}"),
+            };
+            (admin || svcctl || pipe.is_some()).then(|| {
                 Payload::Login(LoginInfo {
                     user: user.to_string(),
-                    method: AuthMethod::Other(format!("smb-share:{share}")),
+                    method: AuthMethod::Other(method),
                     service: LoginService::Smb,
                     src_addr: Some(src),
                     src_port: None,
@@ -312,6 +320,12 @@ fn remote_access(r: &Record, id: u64) -> Option<Payload> {
         _ => None,
     }
 }
+
+/// Named pipes whose opening over IPC$ is a technique's trace (the
+/// catalogue's `pipe` evidence): the logon carries `smb-pipe:<name>`.
+/// `svcctl` stays a plain SMB logon: a service query is no execution, and
+/// an installed service names its technique by 4697/7045.
+const TECHNIQUE_PIPES: [&str; 3] = ["atsvc", "winreg", "spoolss"];
 
 /// Security 4778 (an RDP session reconnected: a logon from its client),
 /// 4779 (disconnected: a logout) and 4825 (RDP denied to a user whose
@@ -455,6 +469,11 @@ mod tests {
             Some(Payload::Login(_))
         ));
         assert_eq!(share("\\\\*\\IPC$", "srvsvc", "admmig"), None);
+        let Some(Payload::Login(l)) = share("\\\\*\\IPC$", "winreg", "admmig") else {
+            panic!("winreg pipe")
+        };
+        assert_eq!(l.method, AuthMethod::Other("smb-pipe:winreg".into()));
+        assert_eq!(l.service, LoginService::Smb);
         assert_eq!(share("\\\\*\\C$", "x", "WS5$"), None);
         assert_eq!(share("\\\\*\\SYSVOL", "gpt.ini", "admmig"), None);
         let task = |user: &str| {

@@ -106,6 +106,7 @@ pub struct Catalogue {
     services: HashMap<String, usize>,
     auth: HashMap<String, usize>,
     logons: HashMap<String, (usize, Option<String>)>,
+    pipes: HashMap<String, usize>,
     parents: HashMap<String, ParentRule>,
     children: HashMap<String, (usize, Option<String>)>,
     files: Vec<(String, usize)>,
@@ -135,6 +136,7 @@ impl Catalogue {
             services: HashMap::new(),
             auth: HashMap::new(),
             logons: HashMap::new(),
+            pipes: HashMap::new(),
             parents: HashMap::new(),
             children: HashMap::new(),
             files: Vec::new(),
@@ -212,7 +214,10 @@ impl Catalogue {
             "event" => {
                 e.value.parse::<u32>().map_err(|_| bad("not an event id"))?;
             }
-            "pipe" | "unmapped" => {}
+            "pipe" => {
+                self.pipes.entry(v).or_insert(i);
+            }
+            "unmapped" => {}
             other => {
                 return Err(CatalogueError::UnknownKind {
                     id: id.to_string(),
@@ -259,6 +264,13 @@ impl Catalogue {
         self.logons
             .get(&label.to_ascii_lowercase())
             .map(|(i, note)| (self.id(*i), note.as_deref()))
+    }
+
+    /// Technique named by a named pipe opened over IPC$ (lower case).
+    pub fn pipe(&self, pipe: &str) -> Option<&str> {
+        self.pipes
+            .get(&pipe.to_ascii_lowercase())
+            .map(|&i| self.id(i))
     }
 
     /// Technique named by a change to `path`.

@@ -73,11 +73,16 @@ pub fn port_technique(port: u16) -> Option<&'static str> {
 }
 
 /// Technique implied by how a remote logon authenticated (NTLM network
-/// logons between workstations are how pass-the-hash looks).
+/// logons between workstations are how pass-the-hash looks), or by the
+/// named pipe an SMB logon was seen through (`smb-pipe:<name>`, as the
+/// data-set adapter labels Security 5145 on `IPC$\winreg`…).
 pub fn auth_technique(method: &AuthMethod) -> Option<&'static str> {
     match method {
         AuthMethod::Ntlm => catalogue().auth("ntlm"),
         AuthMethod::Kerberos => catalogue().auth("kerberos"),
+        AuthMethod::Other(m) => m
+            .strip_prefix("smb-pipe:")
+            .and_then(|p| catalogue().pipe(p)),
         _ => None,
     }
 }
@@ -150,6 +155,15 @@ mod tests {
         assert_eq!(port_technique(135), None);
         assert_eq!(service_technique(&LoginService::Wmi), Some("T1047"));
         assert_eq!(auth_technique(&AuthMethod::Ntlm), Some("T1550.002"));
+        let pipe = |p: &str| auth_technique(&AuthMethod::Other(format!("smb-pipe:{p}")));
+        assert_eq!(pipe("winreg"), Some("T1112"));
+        assert_eq!(pipe("spoolss"), Some("T1187"));
+        assert_eq!(pipe("atsvc"), Some("T1053.005"));
+        assert_eq!(pipe("srvsvc"), None);
+        assert_eq!(
+            auth_technique(&AuthMethod::Other("smb-share:C$".into())),
+            None
+        );
         let pth = LoginService::Other("logon-type-9:seclogo".into());
         assert_eq!(logon_technique(&pth).map(|t| t.0), Some("T1550.002"));
         let other = LoginService::Other("logon-type-9:advapi".into());

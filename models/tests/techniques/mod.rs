@@ -159,3 +159,37 @@ fn an_authorized_keys_write_after_a_hop_names_t1098_004() {
     )));
     assert!(techniques(&all).contains(&"T1098.004"), "{all:?}");
 }
+
+/// An SMB logon seen through a named pipe, as the data-set adapter maps
+/// Security 5145 on `IPC$\<pipe>`.
+fn pipe_logon(
+    host: u64,
+    seq: u64,
+    ts: u64,
+    user: &str,
+    src: u64,
+    pipe: &str,
+) -> vigil_proto::Event {
+    let mut e = login(host, seq, ts, user, src);
+    if let Payload::Login(l) = &mut e.payload {
+        l.method = AuthMethod::Other(format!("smb-pipe:{pipe}"));
+    }
+    e
+}
+
+#[test]
+fn named_pipes_over_ipc_name_remote_registry_spoolsample_and_at() {
+    for (pipe, want) in [
+        ("winreg", "T1112"),
+        ("spoolss", "T1187"),
+        ("atsvc", "T1053.005"),
+    ] {
+        let mut d = cold_fleet();
+        let a = d.observe(&pipe_logon(5, 1, 100 * S, "admin", 2, pipe));
+        assert!(techniques(&a).contains(&want), "{pipe}: {a:?}");
+    }
+    let mut d = cold_fleet();
+    let a = d.observe(&pipe_logon(5, 1, 100 * S, "admin", 2, "srvsvc"));
+    let t = techniques(&a);
+    assert!(!t.contains(&"T1112") && !t.contains(&"T1187"), "{a:?}");
+}
