@@ -103,6 +103,19 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The lower-case name every surface prints (CLI, console, Sigma
+    /// reasons, metrics labels): one spelling, defined once.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// Where an analyst is with an alert.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TriageState {

@@ -6,7 +6,7 @@
 
 use crate::charts::{line_chart, stacked_bars, Series, Unit, XAxis};
 use crate::error::UiError;
-use crate::pages::{seen_alerts, severity_name};
+use crate::pages::seen_alerts;
 use crate::time::format_ts;
 use crate::ConsoleState;
 use leptos::prelude::*;
@@ -53,8 +53,8 @@ pub fn alerts_per_day(alerts: &[AlertRecord], now: u64, days: u64) -> (XAxis, Ve
     let series = SEVERITIES
         .iter()
         .map(|s| Series {
-            name: severity_name(*s).into(),
-            class: format!("s-{}", severity_name(*s)),
+            name: s.name().into(),
+            class: format!("s-{}", s.name()),
             values: counts.iter().map(|row| row[*s as usize]).collect(),
         })
         .collect();

@@ -58,7 +58,7 @@ pub fn list_page(state: &ConsoleState, auth: &Authed, q: &AlertsQuery) -> PageRe
         Severity::Critical,
     ]
     .into_iter()
-    .find(|s| severity_name(*s) == q.sev);
+    .find(|s| s.name() == q.sev);
     let names = hostnames(state)?;
     let view_mode = if q.view.is_empty() {
         "open"
@@ -540,7 +540,7 @@ fn sigma_panel(rule: &SigmaRule, a: &AlertRecord) -> AnyView {
             <h2>{format!("Sigma: {} ({})", rule.title, rule.id)}</h2>
             <p class="lead">{a.summary.clone()}</p>
             <dl class="facts">
-                <dt>"Level"</dt><dd>{severity_name(a.severity)}</dd>
+                <dt>"Level"</dt><dd>{a.severity.name()}</dd>
                 <dt>"Rule id"</dt><dd class="mono">{rule.id.clone()}</dd>
             </dl>
             <h3>"Matched fields"</h3>

@@ -43,19 +43,9 @@ where
         .map_err(|_| UiError::Task)?
 }
 
-/// Lower-case severity name.
-pub fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
-    }
-}
-
 /// Coloured severity label.
 pub fn severity_badge(s: Severity) -> impl IntoView {
-    view! { <span class=format!("badge sev-{}", severity_name(s))>{severity_name(s)}</span> }
+    view! { <span class=format!("badge sev-{}", s.name())>{s.name()}</span> }
 }
 
 /// Human name of a triage state.

@@ -180,9 +180,9 @@ fn severity_cards(by_sev: &[u64; 4]) -> AnyView {
     .into_iter()
     .map(|s| {
         view! {
-            <a class=format!("kpi sev-{}", severity_name(s)) href="/alerts">
+            <a class=format!("kpi sev-{}", s.name()) href="/alerts">
                 {compact_span(by_sev[s as usize], "v")}
-                <span class="k">{severity_name(s)}</span>
+                <span class="k">{s.name()}</span>
             </a>
         }
     })
