@@ -125,20 +125,11 @@ pub fn request_from_bundle(
         .verify_metadata(&trusted, &VerifyOptions::at(now))
         .map_err(refused)?;
     let meta = &bundle.metadata;
-    let mut metadata: Vec<(String, String)> = meta
-        .roots
-        .iter()
-        .map(|(n, b)| (format!("{n}.root.json"), b64(b)))
+    let metadata: Vec<(String, String)> = meta
+        .files()
+        .into_iter()
+        .map(|(name, b)| (name, b64(b)))
         .collect();
-    for (name, bytes) in [
-        ("timestamp.json", &meta.timestamp),
-        ("snapshot.json", &meta.snapshot),
-        ("targets.json", &meta.targets),
-    ] {
-        if let Some(b) = bytes {
-            metadata.push((name.to_owned(), b64(b)));
-        }
-    }
     let mut targets = Vec::new();
     for (name, desc) in &verified.targets {
         if !is_sensor_target(name) || !bundle.has_target(name) {
@@ -199,22 +190,8 @@ fn metadata_files(req: &PublishRequest) -> Result<(BundleMetadata, Vec<NamedFile
                 "metadata {name}: larger than {MAX_METADATA_BYTES} bytes"
             ));
         }
-        let slot = match name.as_str() {
-            "timestamp.json" => &mut meta.timestamp,
-            "snapshot.json" => &mut meta.snapshot,
-            "targets.json" => &mut meta.targets,
-            _ => {
-                let n: u64 = name
-                    .strip_suffix(".root.json")
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("metadata {name:?}: not a TUF metadata file name"))?;
-                meta.roots.insert(n, bytes.clone());
-                files.push((format!("{n}.root.json"), bytes));
-                continue;
-            }
-        };
-        *slot = Some(bytes.clone());
+        meta.insert(name, bytes.clone())
+            .map_err(|e| format!("metadata {name:?}: {e}"))?;
         files.push((name.clone(), bytes));
     }
     Ok((meta, files))

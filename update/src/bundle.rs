@@ -201,28 +201,9 @@ fn read_metadata(
     path: &str,
     entry: &mut impl Read,
 ) -> Result<(), VerifyError> {
-    let twice = || VerifyError::Archive(format!("{path} appears twice"));
-    let slot = match name {
-        "timestamp.json" => &mut meta.timestamp,
-        "snapshot.json" => &mut meta.snapshot,
-        "targets.json" => &mut meta.targets,
-        _ => {
-            let n: u64 = name
-                .strip_suffix(".root.json")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| VerifyError::Archive(format!("{path}: unexpected metadata file")))?;
-            if meta.roots.contains_key(&n) {
-                return Err(twice());
-            }
-            meta.roots.insert(n, read_capped(entry, path)?);
-            return Ok(());
-        }
-    };
-    if slot.is_some() {
-        return Err(twice());
-    }
-    *slot = Some(read_capped(entry, path)?);
-    Ok(())
+    let bytes = read_capped(entry, path)?;
+    meta.insert(name, bytes)
+        .map_err(|e| VerifyError::Archive(format!("{path}: {e}")))
 }
 
 fn read_capped(entry: &mut impl Read, path: &str) -> Result<Vec<u8>, VerifyError> {

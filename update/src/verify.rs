@@ -81,6 +81,71 @@ pub struct BundleMetadata {
     pub targets: Option<Vec<u8>>,
 }
 
+/// Why a file cannot take a place among a repository's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataFileError {
+    /// Not `N.root.json` (N ≥ 1), `timestamp.json`, `snapshot.json` or
+    /// `targets.json`.
+    #[error(
+        "unexpected metadata file (not N.root.json, timestamp.json, snapshot.json or targets.json)"
+    )]
+    UnknownName,
+    /// The same file twice: which copy would count is ambiguous.
+    #[error("appears twice")]
+    Twice,
+}
+
+impl BundleMetadata {
+    /// Files `name` (a repository's `metadata/` file name) with `bytes`:
+    /// the one place that knows which names TUF metadata has, for bundles
+    /// read from a stick and bundles published to the appliance alike.
+    pub fn insert(&mut self, name: &str, bytes: Vec<u8>) -> Result<(), MetadataFileError> {
+        let slot = match name {
+            "timestamp.json" => &mut self.timestamp,
+            "snapshot.json" => &mut self.snapshot,
+            "targets.json" => &mut self.targets,
+            _ => {
+                let n = root_version(name).ok_or(MetadataFileError::UnknownName)?;
+                if self.roots.contains_key(&n) {
+                    return Err(MetadataFileError::Twice);
+                }
+                self.roots.insert(n, bytes);
+                return Ok(());
+            }
+        };
+        if slot.is_some() {
+            return Err(MetadataFileError::Twice);
+        }
+        *slot = Some(bytes);
+        Ok(())
+    }
+
+    /// Every file with its repository name: roots in version order, then
+    /// timestamp, snapshot and targets (those present).
+    pub fn files(&self) -> Vec<(String, &[u8])> {
+        let roots = self
+            .roots
+            .iter()
+            .map(|(n, b)| (format!("{n}.root.json"), b.as_slice()));
+        let top = [
+            ("timestamp.json", &self.timestamp),
+            ("snapshot.json", &self.snapshot),
+            ("targets.json", &self.targets),
+        ]
+        .into_iter()
+        .filter_map(|(name, b)| b.as_deref().map(|b| (name.to_owned(), b)));
+        roots.chain(top).collect()
+    }
+}
+
+/// N of a `N.root.json` file name, N ≥ 1 written in canonical decimal
+/// (no sign, no leading zero: one file name per version).
+fn root_version(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".root.json")?;
+    let n: u64 = digits.parse().ok()?;
+    (n > 0 && n.to_string() == digits).then_some(n)
+}
+
 /// The clock and its tolerance.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyOptions {
@@ -474,4 +539,56 @@ fn release_name(targets: &Targets) -> Option<String> {
             .as_str()
             .map(str::to_string)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_files_are_filed_by_name_once_each() {
+        let mut m = BundleMetadata::default();
+        for name in [
+            "2.root.json",
+            "1.root.json",
+            "targets.json",
+            "timestamp.json",
+        ] {
+            m.insert(name, name.as_bytes().to_vec()).unwrap();
+        }
+        let names: Vec<String> = m.files().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "1.root.json",
+                "2.root.json",
+                "timestamp.json",
+                "targets.json"
+            ]
+        );
+        assert_eq!(m.roots[&2], b"2.root.json");
+        assert_eq!(
+            m.insert("targets.json", vec![]),
+            Err(MetadataFileError::Twice)
+        );
+        assert_eq!(
+            m.insert("1.root.json", vec![]),
+            Err(MetadataFileError::Twice)
+        );
+        for bad in [
+            "0.root.json",
+            "01.root.json",
+            "+3.root.json",
+            "root.json",
+            "x.root.json",
+            "mirrors.json",
+            "../targets.json",
+        ] {
+            assert_eq!(
+                m.insert(bad, vec![]),
+                Err(MetadataFileError::UnknownName),
+                "{bad}"
+            );
+        }
+    }
 }
