@@ -131,6 +131,14 @@ impl Cursor {
     pub fn open(path: &Path) -> io::Result<(Cursor, u64)> {
         let file = private_file(path, false)?;
         let len = file.metadata()?.len();
+        if len == 0 {
+            // Possibly just created: make its directory entry durable, or a
+            // crash could lose the file with every cursor stored in it and
+            // resend what receivers already have.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+        }
         let mut best: Option<(u64, u64)> = None; // (seq, slot)
         for slot in 0..2 {
             if (slot + 1) * CURSOR_SLOT > len {
