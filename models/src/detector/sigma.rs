@@ -12,6 +12,9 @@
 //! alerts, one severity lower, saying so; a pair never routine keeps the
 //! rule's level. Counting stops when learning ends, so nothing an attacker
 //! repeats afterwards becomes routine. The counts are in the snapshot.
+//! Logon traces (`traces.rs`, e.g. pass-the-hash's `seclogo` logon) go
+//! through the same gate ([`Detector::learned_gate`]), keyed by technique
+//! and user.
 
 use super::{Detector, NS_PER_DAY};
 use crate::alert::{Alert, AlertKind};
@@ -104,30 +107,37 @@ impl Detector {
             return Vec::new();
         }
         let (host, ts) = (ev.header.host, ev.header.ts_ns);
-        let hits = self.sigma.matches(ev);
-        if self.learning_at(host, ts) {
-            for hit in &hits {
-                self.sigma_learning.count(&hit.rule_id, host, ts);
-            }
-            return Vec::new();
-        }
         let mut out = Vec::new();
-        for hit in hits {
-            let key = (hit.rule_id.clone(), host);
-            if let Some(&last) = self.sigma_seen.get(&key) {
-                if ts.saturating_sub(last) < SIGMA_DEDUPE_NS {
-                    continue;
-                }
+        for hit in self.sigma.matches(ev) {
+            if let Gate::Alert(routine) = self.learned_gate(&hit.rule_id, host, ts) {
+                out.push(self.sigma_alert(ev, host, hit, routine));
             }
-            if self.sigma_seen.len() >= MAX_SEEN {
-                self.sigma_seen
-                    .retain(|_, t| ts.saturating_sub(*t) < SIGMA_DEDUPE_NS);
-            }
-            self.sigma_seen.insert(key, ts);
-            let routine = self.sigma_learning.routine(&hit.rule_id, host);
-            out.push(self.sigma_alert(ev, host, hit, routine));
         }
         out
+    }
+
+    /// The per-host learning every repeatable single-host signal goes
+    /// through (a Sigma rule by its id, a logon trace by
+    /// `logon:TECHNIQUE:USER`): while `host` learns the hit is counted;
+    /// after it, the same key on the same host alerts at most once per
+    /// [`SIGMA_DEDUPE_NS`], with its routine counts when it was routine.
+    pub(super) fn learned_gate(&mut self, key: &str, host: HostId, ts: u64) -> Gate {
+        if self.learning_at(host, ts) {
+            self.sigma_learning.count(key, host, ts);
+            return Gate::Learning;
+        }
+        let seen_key = (key.to_string(), host);
+        if let Some(&last) = self.sigma_seen.get(&seen_key) {
+            if ts.saturating_sub(last) < SIGMA_DEDUPE_NS {
+                return Gate::Repeat;
+            }
+        }
+        if self.sigma_seen.len() >= MAX_SEEN {
+            self.sigma_seen
+                .retain(|_, t| ts.saturating_sub(*t) < SIGMA_DEDUPE_NS);
+        }
+        self.sigma_seen.insert(seen_key, ts);
+        Gate::Alert(self.sigma_learning.routine(key, host))
     }
 
     fn sigma_alert(
@@ -152,21 +162,8 @@ impl Detector {
         );
         let mut deviations = Vec::new();
         let mut level = severity(hit.level);
-        if let Some((hits, days)) = routine {
-            let routine_line = format!(
-                "routine on {name}: {hits} hits during learning (on {days} days); severity lowered from {}",
-                severity_name(level)
-            );
-            sentence.push_str("; ");
-            sentence.push_str(&routine_line);
-            level = lower(level);
-            deviations.push(FeatureDeviation {
-                feature: "sigma_routine".into(),
-                observed: f64::from(hits),
-                baseline: days as f64,
-                score: 0.0,
-                sentence: routine_line,
-            });
+        if let Some(routine) = routine {
+            level = routine_lowered(&name, routine, level, &mut sentence, &mut deviations);
         }
         deviations.extend(hit.matched.iter().map(|(field, value)| FeatureDeviation {
             feature: format!("sigma:{field}"),
@@ -207,21 +204,49 @@ fn severity(level: Level) -> Severity {
     }
 }
 
+/// What [`Detector::learned_gate`] lets through.
+pub(super) enum Gate {
+    /// The host is learning: counted, no alert.
+    Learning,
+    /// The same key alerted on this host within [`SIGMA_DEDUPE_NS`].
+    Repeat,
+    /// Alert; with (hits, distinct days) when the key was routine on the
+    /// host during learning.
+    Alert(Option<(u32, usize)>),
+}
+
+/// Lowers `level` one step for a signal routine on host `name` during
+/// learning, saying so in `sentence` and as a `sigma_routine` deviation
+/// (the re-ranker's feature for "known routine here"); returns the level.
+pub(super) fn routine_lowered(
+    name: &str,
+    (hits, days): (u32, usize),
+    level: Severity,
+    sentence: &mut String,
+    deviations: &mut Vec<FeatureDeviation>,
+) -> Severity {
+    let routine_line = format!(
+        "routine on {name}: {hits} hits during learning (on {days} days); severity lowered from {}",
+        level.name()
+    );
+    sentence.push_str("; ");
+    sentence.push_str(&routine_line);
+    deviations.push(FeatureDeviation {
+        feature: "sigma_routine".into(),
+        observed: f64::from(hits),
+        baseline: days as f64,
+        score: 0.0,
+        sentence: routine_line,
+    });
+    lower(level)
+}
+
 /// One step down (low stays low: a routine hit is still an alert).
 fn lower(s: Severity) -> Severity {
     match s {
         Severity::Critical => Severity::High,
         Severity::High => Severity::Medium,
         Severity::Medium | Severity::Low => Severity::Low,
-    }
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
     }
 }
 

@@ -6,6 +6,7 @@
 //! alerts on its own, naming the technique from the catalogue; so does a
 //! logon that is a technique's trace by itself (`logon` evidence).
 
+use super::sigma::{routine_lowered, Gate};
 use super::{normalise_user, Detector, PendingTrace};
 use crate::alert::{push_unique, Alert, AlertKind};
 use crate::catalogue::catalogue;
@@ -161,8 +162,11 @@ impl Detector {
     /// A logon that is by itself a technique's trace (the catalogue's
     /// `logon` evidence, e.g. logon type 9 by `seclogo`: pass-the-hash)
     /// alerts on its host at once: that host is the source side of what
-    /// follows, so there is no inbound hop to wait for. While the host
-    /// learns it is part of the baseline and raises nothing.
+    /// follows, so there is no inbound hop to wait for. Learned per host
+    /// and user like a Sigma hit ([`Detector::learned_gate`]): counted
+    /// while the host learns, at most one alert an hour per host and user,
+    /// one severity lower when it was routine there (an admin's daily
+    /// `runas /netonly`), never silenced.
     pub(super) fn logon_trace(
         &mut self,
         host: HostId,
@@ -173,19 +177,32 @@ impl Detector {
         let Some((technique, note)) = logon_technique(&l.service) else {
             return Vec::new();
         };
-        if self.learning_at(host, ts) {
+        let user = normalise_user(&l.user);
+        let Gate::Alert(routine) =
+            self.learned_gate(&format!("logon:{technique}:{user}"), host, ts)
+        else {
             return Vec::new();
-        }
+        };
         let name = self.registry.name(host);
         let label = catalogue().label(technique);
-        let user = normalise_user(&l.user);
         let kind = match &l.service {
             LoginService::Other(k) => k.as_str(),
             _ => "",
         };
         let title = format!("{label} on {name} by {user}");
         let why = note.map(|n| format!(": {n}")).unwrap_or_default();
-        let sentence = format!("{name} logged {user} on with a {kind} logon ({label}){why}");
+        let mut sentence = format!("{name} logged {user} on with a {kind} logon ({label}){why}");
+        let mut routine_deviations = Vec::new();
+        let severity = match routine {
+            Some(r) => routine_lowered(
+                &name,
+                r,
+                Severity::Medium,
+                &mut sentence,
+                &mut routine_deviations,
+            ),
+            None => Severity::Medium,
+        };
         let p = PendingTrace {
             host,
             ts,
@@ -194,7 +211,10 @@ impl Detector {
             ev_id,
             bonus: self.cfg.spawn_bonus,
         };
-        vec![self.single_host_alert(p, Some(user), title, sentence)]
+        let mut alert = self.single_host_alert(p, Some(user), title, sentence);
+        alert.severity = severity;
+        alert.deviations.extend(routine_deviations);
+        vec![alert]
     }
 
     /// A trace alert on one host, the other side of the hop unknown.

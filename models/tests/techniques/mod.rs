@@ -84,6 +84,58 @@ fn a_new_credentials_logon_by_seclogo_alerts_alone_naming_t1550_002() {
     assert!(a.is_empty(), "{a:?}");
 }
 
+/// An admin's routine `runas /netonly` on their own host is learnt like a
+/// Sigma hit: after learning it still alerts, once an hour, one severity
+/// lower and saying why; on a host where it never happened it keeps its
+/// severity.
+#[test]
+fn a_seclogo_logon_routine_during_learning_alerts_lower_and_once_an_hour() {
+    const H: u64 = 3_600 * S;
+    let mut d = fleet(DetectorConfig {
+        learning_period_ns: 2 * DAY,
+        ..Default::default()
+    });
+    let pth = "logon-type-9:seclogo";
+    let mut seq = 0;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    // host 5: three uses on two days while learning; host 6 only seen
+    for ts in [10 * H, 14 * H, DAY + 10 * H] {
+        assert!(d
+            .observe(&local_logon(5, next(), ts, "admmig", pth))
+            .is_empty());
+        d.tick(ts);
+    }
+    d.observe(&local_logon(6, next(), 10 * H, "bob", "logon-type-2"));
+    let after = 3 * DAY + 9 * H;
+    d.tick(after);
+    let routine = d.observe(&local_logon(5, next(), after, "admmig", pth));
+    assert_eq!(routine.len(), 1, "{routine:?}");
+    assert_eq!(routine[0].severity, vigil_proto::query::Severity::Low);
+    assert!(routine[0]
+        .summary
+        .contains("routine on host-5: 3 hits during learning (on 2 days)"));
+    assert!(routine[0]
+        .deviations
+        .iter()
+        .any(|d| d.feature == "sigma_routine"));
+    // the same user on the same host within the hour: nothing new
+    let again = d.observe(&local_logon(5, next(), after + 600 * S, "admmig", pth));
+    assert!(again.is_empty(), "{again:?}");
+    // an hour later it alerts again (never silenced)
+    let later = d.observe(&local_logon(5, next(), after + 2 * H, "admmig", pth));
+    assert_eq!(later.len(), 1, "{later:?}");
+    // another user on host 5, or the same on host 6: not routine there
+    for (host, user) in [(5, "mallory"), (6, "admmig")] {
+        let a = d.observe(&local_logon(host, next(), after + 3 * H, user, pth));
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].severity, vigil_proto::query::Severity::Medium);
+        assert!(!a[0].deviations.iter().any(|d| d.feature == "sigma_routine"));
+    }
+}
+
 #[test]
 fn tscon_into_an_rdp_session_after_an_rdp_hop_names_t1563_002() {
     let mut d = cold_fleet();
