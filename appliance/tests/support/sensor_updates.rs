@@ -2,10 +2,12 @@
 //! the real `vigil-update` (keygen, init, sign), the appliance verifying
 //! and publishing it (the admin channel's handler, the path `vigil update
 //! publish-sensors` takes), and the real `vigil-sensor enroll` and
-//! `vigil-sensor update` over HTTPS. A good release installs; a tampered
-//! target, an older release and a stranger's keys are refused by the
-//! sensor itself (the appliance is made to serve them, as a compromised
-//! one would) and the installed binary stays as it was.
+//! `vigil-sensor update` over HTTPS. A good release installs (exit 0, or
+//! 10 with `--installed-exit-code`, the update timer's cue to restart the
+//! sensor; 0 when up to date); a tampered target, an older release and a
+//! stranger's keys are refused by the sensor itself (the appliance is made
+//! to serve them, as a compromised one would) and the installed binary
+//! stays as it was.
 
 use super::https_raw;
 use sha2::{Digest, Sha256};
@@ -274,6 +276,12 @@ async fn sensors_update_from_the_appliance_and_refuse_what_their_root_did_not_si
         }
         run("vigil-sensor", d, &args)
     };
+    // As the update timer's unit runs it: 10 after an install, else 0 or 1.
+    let update_coded = || {
+        let mut args = vec!["update", "--state-dir", sstate.to_str().unwrap()];
+        args.extend(["--binary", bin.to_str().unwrap(), "--installed-exit-code"]);
+        run("vigil-sensor", d, &args)
+    };
     let text = |o: &Output| {
         format!(
             "{}{}",
@@ -291,6 +299,7 @@ async fn sensors_update_from_the_appliance_and_refuse_what_their_root_did_not_si
     assert_eq!(std::fs::read(&bin).unwrap(), b"the enrolled sensor\n");
     let done = update(false);
     assert!(done.status.success(), "{}", text(&done));
+    assert_eq!(done.status.code(), Some(0), "without the flag, as before");
     assert!(
         text(&done).contains("installed release 1"),
         "{}",
@@ -303,6 +312,9 @@ async fn sensors_update_from_the_appliance_and_refuse_what_their_root_did_not_si
         b"the enrolled sensor\n"
     );
     assert!(text(&update(false)).contains("up to date"));
+    let current = update_coded();
+    assert_eq!(current.status.code(), Some(0), "{}", text(&current));
+    assert!(text(&current).contains("up to date"), "{}", text(&current));
 
     // Each refusal: non-zero, a clear message, the binary untouched.
     let refused = |what: &str, want: &str| {
@@ -323,12 +335,20 @@ async fn sensors_update_from_the_appliance_and_refuse_what_their_root_did_not_si
         "target vigil-sensor-linux-x86_64 was altered",
     );
     publish(&app, &b2, &state).unwrap();
-    assert!(text(&update(false)).contains("installed release 2"));
+    let installed = update_coded();
+    assert_eq!(installed.status.code(), Some(10), "{}", text(&installed));
+    assert!(
+        text(&installed).contains("installed release 2"),
+        "{}",
+        text(&installed)
+    );
     assert_eq!(std::fs::read(&bin).unwrap(), b"sensor release two\n");
 
     // Release 1 served again: a rollback.
     serve_raw(&data, &release1);
     refused("older release", "rollback refused");
+    let coded = update_coded();
+    assert_eq!(coded.status.code(), Some(1), "{}", text(&coded));
 
     // A stranger's repository: the appliance will not publish it, and a
     // sensor refuses it when served anyway.
