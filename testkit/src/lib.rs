@@ -11,11 +11,14 @@
 //!   memory.
 //! - [`sim_sensor`]: a minimal QUIC sensor speaking the real protocol.
 //! - [`render_bench`]: server render timing of the console's main pages.
+//! - [`browser`]: headless Chromium over WebDriver and the page checks the
+//!   browser tests and `bench-ui` share (label overlap, clipped tiles).
 //!
 //! Binaries: `bench-ui` (console render times over a real RocksDB store),
 //! `bench-ingest` (acknowledged ingest rate, bytes per event, idle CPU) and
 //! `console-demo` (the console over the demo fleet on plain HTTP).
 
+pub mod browser;
 pub mod console_store;
 pub mod demo;
 pub mod event_writer;

@@ -7,20 +7,11 @@
 //! Without `chromium`/`chromedriver` the test explains and passes, unless
 //! `CI` is set, where it fails.
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::Locator;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
+use vigil_testkit::browser::{Browser, BrowserError, Walk, CLIPPED_TILES};
 use vigil_testkit::demo::{demo_state, DEMO_USERS};
 use vigil_web_ui::store::ConsoleStore;
-
-fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(env) {
-        return Some(PathBuf::from(p));
-    }
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
-}
 
 fn artifacts_dir() -> PathBuf {
     match std::env::var_os("ARTIFACTS") {
@@ -33,199 +24,17 @@ fn artifacts_dir() -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not listen on {port}");
-}
-
-struct Walk {
-    c: Client,
-    base: String,
-    shots: PathBuf,
-}
-
-impl Walk {
-    /// Visible text of the page (retried while a navigation swaps the document).
-    async fn body(&self) -> String {
-        for _ in 0..50 {
-            if let Ok(body) = self.c.find(Locator::Css("body")).await {
-                if let Ok(text) = body.text().await {
-                    return text;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("page body unreadable");
-    }
-
-    /// Waits (up to 10 s, for the navigation a click started) until every
-    /// needle is visible text of the page.
-    async fn expect(&self, needles: &[&str]) {
-        let mut text = String::new();
-        for _ in 0..100 {
-            // Compared case-insensitively: headings are upper-cased by CSS.
-            text = self.body().await.to_lowercase();
-            if needles.iter().all(|n| text.contains(&n.to_lowercase())) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let missing: Vec<_> = needles
-            .iter()
-            .filter(|n| !text.contains(&n.to_lowercase()))
-            .collect();
-        panic!(
-            "expected {missing:?} on {}; page text:\n{text}",
-            self.c.current_url().await.unwrap()
-        );
-    }
-
-    /// Waits until the browser is at `path` (path and query).
-    async fn at(&self, want: &str) {
-        for _ in 0..100 {
-            if self.path().await == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "expected to be at {want}, still at {}; page text:\n{}",
-            self.path().await,
-            self.body().await
-        );
-    }
-
-    async fn shot(&self, name: &str) {
-        let png = self.c.screenshot().await.unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
-        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
-    }
-
-    /// Finds an element, waiting up to 10 s for a navigation to finish.
-    async fn find(&self, loc: Locator<'_>) -> fantoccini::elements::Element {
-        let mut last = None;
-        for _ in 0..100 {
-            match self.c.find(loc).await {
-                Ok(e) => return e,
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{loc:?} not found on {}: {last:?}", self.path().await);
-    }
-
-    async fn click_link(&self, text: &str) {
-        self.find(Locator::LinkText(text))
-            .await
-            .click()
-            .await
-            .unwrap();
-    }
-
-    async fn click_button(&self, text: &str) {
-        let xp = format!("//button[normalize-space()='{text}']");
-        self.find(Locator::XPath(&xp)).await.click().await.unwrap();
-    }
-
-    async fn select(&self, css: &str, value: &str) {
-        self.find(Locator::Css(css))
-            .await
-            .select_by_value(value)
-            .await
-            .unwrap();
-    }
-
-    async fn fill(&self, css: &str, value: &str) {
-        let el = self.find(Locator::Css(css)).await;
-        el.clear().await.unwrap();
-        el.send_keys(value).await.unwrap();
-    }
-
-    async fn path(&self) -> String {
-        let u = self.c.current_url().await.unwrap();
-        match u.query() {
-            Some(q) => format!("{}?{q}", u.path()),
-            None => u.path().to_string(),
-        }
-    }
-}
-
-/// A headless Chromium session over WebDriver, or `None` (with the reason
-/// printed) when chromium/chromedriver are missing outside CI.
-struct Browser {
-    c: Client,
-    chromedriver: tokio::process::Child,
-    _profile: tempfile::TempDir,
-}
-
+/// A headless Chromium session, or `None` (with the reason printed) when
+/// chromium/chromedriver are missing outside CI.
 async fn launch() -> Option<Browser> {
-    let chromium = find_binary(
-        "CHROMIUM",
-        &[
-            "/usr/bin/chromium",
-            "/usr/bin/chromium-browser",
-            "/usr/bin/google-chrome",
-        ],
-    );
-    let driver = find_binary("CHROMEDRIVER", &["/usr/bin/chromedriver"]);
-    let (Some(chromium), Some(driver)) = (chromium, driver) else {
-        let msg = "chromium or chromedriver not found (install Debian `chromium` and `chromium-driver`, or set CHROMIUM/CHROMEDRIVER)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{msg}");
+    match Browser::launch().await {
+        Ok(b) => Some(b),
+        Err(e @ BrowserError::Missing) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping browser test: {e}");
+            None
         }
-        eprintln!("skipping browser test: {msg}");
-        return None;
-    };
-    let driver_port = free_port();
-    let chromedriver = tokio::process::Command::new(&driver)
-        .arg(format!("--port={driver_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
-    wait_for_port(driver_port).await;
-
-    let profile = tempfile::tempdir().unwrap();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--disable-dev-shm-usage", "--window-size=1440,1400", "--hide-scrollbars",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }),
-    );
-    let c = ClientBuilder::new(HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{driver_port}"))
-        .await
-        .expect("WebDriver session");
-    Some(Browser {
-        c,
-        chromedriver,
-        _profile: profile,
-    })
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +42,7 @@ async fn console_walk_through_in_headless_chromium() {
     let Some(Browser {
         c,
         mut chromedriver,
-        _profile,
+        profile: _profile,
     }) = launch().await
     else {
         return;
@@ -471,47 +280,12 @@ async fn serve(
     )
 }
 
-/// Boxes of the fleet graph's labels that overlap (as the browser laid them
-/// out), and how many labels there are.
-const LABEL_OVERLAPS: &str = r#"
-const r = [...document.querySelectorAll('svg.graph.fleet text')].map(t => t.getBoundingClientRect());
-const bad = [];
-for (let i = 0; i < r.length; i++) for (let j = i + 1; j < r.length; j++) {
-  const a = r[i], b = r[j];
-  if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) bad.push([i, j]);
-}
-return [r.length, bad.length];
-"#;
-
-/// Tile values wider than their tile's content box.
-const CLIPPED_TILES: &str = r#"
-return [...document.querySelectorAll('.kpi .v')].filter(v => {
-  const p = v.parentElement, pr = p.getBoundingClientRect(), cs = getComputedStyle(p);
-  const right = pr.right - parseFloat(cs.paddingRight) + 0.5;
-  return v.scrollWidth > v.clientWidth + 0.5 || v.getBoundingClientRect().right > right;
-}).map(v => v.textContent);
-"#;
-
-impl Walk {
-    async fn js(&self, script: &str) -> serde_json::Value {
-        self.c.execute(script, vec![]).await.unwrap()
-    }
-
-    /// The fleet graph's labels never overlap; returns how many there are.
-    async fn labels_apart(&self) -> u64 {
-        self.find(Locator::Css("svg.graph.fleet")).await;
-        let v = self.js(LABEL_OVERLAPS).await;
-        assert_eq!(v[1], 0, "overlapping labels on {}: {v}", self.path().await);
-        v[0].as_u64().unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_scale_in_headless_chromium() {
     let Some(Browser {
         c,
         mut chromedriver,
-        _profile,
+        profile: _profile,
     }) = launch().await
     else {
         return;

@@ -221,6 +221,12 @@ fn bench(name: Option<&str>) -> Result<()> {
     // The same build selection as `cargo xtask test` and the demo: a `-p`
     // build would unify features differently and rebuild RocksDB's C++.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    if selected.iter().any(|(b, _, _)| *b == "ui") {
+        // bench-ui's browser step; without them it skips that step and says so.
+        if let Err(e) = prereq::ensure_packages(&["chromium", "chromium-driver"]) {
+            eprintln!("xtask: {e}");
+        }
+    }
     for (bench, package, bin) in selected {
         eprintln!("xtask: bench {bench} ({package})");
         run(Command::new(target_dir().join("debug").join(bin)).current_dir(repo_root()))?;

@@ -11,12 +11,17 @@
 //! The fill goes through the real write path (see [`fill`]); pages are
 //! rendered by the real console page functions with the appliance's
 //! `StoreReader` and `RocksConsoleStore`, at a fixed "now" ([`measure`]).
+//! Then the console is served over the store and looked at in headless
+//! Chromium ([`look`]: highlighted alert edges, groups, labels apart,
+//! filters, click-through, tiles; screenshots 26 and 27); a failed check
+//! fails the bench, a machine without Chromium skips it and says so.
 //!
 //! Flags: `--hosts N` (10000), `--events N` (50000000), `--alerts N` (300),
 //! `--iterations N` (100), `--seed N`, `--store DIR`, `--rebuild`,
 //! `--no-compact`. Last line: one JSON object ([`report`]).
 
 mod fill;
+mod look;
 mod measure;
 mod report;
 
@@ -164,6 +169,7 @@ fn main() -> Result<()> {
         _ => fill::fill(&o, &fleet)?,
     };
     let (pages, n_alerts) = measure::measure(&o, &fleet)?;
-    report::print(&o, &manifest, &pages, n_alerts);
+    let look = look::look(&o)?;
+    report::print(&o, &manifest, &pages, n_alerts, &look);
     Ok(())
 }

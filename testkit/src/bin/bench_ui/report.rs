@@ -1,12 +1,19 @@
 //! What the bench prints: a table for humans, then one JSON line.
 
+use crate::look::Look;
 use crate::measure::PageTimes;
 use crate::{Manifest, Opts};
 use std::path::Path;
 use vigil_testkit::render_bench::{p95, BenchReport};
 
 /// Print the table and, last, the JSON object.
-pub(crate) fn print(o: &Opts, manifest: &Manifest, pages: &[PageTimes], n_alerts: usize) {
+pub(crate) fn print(
+    o: &Opts,
+    manifest: &Manifest,
+    pages: &[PageTimes],
+    n_alerts: usize,
+    look: &Look,
+) {
     let on_disk = dir_bytes(&o.store.join("db"));
     println!(
         "== vigil console render bench over RocksDB: {} hosts, {} events, {} alerts ==",
@@ -45,6 +52,31 @@ pub(crate) fn print(o: &Opts, manifest: &Manifest, pages: &[PageTimes], n_alerts
             p.p(1.0)
         );
     }
+    let (checks, labels, alert_edges) = match look {
+        Look::Passed(s) => {
+            println!(
+                "browser checks (/graph {} h, Chromium): passed · {} labels, none overlapping · \
+                 {} alert edges highlighted ({} with an end in a group) covering the store's {} \
+                 host pairs behind alerts · {} nodes (cap {}), {} groups · {} edges, {} under \
+                 technique=T1021 · host click-through · overview tiles unclipped",
+                crate::look::HOURS,
+                s.labels,
+                s.alert_edges,
+                s.alert_edges_grouped,
+                s.alert_pairs,
+                s.nodes,
+                s.max_nodes,
+                s.groups,
+                s.edges,
+                s.edges_filtered
+            );
+            ("passed", s.labels, s.alert_edges)
+        }
+        Look::Skipped(why) => {
+            println!("browser checks: skipped ({why})");
+            ("skipped", 0, 0)
+        }
+    };
     let get = |name: &str| {
         pages
             .iter()
@@ -59,7 +91,12 @@ pub(crate) fn print(o: &Opts, manifest: &Manifest, pages: &[PageTimes], n_alerts
         p95_ms_alert: get("alert"),
         p95_ms_graph: get("graph"),
     };
-    println!("{}", report.json());
+    // The shared report's keys first, unchanged; the browser step's after.
+    let json = report.json();
+    println!(
+        "{},\"browser_checks\":\"{checks}\",\"browser_labels\":{labels},\"browser_alert_edges\":{alert_edges}}}",
+        json.strip_suffix('}').unwrap_or(&json)
+    );
 }
 
 /// Bytes of all files under `path`.
