@@ -2,14 +2,14 @@
 //! a data set into a running appliance through the real sensor uplink.
 
 use crate::replay::{
-    otrf_source, replay, synth_source, BoxedSource, LanlSource, Progress, ReplayOptions,
-    ReplayReport, TimeMode,
+    otrf_source, replay, synth_config, synth_source, BoxedSource, LanlSource, Progress,
+    ReplayOptions, ReplayReport, TimeMode,
 };
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vigil_datasets::synth::{SynthConfig, EPOCH_NS};
+use vigil_datasets::synth::EPOCH_NS;
 
 #[derive(Parser)]
 #[command(
@@ -219,17 +219,7 @@ fn open_source(source: ReplaySource) -> Result<(BoxedSource, ReplayArgs, Option<
                     humantime::format_duration(ago)
                 );
             }
-            let cfg = SynthConfig {
-                seed,
-                days,
-                attack_from_day: days / 2,
-                workstations: hosts,
-                windows_servers: (hosts / 6).clamp(4, 250),
-                linux_servers: (hosts / 10).clamp(4, 250),
-                admins: (hosts / 15).clamp(1, 100),
-                new_hires: (hosts / 15).min(100),
-                ..SynthConfig::default()
-            };
+            let cfg = synth_config(seed, days, hosts);
             let span = (
                 EPOCH_NS,
                 EPOCH_NS + u64::from(days) * 86_400 * 1_000_000_000,

@@ -26,7 +26,7 @@ mod hosts;
 pub mod sources;
 
 pub use engine::replay;
-pub use sources::{otrf_source, synth_source, BoxedSource, LanlIter, LanlSource};
+pub use sources::{otrf_source, synth_config, synth_source, BoxedSource, LanlIter, LanlSource};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -69,6 +69,28 @@ pub fn synth_source(
     })
 }
 
+/// The generator's enterprise behind `vigil replay synth --seed SEED --days
+/// DAYS --hosts WORKSTATIONS`: campaigns from day `DAYS / 2` on, servers,
+/// admins and new hires scaled with the workstations. Tests regenerate the
+/// replayed history's labels from it, so it is defined once here.
+pub fn synth_config(
+    seed: u64,
+    days: u32,
+    workstations: usize,
+) -> vigil_datasets::synth::SynthConfig {
+    vigil_datasets::synth::SynthConfig {
+        seed,
+        days,
+        attack_from_day: days / 2,
+        workstations,
+        windows_servers: (workstations / 6).clamp(4, 250),
+        linux_servers: (workstations / 10).clamp(4, 250),
+        admins: (workstations / 15).clamp(1, 100),
+        new_hires: (workstations / 15).min(100),
+        ..vigil_datasets::synth::SynthConfig::default()
+    }
+}
+
 /// LANL 2015 (`auth.txt[.gz]`, optional `proc.txt[.gz]` and
 /// `flows.txt[.gz]`, merged in time order) as a replay source. Every
 /// computer named in a line is declared before that line's event, with its
