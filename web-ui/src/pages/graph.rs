@@ -196,8 +196,23 @@ pub fn page(state: &ConsoleState, auth: &Authed, q: &GraphQuery) -> PageResult {
     Ok(render("Fleet graph", Nav::Graph, auth, body.into_any()))
 }
 
+/// The window choices offered in the form.
+const WINDOWS_H: [u64; 6] = [1, 6, 24, 72, 168, 720];
+
+/// The window choices, with the current window among them: a link or a
+/// typed URL may ask for any number of hours, and a select without it
+/// would show (and on "Apply" submit) its first choice instead.
+fn window_choices(hours: u64) -> Vec<u64> {
+    let mut choices = WINDOWS_H.to_vec();
+    if !choices.contains(&hours) {
+        choices.push(hours);
+        choices.sort_unstable();
+    }
+    choices
+}
+
 fn filter_form(q: &GraphQuery, hours: u64) -> impl IntoView {
-    let hour_opts = [1u64, 6, 24, 72, 168, 720]
+    let hour_opts = window_choices(hours)
         .into_iter()
         .map(|h| view! { <option value=h.to_string() selected={h == hours}>{format!("last {h} h")}</option> })
         .collect_view();
@@ -282,4 +297,23 @@ pub async fn handler(
     Query(q): Query<GraphQuery>,
 ) -> PageResult {
     off_runtime(move || page(&state, &auth, &q)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_select_shows_the_window_asked_for() {
+        assert_eq!(window_choices(24), WINDOWS_H.to_vec());
+        assert_eq!(window_choices(49), vec![1, 6, 24, 49, 72, 168, 720]);
+        let html = filter_form(&GraphQuery::default(), 49).to_html();
+        let selected: Vec<&str> = html
+            .split("<option")
+            .skip(1)
+            .filter(|o| o.contains("selected"))
+            .collect();
+        assert_eq!(selected.len(), 1, "{html}");
+        assert!(selected[0].contains("value=\"49\""), "{html}");
+    }
 }
