@@ -19,6 +19,8 @@ use vigil_tests::lab::{require_lab, Lab};
 mod detection_lab;
 #[path = "e2e/evidence_lab.rs"]
 mod evidence_lab;
+#[path = "e2e/fleet_console.rs"]
+mod fleet_console;
 #[path = "e2e/hostile_lab.rs"]
 mod hostile_lab;
 #[path = "e2e/response_lab.rs"]
