@@ -14,6 +14,8 @@ const LEFT: f64 = 50.0;
 const RIGHT: f64 = 10.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 24.0;
+/// Half the width of a date label ("05-27" at the axis font size).
+const LABEL_HALF_WIDTH: f64 = 18.0;
 
 /// What the values measure, for axis labels and titles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +121,16 @@ fn frame(max: f64, unit: Unit, x: &XAxis, xpos: &dyn Fn(usize) -> f64) -> AnyVie
         .iter()
         .enumerate()
         .filter(|(i, _)| x.every > 0 && i % x.every == 0)
-        .map(
-            |(i, l)| view! { <text class="taxis mid" x=f(xpos(i)) y=f(H - 6.0)>{l.clone()}</text> },
-        )
+        .map(|(i, l)| {
+            // a label centred on the last bucket would run past the edge
+            // and be cut ("05-2"): end it at the edge instead
+            let (class, at) = if xpos(i) + LABEL_HALF_WIDTH > W {
+                ("taxis end", W - 1.0)
+            } else {
+                ("taxis mid", xpos(i))
+            };
+            view! { <text class=class x=f(at) y=f(H - 6.0)>{l.clone()}</text> }
+        })
         .collect_view();
     view! {
         {grid}
@@ -394,6 +403,30 @@ mod tests {
         assert_eq!(html.matches("<title>").count(), 4);
         assert!(html.contains("d0 · critical: 1 (total 5)"), "{html}");
         assert!(html.contains(">d2<"));
+    }
+
+    #[test]
+    fn a_label_on_the_last_bucket_ends_at_the_edge_instead_of_being_cut() {
+        let series = vec![Series {
+            name: "events/s".into(),
+            class: "s-events".into(),
+            values: vec![1.0; 7],
+        }];
+        let x = XAxis {
+            labels: (0..7).map(|i| format!("05-2{i}")).collect(),
+            every: 1,
+        };
+        let html = line_chart(&x, &series, Unit::PerSecond).to_html();
+        let last = format!(
+            "x=\"{}\" y=\"{}\" class=\"taxis end\">05-26<",
+            f(W - 1.0),
+            f(H - 6.0)
+        );
+        assert!(html.contains(&last), "{html}");
+        assert!(
+            html.contains("class=\"taxis mid\""),
+            "inner labels stay centred"
+        );
     }
 
     #[test]
