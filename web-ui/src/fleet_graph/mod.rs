@@ -5,7 +5,8 @@
 //! What is drawn, so 10 hosts and 10,000 read the same way:
 //! - *focus* hosts: the ends of edges behind an alert (a hop of an
 //!   incident's path) and of edges first seen in the window, plus hosts the
-//!   analyst filtered on, at most [`Limits::focus_hosts`];
+//!   analyst filtered on, at most [`Limits::focus_hosts`] — except that
+//!   hosts behind alerts may fill every one of [`Limits::hosts`];
 //! - their *neighbourhood*: the hosts they talk to over routine edges, the
 //!   busiest first, until [`Limits::hosts`] hosts are drawn;
 //! - every other host folded into its *group* ([`group`]: role from the
@@ -41,7 +42,8 @@ use vigil_proto::query::{AlertRecord, EdgeRecord, HostSummary};
 /// How much is drawn at most.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Hosts drawn for their alert or new edges (or a filter).
+    /// Hosts drawn for their new edges (or a filter); hosts behind alerts
+    /// may go beyond it, up to `hosts`.
     pub focus_hosts: usize,
     /// Hosts drawn one by one, focus included.
     pub hosts: usize,
@@ -329,6 +331,10 @@ fn prune(nodes: Vec<Node>, edges: &mut [Edge], pinned: &HashSet<HostId>) -> Vec<
     kept
 }
 
+/// A host's focus score per alert edge it is on (pinned hosts score 2^40,
+/// new edges 1 each).
+const ALERT_SCORE: u64 = 1 << 20;
+
 /// Focus hosts (alert hops, new edges, pinned), then their busiest routine
 /// neighbours, up to the limits. A folded fan-out edge counts for its
 /// source only, and makes no neighbours.
@@ -350,7 +356,7 @@ fn choose_hosts(
             continue;
         }
         let s = if !alerts.is_empty() {
-            1 << 20
+            ALERT_SCORE
         } else if e.first_seen_ns >= input.since_ns {
             1
         } else {
@@ -364,10 +370,16 @@ fn choose_hosts(
     }
     let mut focus: Vec<(HostId, u64)> = score.into_iter().collect();
     focus.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Hosts behind alerts may take every drawn slot, not just the focus
+    // share: an analyst must see the attacked host named, not folded into
+    // "ws-hr (540)" (the 10,000-host bench store has ~90 such hosts a week).
     let mut drawn: Vec<HostId> = focus
         .into_iter()
-        .take(limits.focus_hosts.min(limits.hosts))
-        .map(|(h, _)| h)
+        .enumerate()
+        .take_while(|(i, (_, s))| {
+            *i < limits.hosts && (*i < limits.focus_hosts || *s >= ALERT_SCORE)
+        })
+        .map(|(_, (h, _))| h)
         .collect();
     let chosen: HashSet<HostId> = drawn.iter().copied().collect();
     let mut near: HashMap<HostId, u64> = HashMap::new();

@@ -136,6 +136,36 @@ fn host_node_of(g: &FleetGraph, i: u64) -> Option<&Node> {
         .find(|n| n.kind == NodeKind::Host(HostId(0x1000 + i)))
 }
 
+/// More hosts behind alerts than the focus share: every one is still drawn
+/// by name (up to the host cap), none folded into its role group.
+#[test]
+fn hosts_behind_alerts_go_beyond_the_focus_share() {
+    let (hosts, mut edges, mut alerts) = fleet(10_000);
+    let limits = Limits::default();
+    let pairs = (limits.focus_hosts as u64) / 2 + 10; // 80 hosts > 60
+    for p in 0..pairs {
+        let (a, b) = (5_000 + 2 * p, 5_001 + 2 * p);
+        edges.push(edge(a, b, 22, NOW - 600));
+        alerts.push(incident(1_000 + p, &[a, b]));
+    }
+    let input = Input {
+        hosts: &hosts,
+        edges: &edges,
+        alerts: &alerts,
+        since_ns: NOW - DAY,
+        pinned: &HashSet::new(),
+    };
+    let g = build(&input, &limits);
+    let named = (0..pairs)
+        .flat_map(|p| [5_000 + 2 * p, 5_001 + 2 * p])
+        .filter(|h| host_node_of(&g, *h).is_some())
+        .count();
+    assert_eq!(named as u64, 2 * pairs, "alert hosts drawn by name");
+    assert!(2 * pairs as usize > limits.focus_hosts);
+    assert!(g.nodes.len() <= limits.max_nodes());
+    assert_labels_apart(&g);
+}
+
 #[test]
 fn the_incident_is_drawn_and_labelled_at_every_size() {
     for n in [10, 60, 1_000, 10_000] {
