@@ -215,21 +215,14 @@ async fn sixty_replayed_hosts_fleet_graph_and_overview_in_chromium() {
 }
 
 /// Lines of the fleet graph as `[class, from node href, to node href,
-/// edge href]`: each line's ends are matched to the circles they start
-/// and stop at (a line starts on its source's rim and stops 3 px before
-/// its target's, for the arrowhead: `fleet_graph::render`).
+/// edge href]`, the ends' node links as the line carries them
+/// (`data-from`/`data-to`, `fleet_graph::render`): matching ends to
+/// circles by geometry mistook two nodes drawn close together.
 const EDGE_ENDS: &str = r#"
-const nodes = [...document.querySelectorAll('svg.graph.fleet circle')].map(c => ({
-  x: +c.getAttribute('cx'), y: +c.getAttribute('cy'), r: +c.getAttribute('r'), href: c.parentElement.getAttribute('href')
-}));
-const near = (x, y, gap) => nodes.reduce((b, n) => {
-  const d = Math.abs(Math.hypot(n.x - x, n.y - y) - n.r - gap);
-  return d < b.d ? { d, href: n.href } : b;
-}, { d: Infinity, href: null }).href;
 return [...document.querySelectorAll('svg.graph.fleet line.edge')].map(l => [
   l.getAttribute('class'),
-  near(+l.getAttribute('x1'), +l.getAttribute('y1'), 0),
-  near(+l.getAttribute('x2'), +l.getAttribute('y2'), 3),
+  l.getAttribute('data-from'),
+  l.getAttribute('data-to'),
   l.parentElement.getAttribute('href'),
 ]);
 "#;

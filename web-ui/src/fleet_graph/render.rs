@@ -44,7 +44,9 @@ fn edge_view(g: &FleetGraph, e: &Edge) -> impl IntoView {
     let (a, b) = (&g.nodes[e.from], &g.nodes[e.to]);
     let (dx, dy) = (b.x - a.x, b.y - a.y);
     let len = (dx * dx + dy * dy).sqrt().max(1.0);
-    // Start and stop at the circles' rims so the arrowhead shows.
+    // Start and stop at the circles' rims so the arrowhead shows. The ends'
+    // node links ride along (data-from/-to): two nodes drawn close together
+    // make the geometry alone ambiguous for anything reading the picture.
     let (x1, y1) = (a.x + dx / len * a.r, a.y + dy / len * a.r);
     let (x2, y2) = (b.x - dx / len * (b.r + 3.0), b.y - dy / len * (b.r + 3.0));
     let label = e.label_at.as_ref().map(|(text, p)| {
@@ -53,7 +55,8 @@ fn edge_view(g: &FleetGraph, e: &Edge) -> impl IntoView {
     view! {
         <a href=e.href.clone()>
             <title>{e.title.clone()}</title>
-            <line class=edge_class(e) x1=f(x1) y1=f(y1) x2=f(x2) y2=f(y2)></line>
+            <line class=edge_class(e) x1=f(x1) y1=f(y1) x2=f(x2) y2=f(y2)
+                data-from=a.href.clone() data-to=b.href.clone()></line>
             {label}
         </a>
     }
